@@ -1,0 +1,1 @@
+//! Burn backend extension running bitnet-kernels' ternary ops on burn-ndarray tensors

@@ -1,0 +1,1 @@
+//! Hugging Face BitNet checkpoints: config.json, safetensors shards, ternary weight layouts

@@ -1,0 +1,1 @@
+//! BitNet b1.58 model, KV cache, forward pass, sampling and generation

@@ -1,0 +1,1 @@
+//! Ternary (BitNet b1.58) kernels: one op trait, one implementation per ISA, chosen at run time

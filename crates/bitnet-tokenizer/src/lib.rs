@@ -1,0 +1,1 @@
+//! Tokenizers for BitNet models: GGUF metadata or tokenizer.json, chat templates

@@ -1,0 +1,82 @@
+//! Run-time ISA selection: detect once, keep every usable implementation reachable.
+//!
+//! [`detect`] picks the best implementation for this CPU the first time it is called and
+//! caches it in a `OnceLock`; [`available`] lists every implementation the CPU can run
+//! (tests compare each against scalar); [`by_id`] selects one explicitly (for tuning or
+//! to reproduce a receipt). Scalar is always available, so selection never fails.
+
+use crate::op::TernaryOps;
+use crate::scalar::Scalar;
+use std::sync::OnceLock;
+
+static SCALAR: Scalar = Scalar;
+
+fn simd_candidates() -> Vec<&'static dyn TernaryOps> {
+    Vec::new()
+}
+
+/// Every implementation usable on this CPU, best first; the last is always scalar.
+pub fn available() -> Vec<&'static dyn TernaryOps> {
+    let mut v = simd_candidates();
+    v.push(&SCALAR);
+    v
+}
+
+/// The best implementation for this CPU, detected once.
+pub fn detect() -> &'static dyn TernaryOps {
+    static BEST: OnceLock<&'static dyn TernaryOps> = OnceLock::new();
+    *BEST.get_or_init(|| available()[0])
+}
+
+/// The implementation with id `id` (e.g. `"i2s/avx2"`), if this CPU can run it.
+pub fn by_id(id: &str) -> Option<&'static dyn TernaryOps> {
+    available().into_iter().find(|o| o.id() == id)
+}
+
+/// Ids of every implementation compiled for this architecture (usable or not).
+pub fn known_ids() -> &'static [&'static str] {
+    #[cfg(target_arch = "x86_64")]
+    {
+        &["i2s/avx512vnni", "i2s/avx2", "i2s/scalar"]
+    }
+    #[cfg(target_arch = "aarch64")]
+    {
+        &["i2s/neon", "i2s/scalar"]
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    {
+        &["i2s/scalar"]
+    }
+}
+
+/// CPU features relevant to the kernels that this CPU has (for receipts).
+pub fn cpu_features() -> Vec<&'static str> {
+    let mut v = Vec::new();
+    #[cfg(target_arch = "x86_64")]
+    {
+        macro_rules! probe {
+            ($($f:tt),*) => { $( if std::arch::is_x86_feature_detected!($f) { v.push($f); } )* };
+        }
+        probe!(
+            "sse4.1",
+            "ssse3",
+            "avx",
+            "avx2",
+            "fma",
+            "f16c",
+            "avx512f",
+            "avx512bw",
+            "avx512vl",
+            "avx512vnni",
+            "avxvnni"
+        );
+    }
+    #[cfg(target_arch = "aarch64")]
+    {
+        macro_rules! probe {
+            ($($f:tt),*) => { $( if std::arch::is_aarch64_feature_detected!($f) { v.push($f); } )* };
+        }
+        probe!("neon", "fp16", "dotprod", "i8mm", "sve");
+    }
+    v
+}

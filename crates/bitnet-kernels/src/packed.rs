@@ -1,0 +1,262 @@
+//! The kernel weight layout ([`PackedTernary`]) and the output view kernels write into.
+//!
+//! # Layout `i2s128`
+//! Each row is padded to a multiple of 128 columns and stored as 32-byte blocks in the
+//! I2_S interleave: byte `k` of block `b` holds the codes of columns `128b+k`, `+32`, `+64`,
+//! `+96` in bits 7:6, 5:4, 3:2, 1:0, with code `c = value + 1` (so 0/1/2 = -1/0/+1, exactly
+//! I2_S's codes). Padding columns get code 1 (weight 0), so kernels can run whole blocks
+//! and only the activations need a zero tail.
+//!
+//! Why this layout: GEMV is memory bound, and 2 bits per weight is the least any
+//! byte-aligned SIMD decode can stream (0.25 byte/weight). The interleave makes the decode
+//! four shift+mask operations on a whole vector: one 32-byte load yields four 32-lane code
+//! vectors lined up with four *contiguous* 32-byte slices of the activations (AVX2 uses it
+//! as is, NEON as two 16-byte halves, VNNI feeds it to `vpdpbusd`). Rows are padded
+//! separately (unlike I2_S, whose blocks run across rows) so that any row range can be
+//! handed to a thread. For `cols % 128 == 0` a row is byte-identical to the I2_S bytes.
+
+use crate::TernaryWeights;
+use std::marker::PhantomData;
+use std::ops::Range;
+use std::ptr::NonNull;
+
+/// Columns per packed block.
+pub const BLOCK: usize = 128;
+/// Bytes per packed block.
+pub const BLOCK_BYTES: usize = 32;
+/// Id of the one packed layout all current kernels stream.
+pub const LAYOUT_I2S128: &str = "i2s128";
+
+/// Ternary weights repacked once at load time into the layout the kernels stream (see the
+/// module doc). Opaque: build it with [`crate::Kernels::pack`] or [`crate::TernaryOps::pack`].
+#[derive(Clone, PartialEq)]
+pub struct PackedTernary {
+    rows: usize,
+    cols: usize,
+    row_bytes: usize,
+    scale: f32,
+    layout: &'static str,
+    data: Vec<u8>,
+}
+
+impl std::fmt::Debug for PackedTernary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PackedTernary")
+            .field("rows", &self.rows)
+            .field("cols", &self.cols)
+            .field("scale", &self.scale)
+            .field("layout", &self.layout)
+            .field("size_bytes", &self.data.len())
+            .finish()
+    }
+}
+
+impl PackedTernary {
+    /// Packs `w` into layout `i2s128`.
+    ///
+    /// # Panics
+    /// If `w.values.len() != w.rows * w.cols` or a value is outside `-1..=1` (a
+    /// [`TernaryWeights`] breaking its own invariant is a programming error; decoders of
+    /// untrusted bytes return errors before this point).
+    pub fn pack_i2s128(w: &TernaryWeights) -> Self {
+        assert_eq!(
+            w.values.len(),
+            w.rows * w.cols,
+            "TernaryWeights: values.len() != rows * cols"
+        );
+        let blocks = w.cols.div_ceil(BLOCK);
+        let row_bytes = blocks * BLOCK_BYTES;
+        // 0x55 = four codes 1 (weight 0): padding stays zero weight.
+        let mut data = vec![0x55u8; row_bytes * w.rows];
+        if w.cols > 0 {
+            for (row, out) in w
+                .values
+                .chunks_exact(w.cols)
+                .zip(data.chunks_exact_mut(row_bytes))
+            {
+                for (c, &v) in row.iter().enumerate() {
+                    assert!(
+                        (-1..=1).contains(&v),
+                        "TernaryWeights: value {v} is not ternary"
+                    );
+                    let (b, within) = (c / BLOCK, c % BLOCK);
+                    let (j, k) = (within / 32, within % 32);
+                    let shift = 6 - 2 * j;
+                    let byte = &mut out[b * BLOCK_BYTES + k];
+                    *byte = (*byte & !(3 << shift)) | (((v + 1) as u8) << shift);
+                }
+            }
+        }
+        Self {
+            rows: w.rows,
+            cols: w.cols,
+            row_bytes,
+            scale: w.scale,
+            layout: LAYOUT_I2S128,
+            data,
+        }
+    }
+
+    /// Output features.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+    /// Input features.
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+    /// Per-tensor weight scale.
+    pub fn scale(&self) -> f32 {
+        self.scale
+    }
+    /// Id of the packed layout (part of the kernel ids reported in receipts).
+    pub fn layout_id(&self) -> &'static str {
+        self.layout
+    }
+    /// Bytes of packed weights: what one GEMV streams from memory.
+    pub fn size_bytes(&self) -> usize {
+        self.data.len()
+    }
+    /// Bytes per packed row (`ceil(cols / 128) * 32`).
+    pub fn row_bytes(&self) -> usize {
+        self.row_bytes
+    }
+    /// Number of 128-column blocks per row.
+    pub fn blocks(&self) -> usize {
+        self.row_bytes / BLOCK_BYTES
+    }
+    /// Packed bytes of row `r`.
+    ///
+    /// # Panics
+    /// If `r >= rows`.
+    #[inline]
+    pub fn row(&self, r: usize) -> &[u8] {
+        &self.data[r * self.row_bytes..(r + 1) * self.row_bytes]
+    }
+    /// Code (`value + 1`) of element `(r, c)`; padding columns read as 1.
+    #[inline]
+    pub fn code(&self, r: usize, c: usize) -> u8 {
+        let (b, within) = (c / BLOCK, c % BLOCK);
+        let (j, k) = (within / 32, within % 32);
+        (self.row(r)[b * BLOCK_BYTES + k] >> (6 - 2 * j)) & 3
+    }
+    /// Decodes back to canonical form (for tests and cross-checks).
+    pub fn unpack(&self) -> TernaryWeights {
+        let mut values = Vec::with_capacity(self.rows * self.cols);
+        for r in 0..self.rows {
+            values.extend((0..self.cols).map(|c| self.code(r, c) as i8 - 1));
+        }
+        TernaryWeights {
+            rows: self.rows,
+            cols: self.cols,
+            values,
+            scale: self.scale,
+        }
+    }
+}
+
+/// A mutable view of rows `start..end` of every token of an output matrix `y: [n][stride]`.
+///
+/// Kernels split output rows across threads, but with `n > 1` tokens one thread's rows are
+/// `n` separate slices of `y`. This view hands them out safely: views made by
+/// [`OutRows::split_at`] cover disjoint rows, and [`OutRows::token`] borrows `&mut self`.
+pub struct OutRows<'a> {
+    ptr: NonNull<f32>,
+    n: usize,
+    stride: usize,
+    rows: Range<usize>,
+    _borrow: PhantomData<&'a mut [f32]>,
+}
+
+// SAFETY: an `OutRows` is a unique borrow of disjoint parts of a `&mut [f32]`.
+unsafe impl Send for OutRows<'_> {}
+
+impl<'a> OutRows<'a> {
+    /// Views all of `y: [n][stride]`.
+    ///
+    /// # Panics
+    /// If `y.len() != n * stride`.
+    pub fn new(y: &'a mut [f32], n: usize, stride: usize) -> Self {
+        assert_eq!(y.len(), n * stride, "output length != n * rows");
+        Self {
+            ptr: NonNull::from(y).cast(),
+            n,
+            stride,
+            rows: 0..stride,
+            _borrow: PhantomData,
+        }
+    }
+    /// Tokens (`n`).
+    pub fn n(&self) -> usize {
+        self.n
+    }
+    /// Output rows this view covers.
+    pub fn rows(&self) -> Range<usize> {
+        self.rows.clone()
+    }
+    /// Full row count of the matrix (`stride`).
+    pub fn stride(&self) -> usize {
+        self.stride
+    }
+    /// `y[t][rows]` for token `t`.
+    ///
+    /// # Panics
+    /// If `t >= n`.
+    #[inline]
+    pub fn token(&mut self, t: usize) -> &mut [f32] {
+        assert!(t < self.n, "token {t} out of range (n = {})", self.n);
+        // SAFETY: `t < n` and `rows` lies in `0..stride`, so the range is inside the
+        // borrowed slice; this view is the only one covering these rows, and the returned
+        // slice borrows `self` mutably.
+        unsafe {
+            std::slice::from_raw_parts_mut(
+                self.ptr.as_ptr().add(t * self.stride + self.rows.start),
+                self.rows.len(),
+            )
+        }
+    }
+    /// Splits into rows `start..mid` and `mid..end` (`mid` is absolute, clamped).
+    pub fn split_at(self, mid: usize) -> (OutRows<'a>, OutRows<'a>) {
+        let mid = mid.clamp(self.rows.start, self.rows.end);
+        let a = OutRows {
+            ptr: self.ptr,
+            n: self.n,
+            stride: self.stride,
+            rows: self.rows.start..mid,
+            _borrow: PhantomData,
+        };
+        let b = OutRows {
+            ptr: self.ptr,
+            n: self.n,
+            stride: self.stride,
+            rows: mid..self.rows.end,
+            _borrow: PhantomData,
+        };
+        (a, b)
+    }
+}
+
+// SAFETY: through `&OutRows` nothing can be written (`token` needs `&mut`); the only
+// shared-access writer is the crate-private, unsafe `sub`.
+unsafe impl Sync for OutRows<'_> {}
+
+impl OutRows<'_> {
+    /// A view of `rows` (absolute, inside this view's rows) sharing this view's borrow.
+    ///
+    /// # Safety
+    /// Views obtained this way that are alive at the same time must cover disjoint rows,
+    /// and `self` must not be written through meanwhile.
+    pub(crate) unsafe fn sub(&self, rows: Range<usize>) -> OutRows<'_> {
+        assert!(
+            rows.start <= rows.end && rows.start >= self.rows.start && rows.end <= self.rows.end,
+            "sub-view rows out of range"
+        );
+        OutRows {
+            ptr: self.ptr,
+            n: self.n,
+            stride: self.stride,
+            rows,
+            _borrow: PhantomData,
+        }
+    }
+}

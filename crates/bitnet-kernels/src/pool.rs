@@ -1,0 +1,185 @@
+//! A small persistent thread pool that runs one borrowed job on every thread.
+//!
+//! Why not rayon: the kernels need "run this closure on threads 0..T, each takes a
+//! contiguous row range, wait for all", with no heap allocation per call (a receipt-grade
+//! claim we test). Rayon's injector queue allocates blocks as jobs are pushed, and
+//! `scope` boxes its spawns. This pool instead publishes a pointer to a closure living on
+//! the caller's stack under a mutex, bumps an epoch, and wakes the workers with a condvar;
+//! the caller runs part 0 itself and waits until every worker has finished, so the
+//! borrowed closure outlives all uses. `Mutex`/`Condvar` are futex based on Linux: no
+//! allocation. Workers spin briefly before sleeping, because GEMV calls are ~10-500 us
+//! and a futex wake-up would otherwise be a visible part of each.
+
+use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+
+type Job = dyn Fn(usize) + Sync;
+
+/// Spin iterations (each a `pause`, ~20-60 ns) before a worker sleeps on the condvar.
+const SPIN: u32 = 2_000;
+
+/// A lifetime-erased pointer to the current job (valid until `pending` reaches 0).
+#[derive(Clone, Copy)]
+struct JobPtr(*const Job);
+// SAFETY: the pointee is `Sync`, and `run` keeps it alive until every worker is done.
+unsafe impl Send for JobPtr {}
+
+struct State {
+    epoch: u64,
+    job: Option<JobPtr>,
+    pending: usize,
+    panicked: bool,
+    shutdown: bool,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    start: Condvar,
+    done: Condvar,
+    /// Mirror of `state.epoch`, read by spinning workers without the lock.
+    epoch: AtomicU64,
+}
+
+fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Persistent pool of `threads - 1` workers plus the calling thread.
+pub(crate) struct Pool {
+    threads: usize,
+    shared: Arc<Shared>,
+    handles: Vec<JoinHandle<()>>,
+    /// Serialises `run` calls coming from different caller threads.
+    caller: Mutex<()>,
+}
+
+impl Pool {
+    /// Creates a pool running jobs on `threads` threads (at least 1; 1 spawns nothing).
+    pub(crate) fn new(threads: usize) -> Self {
+        let threads = threads.max(1);
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                epoch: 0,
+                job: None,
+                pending: 0,
+                panicked: false,
+                shutdown: false,
+            }),
+            start: Condvar::new(),
+            done: Condvar::new(),
+            epoch: AtomicU64::new(0),
+        });
+        let handles = (1..threads)
+            .map(|i| {
+                let shared = Arc::clone(&shared);
+                std::thread::Builder::new()
+                    .name(format!("bitnet-kernels-{i}"))
+                    .spawn(move || worker(&shared, i))
+                    .expect("failed to spawn a kernel worker thread")
+            })
+            .collect();
+        Self {
+            threads,
+            shared,
+            handles,
+            caller: Mutex::new(()),
+        }
+    }
+
+    pub(crate) fn threads(&self) -> usize {
+        self.threads
+    }
+
+    /// Runs `job(i)` for every `i in 0..threads` concurrently (`job(0)` on the caller) and
+    /// returns when all are done. A panic in any part is re-raised here.
+    pub(crate) fn run(&self, job: &(dyn Fn(usize) + Sync + '_)) {
+        if self.threads == 1 {
+            job(0);
+            return;
+        }
+        let _serial = self.caller.lock().unwrap_or_else(|e| e.into_inner());
+        // SAFETY (lifetime erasure): we wait below until `pending == 0`, i.e. until no
+        // worker uses the pointer any more, before returning (also when `job(0)` panics).
+        let ptr: *const Job =
+            unsafe { std::mem::transmute::<&(dyn Fn(usize) + Sync + '_), &'static Job>(job) };
+        {
+            let mut st = lock(&self.shared.state);
+            st.job = Some(JobPtr(ptr));
+            st.pending = self.threads - 1;
+            st.panicked = false;
+            st.epoch += 1;
+            self.shared.epoch.store(st.epoch, Ordering::Release);
+        }
+        self.shared.start.notify_all();
+        let mine = catch_unwind(AssertUnwindSafe(|| job(0)));
+        let mut st = lock(&self.shared.state);
+        while st.pending > 0 {
+            st = self.shared.done.wait(st).unwrap_or_else(|e| e.into_inner());
+        }
+        st.job = None;
+        let theirs = st.panicked;
+        drop(st);
+        if let Err(payload) = mine {
+            resume_unwind(payload);
+        }
+        assert!(!theirs, "a kernel worker thread panicked");
+    }
+}
+
+fn worker(shared: &Shared, index: usize) {
+    let mut seen = 0u64;
+    loop {
+        // Spin a little: the next GEMV usually follows within microseconds.
+        for _ in 0..SPIN {
+            if shared.epoch.load(Ordering::Acquire) != seen {
+                break;
+            }
+            std::hint::spin_loop();
+        }
+        let job = {
+            let mut st = lock(&shared.state);
+            while st.epoch == seen && !st.shutdown {
+                st = shared.start.wait(st).unwrap_or_else(|e| e.into_inner());
+            }
+            if st.shutdown {
+                return;
+            }
+            seen = st.epoch;
+            st.job
+        };
+        let ok = match job {
+            // SAFETY: `run` keeps the job alive until `pending` drops to 0 below.
+            Some(JobPtr(p)) => catch_unwind(AssertUnwindSafe(|| unsafe { (*p)(index) })).is_ok(),
+            None => true,
+        };
+        let mut st = lock(&shared.state);
+        if !ok {
+            st.panicked = true;
+        }
+        st.pending -= 1;
+        if st.pending == 0 {
+            shared.done.notify_all();
+        }
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        lock(&self.shared.state).shutdown = true;
+        self.shared.start.notify_all();
+        for h in self.handles.drain(..) {
+            let _ = h.join();
+        }
+    }
+}
+
+/// Contiguous chunk `part` of `0..total` split into `parts` near-equal pieces.
+pub(crate) fn chunk(total: usize, parts: usize, part: usize) -> std::ops::Range<usize> {
+    let base = total / parts;
+    let extra = total % parts;
+    let start = part * base + part.min(extra);
+    let len = base + usize::from(part < extra);
+    start..start + len
+}

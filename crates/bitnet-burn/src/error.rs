@@ -1,0 +1,73 @@
+//! Errors of the Burn extension: each variant names the op or weight field that is wrong.
+
+/// What went wrong in a `bitnet-burn` call.
+#[derive(Debug, thiserror::Error)]
+pub enum BurnError {
+    /// [`bitnet_kernels::TernaryWeights::values`] does not hold `rows * cols` entries.
+    #[error("ternary weights: values has {got} entries, expected rows * cols = {rows} * {cols}")]
+    WeightLength {
+        /// `TernaryWeights::rows`.
+        rows: usize,
+        /// `TernaryWeights::cols`.
+        cols: usize,
+        /// `values.len()`.
+        got: usize,
+    },
+    /// A weight value is not -1, 0 or +1.
+    #[error(
+        "ternary weights: value {value} at index {index} (row {row}, col {col}) is not -1, 0 or +1"
+    )]
+    NotTernary {
+        /// The offending value.
+        value: i8,
+        /// Its index in `values`.
+        index: usize,
+        /// Its row.
+        row: usize,
+        /// Its column.
+        col: usize,
+    },
+    /// The per-tensor weight scale is NaN or infinite.
+    #[error("ternary weights: scale {0} is not finite")]
+    NonFiniteScale(f32),
+    /// The input is not a 2-D `[n, in_features]` tensor.
+    #[error("{op}: input must be 2-D [n, in_features], got shape {shape:?}")]
+    InputRank {
+        /// The op that was called.
+        op: &'static str,
+        /// The input's shape.
+        shape: Vec<usize>,
+    },
+    /// The input's feature dimension does not match the weight's columns.
+    #[error(
+        "{op}: input has {got} features per row but the weight has {expected} columns (input shape {shape:?})"
+    )]
+    InputFeatures {
+        /// The op that was called.
+        op: &'static str,
+        /// Weight columns (in_features).
+        expected: usize,
+        /// Input features.
+        got: usize,
+        /// The input's shape.
+        shape: Vec<usize>,
+    },
+    /// `n * out_features` does not fit in `usize`.
+    #[error("{op}: output of {n} x {rows} elements overflows usize")]
+    OutputTooLarge {
+        /// The op that was called.
+        op: &'static str,
+        /// Input rows.
+        n: usize,
+        /// Output features.
+        rows: usize,
+    },
+    /// Burn could not read the input tensor's data as f32.
+    #[error("{op}: cannot read the input tensor as f32: {reason}")]
+    InputData {
+        /// The op that was called.
+        op: &'static str,
+        /// Burn's error, formatted.
+        reason: String,
+    },
+}

@@ -11,6 +11,19 @@ use std::sync::OnceLock;
 
 static SCALAR: Scalar = Scalar;
 
+#[cfg(target_arch = "x86_64")]
+fn simd_candidates() -> Vec<&'static dyn TernaryOps> {
+    let mut v: Vec<&'static dyn TernaryOps> = Vec::new();
+    if let Some(ops) = crate::x86::avx512::Avx512Vnni::get() {
+        v.push(ops);
+    }
+    if let Some(ops) = crate::x86::avx2::Avx2::get() {
+        v.push(ops);
+    }
+    v
+}
+
+#[cfg(not(target_arch = "x86_64"))]
 fn simd_candidates() -> Vec<&'static dyn TernaryOps> {
     Vec::new()
 }

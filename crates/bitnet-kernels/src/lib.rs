@@ -23,6 +23,8 @@ mod op;
 pub mod packed;
 mod pool;
 mod scalar;
+#[cfg(target_arch = "x86_64")]
+mod x86;
 
 pub use act_quant::quantize_row_reference;
 pub use dispatch::{available, by_id, cpu_features, detect, known_ids};

@@ -1,0 +1,86 @@
+//! AVX-512 VNNI implementation (`"i2s/avx512vnni"`): the AVX2 loop with the dot step done
+//! by one `vpdpbusd` per 32 codes (u8 x i8, four products summed into i32 lanes, exact,
+//! no intermediate i16). It uses the 256-bit (AVX-512VL) form: the layout's 32-byte blocks
+//! map onto it directly, and on the CPUs that have VNNI the decode, not the multiply, is
+//! the limit. Needs AVX-512F/VL/VNNI plus AVX2/FMA/F16C (for the shared quantiser and
+//! dense head), all detected at run time.
+
+use super::avx2::{f16_rows_avx2, f32_rows_avx2, quantize_row_avx2};
+use super::ternary::{DotStep, ternary_rows};
+use crate::op::{TernaryOps, check_ternary};
+use crate::packed::{OutRows, PackedTernary};
+use half::f16;
+use std::arch::x86_64::*;
+
+/// The AVX-512 VNNI ops.
+#[derive(Debug)]
+pub struct Avx512Vnni {
+    _private: (),
+}
+
+static AVX512VNNI: Avx512Vnni = Avx512Vnni { _private: () };
+
+impl Avx512Vnni {
+    /// The VNNI ops if this CPU has AVX-512F/VL/VNNI and AVX2/FMA/F16C.
+    pub(crate) fn get() -> Option<&'static Avx512Vnni> {
+        (is_x86_feature_detected!("avx512f")
+            && is_x86_feature_detected!("avx512vl")
+            && is_x86_feature_detected!("avx512vnni")
+            && is_x86_feature_detected!("avx2")
+            && is_x86_feature_detected!("fma")
+            && is_x86_feature_detected!("f16c"))
+        .then_some(&AVX512VNNI)
+    }
+}
+
+struct VnniStep;
+
+impl DotStep for VnniStep {
+    #[inline(always)]
+    unsafe fn step(acc: __m256i, c: &[__m256i; 4], q: *const i8) -> __m256i {
+        unsafe {
+            let acc = _mm256_dpbusd_epi32(acc, c[0], _mm256_loadu_si256(q as *const __m256i));
+            let acc =
+                _mm256_dpbusd_epi32(acc, c[1], _mm256_loadu_si256(q.add(32) as *const __m256i));
+            let acc =
+                _mm256_dpbusd_epi32(acc, c[2], _mm256_loadu_si256(q.add(64) as *const __m256i));
+            _mm256_dpbusd_epi32(acc, c[3], _mm256_loadu_si256(q.add(96) as *const __m256i))
+        }
+    }
+}
+
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vl,avx512vnni")]
+unsafe fn ternary_vnni(w: &PackedTernary, q: &[i8], scales: &[f32], out: &mut OutRows<'_>) {
+    unsafe { ternary_rows::<VnniStep>(w, q, scales, out) }
+}
+
+impl TernaryOps for Avx512Vnni {
+    fn id(&self) -> &'static str {
+        "i2s/avx512vnni"
+    }
+
+    fn isa(&self) -> &'static str {
+        "avx512vnni"
+    }
+
+    fn quantize_row(&self, x: &[f32], q: &mut [i8]) -> f32 {
+        // SAFETY: `get` checked AVX2/FMA/F16C.
+        unsafe { quantize_row_avx2(x, q) }
+    }
+
+    fn ternary_rows(&self, w: &PackedTernary, q: &[i8], scales: &[f32], out: &mut OutRows<'_>) {
+        check_ternary(w, q, scales.len(), out);
+        // SAFETY: features checked in `get`; lengths checked above.
+        unsafe { ternary_vnni(w, q, scales, out) }
+    }
+
+    fn f16_rows(&self, w: &[f16], cols: usize, x: &[f32], out: &mut OutRows<'_>) {
+        // SAFETY: `get` checked AVX2/FMA/F16C.
+        unsafe { f16_rows_avx2(w, cols, x, out) }
+    }
+
+    fn f32_rows(&self, w: &[f32], cols: usize, x: &[f32], out: &mut OutRows<'_>) {
+        // SAFETY: `get` checked AVX2/FMA/F16C.
+        unsafe { f32_rows_avx2(w, cols, x, out) }
+    }
+}

@@ -1,0 +1,292 @@
+//! Every ISA implementation available on this CPU equals the scalar reference exactly, and
+//! the scalar reference equals a naive f64 computation within float tolerance.
+//!
+//! Shapes are random (rows 1..300, cols 1..1100 including non-multiples of the 128-column
+//! block, n 1..5 tokens); data come from a seeded generator so a failing case is reproducible
+//! from the printed proptest inputs.
+
+use bitnet_kernels::{
+    Kernels, TernaryOps, TernaryWeights, available, by_id, quantize_row_reference,
+};
+use half::f16;
+use proptest::prelude::*;
+
+/// SplitMix64: small, seeded, good enough for test data.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    fn f32(&mut self) -> f32 {
+        (self.next() >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
+    }
+}
+
+fn weights(rng: &mut Rng, rows: usize, cols: usize) -> TernaryWeights {
+    TernaryWeights {
+        rows,
+        cols,
+        values: (0..rows * cols)
+            .map(|_| (rng.next() % 3) as i8 - 1)
+            .collect(),
+        scale: 0.5 + rng.f32().abs() * 2.0,
+    }
+}
+
+fn ops_name(ops: &dyn TernaryOps) -> &'static str {
+    ops.id()
+}
+
+#[test]
+fn scalar_is_always_available_and_ids_resolve() {
+    let all = available();
+    assert_eq!(all.last().unwrap().id(), "i2s/scalar");
+    for ops in &all {
+        assert_eq!(by_id(ops.id()).unwrap().id(), ops.id());
+        assert!(ops.id().starts_with("i2s/"));
+        assert!(ops.id().ends_with(ops.isa()));
+    }
+    assert_eq!(bitnet_kernels::detect().id(), all[0].id());
+    eprintln!(
+        "available: {:?}, cpu features: {:?}",
+        all.iter().map(|o| ops_name(*o)).collect::<Vec<_>>(),
+        bitnet_kernels::cpu_features()
+    );
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2")
+        && std::arch::is_x86_feature_detected!("fma")
+        && std::arch::is_x86_feature_detected!("f16c")
+    {
+        assert!(by_id("i2s/avx2").is_some());
+    }
+    #[cfg(target_arch = "aarch64")]
+    assert!(by_id("i2s/neon").is_some());
+}
+
+#[test]
+fn quantize_reference_known_values() {
+    // max|x| = 2 -> s = 63.5; 0.5 * 63.5 = 31.75 -> 32; ties round to even:
+    // x = 1/127 * k / 2 style values land exactly on .5 with s = 127.
+    let x = [2.0f32, -1.0, 0.5, 0.0];
+    let mut q = [0i8; 4];
+    let s = quantize_row_reference(&x, &mut q);
+    assert_eq!(s, 63.5);
+    assert_eq!(q, [127, -64, 32, 0]); // -63.5 -> -64 (even), 31.75 -> 32
+    let x = [1.0f32, 0.5 / 127.0 * 1.0, 1.5 / 127.0, 2.5 / 127.0];
+    let s = quantize_row_reference(&x, &mut q);
+    assert_eq!(s, 127.0);
+    let expect: Vec<i8> = x
+        .iter()
+        .map(|v| (v * 127.0f32).round_ties_even() as i8)
+        .collect();
+    assert_eq!(q.to_vec(), expect);
+    // All-zero rows use the 1e-5 floor.
+    let s = quantize_row_reference(&[0.0; 3], &mut q[..3]);
+    assert_eq!(s, 127.0 / 1e-5);
+    assert_eq!(&q[..3], &[0, 0, 0]);
+}
+
+fn check_quantize(x: &[f32]) {
+    let mut q_ref = vec![0i8; x.len()];
+    let s_ref = quantize_row_reference(x, &mut q_ref);
+    for ops in available() {
+        let mut q = vec![0i8; x.len()];
+        let s = ops.quantize_row(x, &mut q);
+        assert_eq!(s.to_bits(), s_ref.to_bits(), "{}: scale", ops.id());
+        assert_eq!(q, q_ref, "{}: codes", ops.id());
+    }
+}
+
+#[test]
+fn quantize_special_values() {
+    let mut x: Vec<f32> = (0..77).map(|i| (i as f32 - 38.0) / 76.0).collect();
+    check_quantize(&x);
+    x[5] = f32::NAN;
+    x[40] = f32::NAN;
+    check_quantize(&x);
+    x[7] = f32::INFINITY;
+    check_quantize(&x);
+    check_quantize(&[]);
+    check_quantize(&[1e-30; 40]);
+}
+
+/// `y[t][r]` computed in f64 from the same int8 activations.
+fn naive(w: &TernaryWeights, q: &[i8], scales: &[f32], n: usize) -> Vec<f64> {
+    let mut y = vec![0.0; n * w.rows];
+    for t in 0..n {
+        for r in 0..w.rows {
+            let dot: i64 = (0..w.cols)
+                .map(|c| i64::from(w.values[r * w.cols + c]) * i64::from(q[t * w.cols + c]))
+                .sum();
+            y[t * w.rows + r] = dot as f64 / f64::from(scales[t]) * f64::from(w.scale);
+        }
+    }
+    y
+}
+
+fn run_ternary(rows: usize, cols: usize, n: usize, seed: u64) {
+    let mut rng = Rng(seed);
+    let w = weights(&mut rng, rows, cols);
+    // Full int8 range, including -128 (which real quantisation never produces).
+    let q: Vec<i8> = (0..n * cols).map(|_| rng.next() as i8).collect();
+    let scales: Vec<f32> = (0..n).map(|_| 1.0 + rng.f32().abs() * 100.0).collect();
+
+    let scalar = Kernels::with_ops(by_id("i2s/scalar").unwrap(), 1);
+    let pw = scalar.pack(&w);
+    let mut y_ref = vec![0f32; n * rows];
+    scalar.ternary_matmul(&pw, &q, &scales, n, &mut y_ref);
+    let exact = naive(&w, &q, &scales, n);
+    for (i, (&a, &b)) in y_ref.iter().zip(&exact).enumerate() {
+        // One int->f32 conversion (exact below 2^24), one division and one multiplication.
+        let tol = 4.0 * f64::from(f32::EPSILON) * b.abs() + 1e-30;
+        assert!(
+            (f64::from(a) - b).abs() <= tol,
+            "scalar vs f64 at {i}: {a} vs {b}"
+        );
+    }
+    for ops in available() {
+        for threads in [1, 2] {
+            let k = Kernels::with_ops(ops, threads);
+            let p = k.pack(&w);
+            let mut y = vec![f32::NAN; n * rows];
+            k.ternary_matmul(&p, &q, &scales, n, &mut y);
+            let same = y
+                .iter()
+                .zip(&y_ref)
+                .all(|(a, b)| a.to_bits() == b.to_bits());
+            assert!(
+                same,
+                "{} threads={threads} {rows}x{cols} n={n}: differs from scalar",
+                ops.id()
+            );
+        }
+    }
+}
+
+fn run_quantize_and_float(rows: usize, cols: usize, n: usize, seed: u64) {
+    let mut rng = Rng(seed ^ 0xABCD);
+    let w = weights(&mut rng, rows, cols);
+    let x: Vec<f32> = (0..n * cols).map(|_| rng.f32() * 3.0).collect();
+    let wf16: Vec<f16> = (0..rows * cols).map(|_| f16::from_f32(rng.f32())).collect();
+    let wf32: Vec<f32> = wf16.iter().map(|v| v.to_f32()).collect();
+    for ops in available() {
+        let k = Kernels::with_ops(ops, 2);
+        // Quantisation: identical to the reference, row by row.
+        let mut q = vec![0i8; n * cols];
+        let mut s = vec![0f32; n];
+        k.quantize_rows(&x, n, &mut q, &mut s);
+        for t in 0..n {
+            let mut qr = vec![0i8; cols];
+            let sr = quantize_row_reference(&x[t * cols..(t + 1) * cols], &mut qr);
+            assert_eq!(s[t].to_bits(), sr.to_bits(), "{}", ops.id());
+            assert_eq!(q[t * cols..(t + 1) * cols], qr[..], "{}", ops.id());
+        }
+        // Float paths vs f64, relative to the magnitude of the summed terms.
+        let p = k.pack(&w);
+        let mut y = vec![0f32; n * rows];
+        k.ternary_matmul_f32(&p, &x, n, &mut y);
+        let mut yh = vec![0f32; n * rows];
+        k.f16_matmul(&wf16, rows, cols, &x, n, &mut yh);
+        let mut yf = vec![0f32; n * rows];
+        k.f32_matmul(&wf32, rows, cols, &x, n, &mut yf);
+        for t in 0..n {
+            for r in 0..rows {
+                let xt = &x[t * cols..(t + 1) * cols];
+                let (mut e, mut mag) = (0f64, 0f64);
+                let (mut d, mut dmag) = (0f64, 0f64);
+                for c in 0..cols {
+                    let term = f64::from(w.values[r * cols + c]) * f64::from(xt[c]);
+                    e += term;
+                    mag += term.abs();
+                    let dterm = f64::from(wf32[r * cols + c]) * f64::from(xt[c]);
+                    d += dterm;
+                    dmag += dterm.abs();
+                }
+                let e = e * f64::from(w.scale);
+                let mag = mag * f64::from(w.scale);
+                let got = f64::from(y[t * rows + r]);
+                assert!(
+                    (got - e).abs() <= 1e-5 * mag + 1e-6,
+                    "{} f32 ternary: {got} vs {e}",
+                    ops.id()
+                );
+                for (name, got) in [("f16", yh[t * rows + r]), ("f32", yf[t * rows + r])] {
+                    let got = f64::from(got);
+                    assert!(
+                        (got - d).abs() <= 1e-5 * dmag + 1e-6,
+                        "{} {name} dense: {got} vs {d}",
+                        ops.id()
+                    );
+                }
+            }
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 40, ..ProptestConfig::default() })]
+
+    #[test]
+    fn ternary_every_isa_equals_scalar(rows in 1usize..300, cols in 1usize..1100, n in 1usize..5, seed: u64) {
+        run_ternary(rows, cols, n, seed);
+    }
+
+    #[test]
+    fn quantize_and_float_paths(rows in 1usize..100, cols in 1usize..1100, n in 1usize..5, seed: u64) {
+        run_quantize_and_float(rows, cols, n, seed);
+    }
+
+    #[test]
+    fn quantize_every_isa_equals_reference(len in 0usize..700, seed: u64, scale in -8i32..8) {
+        let mut rng = Rng(seed);
+        let m = 2f32.powi(scale);
+        // Values on the half-integer grid of s make ties common.
+        let x: Vec<f32> = (0..len).map(|i| if i % 3 == 0 { (rng.next() % 255) as f32 / 2.0 - 63.5 } else { rng.f32() * m }).collect();
+        check_quantize(&x);
+    }
+}
+
+#[test]
+fn fixed_edge_shapes() {
+    // Exact block multiples, one-off tails, GEMM tiles of 1..=4 and more than a token chunk.
+    for &(rows, cols, n) in &[
+        (1, 1, 1),
+        (3, 128, 1),
+        (17, 127, 2),
+        (33, 129, 3),
+        (16, 256, 4),
+        (40, 384, 5),
+        (7, 2560, 1),
+        (20, 300, 70),
+        (64, 1024, 9),
+    ] {
+        run_ternary(rows, cols, n, (rows * 7919 + cols * 31 + n) as u64);
+    }
+}
+
+#[test]
+fn dispatch_counts_are_recorded() {
+    let k = Kernels::new(1);
+    let w = TernaryWeights {
+        rows: 4,
+        cols: 8,
+        values: vec![1; 32],
+        scale: 1.0,
+    };
+    let p = k.pack(&w);
+    let (q, s) = (vec![1i8; 8 * 2], vec![1.0f32; 2]);
+    let mut y = vec![0f32; 8];
+    k.ternary_matmul(&p, &q[..8], &s[..1], 1, &mut y[..4]);
+    k.ternary_matmul(&p, &q[..8], &s[..1], 1, &mut y[..4]);
+    k.ternary_matmul(&p, &q, &s, 2, &mut y);
+    assert_eq!(y, vec![8.0; 8]);
+    let id = k.ops().id();
+    assert_eq!(
+        k.dispatch_counts(),
+        vec![(format!("{id}:gemv"), 2), (format!("{id}:gemm"), 1)]
+    );
+}

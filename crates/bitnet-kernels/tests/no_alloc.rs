@@ -1,0 +1,87 @@
+//! Proves the steady-state hot path does not touch the heap: a counting global allocator
+//! (only in this test binary) sees zero allocations across repeated GEMV, GEMM,
+//! quantisation and dense-head calls, with 1 and 2 threads.
+
+use bitnet_kernels::{Kernels, TernaryWeights, available};
+use half::f16;
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+struct Counting;
+
+static COUNTING: AtomicBool = AtomicBool::new(false);
+static ALLOCS: AtomicU64 = AtomicU64::new(0);
+
+// SAFETY: forwards to `System`, only counting.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if COUNTING.load(Ordering::Relaxed) {
+            ALLOCS.fetch_add(1, Ordering::Relaxed);
+        }
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        if COUNTING.load(Ordering::Relaxed) {
+            ALLOCS.fetch_add(1, Ordering::Relaxed);
+        }
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+/// One test function only: the counter is global, and other tests running in parallel
+/// would allocate while it counts.
+#[test]
+fn hot_path_allocates_nothing_after_warm_up() {
+    let (rows, cols, n) = (256, 1000, 3);
+    let values = (0..rows * cols).map(|i| (i % 3) as i8 - 1).collect();
+    let w = TernaryWeights {
+        rows,
+        cols,
+        values,
+        scale: 0.7,
+    };
+    let x: Vec<f32> = (0..n * cols)
+        .map(|i| ((i * 37) % 101) as f32 / 50.0 - 1.0)
+        .collect();
+    let head: Vec<f16> = (0..rows * cols)
+        .map(|i| f16::from_f32((i % 7) as f32 / 7.0))
+        .collect();
+    for ops in available() {
+        for threads in [1, 2] {
+            let k = Kernels::with_ops(ops, threads);
+            let p = k.pack(&w);
+            let mut q = vec![0i8; n * cols];
+            let mut s = vec![0f32; n];
+            let mut y = vec![0f32; n * rows];
+            let mut run = |k: &Kernels| {
+                k.quantize_rows(&x[..cols], 1, &mut q[..cols], &mut s[..1]);
+                k.ternary_matmul(&p, &q[..cols], &s[..1], 1, &mut y[..rows]);
+                k.quantize_rows(&x, n, &mut q, &mut s);
+                k.ternary_matmul(&p, &q, &s, n, &mut y);
+                k.ternary_matmul_f32(&p, &x, n, &mut y);
+                k.f16_matmul(&head, rows, cols, &x[..cols], 1, &mut y[..rows]);
+            };
+            run(&k); // warm-up (thread start-up, lazy statics)
+            ALLOCS.store(0, Ordering::SeqCst);
+            COUNTING.store(true, Ordering::SeqCst);
+            for _ in 0..20 {
+                run(&k);
+            }
+            COUNTING.store(false, Ordering::SeqCst);
+            let allocs = ALLOCS.load(Ordering::SeqCst);
+            assert_eq!(
+                allocs,
+                0,
+                "{} threads={threads}: {allocs} heap allocations",
+                ops.id()
+            );
+            assert!(y.iter().all(|v| v.is_finite()));
+        }
+    }
+}

@@ -92,6 +92,11 @@ mode_doc() {
 }
 
 mode_msrv() {
+  if [ -n "${CARGO_MSRV:-}" ]; then # a cargo binary of Rust $MSRV (the Nix checks set it; no rustup there)
+    log "MSRV build with $CARGO_MSRV"
+    RUSTC="$(dirname "$CARGO_MSRV")/rustc" "$CARGO_MSRV" build --workspace --locked --target-dir target/msrv
+    return
+  fi
   ensure_msrv
   log "MSRV build with Rust $MSRV"
   cargo "+$MSRV" build --workspace --locked --target-dir target/msrv
@@ -136,14 +141,41 @@ mode_kernels_aarch64() {
 }
 
 mode_nix_eval() {
-  local kit="$ROOT/../shared/nix-eval"
-  if [ -z "${MIRROR:-}" ] || [ ! -x "$kit/validate-crane-flake.sh" ]; then
-    log "nix-eval: SKIPPED (set MIRROR to the folder holding the crane, rust-overlay and nixpkgs.lib snapshots; see ../shared/nix-eval/README.md)"
+  # Evaluates (never builds) the flake offline with the kit in ../shared/nix-eval,
+  # then lints the Nix files and workflows. Needs MIRROR: the folder holding the
+  # fetched crane, rust-overlay and nixpkgs.lib snapshots (owner+name/repo).
+  local kit=${NIX_EVAL_KIT:-"$ROOT/../shared/nix-eval"}
+  if [ -z "${MIRROR:-}" ] || [ ! -x "$kit/validate-crane-flake.sh" ] ||
+    [ ! -d "$MIRROR/ipetkov+crane/repo" ] || [ ! -d "$MIRROR/oxalica+rust-overlay/repo" ] ||
+    [ ! -d "$MIRROR/nix-community+nixpkgs.lib/repo" ]; then
+    log "nix-eval: SKIPPED, nothing was checked (needs MIRROR=<folder with ipetkov+crane, oxalica+rust-overlay, nix-community+nixpkgs.lib snapshots> and $kit; see its README.md)"
     return 0
   fi
-  log "nix-eval: validate-crane-flake.sh and lint-nix.sh"
-  "$kit/validate-crane-flake.sh" "$ROOT"
-  "$kit/lint-nix.sh" "$ROOT"
+  # The kit's nixpkgs stub lacks dockerTools (the OCI image) and darwin.signingUtils
+  # (crane on aarch64-darwin). Run a private copy of the kit whose stub adds them
+  # from nix/eval/nixpkgs-stub-extras.nix (evaluation-only, see that file).
+  local kitcopy=${XDG_CACHE_HOME:-$HOME/.cache}/nix-eval/kit-bitnet
+  rm -rf "$kitcopy" && mkdir -p "$kitcopy"
+  cp -r "$kit/." "$kitcopy/"
+  mv "$kitcopy/nixpkgs-stub/default.nix" "$kitcopy/nixpkgs-stub/stub-base.nix"
+  cp "$ROOT/nix/eval/nixpkgs-stub-extras.nix" "$kitcopy/nixpkgs-stub/bitnet-extras.nix"
+  cat >"$kitcopy/nixpkgs-stub/default.nix" <<'NIX'
+args: import ./stub-base.nix (args // { overlays = [ (import ./bitnet-extras.nix) ] ++ (args.overlays or [ ]); })
+NIX
+  # advisory-db (the audit check's database) is a fourth input: the fetched
+  # snapshot when there is one, else an empty stand-in (evaluation needs a path only).
+  local w=${NIXCHECK_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/nix-eval/check}
+  rm -rf "$w/inputs/advisory-db" && mkdir -p "$w/inputs/advisory-db"
+  if [ -d "$MIRROR/rustsec+advisory-db/repo" ]; then
+    git --git-dir="$MIRROR/rustsec+advisory-db/repo" archive HEAD | tar -x -C "$w/inputs/advisory-db"
+  else
+    log "nix-eval: no rustsec+advisory-db snapshot; the audit check evaluates against an empty stand-in"
+  fi
+  log "nix-eval: validate-crane-flake.sh (evaluation only: show, check --no-build --all-systems, drvPath, lock)"
+  NIXCHECK_DIR=$w EXTRA_OVERRIDES="--override-input advisory-db path:$w/inputs/advisory-db ${EXTRA_OVERRIDES:-}" \
+    "$kitcopy/validate-crane-flake.sh" "$ROOT"
+  log "nix-eval: lint-nix.sh (parse, deadnix, nixpkgs-fmt --check, actionlint)"
+  FORMAT_CHECK=1 "$kit/lint-nix.sh" "$ROOT"
 }
 
 run_mode() {

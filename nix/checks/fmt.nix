@@ -1,0 +1,6 @@
+# rustfmt --check over the workspace.
+{ bitnet, ... }:
+bitnet.craneLib.cargoFmt {
+  inherit (bitnet.commonArgs) pname version;
+  src = bitnet.cargoSrc;
+}

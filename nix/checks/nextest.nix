@@ -1,0 +1,13 @@
+# The test suite with cargo-nextest's `ci` profile (.config/nextest.toml), the
+# fixtures in the source; then the doc tests nextest does not run (as
+# `scripts/ci-local.sh nextest` does). The JUnit report is kept in the output.
+{ bitnet, ... }:
+bitnet.craneLib.cargoNextest (bitnet.commonArgs // {
+  inherit (bitnet) cargoArtifacts;
+  cargoExtraArgs = "--locked";
+  cargoNextestExtraArgs = "--workspace --all-targets --profile ci";
+  postCheck = ''
+    cp "''${CARGO_TARGET_DIR:-target}/nextest/ci/junit.xml" "$out/junit.xml"
+    cargoWithProfile test --workspace --doc --locked
+  '';
+})

@@ -1,0 +1,28 @@
+# `nix develop`: stable Rust (rust-src, clippy, rustfmt, rust-analyzer) and the
+# tools the checks use. `nix develop .#msrv`: the MSRV toolchain.
+{ pkgs, bitnet }:
+let
+  tools = [
+    pkgs.cargo-nextest
+    pkgs.cargo-deny
+    pkgs.pkg-config
+    pkgs.python3
+    pkgs.jq
+  ];
+  # No sccache or other wrapper from the user's environment; no incremental
+  # state (the same settings as scripts/ci-local.sh).
+  env = {
+    RUSTC_WRAPPER = "";
+    CARGO_INCREMENTAL = "0";
+  };
+in
+{
+  default = pkgs.mkShell {
+    packages = [ bitnet.devToolchain ] ++ tools;
+    inherit env;
+  };
+  msrv = pkgs.mkShell {
+    packages = [ bitnet.msrvDevToolchain ] ++ tools;
+    inherit env;
+  };
+}

@@ -1,0 +1,85 @@
+# The crane setup every package, check and shell shares: toolchains, source
+# filters, the common arguments and the one dependency layer (cargoArtifacts).
+{ pkgs, crane, advisory-db }:
+let
+  inherit (pkgs) lib;
+
+  root = ../.;
+  cargoToml = lib.importTOML ../Cargo.toml;
+
+  # MSRV from the workspace manifest (rust-version = "1.89"), as the full
+  # version rust-overlay names its toolchains by ("1.89.0").
+  msrv =
+    let
+      v = cargoToml.workspace.package.rust-version;
+    in
+    if builtins.length (lib.splitVersion v) == 2 then "${v}.0" else v;
+
+  # Stable Rust for builds and checks: rustc, cargo, clippy, rustfmt, rust-docs.
+  toolchain = pkgs.rust-bin.stable.latest.default;
+  # The same toolchain plus what an editor wants, for `nix develop`.
+  devToolchain = toolchain.override { extensions = [ "rust-src" "rust-analyzer" ]; };
+  # The MSRV toolchain only needs to compile; its shell gets clippy and rustfmt too.
+  msrvToolchain = pkgs.rust-bin.stable.${msrv}.minimal;
+  msrvDevToolchain = pkgs.rust-bin.stable.${msrv}.default;
+
+  craneLib = (crane.mkLib pkgs).overrideToolchain (_: toolchain);
+  craneLibMsrv = (crane.mkLib pkgs).overrideToolchain (_: msrvToolchain);
+
+  # Rust sources and every *.toml (Cargo files, .config/nextest.toml,
+  # deny.toml): what compiling needs. Same set as cleanCargoSource.
+  cargoFiles = craneLib.fileset.commonCargoSources root;
+  cargoSrc = lib.fileset.toSource {
+    inherit root;
+    fileset = cargoFiles;
+  };
+
+  # What running the tests needs on top: the fixtures (models, tokenizers,
+  # reference logits: .safetensors, .gguf, .npy, .json, .jsonl) and the
+  # scripts the hermetic ci-local.sh checks run. cleanCargoSource alone
+  # drops all of these.
+  testSrc = lib.fileset.toSource {
+    inherit root;
+    fileset = lib.fileset.unions [
+      cargoFiles
+      ../fixtures
+      ../scripts
+    ];
+  };
+
+  version = cargoToml.workspace.package.version;
+
+  commonArgs = {
+    pname = "bitnet-rs";
+    inherit version;
+    src = testSrc;
+    strictDeps = true;
+    buildInputs = lib.optionals pkgs.stdenv.isDarwin [ pkgs.libiconv ];
+    env = {
+      CARGO_INCREMENTAL = "0";
+      RUSTC_WRAPPER = "";
+    };
+  };
+
+  # Built once, reused by every check and package: a source change only
+  # rebuilds the workspace crates. (mkDummySrc keeps only the Cargo files,
+  # so fixtures and scripts do not invalidate it.)
+  cargoArtifacts = craneLib.buildDepsOnly commonArgs;
+in
+{
+  inherit
+    advisory-db
+    cargoArtifacts
+    cargoSrc
+    commonArgs
+    craneLib
+    craneLibMsrv
+    devToolchain
+    msrv
+    msrvDevToolchain
+    msrvToolchain
+    testSrc
+    toolchain
+    version
+    ;
+}

@@ -38,14 +38,25 @@ let
   # reference logits: .safetensors, .gguf, .npy, .json, .jsonl) and the
   # scripts the hermetic ci-local.sh checks run. cleanCargoSource alone
   # drops all of these.
-  testSrc = lib.fileset.toSource {
-    inherit root;
-    fileset = lib.fileset.unions [
-      cargoFiles
-      ../fixtures
-      ../scripts
-    ];
-  };
+  testFiles = lib.fileset.unions [
+    cargoFiles
+    ../fixtures
+    ../scripts
+  ];
+  # Tests only run at build time, so a filter that loses a fixture would show
+  # up deep into a build. Fail evaluation instead if any of these is missing.
+  testNeeds = [ ../fixtures ../scripts/ci-local.sh ../.config/nextest.toml ];
+  missingTestFiles = lib.fileset.toList (
+    lib.fileset.difference (lib.fileset.unions testNeeds) testFiles
+  );
+  missingNames = map (lib.path.removePrefix root) missingTestFiles;
+  testSrc =
+    assert lib.assertMsg (missingTestFiles == [ ]) ''
+      nix/lib.nix: the test source filter drops ${toString (builtins.length missingNames)} file(s) the tests need, e.g. ${toString (lib.take 3 missingNames)}'';
+    lib.fileset.toSource {
+      inherit root;
+      fileset = testFiles;
+    };
 
   version = cargoToml.workspace.package.version;
 

@@ -1,0 +1,71 @@
+//! Chat prompts: the model's Jinja `chat_template` rendered with minijinja, configured like
+//! Hugging Face's `apply_chat_template` (`trim_blocks`, `lstrip_blocks`, `raise_exception`,
+//! `messages`, `add_generation_prompt`, `bos_token`, `eos_token`).
+
+use minijinja::{Environment, Error, ErrorKind, context};
+use serde::{Deserialize, Serialize};
+
+use crate::TokenizerError;
+
+/// One chat turn. `role` is `system`, `user` or `assistant` (templates may accept others).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatMessage {
+    /// Who speaks.
+    pub role: String,
+    /// What is said.
+    pub content: String,
+}
+
+impl ChatMessage {
+    /// A message from `role`.
+    pub fn new(role: impl Into<String>, content: impl Into<String>) -> Self {
+        Self {
+            role: role.into(),
+            content: content.into(),
+        }
+    }
+}
+
+/// The chat template of `microsoft/bitnet-b1.58-2B-4T` (its tokenizer_config.json), used when a
+/// model has none: `{bos}Role: content<|eot_id|>` per message (role capitalised, content
+/// trimmed), then `Assistant: ` when a generation prompt is asked for. llama.cpp's built-in
+/// `bitnet` chat format produces the same text (it adds BOS at tokenization instead).
+pub const BITNET_2B4T_CHAT_TEMPLATE: &str = "{% set loop_messages = messages %}\
+{% for message in loop_messages %}\
+{% set content = message['role'] | capitalize + ': '+ message['content'] | trim + '<|eot_id|>' %}\
+{% if loop.index0 == 0 %}{% set content = bos_token + content %}{% endif %}\
+{{ content }}\
+{% endfor %}\
+{% if add_generation_prompt %}{{ 'Assistant: ' }}{% endif %}";
+
+/// Renders `messages` with `template` (the model's `chat_template`), or with
+/// [`BITNET_2B4T_CHAT_TEMPLATE`] when `None`, which gives
+/// `"<|begin_of_text|>User: hi<|eot_id|>Assistant: "` for one user message "hi" with
+/// `bos_token = "<|begin_of_text|>"`.
+///
+/// The result usually starts with the BOS text already: encode it with
+/// [`crate::Tokenizer::encode_chat`] (or with `add_bos = false`) to avoid a second BOS.
+pub fn render_chat(
+    template: Option<&str>,
+    messages: &[ChatMessage],
+    add_generation_prompt: bool,
+    bos_token: &str,
+    eos_token: &str,
+) -> Result<String, TokenizerError> {
+    let source = template.unwrap_or(BITNET_2B4T_CHAT_TEMPLATE);
+    let mut env = Environment::new();
+    env.set_trim_blocks(true);
+    env.set_lstrip_blocks(true);
+    env.add_function("raise_exception", |message: String| -> Result<String, Error> {
+        Err(Error::new(ErrorKind::InvalidOperation, message))
+    });
+    let render_err = |e: Error| TokenizerError::ChatTemplate(e.to_string());
+    let tmpl = env.template_from_str(source).map_err(render_err)?;
+    tmpl.render(context! {
+        messages => messages,
+        add_generation_prompt => add_generation_prompt,
+        bos_token => bos_token,
+        eos_token => eos_token,
+    })
+    .map_err(render_err)
+}

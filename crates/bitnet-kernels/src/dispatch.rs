@@ -23,7 +23,12 @@ fn simd_candidates() -> Vec<&'static dyn TernaryOps> {
     v
 }
 
-#[cfg(not(target_arch = "x86_64"))]
+#[cfg(target_arch = "aarch64")]
+fn simd_candidates() -> Vec<&'static dyn TernaryOps> {
+    vec![crate::arm::neon::Neon::get()]
+}
+
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
 fn simd_candidates() -> Vec<&'static dyn TernaryOps> {
     Vec::new()
 }

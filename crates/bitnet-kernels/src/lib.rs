@@ -16,6 +16,8 @@
 //! `y = (values . q) / s * weight_scale` with the dot product in integers.
 
 pub mod act_quant;
+#[cfg(target_arch = "aarch64")]
+mod arm;
 mod dispatch;
 pub mod formats;
 mod kernels;
@@ -23,6 +25,8 @@ mod op;
 pub mod packed;
 mod pool;
 mod scalar;
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+mod tile;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 

@@ -38,7 +38,7 @@ static GLOBAL: Counting = Counting;
 /// would allocate while it counts.
 #[test]
 fn hot_path_allocates_nothing_after_warm_up() {
-    let (rows, cols, n) = (256, 1000, 3);
+    let (rows, cols, n) = (160, 700, 3);
     let values = (0..rows * cols).map(|i| (i % 3) as i8 - 1).collect();
     let w = TernaryWeights {
         rows,

@@ -6,10 +6,11 @@
 //! lanes at a time (`vroundps` rounds half to even like `round_ties_even`). The dense head
 //! converts f16 with `vcvtph2ps` and accumulates with FMA.
 
-use super::ternary::{DotStep, ternary_rows};
+use super::ternary::DotStep;
 use crate::act_quant::{act_scale, quantize_value};
 use crate::op::{TernaryOps, check_dense, check_ternary};
 use crate::packed::{OutRows, PackedTernary};
+use crate::tile::ternary_rows;
 use half::f16;
 use std::arch::x86_64::*;
 

@@ -6,9 +6,10 @@
 //! dense head), all detected at run time.
 
 use super::avx2::{f16_rows_avx2, f32_rows_avx2, quantize_row_avx2};
-use super::ternary::{DotStep, ternary_rows};
+use super::ternary::DotStep;
 use crate::op::{TernaryOps, check_ternary};
 use crate::packed::{OutRows, PackedTernary};
+use crate::tile::ternary_rows;
 use half::f16;
 use std::arch::x86_64::*;
 

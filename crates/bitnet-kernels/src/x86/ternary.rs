@@ -1,4 +1,4 @@
-//! The x86 ternary GEMV/GEMM loop, generic over the integer dot step.
+//! The x86 ternary micro-kernel, generic over the integer dot step.
 //!
 //! # Exactness
 //! Codes are unsigned `c = v + 1 in {0,1,2}`, activations signed `q in -128..=127`, so
@@ -9,23 +9,11 @@
 //! integer arithmetic, and the float step is the shared `finish`, so the results equal
 //! the scalar reference bit for bit.
 //!
-//! # Loop structure
-//! Columns beyond the last full block read a zero-padded stack copy of the activation tail
-//! (the packed padding codes are 1 = weight 0, so `c * 0` adds nothing). For GEMM the rows
-//! are processed in blocks of [`ROW_BLOCK`] whose packed bytes (at most a few KiB each)
-//! stay in L1 while tiles of up to 4 tokens pass over them, so weights are streamed from
-//! memory once per 64-token chunk, not once per token.
+//! The row/token tiling around this micro-kernel is [`crate::tile`].
 
-use crate::act_quant::finish;
-use crate::packed::{BLOCK, BLOCK_BYTES, OutRows, PackedTernary};
+use crate::packed::{BLOCK, BLOCK_BYTES};
+use crate::tile::TileDot;
 use std::arch::x86_64::*;
-
-/// Rows per cache block in GEMM.
-const ROW_BLOCK: usize = 16;
-/// Tokens whose sums and tails are kept on the stack at once.
-const TOKEN_CHUNK: usize = 32;
-/// Tokens per micro-kernel tile.
-const TILE: usize = 4;
 
 /// One 128-column block of `c . q` accumulated into i32 lanes.
 pub(crate) trait DotStep {
@@ -93,70 +81,17 @@ unsafe fn dot_tile<D: DotStep, const NT: usize>(
     }
 }
 
-/// The whole ternary op for the rows of `out` (lengths checked by the caller).
-///
-/// # Safety
-/// Needs the CPU features `D` needs (AVX2 at least); must be inlined into a function
-/// enabling them.
-#[inline(always)]
-pub(crate) unsafe fn ternary_rows<D: DotStep>(
-    w: &PackedTernary,
-    q: &[i8],
-    scales: &[f32],
-    out: &mut OutRows<'_>,
-) {
-    let cols = w.cols();
-    let full = cols / BLOCK;
-    let tail_len = cols % BLOCK;
-    let has_tail = tail_len != 0;
-    let rows = out.rows();
-    let n = out.n();
-    let w_scale = w.scale();
-    let mut sums = [0i32; TOKEN_CHUNK];
-    let mut tails = [[0i8; BLOCK]; TOKEN_CHUNK];
-    for t0 in (0..n).step_by(TOKEN_CHUNK) {
-        let nt_chunk = TOKEN_CHUNK.min(n - t0);
-        for i in 0..nt_chunk {
-            let qt = &q[(t0 + i) * cols..(t0 + i + 1) * cols];
-            sums[i] = qt.iter().map(|&v| i32::from(v)).sum();
-            tails[i][..tail_len].copy_from_slice(&qt[full * BLOCK..]);
-        }
-        let row_block = if n == 1 { usize::MAX } else { ROW_BLOCK };
-        let mut r0 = rows.start;
-        while r0 < rows.end {
-            let r1 = rows.end.min(r0.saturating_add(row_block));
-            let mut i = 0;
-            while i < nt_chunk {
-                let nt = TILE.min(nt_chunk - i);
-                let t = t0 + i;
-                macro_rules! tile {
-                    ($nt:literal) => {{
-                        let qp: [*const i8; $nt] =
-                            std::array::from_fn(|k| q[(t + k) * cols..].as_ptr());
-                        let tp: [*const i8; $nt] = std::array::from_fn(|k| tails[i + k].as_ptr());
-                        for r in r0..r1 {
-                            // SAFETY: the row has `full (+1 if tail)` blocks; every q row has
-                            // `full * 128` columns before the tail; tails are 128 bytes.
-                            let acc = unsafe {
-                                dot_tile::<D, $nt>(w.row(r).as_ptr(), full, &qp, &tp, has_tail)
-                            };
-                            for k in 0..$nt {
-                                let y = out.token(t + k);
-                                y[r - rows.start] =
-                                    finish(acc[k] - sums[i + k], scales[t + k], w_scale);
-                            }
-                        }
-                    }};
-                }
-                match nt {
-                    4 => tile!(4),
-                    3 => tile!(3),
-                    2 => tile!(2),
-                    _ => tile!(1),
-                }
-                i += nt;
-            }
-            r0 = r1;
-        }
+impl<D: DotStep> TileDot for D {
+    const CODES_OFFSET: bool = true;
+
+    #[inline(always)]
+    unsafe fn dot<const NT: usize>(
+        row: *const u8,
+        full: usize,
+        q: &[*const i8; NT],
+        tails: &[*const i8; NT],
+        has_tail: bool,
+    ) -> [i32; NT] {
+        unsafe { dot_tile::<D, NT>(row, full, q, tails, has_tail) }
     }
 }

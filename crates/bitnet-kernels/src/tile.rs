@@ -1,0 +1,113 @@
+//! The row/token tiling shared by the SIMD ternary kernels, generic over the ISA's
+//! dot-product micro-kernel.
+//!
+//! Columns beyond the last full 128-column block read a zero-padded stack copy of the
+//! activation tail (the packed padding codes are 1 = weight 0, and the activation padding
+//! is 0, so padding adds nothing in either code convention). For GEMM the rows are
+//! processed in blocks of [`ROW_BLOCK`] whose packed bytes (a few KiB) stay in L1 while
+//! tiles of up to 4 tokens pass over them, so weights are streamed from memory once per
+//! [`TOKEN_CHUNK`] tokens rather than once per token. Nothing here allocates: sums and
+//! tails live on the stack.
+
+use crate::act_quant::finish;
+use crate::packed::{BLOCK, OutRows, PackedTernary};
+
+/// Rows per cache block in GEMM.
+const ROW_BLOCK: usize = 16;
+/// Tokens whose sums and tails are kept on the stack at once.
+const TOKEN_CHUNK: usize = 32;
+/// Tokens per micro-kernel tile.
+const TILE: usize = 4;
+
+/// An ISA's micro-kernel: one packed row times up to 4 activation rows.
+pub(crate) trait TileDot {
+    /// True when the micro-kernel multiplies the unsigned codes `c = v + 1`, so the caller
+    /// must subtract `sum q` (false when it multiplies the signed values).
+    const CODES_OFFSET: bool;
+
+    /// Integer dot products of packed row `row` (`full` whole blocks, then one more block
+    /// against `tails[t]` if `has_tail`) with activation rows `q[t]`.
+    ///
+    /// # Safety
+    /// Needs the ISA's CPU features; `row` must hold `full + has_tail` blocks, each `q[t]`
+    /// `full * 128` bytes, each `tails[t]` 128 bytes.
+    unsafe fn dot<const NT: usize>(
+        row: *const u8,
+        full: usize,
+        q: &[*const i8; NT],
+        tails: &[*const i8; NT],
+        has_tail: bool,
+    ) -> [i32; NT];
+}
+
+/// The whole ternary op for the rows of `out` (lengths checked by the caller).
+///
+/// # Safety
+/// Needs the CPU features `D` needs; must be inlined into a function enabling them.
+/// Slice lengths must have been checked (`check_ternary`).
+#[inline(always)]
+pub(crate) unsafe fn ternary_rows<D: TileDot>(
+    w: &PackedTernary,
+    q: &[i8],
+    scales: &[f32],
+    out: &mut OutRows<'_>,
+) {
+    let cols = w.cols();
+    let full = cols / BLOCK;
+    let tail_len = cols % BLOCK;
+    let has_tail = tail_len != 0;
+    let rows = out.rows();
+    let n = out.n();
+    let w_scale = w.scale();
+    let mut sums = [0i32; TOKEN_CHUNK];
+    let mut tails = [[0i8; BLOCK]; TOKEN_CHUNK];
+    for t0 in (0..n).step_by(TOKEN_CHUNK) {
+        let nt_chunk = TOKEN_CHUNK.min(n - t0);
+        for i in 0..nt_chunk {
+            let qt = &q[(t0 + i) * cols..(t0 + i + 1) * cols];
+            sums[i] = if D::CODES_OFFSET {
+                qt.iter().map(|&v| i32::from(v)).sum()
+            } else {
+                0
+            };
+            tails[i][..tail_len].copy_from_slice(&qt[full * BLOCK..]);
+        }
+        let row_block = if n == 1 { usize::MAX } else { ROW_BLOCK };
+        let mut r0 = rows.start;
+        while r0 < rows.end {
+            let r1 = rows.end.min(r0.saturating_add(row_block));
+            let mut i = 0;
+            while i < nt_chunk {
+                let nt = TILE.min(nt_chunk - i);
+                let t = t0 + i;
+                macro_rules! tile {
+                    ($nt:literal) => {{
+                        let qp: [*const i8; $nt] =
+                            std::array::from_fn(|k| q[(t + k) * cols..].as_ptr());
+                        let tp: [*const i8; $nt] = std::array::from_fn(|k| tails[i + k].as_ptr());
+                        for r in r0..r1 {
+                            // SAFETY: the row has `full (+1 if tail)` blocks; every q row has
+                            // `full * 128` columns before the tail; tails are 128 bytes.
+                            let acc = unsafe {
+                                D::dot::<$nt>(w.row(r).as_ptr(), full, &qp, &tp, has_tail)
+                            };
+                            for k in 0..$nt {
+                                let y = out.token(t + k);
+                                y[r - rows.start] =
+                                    finish(acc[k] - sums[i + k], scales[t + k], w_scale);
+                            }
+                        }
+                    }};
+                }
+                match nt {
+                    4 => tile!(4),
+                    3 => tile!(3),
+                    2 => tile!(2),
+                    _ => tile!(1),
+                }
+                i += nt;
+            }
+            r0 = r1;
+        }
+    }
+}

@@ -51,8 +51,9 @@ ensure_msrv() {
 }
 
 ensure_components() {
-  rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy
-  rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt
+  # Inside Nix the tools come from the toolchain derivation and there is no rustup.
+  command -v cargo-clippy >/dev/null || rustup component add clippy
+  command -v rustfmt >/dev/null || rustup component add rustfmt
 }
 
 ensure_deny() {

@@ -5,7 +5,7 @@
 //! - `kernels`: the same kernels called directly on slices with reused buffers, as the
 //!   engine does;
 //! - `burn_f32_matmul`: a plain Burn model's linear layer, `x.matmul(W^T)` with the weight
-//!   dequantised to dense f32 ahead of time (Burn's own CPU matmul).
+//!   dequantised to dense f32 `[in, out]` ahead of time (Burn's own CPU matmul).
 //!
 //! All with one thread (burn-ndarray is built without its `multi-threads` feature).
 //! Run: `cargo bench -p bitnet-burn --bench burn_vs_kernels`.
@@ -47,9 +47,11 @@ fn bench(c: &mut Criterion) {
     let kernels = Arc::new(Kernels::new(1));
     let w = TernaryLinearWeights::new(kernels.clone(), &tw).expect("valid weights");
     let device = Default::default();
-    let dense: Vec<f32> = tw.values.iter().map(|&v| f32::from(v) * tw.scale).collect();
-    let w_t =
-        Tensor::<NdArray, 2>::from_data(TensorData::new(dense, [DIM, DIM]), &device).transpose();
+    // W^T dense in f32, stored `[in, out]` and contiguous as burn-nn's `Linear` keeps it.
+    let dense_t: Vec<f32> = (0..DIM * DIM)
+        .map(|i| f32::from(tw.values[(i % DIM) * DIM + i / DIM]) * tw.scale)
+        .collect();
+    let w_t = Tensor::<NdArray, 2>::from_data(TensorData::new(dense_t, [DIM, DIM]), &device);
 
     let mut group = c.benchmark_group(format!("bitlinear_{DIM}x{DIM}_{}", kernels.ops().id()));
     group

@@ -1,14 +1,18 @@
 //! [`BitNetBackend`] for Burn's CPU backend [`NdArray<f32>`]: the input's f32 buffer goes
 //! to bitnet-kernels as a slice, and the kernels' output becomes the result tensor, both
 //! without copying in the common case.
+//!
+//! `ndarray` is a direct dependency only to build the output the way burn-ndarray's own ops
+//! do (an owned `ArcArray`); its version must stay the one burn-ndarray uses.
 
 use crate::BitNetBackend;
 use crate::error::BurnError;
 use crate::weights::{TernaryLinearWeights, check_input};
+use ::ndarray::{ArrayD, IxDyn};
 use burn::backend::NdArray;
 use burn::backend::ndarray::NdArrayTensor;
 use burn::tensor::ops::FloatTensor;
-use burn::tensor::{Tensor, TensorData, TensorMetadata, TensorPrimitive};
+use burn::tensor::{Tensor, TensorMetadata, TensorPrimitive};
 
 const OP: &str = "ternary_linear";
 
@@ -22,8 +26,11 @@ impl BitNetBackend for NdArray<f32> {
         let (n, out_len) = check_input(OP, &shape, w.rows(), w.cols())?;
         let mut y = vec![0f32; out_len];
         with_f32_slice(x, |xs| w.run(xs, n, quantize_activations, &mut y))?;
-        // `TensorData::new` keeps the Vec's bytes and `from_data` borrows them: no copy.
-        Ok(NdArrayTensor::from_data(TensorData::new(y, [n, w.rows()])))
+        // Wrap the Vec as an owned array, as burn-ndarray's own ops return theirs. (Going
+        // through `TensorData` would give "borrowed" storage, which the next op copies.)
+        let y = ArrayD::from_shape_vec(IxDyn(&[n, w.rows()]), y)
+            .expect("y has n * rows elements by construction");
+        Ok(NdArrayTensor::from(y.into_shared()))
     }
 }
 

@@ -157,6 +157,16 @@ fn strided_and_f64_inputs_give_the_same_result() {
 }
 
 #[test]
+fn output_is_owned_like_burn_op_results() {
+    // Owned storage lets the next op (e.g. relu) work in place instead of copying first.
+    let mut rng = Rng(9);
+    let tw = rng.weights(8, 16, 0.1);
+    let w = TernaryLinearWeights::new(kernels(1), &tw).unwrap();
+    let y = ternary_linear(rng.input(2, 16), &w, true).unwrap();
+    assert!(!y.into_primitive().tensor().is_borrowed());
+}
+
+#[test]
 fn empty_batch_gives_empty_output() {
     let mut rng = Rng(6);
     let tw = rng.weights(8, 16, 0.1);

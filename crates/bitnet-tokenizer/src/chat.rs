@@ -56,9 +56,12 @@ pub fn render_chat(
     let mut env = Environment::new();
     env.set_trim_blocks(true);
     env.set_lstrip_blocks(true);
-    env.add_function("raise_exception", |message: String| -> Result<String, Error> {
-        Err(Error::new(ErrorKind::InvalidOperation, message))
-    });
+    env.add_function(
+        "raise_exception",
+        |message: String| -> Result<String, Error> {
+            Err(Error::new(ErrorKind::InvalidOperation, message))
+        },
+    );
     let render_err = |e: Error| TokenizerError::ChatTemplate(e.to_string());
     let tmpl = env.template_from_str(source).map_err(render_err)?;
     tmpl.render(context! {

@@ -131,7 +131,8 @@ impl GgufTokenizerData {
     /// present): what the converter writes to GGUF.
     ///
     /// Follows llama.cpp's convert_hf_to_gguf.py `_set_vocab_gpt2` / `get_vocab_base`:
-    /// `vocab_size` from config.json (else the tokenizer's size); tokens by id, holes filled
+    /// `vocab_size` from config.json (else the tokenizer's size, at least the largest id + 1);
+    /// tokens by id, holes filled
     /// with `[PAD{id}]` of type unused (5); added tokens are normalised by encoding and decoding
     /// them when not `normalized`, and typed control (3) when special or looking special
     /// (`<|...|>`), else user-defined (4) with `▁` turned into spaces; other tokens normal (1).
@@ -157,7 +158,9 @@ impl GgufTokenizerData {
             return Err(file_err(format!(
                 "the GGUF converter handles byte-level BPE tokenizers only (model type {model_type}, \
                  byte_fallback {})",
-                model.get("byte_fallback").unwrap_or(&serde_json::Value::Null)
+                model
+                    .get("byte_fallback")
+                    .unwrap_or(&serde_json::Value::Null)
             )));
         }
         let decoder = to_value("decoder", serde_json::to_value(tok.get_decoder()))?;
@@ -166,7 +169,10 @@ impl GgufTokenizerData {
                 "the GGUF converter needs a ByteLevel decoder, found {decoder}"
             )));
         }
-        let pre_tok = to_value("pre_tokenizer", serde_json::to_value(tok.get_pre_tokenizer()))?;
+        let pre_tok = to_value(
+            "pre_tokenizer",
+            serde_json::to_value(tok.get_pre_tokenizer()),
+        )?;
         let pre = detect_pre(&pre_tok).ok_or_else(|| {
             file_err(format!(
                 "pre_tokenizer is neither the Llama-3 split nor GPT-2 ByteLevel: {pre_tok}"
@@ -177,13 +183,16 @@ impl GgufTokenizerData {
         let max_id = vocab.values().copied().max().map_or(0, |m| m as usize + 1);
         let config = hf::read_json_opt(&dir.join("config.json"))?;
         let vocab_size = match config.as_ref().and_then(|c| c.get("vocab_size")) {
-            Some(v) => v.as_u64().and_then(|v| usize::try_from(v).ok()).ok_or_else(|| {
-                TokenizerError::Json {
+            Some(v) => v
+                .as_u64()
+                .and_then(|v| usize::try_from(v).ok())
+                .ok_or_else(|| TokenizerError::Json {
                     path: dir.join("config.json"),
                     message: format!("vocab_size is not a non-negative integer: {v}"),
-                }
-            })?,
-            None => vocab.len(),
+                })?,
+            // llama.cpp uses `len(tokenizer.vocab)` and asserts every id is below it; ids with
+            // holes (no config.json) are accepted here by covering the largest id.
+            None => vocab.len().max(max_id),
         };
         if max_id > vocab_size || vocab_size > MAX_VOCAB {
             return Err(TokenizerError::Json {
@@ -213,12 +222,12 @@ impl GgufTokenizerData {
                 Some(a) => {
                     let mut t = (*text).to_owned();
                     if !a.normalized {
-                        let enc = tok
-                            .encode_fast(t.as_str(), false)
-                            .map_err(|e| file_err(format!("cannot encode added token {t:?}: {e}")))?;
-                        t = tok
-                            .decode(enc.get_ids(), false)
-                            .map_err(|e| file_err(format!("cannot decode added token {t:?}: {e}")))?;
+                        let enc = tok.encode_fast(t.as_str(), false).map_err(|e| {
+                            file_err(format!("cannot encode added token {t:?}: {e}"))
+                        })?;
+                        t = tok.decode(enc.get_ids(), false).map_err(|e| {
+                            file_err(format!("cannot decode added token {t:?}: {e}"))
+                        })?;
                     }
                     if a.special || looks_special(&t) {
                         types.push(token_type::CONTROL);
@@ -243,8 +252,10 @@ impl GgufTokenizerData {
             .map(|m| merge_string(m).ok_or_else(|| file_err(format!("malformed merge {m}"))))
             .collect::<Result<Vec<_>, _>>()?;
 
-        let mut added_list: Vec<(u32, String)> =
-            added.iter().map(|(id, a)| (*id, a.content.clone())).collect();
+        let mut added_list: Vec<(u32, String)> = added
+            .iter()
+            .map(|(id, a)| (*id, a.content.clone()))
+            .collect();
         added_list.sort_unstable();
         let pp = tok
             .get_post_processor()
@@ -335,10 +346,16 @@ fn invalid(field: &'static str, message: String) -> TokenizerError {
 pub(crate) fn build(data: &GgufTokenizerData) -> Result<Built, TokenizerError> {
     let n = data.tokens.len();
     if n == 0 {
-        return Err(invalid("tokenizer.ggml.tokens", "the vocabulary is empty".into()));
+        return Err(invalid(
+            "tokenizer.ggml.tokens",
+            "the vocabulary is empty".into(),
+        ));
     }
     if n > u32::MAX as usize {
-        return Err(invalid("tokenizer.ggml.tokens", format!("{n} tokens do not fit u32 ids")));
+        return Err(invalid(
+            "tokenizer.ggml.tokens",
+            format!("{n} tokens do not fit u32 ids"),
+        ));
     }
     if let Some(t) = &data.token_types
         && t.len() != n
@@ -366,7 +383,10 @@ pub(crate) fn build(data: &GgufTokenizerData) -> Result<Built, TokenizerError> {
         if let Some(id) = id
             && id as usize >= n
         {
-            return Err(invalid(field, format!("id {id} but the vocabulary has {n} tokens")));
+            return Err(invalid(
+                field,
+                format!("id {id} but the vocabulary has {n} tokens"),
+            ));
         }
     }
 
@@ -384,9 +404,15 @@ pub(crate) fn build(data: &GgufTokenizerData) -> Result<Built, TokenizerError> {
         Some(t) => t.clone(),
         None => {
             let mut t = vec![token_type::NORMAL; n];
-            for id in [data.bos_id, data.eos_id, data.eot_id, data.unk_id, data.padding_id]
-                .into_iter()
-                .flatten()
+            for id in [
+                data.bos_id,
+                data.eos_id,
+                data.eot_id,
+                data.unk_id,
+                data.padding_id,
+            ]
+            .into_iter()
+            .flatten()
             {
                 t[id as usize] = token_type::CONTROL;
             }
@@ -438,7 +464,10 @@ fn build_gpt2(
         Some(other) => return Err(TokenizerError::UnknownPre(other.to_owned())),
     };
     let merges = data.merges.as_ref().ok_or_else(|| {
-        invalid("tokenizer.ggml.merges", "missing: a gpt2 tokenizer needs merges".into())
+        invalid(
+            "tokenizer.ggml.merges",
+            "missing: a gpt2 tokenizer needs merges".into(),
+        )
     })?;
     let merges: Merges = merges
         .iter()
@@ -451,7 +480,10 @@ fn build_gpt2(
                 .find(|&(_, c)| c == ' ')
                 .map(|(at, _)| at)
                 .ok_or_else(|| {
-                    invalid("tokenizer.ggml.merges", format!("merge {i} {m:?} has no space"))
+                    invalid(
+                        "tokenizer.ggml.merges",
+                        format!("merge {i} {m:?} has no space"),
+                    )
                 })?;
             Ok((m[..cut].to_owned(), m[cut + 1..].to_owned()))
         })
@@ -474,7 +506,11 @@ fn llama3_pre_tokenizer() -> Result<PreTokenizerWrapper, TokenizerError> {
         false,
     )
     .map_err(|e| TokenizerError::Tokenizers(format!("Llama-3 split regex: {e}")))?;
-    Ok(PreSequence::new(vec![split.into(), ByteLevel::new(false, true, false).into()]).into())
+    Ok(PreSequence::new(vec![
+        split.into(),
+        ByteLevel::new(false, true, false).into(),
+    ])
+    .into())
 }
 
 fn build_spm(
@@ -487,7 +523,10 @@ fn build_spm(
     // first), then piece id, then the halves' ids (Hugging Face's SentencePieceExtractor order).
     let mut ranked: Vec<(f32, u32, u32, u32)> = Vec::new();
     for (id, piece) in data.tokens.iter().enumerate() {
-        if matches!(types[id], token_type::CONTROL | token_type::BYTE | token_type::UNKNOWN) {
+        if matches!(
+            types[id],
+            token_type::CONTROL | token_type::BYTE | token_type::UNKNOWN
+        ) {
             continue;
         }
         for (at, _) in piece.char_indices().skip(1) {

@@ -190,8 +190,10 @@ pub(crate) fn hf_specials(
 fn read_template_files(dir: &Path) -> Result<Option<String>, TokenizerError> {
     let jinja = dir.join("chat_template.jinja");
     if jinja.is_file() {
-        let text = std::fs::read_to_string(&jinja)
-            .map_err(|source| TokenizerError::Io { path: jinja, source })?;
+        let text = std::fs::read_to_string(&jinja).map_err(|source| TokenizerError::Io {
+            path: jinja,
+            source,
+        })?;
         return Ok(Some(text));
     }
     let json = read_json_opt(&dir.join("chat_template.json"))?;

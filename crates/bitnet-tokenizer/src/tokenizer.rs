@@ -211,7 +211,11 @@ impl Tokenizer {
     pub fn stop_ids(&self) -> Vec<u32> {
         let mut out = Vec::new();
         let by_text = EOT_TEXTS.iter().filter_map(|t| self.inner.token_to_id(t));
-        for id in [self.eos_id, self.eot_id].into_iter().flatten().chain(by_text) {
+        for id in [self.eos_id, self.eot_id]
+            .into_iter()
+            .flatten()
+            .chain(by_text)
+        {
             if !out.contains(&id) {
                 out.push(id);
             }

@@ -124,7 +124,10 @@ fn gguf_data_from_bare_tokenizer_json() {
     // Only tokenizer.json: BOS and add_bos come from its TemplateProcessing post-processor.
     assert_eq!(d.bos_id, Some(128_000));
     assert_eq!(d.add_bos, Some(true));
-    assert_eq!((d.eos_id, d.eot_id, d.unk_id, d.padding_id), (None, None, None, None));
+    assert_eq!(
+        (d.eos_id, d.eot_id, d.unk_id, d.padding_id),
+        (None, None, None, None)
+    );
     assert_eq!(d.chat_template, None);
 }
 
@@ -143,9 +146,15 @@ fn bos_and_stop_ids() {
             tok.encode("<|begin_of_text|>Hello", false, true).unwrap(),
             [128_000, 9906]
         );
-        assert_eq!(tok.decode(&with_bos, false).unwrap(), format!("<|begin_of_text|>{}", c.text));
+        assert_eq!(
+            tok.decode(&with_bos, false).unwrap(),
+            format!("<|begin_of_text|>{}", c.text)
+        );
         assert_eq!(tok.decode(&with_bos, true).unwrap(), c.text);
-        assert_eq!(tok.decode(&[128_009, 9906, 128_001], true).unwrap(), "Hello");
+        assert_eq!(
+            tok.decode(&[128_009, 9906, 128_001], true).unwrap(),
+            "Hello"
+        );
         assert_eq!(tok.token_to_id("<|eot_id|>"), Some(128_009));
         assert_eq!(tok.token_to_id("Ġworld"), Some(1917));
         assert_eq!(tok.id_to_token(1917).as_deref(), Some("Ġworld"));
@@ -153,7 +162,8 @@ fn bos_and_stop_ids() {
         // No eos without tokenizer_config.json; the end-of-turn texts are found in the vocab.
         assert_eq!(tok.stop_ids(), [128_009, 128_001]);
         assert_eq!(
-            tok.encode_chat("<|begin_of_text|>User: hi<|eot_id|>Assistant: ").unwrap(),
+            tok.encode_chat("<|begin_of_text|>User: hi<|eot_id|>Assistant: ")
+                .unwrap(),
             [128_000, 1502, 25, 15960, 128_009, 72803, 25, 220]
         );
         assert_eq!(tok.encode_chat("Hello").unwrap(), [128_000, 9906]);
@@ -240,7 +250,10 @@ fn stream_holds_an_emoji_split_across_tokens() {
     let first_byte = ids[1];
     let mut stream = TextStream::new(tok);
     assert_eq!(stream.push(first_byte).unwrap(), "");
-    assert_eq!(stream.finish().unwrap(), tok.decode(&[first_byte], false).unwrap());
+    assert_eq!(
+        stream.finish().unwrap(),
+        tok.decode(&[first_byte], false).unwrap()
+    );
     // Skipping specials drops them from the stream.
     let mut stream = TextStream::with_skip_special(tok, true);
     assert_eq!(stream.push(128_000).unwrap(), "");
@@ -270,7 +283,8 @@ fn tokenizer_config_and_config_json() {
         "add_bos_token": false,
         "chat_template": template,
     });
-    let cfg = serde_json::json!({"vocab_size": 128_260, "pad_token_id": 128_004, "eos_token_id": 1});
+    let cfg =
+        serde_json::json!({"vocab_size": 128_260, "pad_token_id": 128_004, "eos_token_id": 1});
     let dir = dir_with(&[
         ("tokenizer_config.json", &tc.to_string()),
         ("config.json", &cfg.to_string()),
@@ -306,12 +320,17 @@ fn malformed_tokenizer_json_names_the_file() {
     let err = Tokenizer::from_file(&path).unwrap_err().to_string();
     assert!(err.starts_with(&path.display().to_string()), "{err}");
     assert!(err.contains("not a valid tokenizer.json"), "{err}");
-    let err = GgufTokenizerData::from_hf_dir(dir.path()).unwrap_err().to_string();
+    let err = GgufTokenizerData::from_hf_dir(dir.path())
+        .unwrap_err()
+        .to_string();
     assert!(err.starts_with(&path.display().to_string()), "{err}");
 
     let missing = dir.path().join("nope").join("tokenizer.json");
     let err = Tokenizer::from_file(&missing).unwrap_err().to_string();
-    assert!(err.starts_with(&format!("cannot read {}", missing.display())), "{err}");
+    assert!(
+        err.starts_with(&format!("cannot read {}", missing.display())),
+        "{err}"
+    );
 
     let dir = dir_with(&[("tokenizer_config.json", "{oops")]);
     let err = Tokenizer::from_hf_dir(dir.path()).unwrap_err().to_string();

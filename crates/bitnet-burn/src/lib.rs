@@ -10,7 +10,12 @@
 //!
 //! Burn is pinned to 0.20.1 (`std` + `ndarray` only), the last release that builds with
 //! Rust 1.89. The binaries call the kernels directly; this crate exists so that a Burn
-//! model can use them (see `benches/burn_vs_kernels.rs` for what the Burn path costs).
+//! model can use them. `benches/burn_vs_kernels.rs` measures what the Burn path costs: for
+//! a 2560x2560 layer on one thread the extension runs as fast as the bare kernels (it adds
+//! only the output and int8 buffers' allocation), while Burn's own dense f32 matmul of the
+//! dequantised weight is about 50x (batch 1) and 4-5x (batch 128) slower. So Burn can host
+//! the ternary matmuls without losing speed, but it buys the binaries nothing: they stay on
+//! the kernels directly.
 //!
 //! ```
 //! use bitnet_burn::{TernaryLinearWeights, ternary_linear};

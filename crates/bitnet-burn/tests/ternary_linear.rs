@@ -283,3 +283,10 @@ fn invalid_weights_are_errors() {
     w.scale = f32::NAN;
     check(w, "ternary weights: scale NaN is not finite");
 }
+
+#[test]
+fn layers_can_be_shared_across_threads() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<TernaryLinearWeights>();
+    send_sync::<BitLinear>();
+}

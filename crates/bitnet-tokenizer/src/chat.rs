@@ -1,7 +1,13 @@
 //! Chat prompts: the model's Jinja `chat_template` rendered with minijinja, configured like
 //! Hugging Face's `apply_chat_template` (`trim_blocks`, `lstrip_blocks`, `raise_exception`,
-//! `messages`, `add_generation_prompt`, `bos_token`, `eos_token`).
+//! `messages`, `add_generation_prompt`, `bos_token`, `eos_token`), with Python string and
+//! dict methods (`.strip()`, `.startswith()`, `.items()`, ...) from `minijinja-contrib`'s
+//! `pycompat`, which real templates (Llama-3.1, Qwen, Phi) call, and a `tojson` filter that
+//! prints like transformers' (Python `json.dumps` separators `", "`/`": "`, non-ASCII kept, no
+//! HTML escaping; `indent=` supported, `sort_keys=true` refused) instead of minijinja's compact,
+//! HTML-safe one.
 
+use minijinja::value::{Kwargs, Value};
 use minijinja::{Environment, Error, ErrorKind, context};
 use serde::{Deserialize, Serialize};
 
@@ -56,12 +62,14 @@ pub fn render_chat(
     let mut env = Environment::new();
     env.set_trim_blocks(true);
     env.set_lstrip_blocks(true);
+    env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
     env.add_function(
         "raise_exception",
         |message: String| -> Result<String, Error> {
             Err(Error::new(ErrorKind::InvalidOperation, message))
         },
     );
+    env.add_filter("tojson", tojson);
     let render_err = |e: Error| TokenizerError::ChatTemplate(e.to_string());
     let tmpl = env.template_from_str(source).map_err(render_err)?;
     tmpl.render(context! {
@@ -71,4 +79,62 @@ pub fn render_chat(
         eos_token => eos_token,
     })
     .map_err(render_err)
+}
+
+/// `json.dumps` separators without indent: `", "` between items, `": "` after keys.
+struct PythonCompact;
+
+impl serde_json::ser::Formatter for PythonCompact {
+    fn begin_array_value<W: ?Sized + std::io::Write>(
+        &mut self,
+        w: &mut W,
+        first: bool,
+    ) -> std::io::Result<()> {
+        if first { Ok(()) } else { w.write_all(b", ") }
+    }
+
+    fn begin_object_key<W: ?Sized + std::io::Write>(
+        &mut self,
+        w: &mut W,
+        first: bool,
+    ) -> std::io::Result<()> {
+        if first { Ok(()) } else { w.write_all(b", ") }
+    }
+
+    fn begin_object_value<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        w.write_all(b": ")
+    }
+}
+
+/// transformers' `tojson(x, ensure_ascii=False, indent=None, separators=None, sort_keys=False)`.
+fn tojson(value: &Value, kwargs: Kwargs) -> Result<Value, Error> {
+    let indent: Option<usize> = kwargs.get("indent")?;
+    let _ensure_ascii: Option<bool> = kwargs.get("ensure_ascii")?;
+    let _separators: Option<Value> = kwargs.get("separators")?;
+    if kwargs.get::<Option<bool>>("sort_keys")? == Some(true) {
+        return Err(Error::new(
+            ErrorKind::InvalidOperation,
+            "tojson(sort_keys=true) is not supported",
+        ));
+    }
+    kwargs.assert_all_used()?;
+    let mut out = Vec::new();
+    let result = match indent {
+        Some(n) => {
+            let pad = vec![b' '; n];
+            let fmt = serde_json::ser::PrettyFormatter::with_indent(&pad);
+            serde::Serialize::serialize(
+                value,
+                &mut serde_json::Serializer::with_formatter(&mut out, fmt),
+            )
+        }
+        None => serde::Serialize::serialize(
+            value,
+            &mut serde_json::Serializer::with_formatter(&mut out, PythonCompact),
+        ),
+    };
+    result.map_err(|e| Error::new(ErrorKind::InvalidOperation, format!("tojson: {e}")))?;
+    let text = String::from_utf8(out)
+        .map_err(|e| Error::new(ErrorKind::InvalidOperation, format!("tojson: {e}")))?;
+    Ok(Value::from_safe_string(text))
 }

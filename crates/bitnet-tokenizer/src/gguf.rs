@@ -137,7 +137,7 @@ impl GgufTokenizerData {
     /// them when not `normalized`, and typed control (3) when special or looking special
     /// (`<|...|>`), else user-defined (4) with `▁` turned into spaces; other tokens normal (1).
     /// Merges are `"left right"` strings in rank order. Special ids, add_bos/add_eos and the
-    /// chat template as in [`hf`](crate)'s SpecialVocab rules. `pre` is recognised from the
+    /// chat template as llama.cpp's `SpecialVocab` reads them. `pre` is recognised from the
     /// pre-tokenizer's structure (not llama.cpp's hash of sample ids): the Llama-3 split gives
     /// `"llama-bpe"`, the plain GPT-2 ByteLevel gives `"gpt-2"`; anything else is refused.
     pub fn from_hf_dir(dir: &Path) -> Result<Self, TokenizerError> {

@@ -327,6 +327,17 @@ fn chat_templates_render_like_transformers() {
             .contains("Conversations must start with a user message"),
         "{err}"
     );
+    // Python methods and tojson, which real templates use.
+    let py = "{% for m in messages %}{{ m['content'].strip().upper() }}{% if m.role.startswith('us') %}{{ m | tojson }}{% endif %}{% endfor %}";
+    assert_eq!(
+        render_chat(Some(py), &msgs(&[("user", " hé ")]), false, "", "").unwrap(),
+        r#"HÉ{"role": "user", "content": " hé "}"#
+    );
+    let tools = "{{ messages | tojson(indent=2) }}|{{ '<a&b>' | tojson }}";
+    assert_eq!(
+        render_chat(Some(tools), &msgs(&[("user", "x")]), false, "", "").unwrap(),
+        "[\n  {\n    \"role\": \"user\",\n    \"content\": \"x\"\n  }\n]|\"<a&b>\""
+    );
     let err = render_chat(Some("{% for %}"), &[], false, "", "").unwrap_err();
     assert!(err.to_string().starts_with("chat template: "), "{err}");
 }

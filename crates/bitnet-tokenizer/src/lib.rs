@@ -23,3 +23,10 @@ pub use error::TokenizerError;
 pub use gguf::{GgufTokenizerData, LLAMA3_SPLIT_REGEX};
 pub use stream::TextStream;
 pub use tokenizer::Tokenizer;
+
+// The engine and server share one tokenizer across threads.
+const _: () = {
+    const fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Tokenizer>();
+    assert_send_sync::<GgufTokenizerData>();
+};

@@ -10,12 +10,17 @@
 
 use crate::{Tokenizer, TokenizerError};
 
+/// Tokens held back before [`TextStream::push`] emits text that still ends in U+FFFD.
+const MAX_HELD: usize = 64;
+
 /// Incremental detokenizer: push ids one at a time, get the newly completed text.
 ///
 /// A delta never ends in a partial UTF-8 character: bytes are held back until the character
 /// completes. [`TextStream::finish`] flushes what is held (lossy: an incomplete trailing
 /// sequence becomes U+FFFD). A decode that legitimately ends in U+FFFD is emitted one token
-/// later (or at `finish`).
+/// later (or at `finish`). Should more than 64 tokens pile up without a complete character
+/// (a model emitting invalid bytes), all but the last 3 are emitted lossily, bounding latency
+/// and work.
 #[derive(Debug)]
 pub struct TextStream<'a> {
     tok: &'a Tokenizer,
@@ -56,17 +61,35 @@ impl<'a> TextStream<'a> {
             .decode(&self.ids[self.prefix..], self.skip_special)?;
         if now.len() > before.len() && !now.ends_with('\u{FFFD}') {
             let delta = suffix_after(&now, &before).to_owned();
-            // Keep one emitted token as context (its text is `delta`'s left neighbour).
-            self.prefix = self.read;
-            self.read = self.ids.len();
-            if self.prefix > 0 {
-                self.ids.drain(..self.prefix);
-                self.read -= self.prefix;
-                self.prefix = 0;
-            }
+            self.advance(self.ids.len());
+            return Ok(delta);
+        }
+        let held = self.ids.len() - self.read;
+        if held > MAX_HELD {
+            // Safety valve for output that keeps ending in U+FFFD (invalid bytes, or a long run
+            // of literal U+FFFD): emit all but the last 3 tokens, which is where an incomplete
+            // character can start. Lossy only if a character straddles that cut.
+            let end = self.ids.len() - 3;
+            let part = self
+                .tok
+                .decode(&self.ids[self.prefix..end], self.skip_special)?;
+            let delta = suffix_after(&part, &before).to_owned();
+            self.advance(end);
             return Ok(delta);
         }
         Ok(String::new())
+    }
+
+    /// Marks `ids[..end]` emitted, keeping the last emitted token as context (its text is the
+    /// left neighbour of what comes next).
+    fn advance(&mut self, end: usize) {
+        self.prefix = self.read;
+        self.read = end;
+        if self.prefix > 0 {
+            self.ids.drain(..self.prefix);
+            self.read -= self.prefix;
+            self.prefix = 0;
+        }
     }
 
     /// Flushes held-back text and resets the stream.

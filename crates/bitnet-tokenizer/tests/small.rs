@@ -97,6 +97,16 @@ fn spm_placeholder_vocab_uses_byte_fallback() {
     assert_eq!(stream.push(0xC3 + 3).unwrap(), "");
     assert_eq!(stream.push(0xA9 + 3).unwrap(), "é");
     assert_eq!(stream.finish().unwrap(), "");
+
+    // Invalid bytes forever: held back, then emitted past 64 held tokens; nothing is lost.
+    let junk = vec![byte_id(0x80); 100];
+    let mut stream = TextStream::new(&tok);
+    let deltas: Vec<String> = junk.iter().map(|&id| stream.push(id).unwrap()).collect();
+    assert_eq!(deltas[..64].concat(), "");
+    assert!(!deltas[64].is_empty());
+    let all = deltas.concat() + &stream.finish().unwrap();
+    assert_eq!(all, tok.decode(&junk, false).unwrap());
+    assert_eq!(all, "\u{FFFD}".repeat(100));
 }
 
 /// A SentencePiece vocabulary with real pieces: merges follow the scores.

@@ -36,6 +36,133 @@ fn tiny_spm() -> GgufTokenizerData {
     }
 }
 
+/// GGUF metadata values this test reads (a minimal reader: the real one lives in bitnet-gguf,
+/// which this crate does not depend on).
+#[derive(Debug, Clone, PartialEq)]
+enum Meta {
+    Int(i64),
+    F32(f32),
+    Bool(bool),
+    Str(String),
+    Arr(Vec<Meta>),
+    Other,
+}
+
+fn read_gguf_metadata(bytes: &[u8]) -> std::collections::HashMap<String, Meta> {
+    fn take<'a>(b: &mut &'a [u8], n: usize) -> &'a [u8] {
+        let (head, tail) = b.split_at(n);
+        *b = tail;
+        head
+    }
+    fn u32_(b: &mut &[u8]) -> u32 {
+        u32::from_le_bytes(take(b, 4).try_into().unwrap())
+    }
+    fn u64_(b: &mut &[u8]) -> u64 {
+        u64::from_le_bytes(take(b, 8).try_into().unwrap())
+    }
+    fn string(b: &mut &[u8]) -> String {
+        let n = usize::try_from(u64_(b)).unwrap();
+        String::from_utf8(take(b, n).to_vec()).unwrap()
+    }
+    fn value(b: &mut &[u8], ty: u32) -> Meta {
+        match ty {
+            0 | 1 => Meta::Int(i64::from(take(b, 1)[0])),
+            2 | 3 => Meta::Int(i64::from(u16::from_le_bytes(
+                take(b, 2).try_into().unwrap(),
+            ))),
+            4 => Meta::Int(i64::from(u32_(b))),
+            5 => Meta::Int(i64::from(u32_(b) as i32)),
+            6 => Meta::F32(f32::from_bits(u32_(b))),
+            7 => Meta::Bool(take(b, 1)[0] != 0),
+            8 => Meta::Str(string(b)),
+            9 => {
+                let et = u32_(b);
+                let n = u64_(b);
+                Meta::Arr((0..n).map(|_| value(b, et)).collect())
+            }
+            10 | 11 | 12 => {
+                take(b, 8);
+                Meta::Other
+            }
+            _ => panic!("GGUF value type {ty}"),
+        }
+    }
+    let mut b = bytes;
+    assert_eq!(take(&mut b, 4), b"GGUF");
+    let _version = u32_(&mut b);
+    let _tensors = u64_(&mut b);
+    let n_kv = u64_(&mut b);
+    (0..n_kv)
+        .map(|_| {
+            let key = string(&mut b);
+            let ty = u32_(&mut b);
+            (key, value(&mut b, ty))
+        })
+        .collect()
+}
+
+/// The I2_S fixture's real tokenizer metadata equals [`tiny_spm`].
+#[test]
+fn i2s_fixture_metadata_is_tiny_spm() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../fixtures/tiny-bitnet/i2s/model-i2_s.gguf");
+    let meta = read_gguf_metadata(&std::fs::read(path).unwrap());
+    let s = |k: &str| match &meta[k] {
+        Meta::Str(s) => s.clone(),
+        m => panic!("{k}: {m:?}"),
+    };
+    let id = |k: &str| match &meta[k] {
+        Meta::Int(i) => Some(u32::try_from(*i).unwrap()),
+        m => panic!("{k}: {m:?}"),
+    };
+    let b = |k: &str| match &meta[k] {
+        Meta::Bool(v) => Some(*v),
+        m => panic!("{k}: {m:?}"),
+    };
+    let arr = |k: &str| match &meta[k] {
+        Meta::Arr(a) => a.clone(),
+        m => panic!("{k}: {m:?}"),
+    };
+    let data = GgufTokenizerData {
+        model: s("tokenizer.ggml.model"),
+        pre: Some(s("tokenizer.ggml.pre")),
+        tokens: arr("tokenizer.ggml.tokens")
+            .into_iter()
+            .map(|m| match m {
+                Meta::Str(s) => s,
+                m => panic!("{m:?}"),
+            })
+            .collect(),
+        token_types: Some(
+            arr("tokenizer.ggml.token_type")
+                .into_iter()
+                .map(|m| match m {
+                    Meta::Int(i) => i32::try_from(i).unwrap(),
+                    m => panic!("{m:?}"),
+                })
+                .collect(),
+        ),
+        scores: Some(
+            arr("tokenizer.ggml.scores")
+                .into_iter()
+                .map(|m| match m {
+                    Meta::F32(f) => f,
+                    m => panic!("{m:?}"),
+                })
+                .collect(),
+        ),
+        bos_id: id("tokenizer.ggml.bos_token_id"),
+        eos_id: id("tokenizer.ggml.eos_token_id"),
+        unk_id: id("tokenizer.ggml.unknown_token_id"),
+        add_bos: b("tokenizer.ggml.add_bos_token"),
+        add_eos: b("tokenizer.ggml.add_eos_token"),
+        ..Default::default()
+    };
+    assert_eq!(data, tiny_spm());
+    let tok = Tokenizer::from_gguf(&data).unwrap();
+    assert_eq!(tok.encode("Hi", true, true).unwrap()[0], 1);
+}
+
 fn byte_id(b: u8) -> u32 {
     3 + u32::from(b)
 }

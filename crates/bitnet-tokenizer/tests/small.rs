@@ -80,7 +80,7 @@ fn read_gguf_metadata(bytes: &[u8]) -> std::collections::HashMap<String, Meta> {
                 let n = u64_(b);
                 Meta::Arr((0..n).map(|_| value(b, et)).collect())
             }
-            10 | 11 | 12 => {
+            10..=12 => {
                 take(b, 8);
                 Meta::Other
             }

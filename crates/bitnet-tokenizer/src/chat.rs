@@ -32,10 +32,11 @@ impl ChatMessage {
     }
 }
 
-/// The chat template of `microsoft/bitnet-b1.58-2B-4T` (its tokenizer_config.json), used when a
-/// model has none: `{bos}Role: content<|eot_id|>` per message (role capitalised, content
-/// trimmed), then `Assistant: ` when a generation prompt is asked for. llama.cpp's built-in
-/// `bitnet` chat format produces the same text (it adds BOS at tokenization instead).
+/// The chat template of `microsoft/bitnet-b1.58-2B-4T` (the `chat_template` of its
+/// tokenizer_config.json), used when a model has none: `Role: content<|eot_id|>` per message
+/// (role capitalised, content trimmed), `bos_token` before the first, then `Assistant: ` when a
+/// generation prompt is asked for; e.g. `<|begin_of_text|>User: Hey<|eot_id|>Assistant: `, the
+/// prompt form of transformers' BitNet example.
 pub const BITNET_2B4T_CHAT_TEMPLATE: &str = "{% set loop_messages = messages %}\
 {% for message in loop_messages %}\
 {% set content = message['role'] | capitalize + ': '+ message['content'] | trim + '<|eot_id|>' %}\

@@ -35,6 +35,18 @@ impl Avx2 {
 pub(crate) struct MaddStep;
 
 impl DotStep for MaddStep {
+    type Acc = __m256i;
+
+    #[inline(always)]
+    unsafe fn zero() -> __m256i {
+        unsafe { _mm256_setzero_si256() }
+    }
+
+    #[inline(always)]
+    unsafe fn reduce(acc: __m256i) -> __m256i {
+        acc
+    }
+
     #[inline(always)]
     unsafe fn step(acc: __m256i, c: &[__m256i; 4], q: *const i8) -> __m256i {
         unsafe {

@@ -37,15 +37,30 @@ impl Avx512Vnni {
 struct VnniStep;
 
 impl DotStep for VnniStep {
+    /// One accumulator per code plane: `vpdpbusd` has a latency of several cycles, and one
+    /// chain through a single accumulator (which LLVM re-forms from any tree of adds)
+    /// serialised GEMV on it.
+    type Acc = [__m256i; 4];
+
     #[inline(always)]
-    unsafe fn step(acc: __m256i, c: &[__m256i; 4], q: *const i8) -> __m256i {
+    unsafe fn zero() -> [__m256i; 4] {
+        unsafe { [_mm256_setzero_si256(); 4] }
+    }
+
+    #[inline(always)]
+    unsafe fn reduce(a: [__m256i; 4]) -> __m256i {
+        unsafe { _mm256_add_epi32(_mm256_add_epi32(a[0], a[1]), _mm256_add_epi32(a[2], a[3])) }
+    }
+
+    #[inline(always)]
+    unsafe fn step(a: [__m256i; 4], c: &[__m256i; 4], q: *const i8) -> [__m256i; 4] {
         unsafe {
-            let acc = _mm256_dpbusd_epi32(acc, c[0], _mm256_loadu_si256(q as *const __m256i));
-            let acc =
-                _mm256_dpbusd_epi32(acc, c[1], _mm256_loadu_si256(q.add(32) as *const __m256i));
-            let acc =
-                _mm256_dpbusd_epi32(acc, c[2], _mm256_loadu_si256(q.add(64) as *const __m256i));
-            _mm256_dpbusd_epi32(acc, c[3], _mm256_loadu_si256(q.add(96) as *const __m256i))
+            [
+                _mm256_dpbusd_epi32(a[0], c[0], _mm256_loadu_si256(q as *const __m256i)),
+                _mm256_dpbusd_epi32(a[1], c[1], _mm256_loadu_si256(q.add(32) as *const __m256i)),
+                _mm256_dpbusd_epi32(a[2], c[2], _mm256_loadu_si256(q.add(64) as *const __m256i)),
+                _mm256_dpbusd_epi32(a[3], c[3], _mm256_loadu_si256(q.add(96) as *const __m256i)),
+            ]
         }
     }
 }

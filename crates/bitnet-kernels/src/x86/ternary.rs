@@ -15,13 +15,30 @@ use crate::packed::{BLOCK, BLOCK_BYTES};
 use crate::tile::TileDot;
 use std::arch::x86_64::*;
 
+/// Software prefetch distance in packed bytes (single-thread GEMV from DRAM otherwise
+/// stalls on the hardware prefetcher ramping up at every row).
+const PREFETCH: usize = 1024;
+
 /// One 128-column block of `c . q` accumulated into i32 lanes.
 pub(crate) trait DotStep {
+    /// Accumulator state per token (several registers when the multiply's latency needs
+    /// independent chains).
+    type Acc: Copy;
+    /// The empty accumulator.
+    ///
+    /// # Safety
+    /// Needs the CPU features of the implementation.
+    unsafe fn zero() -> Self::Acc;
+    /// Sums the accumulator into one vector of i32 lanes.
+    ///
+    /// # Safety
+    /// Needs the CPU features of the implementation.
+    unsafe fn reduce(acc: Self::Acc) -> __m256i;
     /// Adds `c0.q0 + c1.q1 + c2.q2 + c3.q3` (byte products summed into i32 lanes) to `acc`.
     ///
     /// # Safety
     /// Needs the CPU features of the implementation.
-    unsafe fn step(acc: __m256i, c: &[__m256i; 4], q: *const i8) -> __m256i;
+    unsafe fn step(acc: Self::Acc, c: &[__m256i; 4], q: *const i8) -> Self::Acc;
 }
 
 #[inline(always)]
@@ -60,8 +77,11 @@ unsafe fn dot_tile<D: DotStep, const NT: usize>(
     has_tail: bool,
 ) -> [i32; NT] {
     unsafe {
-        let mut acc = [_mm256_setzero_si256(); NT];
+        let mut acc = [D::zero(); NT];
         for b in 0..full {
+            // Rows are contiguous, so prefetching a fixed distance ahead covers the next
+            // rows too (a prefetch past the end of the buffer is harmless).
+            _mm_prefetch::<_MM_HINT_T0>(row.add(b * BLOCK_BYTES + PREFETCH) as *const i8);
             let c = codes(row.add(b * BLOCK_BYTES));
             for t in 0..NT {
                 acc[t] = D::step(acc[t], &c, q[t].add(b * BLOCK));
@@ -75,7 +95,7 @@ unsafe fn dot_tile<D: DotStep, const NT: usize>(
         }
         let mut out = [0i32; NT];
         for t in 0..NT {
-            out[t] = hsum(acc[t]);
+            out[t] = hsum(D::reduce(acc[t]));
         }
         out
     }

@@ -1,0 +1,123 @@
+//! Ternary matmul at the BitNet b1.58 2B4T shapes, per available ISA, 1 and 2 threads,
+//! reported as effective GB/s of packed weight bytes streamed, next to a memory-read
+//! bandwidth probe (sum of a 1 GiB buffer of u64) measured in the same run.
+//!
+//! The real model's ternary weights (~0.5 GB packed) never fit in cache, so every
+//! benchmark cycles through enough copies of the packed matrix (>= 96 MiB in total) that
+//! each call streams its weights from DRAM, not from the 32 MiB L3 of a typical server.
+//!
+//! Quick run: `cargo bench -p bitnet-kernels -- --warm-up-time 1 --measurement-time 3`.
+
+use bitnet_kernels::{Kernels, PackedTernary, TernaryWeights, available};
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use std::hint::black_box;
+
+/// (name, rows = out features, cols = in features) of the 2B4T linears.
+const SHAPES: [(&str, usize, usize); 4] = [
+    ("attn_qo_2560x2560", 2560, 2560),
+    ("attn_kv_640x2560", 640, 2560),
+    ("ffn_gate_up_6912x2560", 6912, 2560),
+    ("ffn_down_2560x6912", 2560, 6912),
+];
+fn cold_bytes() -> usize {
+    std::env::var("BITNET_BENCH_COLD_MIB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(96usize)
+        << 20
+}
+
+fn weights(rows: usize, cols: usize, seed: u64) -> TernaryWeights {
+    let mut s = seed;
+    let values = (0..rows * cols)
+        .map(|_| {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((s >> 33) % 3) as i8 - 1
+        })
+        .collect();
+    TernaryWeights {
+        rows,
+        cols,
+        values,
+        scale: 0.8,
+    }
+}
+
+/// Sum of u64 with eight independent lanes so the adds keep up with memory.
+fn sum(buf: &[u64]) -> u64 {
+    let mut acc = [0u64; 8];
+    for ch in buf.chunks_exact(8) {
+        for (a, v) in acc.iter_mut().zip(ch) {
+            *a = a.wrapping_add(*v);
+        }
+    }
+    acc.iter().fold(0u64, |a, b| a.wrapping_add(*b))
+}
+
+fn memory_probe(c: &mut Criterion) {
+    let words = (1usize << 30) / 8;
+    let buf: Vec<u64> = (0..words as u64).collect();
+    let mut g = c.benchmark_group("memory_read_probe");
+    g.sample_size(10);
+    g.throughput(Throughput::Bytes((words * 8) as u64));
+    g.bench_function("sum_u64_1GiB/t1", |b| {
+        b.iter(|| black_box(sum(black_box(&buf))))
+    });
+    g.bench_function("sum_u64_1GiB/t2", |b| {
+        b.iter(|| {
+            let (lo, hi) = buf.split_at(buf.len() / 2);
+            std::thread::scope(|s| {
+                let h = s.spawn(|| sum(black_box(hi)));
+                let a = sum(black_box(lo));
+                black_box(a.wrapping_add(h.join().unwrap()))
+            })
+        })
+    });
+    g.finish();
+}
+
+fn ternary(c: &mut Criterion) {
+    eprintln!("cpu features: {:?}", bitnet_kernels::cpu_features());
+    for (name, rows, cols) in SHAPES {
+        let w = weights(rows, cols, rows as u64 * 31 + cols as u64);
+        let mut g = c.benchmark_group(format!("ternary_{name}"));
+        g.sample_size(10);
+        for ops in available() {
+            let packed_one = Kernels::with_ops(ops, 1).pack(&w);
+            let copies = cold_bytes().div_ceil(packed_one.size_bytes()).max(1);
+            let packed: Vec<PackedTernary> = (0..copies).map(|_| packed_one.clone()).collect();
+            for n in [1usize, 128] {
+                // Scalar at batch 128 takes seconds per call; it is the reference, not a contender.
+                if n > 1 && ops.isa() == "scalar" {
+                    continue;
+                }
+                let x: Vec<f32> = (0..n * cols)
+                    .map(|i| ((i * 7919) % 2001) as f32 / 1000.0 - 1.0)
+                    .collect();
+                for threads in [1usize, 2] {
+                    let k = Kernels::with_ops(ops, threads);
+                    let mut q = vec![0i8; n * cols];
+                    let mut s = vec![0f32; n];
+                    k.quantize_rows(&x, n, &mut q, &mut s);
+                    let mut y = vec![0f32; n * rows];
+                    g.throughput(Throughput::Bytes(packed_one.size_bytes() as u64));
+                    let id = BenchmarkId::new(format!("{}/n{n}", ops.id()), format!("t{threads}"));
+                    let mut i = 0;
+                    g.bench_function(id, |b| {
+                        b.iter(|| {
+                            i = (i + 1) % copies;
+                            k.ternary_matmul(&packed[i], &q, &s, n, &mut y);
+                            black_box(&y);
+                        })
+                    });
+                }
+            }
+        }
+        g.finish();
+    }
+}
+
+criterion_group!(benches, memory_probe, ternary);
+criterion_main!(benches);

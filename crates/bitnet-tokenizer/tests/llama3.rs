@@ -93,19 +93,31 @@ fn check_all_cases(tok: &Tokenizer) {
     );
 }
 
+/// Everything through tokenizer.json. (Under nextest each test is a process that loads the
+/// 9 MB tokenizer again, so each path is one test.)
 #[test]
-fn tokenizer_json_matches_every_case() {
-    check_all_cases(hf_tok());
+fn tokenizer_json_path() {
+    let tok = hf_tok();
+    check_all_cases(tok);
+    check_bos_and_stop_ids(tok);
+    check_out_of_range(tok);
+    check_llama_cpp_hash(tok);
+    check_stream_deltas(tok);
 }
 
+/// Everything through the GGUF metadata the converter makes from the bare tokenizer.json.
 #[test]
-fn gguf_path_matches_every_case() {
-    check_all_cases(gguf_tok());
+fn gguf_path() {
+    check_gguf_data(gguf_data());
+    let tok = gguf_tok();
+    check_all_cases(tok);
+    check_bos_and_stop_ids(tok);
+    check_out_of_range(tok);
+    check_llama_cpp_hash(tok);
+    check_stream_holds_an_emoji(tok);
 }
 
-#[test]
-fn gguf_data_from_bare_tokenizer_json() {
-    let d = gguf_data();
+fn check_gguf_data(d: &GgufTokenizerData) {
     assert_eq!(d.model, "gpt2");
     assert_eq!(d.pre.as_deref(), Some("llama-bpe"));
     assert_eq!(d.tokens.len(), 128_256);
@@ -131,86 +143,76 @@ fn gguf_data_from_bare_tokenizer_json() {
     assert_eq!(d.chat_template, None);
 }
 
-#[test]
-fn bos_and_stop_ids() {
-    for tok in [hf_tok(), gguf_tok()] {
-        assert_eq!(tok.vocab_size(), 128_256);
-        assert_eq!(tok.bos_id(), Some(128_000));
-        assert!(tok.add_bos_default());
-        let c = &cases()[1];
-        let with_bos = tok.encode(&c.text, true, true).unwrap();
-        assert_eq!(with_bos[0], 128_000);
-        assert_eq!(with_bos[1..], c.ids[..]);
-        // BOS text in the input is the BOS token when specials are parsed.
-        assert_eq!(
-            tok.encode("<|begin_of_text|>Hello", false, true).unwrap(),
-            [128_000, 9906]
-        );
-        assert_eq!(
-            tok.decode(&with_bos, false).unwrap(),
-            format!("<|begin_of_text|>{}", c.text)
-        );
-        assert_eq!(tok.decode(&with_bos, true).unwrap(), c.text);
-        assert_eq!(
-            tok.decode(&[128_009, 9906, 128_001], true).unwrap(),
-            "Hello"
-        );
-        assert_eq!(tok.token_to_id("<|eot_id|>"), Some(128_009));
-        assert_eq!(tok.token_to_id("Ġworld"), Some(1917));
-        assert_eq!(tok.id_to_token(1917).as_deref(), Some("Ġworld"));
-        assert_eq!(tok.id_to_token(128_256), None);
-        // No eos without tokenizer_config.json; the end-of-turn texts are found in the vocab.
-        assert_eq!(tok.stop_ids(), [128_009, 128_001]);
-        assert_eq!(
-            tok.encode_chat("<|begin_of_text|>User: hi<|eot_id|>Assistant: ")
-                .unwrap(),
-            [128_000, 1502, 25, 15960, 128_009, 72803, 25, 220]
-        );
-        assert_eq!(tok.encode_chat("Hello").unwrap(), [128_000, 9906]);
-    }
+fn check_bos_and_stop_ids(tok: &Tokenizer) {
+    assert_eq!(tok.vocab_size(), 128_256);
+    assert_eq!(tok.bos_id(), Some(128_000));
+    assert!(tok.add_bos_default());
+    let c = &cases()[1];
+    let with_bos = tok.encode(&c.text, true, true).unwrap();
+    assert_eq!(with_bos[0], 128_000);
+    assert_eq!(with_bos[1..], c.ids[..]);
+    // BOS text in the input is the BOS token when specials are parsed.
+    assert_eq!(
+        tok.encode("<|begin_of_text|>Hello", false, true).unwrap(),
+        [128_000, 9906]
+    );
+    assert_eq!(
+        tok.decode(&with_bos, false).unwrap(),
+        format!("<|begin_of_text|>{}", c.text)
+    );
+    assert_eq!(tok.decode(&with_bos, true).unwrap(), c.text);
+    assert_eq!(
+        tok.decode(&[128_009, 9906, 128_001], true).unwrap(),
+        "Hello"
+    );
+    assert_eq!(tok.token_to_id("<|eot_id|>"), Some(128_009));
+    assert_eq!(tok.token_to_id("Ġworld"), Some(1917));
+    assert_eq!(tok.id_to_token(1917).as_deref(), Some("Ġworld"));
+    assert_eq!(tok.id_to_token(128_256), None);
+    // No eos without tokenizer_config.json; the end-of-turn texts are found in the vocab.
+    assert_eq!(tok.stop_ids(), [128_009, 128_001]);
+    assert_eq!(
+        tok.encode_chat("<|begin_of_text|>User: hi<|eot_id|>Assistant: ")
+            .unwrap(),
+        [128_000, 1502, 25, 15960, 128_009, 72803, 25, 220]
+    );
+    assert_eq!(tok.encode_chat("Hello").unwrap(), [128_000, 9906]);
 }
 
-#[test]
-fn out_of_range_id_is_an_error() {
-    for tok in [hf_tok(), gguf_tok()] {
-        let err = tok.decode(&[9906, 128_256], false).unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "token id 128256 is out of range: the vocabulary has 128256 tokens"
-        );
-        assert!(TextStream::new(tok).push(u32::MAX).is_err());
-    }
+fn check_out_of_range(tok: &Tokenizer) {
+    let err = tok.decode(&[9906, 128_256], false).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "token id 128256 is out of range: the vocabulary has 128256 tokens"
+    );
+    assert!(TextStream::new(tok).push(u32::MAX).is_err());
 }
 
 /// llama.cpp's convert_hf_to_gguf.py recognises the Llama-3 pre-tokenizer by the sha256 of
 /// `str(tokenizer.encode(chktxt))` (BOS included) for Meta-Llama-3-8B, whose tokenizer.json is
-/// this fixture: `0ef9807a…c15e19f`... here `0ef9807a4087ebef…01e5` (`llama-bpe`).
-#[test]
-fn llama_cpp_pre_tokenizer_hash() {
+/// this fixture: `0ef9807a…8c01e5` means `llama-bpe`.
+fn check_llama_cpp_hash(tok: &Tokenizer) {
     let chktxt = "\n \n\n \n\n\n \t \t\t \t\n  \n   \n    \n     \n🚀 (normal) 😶\u{200d}🌫\u{fe0f} (multiple emojis concatenated) ✅ 🦙🦙 3 33 333 3333 33333 333333 3333333 33333333 3.3 3..3 3...3 កាន់តែពិសេសអាច😁 ?我想在apple工作1314151天～ ------======= нещо на Български ''''''```````\"\"\"\"......!!!!!!?????? I've been 'told he's there, 'RE you sure? 'M not sure I'll make it, 'D you like some tea? We'Ve a'lL";
-    for tok in [hf_tok(), gguf_tok()] {
-        let ids = tok.encode(chktxt, true, true).unwrap();
-        let repr = format!(
-            "[{}]",
-            ids.iter()
-                .map(u32::to_string)
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-        let hash: String = Sha256::digest(repr.as_bytes())
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        assert_eq!(
-            hash,
-            "0ef9807a4087ebef797fc749390439009c3b9eda9ad1a097abbe738f486c01e5"
-        );
-    }
+    let ids = tok.encode(chktxt, true, true).unwrap();
+    let repr = format!(
+        "[{}]",
+        ids.iter()
+            .map(u32::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let hash: String = Sha256::digest(repr.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(
+        hash,
+        "0ef9807a4087ebef797fc749390439009c3b9eda9ad1a097abbe738f486c01e5"
+    );
 }
 
-#[test]
-fn stream_deltas_concatenate_to_the_full_decode() {
-    let tok = hf_tok();
+/// Stream-decoding every case token by token gives exactly the full decode.
+fn check_stream_deltas(tok: &Tokenizer) {
     let mut held_back = 0;
     for c in cases() {
         for ids in [&c.ids, &c.ids_ordinary] {
@@ -235,9 +237,7 @@ fn stream_deltas_concatenate_to_the_full_decode() {
     assert!(held_back > 100, "{held_back}");
 }
 
-#[test]
-fn stream_holds_an_emoji_split_across_tokens() {
-    let tok = gguf_tok();
+fn check_stream_holds_an_emoji(tok: &Tokenizer) {
     // "🦙" is not one token: its 4 bytes span several byte-level tokens.
     let ids = tok.encode("a🦙b", false, true).unwrap();
     assert!(ids.len() >= 3, "{ids:?}");
@@ -306,33 +306,4 @@ fn tokenizer_config_and_config_json() {
     assert!(!tok.add_bos_default());
     assert_eq!(tok.chat_template(), Some(template));
     assert_eq!(tok.stop_ids(), [128_009, 128_001]);
-    let g = Tokenizer::from_gguf(&d).unwrap();
-    assert_eq!(g.vocab_size(), 128_260);
-    assert!(!g.add_bos_default());
-    assert_eq!(g.encode("Hello world", false, true).unwrap(), [9906, 1917]);
-}
-
-#[test]
-fn malformed_tokenizer_json_names_the_file() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("tokenizer.json");
-    std::fs::write(&path, "{\"model\": ").unwrap();
-    let err = Tokenizer::from_file(&path).unwrap_err().to_string();
-    assert!(err.starts_with(&path.display().to_string()), "{err}");
-    assert!(err.contains("not a valid tokenizer.json"), "{err}");
-    let err = GgufTokenizerData::from_hf_dir(dir.path())
-        .unwrap_err()
-        .to_string();
-    assert!(err.starts_with(&path.display().to_string()), "{err}");
-
-    let missing = dir.path().join("nope").join("tokenizer.json");
-    let err = Tokenizer::from_file(&missing).unwrap_err().to_string();
-    assert!(
-        err.starts_with(&format!("cannot read {}", missing.display())),
-        "{err}"
-    );
-
-    let dir = dir_with(&[("tokenizer_config.json", "{oops")]);
-    let err = Tokenizer::from_hf_dir(dir.path()).unwrap_err().to_string();
-    assert!(err.contains("tokenizer_config.json: invalid JSON"), "{err}");
 }

@@ -547,3 +547,28 @@ fn gguf_errors_name_the_field() {
         "invalid tokenizer.ggml.tokens: the vocabulary is empty"
     );
 }
+#[test]
+fn malformed_tokenizer_json_names_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tokenizer.json");
+    std::fs::write(&path, "{\"model\": ").unwrap();
+    let err = Tokenizer::from_file(&path).unwrap_err().to_string();
+    assert!(err.starts_with(&path.display().to_string()), "{err}");
+    assert!(err.contains("not a valid tokenizer.json"), "{err}");
+    let err = GgufTokenizerData::from_hf_dir(dir.path())
+        .unwrap_err()
+        .to_string();
+    assert!(err.starts_with(&path.display().to_string()), "{err}");
+
+    let missing = dir.path().join("nope").join("tokenizer.json");
+    let err = Tokenizer::from_file(&missing).unwrap_err().to_string();
+    assert!(
+        err.starts_with(&format!("cannot read {}", missing.display())),
+        "{err}"
+    );
+
+    let dir = synthetic_dir();
+    std::fs::write(dir.path().join("tokenizer_config.json"), "{oops").unwrap();
+    let err = Tokenizer::from_hf_dir(dir.path()).unwrap_err().to_string();
+    assert!(err.contains("tokenizer_config.json: invalid JSON"), "{err}");
+}

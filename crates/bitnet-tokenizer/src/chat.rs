@@ -45,10 +45,67 @@ pub const BITNET_2B4T_CHAT_TEMPLATE: &str = "{% set loop_messages = messages %}\
 {% endfor %}\
 {% if add_generation_prompt %}{{ 'Assistant: ' }}{% endif %}";
 
+/// A chat template compiled once, for rendering many conversations (a server).
+#[derive(Debug)]
+pub struct ChatTemplate {
+    env: Environment<'static>,
+}
+
+/// Name of the one template in [`ChatTemplate`]'s environment.
+const TEMPLATE_NAME: &str = "chat_template";
+
+impl ChatTemplate {
+    /// Compiles `source` (a model's `chat_template`); syntax errors are reported here.
+    pub fn new(source: &str) -> Result<Self, TokenizerError> {
+        let mut env = Environment::new();
+        env.set_trim_blocks(true);
+        env.set_lstrip_blocks(true);
+        env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+        env.add_function(
+            "raise_exception",
+            |message: String| -> Result<String, Error> {
+                Err(Error::new(ErrorKind::InvalidOperation, message))
+            },
+        );
+        env.add_filter("tojson", tojson);
+        env.add_template_owned(TEMPLATE_NAME, source.to_owned())
+            .map_err(render_err)?;
+        Ok(Self { env })
+    }
+
+    /// The BitNet b1.58 2B4T template ([`BITNET_2B4T_CHAT_TEMPLATE`]).
+    pub fn bitnet_2b4t() -> Self {
+        Self::new(BITNET_2B4T_CHAT_TEMPLATE).expect("the built-in template compiles")
+    }
+
+    /// Renders `messages`; see [`render_chat`].
+    pub fn render(
+        &self,
+        messages: &[ChatMessage],
+        add_generation_prompt: bool,
+        bos_token: &str,
+        eos_token: &str,
+    ) -> Result<String, TokenizerError> {
+        let tmpl = self.env.get_template(TEMPLATE_NAME).map_err(render_err)?;
+        tmpl.render(context! {
+            messages => messages,
+            add_generation_prompt => add_generation_prompt,
+            bos_token => bos_token,
+            eos_token => eos_token,
+        })
+        .map_err(render_err)
+    }
+}
+
+fn render_err(e: Error) -> TokenizerError {
+    TokenizerError::ChatTemplate(e.to_string())
+}
+
 /// Renders `messages` with `template` (the model's `chat_template`), or with
 /// [`BITNET_2B4T_CHAT_TEMPLATE`] when `None`, which gives
 /// `"<|begin_of_text|>User: hi<|eot_id|>Assistant: "` for one user message "hi" with
-/// `bos_token = "<|begin_of_text|>"`.
+/// `bos_token = "<|begin_of_text|>"`. Compiles the template on every call: keep a
+/// [`ChatTemplate`] to render many conversations.
 ///
 /// The result usually starts with the BOS text already: encode it with
 /// [`crate::Tokenizer::encode_chat`] (or with `add_bos = false`) to avoid a second BOS.
@@ -59,27 +116,12 @@ pub fn render_chat(
     bos_token: &str,
     eos_token: &str,
 ) -> Result<String, TokenizerError> {
-    let source = template.unwrap_or(BITNET_2B4T_CHAT_TEMPLATE);
-    let mut env = Environment::new();
-    env.set_trim_blocks(true);
-    env.set_lstrip_blocks(true);
-    env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
-    env.add_function(
-        "raise_exception",
-        |message: String| -> Result<String, Error> {
-            Err(Error::new(ErrorKind::InvalidOperation, message))
-        },
-    );
-    env.add_filter("tojson", tojson);
-    let render_err = |e: Error| TokenizerError::ChatTemplate(e.to_string());
-    let tmpl = env.template_from_str(source).map_err(render_err)?;
-    tmpl.render(context! {
-        messages => messages,
-        add_generation_prompt => add_generation_prompt,
-        bos_token => bos_token,
-        eos_token => eos_token,
-    })
-    .map_err(render_err)
+    ChatTemplate::new(template.unwrap_or(BITNET_2B4T_CHAT_TEMPLATE))?.render(
+        messages,
+        add_generation_prompt,
+        bos_token,
+        eos_token,
+    )
 }
 
 /// `json.dumps` separators without indent: `", "` between items, `": "` after keys.

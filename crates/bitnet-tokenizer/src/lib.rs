@@ -18,7 +18,7 @@ mod hf;
 mod stream;
 mod tokenizer;
 
-pub use chat::{BITNET_2B4T_CHAT_TEMPLATE, ChatMessage, render_chat};
+pub use chat::{BITNET_2B4T_CHAT_TEMPLATE, ChatMessage, ChatTemplate, render_chat};
 pub use error::TokenizerError;
 pub use gguf::{GgufTokenizerData, LLAMA3_SPLIT_REGEX};
 pub use stream::TextStream;
@@ -29,4 +29,5 @@ const _: () = {
     const fn assert_send_sync<T: Send + Sync>() {}
     assert_send_sync::<Tokenizer>();
     assert_send_sync::<GgufTokenizerData>();
+    assert_send_sync::<ChatTemplate>();
 };

@@ -4,7 +4,7 @@
 
 use bitnet_tokenizer::gguf::token_type::{BYTE, CONTROL, NORMAL, UNKNOWN, UNUSED, USER_DEFINED};
 use bitnet_tokenizer::{
-    BITNET_2B4T_CHAT_TEMPLATE, ChatMessage, GgufTokenizerData, TextStream, Tokenizer,
+    BITNET_2B4T_CHAT_TEMPLATE, ChatMessage, ChatTemplate, GgufTokenizerData, TextStream, Tokenizer,
     TokenizerError, render_chat,
 };
 
@@ -422,6 +422,13 @@ fn chat_fallback_is_the_2b4t_format() {
         render_chat(None, &[], true, bos, eos).unwrap(),
         "Assistant: "
     );
+    let compiled = ChatTemplate::bitnet_2b4t();
+    assert_eq!(compiled.render(&one, true, bos, eos).unwrap(), want);
+    assert_eq!(
+        compiled.render(&many, false, bos, eos).unwrap(),
+        render_chat(None, &many, false, bos, eos).unwrap()
+    );
+    assert!(ChatTemplate::new("{% if %}").is_err());
 }
 
 #[test]

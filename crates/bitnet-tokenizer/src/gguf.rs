@@ -15,6 +15,10 @@
 //!   prepended to every run of text (the whole text, and the text after each special or
 //!   user-defined token, which is llama.cpp's `add_space_prefix` after a special token).
 //!   Decoding maps `▁` back to spaces, byte tokens to bytes, and strips one leading space.
+//!   `pre` is ignored (llama.cpp has pre-tokenizers for BPE only) and `add_space_prefix` is
+//!   taken as llama.cpp's default, true. With a vocabulary whose pieces are not characters
+//!   (the tiny-bitnet fixture's placeholders), "Hi" becomes the bytes of "▁Hi", which decode
+//!   back to "▁Hi" (the `▁` came from byte tokens, not a `▁` piece), exactly as in llama.cpp.
 //!   llama.cpp resolves ties in score by position; this BPE form breaks them by piece order,
 //!   which can differ only when two candidate merges have exactly equal scores.
 //!

@@ -200,6 +200,11 @@ impl Tokenizer {
         self.eos_id
     }
 
+    /// End-of-turn id declared by GGUF metadata (`tokenizer.ggml.eot_token_id`), if any.
+    pub fn eot_id(&self) -> Option<u32> {
+        self.eot_id
+    }
+
     /// Whether prompts get BOS by default (the model's `add_bos_token`, else its tokenizer
     /// family's default); always false without a BOS id.
     pub fn add_bos_default(&self) -> bool {

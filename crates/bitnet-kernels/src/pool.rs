@@ -4,21 +4,24 @@
 //! contiguous row range, wait for all", with no heap allocation per call (a receipt-grade
 //! claim we test). Rayon's injector queue allocates blocks as jobs are pushed, and
 //! `scope` boxes its spawns. This pool instead publishes a pointer to a closure living on
-//! the caller's stack under a mutex, bumps an epoch, and wakes the workers with a condvar;
-//! the caller runs part 0 itself and waits until every worker has finished, so the
-//! borrowed closure outlives all uses. `Mutex`/`Condvar` are futex based on Linux: no
-//! allocation. Workers spin briefly before sleeping, because GEMV calls are ~10-500 us
-//! and a futex wake-up would otherwise be a visible part of each.
+//! the caller's stack, bumps an epoch, and the caller runs part 0 itself and waits until
+//! every worker has finished, so the borrowed closure outlives all uses.
+//!
+//! GEMV calls take 20-500 us, so sleeping and waking through the kernel on every call
+//! (futex wake-ups cost microseconds each, more in VMs) would be a visible part of each.
+//! Both sides therefore spin briefly on atomics first (workers on the epoch, the caller on
+//! the pending count) and only then sleep on a condvar; notifications are only sent when
+//! somebody sleeps. `Mutex`/`Condvar` are futex based on Linux: no allocation.
 
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
 type Job = dyn Fn(usize) + Sync;
 
-/// Spin iterations (each a `pause`, ~20-60 ns) before a worker sleeps on the condvar.
-const SPIN: u32 = 2_000;
+/// Spin iterations (each a `pause`, ~10-50 ns) before a thread sleeps on a condvar.
+const SPIN: u32 = 10_000;
 
 /// A lifetime-erased pointer to the current job (valid until `pending` reaches 0).
 #[derive(Clone, Copy)]
@@ -27,9 +30,11 @@ struct JobPtr(*const Job);
 unsafe impl Send for JobPtr {}
 
 struct State {
-    epoch: u64,
     job: Option<JobPtr>,
-    pending: usize,
+    /// Workers currently blocked on `start`.
+    sleeping: usize,
+    /// Whether the caller is (about to be) blocked on `done`.
+    caller_sleeping: bool,
     panicked: bool,
     shutdown: bool,
 }
@@ -38,8 +43,10 @@ struct Shared {
     state: Mutex<State>,
     start: Condvar,
     done: Condvar,
-    /// Mirror of `state.epoch`, read by spinning workers without the lock.
+    /// Job generation; written under the lock, read by spinning workers without it.
     epoch: AtomicU64,
+    /// Workers that have not finished the current job.
+    pending: AtomicUsize,
 }
 
 fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
@@ -61,15 +68,16 @@ impl Pool {
         let threads = threads.max(1);
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
-                epoch: 0,
                 job: None,
-                pending: 0,
+                sleeping: 0,
+                caller_sleeping: false,
                 panicked: false,
                 shutdown: false,
             }),
             start: Condvar::new(),
             done: Condvar::new(),
             epoch: AtomicU64::new(0),
+            pending: AtomicUsize::new(0),
         });
         let handles = (1..threads)
             .map(|i| {
@@ -100,24 +108,33 @@ impl Pool {
             return;
         }
         let _serial = self.caller.lock().unwrap_or_else(|e| e.into_inner());
+        let sh = &*self.shared;
         // SAFETY (lifetime erasure): we wait below until `pending == 0`, i.e. until no
         // worker uses the pointer any more, before returning (also when `job(0)` panics).
         let ptr: *const Job =
             unsafe { std::mem::transmute::<&(dyn Fn(usize) + Sync + '_), &'static Job>(job) };
         {
-            let mut st = lock(&self.shared.state);
+            let mut st = lock(&sh.state);
             st.job = Some(JobPtr(ptr));
-            st.pending = self.threads - 1;
             st.panicked = false;
-            st.epoch += 1;
-            self.shared.epoch.store(st.epoch, Ordering::Release);
+            sh.pending.store(self.threads - 1, Ordering::Release);
+            sh.epoch.fetch_add(1, Ordering::AcqRel);
+            if st.sleeping > 0 {
+                sh.start.notify_all();
+            }
         }
-        self.shared.start.notify_all();
         let mine = catch_unwind(AssertUnwindSafe(|| job(0)));
-        let mut st = lock(&self.shared.state);
-        while st.pending > 0 {
-            st = self.shared.done.wait(st).unwrap_or_else(|e| e.into_inner());
+        let mut spins = 0;
+        while sh.pending.load(Ordering::Acquire) > 0 && spins < SPIN {
+            std::hint::spin_loop();
+            spins += 1;
         }
+        let mut st = lock(&sh.state);
+        while sh.pending.load(Ordering::Acquire) > 0 {
+            st.caller_sleeping = true;
+            st = sh.done.wait(st).unwrap_or_else(|e| e.into_inner());
+        }
+        st.caller_sleeping = false;
         st.job = None;
         let theirs = st.panicked;
         drop(st);
@@ -131,7 +148,7 @@ impl Pool {
 fn worker(shared: &Shared, index: usize) {
     let mut seen = 0u64;
     loop {
-        // Spin a little: the next GEMV usually follows within microseconds.
+        // Spin a little: the next call usually follows within microseconds.
         for _ in 0..SPIN {
             if shared.epoch.load(Ordering::Acquire) != seen {
                 break;
@@ -140,13 +157,15 @@ fn worker(shared: &Shared, index: usize) {
         }
         let job = {
             let mut st = lock(&shared.state);
-            while st.epoch == seen && !st.shutdown {
+            while shared.epoch.load(Ordering::Acquire) == seen && !st.shutdown {
+                st.sleeping += 1;
                 st = shared.start.wait(st).unwrap_or_else(|e| e.into_inner());
+                st.sleeping -= 1;
             }
             if st.shutdown {
                 return;
             }
-            seen = st.epoch;
+            seen = shared.epoch.load(Ordering::Acquire);
             st.job
         };
         let ok = match job {
@@ -154,13 +173,16 @@ fn worker(shared: &Shared, index: usize) {
             Some(JobPtr(p)) => catch_unwind(AssertUnwindSafe(|| unsafe { (*p)(index) })).is_ok(),
             None => true,
         };
-        let mut st = lock(&shared.state);
         if !ok {
-            st.panicked = true;
+            lock(&shared.state).panicked = true;
         }
-        st.pending -= 1;
-        if st.pending == 0 {
-            shared.done.notify_all();
+        if shared.pending.fetch_sub(1, Ordering::AcqRel) == 1 {
+            // Last one out: wake the caller if it went to sleep. Taking the lock orders this
+            // after the caller's check-then-wait, so the wake-up cannot be lost.
+            let st = lock(&shared.state);
+            if st.caller_sleeping {
+                shared.done.notify_all();
+            }
         }
     }
 }

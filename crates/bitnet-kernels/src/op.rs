@@ -11,6 +11,11 @@
 //! exact (i32), and the one float step is the shared [`crate::act_quant::finish`].
 //! [`TernaryOps::quantize_row`] must equal [`crate::quantize_row_reference`] bit for bit.
 //! The float paths (`*_f32`, `f16_*`) may sum in any order.
+//!
+//! Unlike Burn's `Backend`, the trait has no associated types: it must be object safe so
+//! that the choice is a run-time value (`&'static dyn TernaryOps`), made once. The packed
+//! weights are therefore one concrete type, [`PackedTernary`], which carries a layout id
+//! that every implementation checks before streaming it.
 
 use crate::TernaryWeights;
 use crate::act_quant::quantize_row_reference;

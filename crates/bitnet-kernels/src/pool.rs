@@ -205,3 +205,53 @@ pub(crate) fn chunk(total: usize, parts: usize, part: usize) -> std::ops::Range<
     let len = base + usize::from(part < extra);
     start..start + len
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicU32;
+
+    #[test]
+    fn chunks_cover_exactly_once() {
+        for total in [0, 1, 5, 64, 1001] {
+            for parts in 1..6 {
+                let mut next = 0;
+                for p in 0..parts {
+                    let r = chunk(total, parts, p);
+                    assert_eq!(r.start, next);
+                    assert!(r.len() <= total / parts + 1);
+                    next = r.end;
+                }
+                assert_eq!(next, total);
+            }
+        }
+    }
+
+    #[test]
+    fn every_part_runs_once_per_call() {
+        for threads in [1, 2, 3] {
+            let pool = Pool::new(threads);
+            let hits: Vec<AtomicU32> = (0..threads).map(|_| AtomicU32::new(0)).collect();
+            for _ in 0..500 {
+                pool.run(&|i| {
+                    hits[i].fetch_add(1, Ordering::Relaxed);
+                });
+            }
+            assert!(hits.iter().all(|h| h.load(Ordering::Relaxed) == 500));
+        }
+    }
+
+    #[test]
+    fn worker_panic_reaches_caller_and_pool_survives() {
+        let pool = Pool::new(2);
+        let r = catch_unwind(AssertUnwindSafe(|| pool.run(&|i| assert!(i != 1, "boom"))));
+        assert!(r.is_err());
+        let r = catch_unwind(AssertUnwindSafe(|| pool.run(&|i| assert!(i != 0, "boom"))));
+        assert!(r.is_err());
+        let n = AtomicU32::new(0);
+        pool.run(&|_| {
+            n.fetch_add(1, Ordering::Relaxed);
+        });
+        assert_eq!(n.load(Ordering::Relaxed), 2);
+    }
+}

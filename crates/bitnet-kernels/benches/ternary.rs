@@ -6,6 +6,8 @@
 //! benchmark cycles through enough copies of the packed matrix (>= 96 MiB in total) that
 //! each call streams its weights from DRAM, not from the 32 MiB L3 of a typical server.
 //!
+//! A dense f16 head group measures the other large per-token weight stream.
+//!
 //! Quick run: `cargo bench -p bitnet-kernels -- --warm-up-time 1 --measurement-time 3`.
 
 use bitnet_kernels::{Kernels, PackedTernary, TernaryWeights, available};
@@ -119,5 +121,34 @@ fn ternary(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, memory_probe, ternary);
+/// The dense f16 head (tied embeddings) is the other big weight stream per token:
+/// a 32768 x 2560 slice of the 2B4T vocabulary (168 MB, beyond any cache).
+fn f16_head(c: &mut Criterion) {
+    let (rows, cols) = (32768usize, 2560usize);
+    let w: Vec<half::f16> = (0..rows * cols)
+        .map(|i| half::f16::from_f32(((i * 7919) % 2001) as f32 / 1000.0 - 1.0))
+        .collect();
+    let x: Vec<f32> = (0..cols).map(|i| (i % 13) as f32 / 13.0).collect();
+    let mut y = vec![0f32; rows];
+    let mut g = c.benchmark_group("f16_head_32768x2560");
+    g.sample_size(10);
+    g.throughput(Throughput::Bytes((rows * cols * 2) as u64));
+    for ops in available() {
+        for threads in [1usize, 2] {
+            let k = Kernels::with_ops(ops, threads);
+            g.bench_function(
+                BenchmarkId::new(format!("f16/{}/n1", ops.isa()), format!("t{threads}")),
+                |b| {
+                    b.iter(|| {
+                        k.f16_matmul(&w, rows, cols, &x, 1, &mut y);
+                        black_box(&y);
+                    })
+                },
+            );
+        }
+    }
+    g.finish();
+}
+
+criterion_group!(benches, memory_probe, ternary, f16_head);
 criterion_main!(benches);

@@ -1,0 +1,170 @@
+//! Command-line arguments (clap derive).
+
+use std::path::PathBuf;
+
+use clap::{Parser, ValueEnum};
+
+/// Converts a Hugging Face BitNet b1.58 checkpoint to a GGUF file that bitnet.cpp, llama.cpp
+/// and BitNet-rs load.
+///
+/// The input directory holds `config.json`, `model.safetensors` (or
+/// `model.safetensors.index.json` with its shards) and, when present, `tokenizer.json` and
+/// `tokenizer_config.json`. All three weight layouts are read: packed 2-bit U8 with
+/// `weight_scale` (like microsoft/bitnet-b1.58-2B-4T), unpacked ternary, and bf16/f16/f32
+/// master weights (ternarised by absmean). Tensors are converted and written one at a time,
+/// so memory stays near the size of the largest tensor.
+#[derive(Debug, Parser)]
+#[command(name = "bitnet-st2gguf", version, about, long_about)]
+pub struct Args {
+    /// Hugging Face checkpoint directory.
+    #[arg(long, short, value_name = "DIR")]
+    pub input: PathBuf,
+
+    /// GGUF file to write (written to a temporary file in the same directory, then renamed).
+    #[arg(long, short, value_name = "FILE.gguf")]
+    pub output: PathBuf,
+
+    /// Storage type of the ternary linear weights.
+    #[arg(long, value_enum, default_value_t = OutType::I2S)]
+    pub outtype: OutType,
+
+    /// Storage type of the token embedding (and of an untied output head).
+    /// Default: f16, or f32 when --outtype is f32. `bf16` keeps a bf16 checkpoint exact.
+    #[arg(long, value_enum, value_name = "TYPE")]
+    pub embed_type: Option<EmbedType>,
+
+    /// `general.architecture` and the prefix of the model keys (`<arch>.block_count`, ...).
+    #[arg(long, value_name = "NAME", default_value = "bitnet-b1.58", value_parser = parse_arch)]
+    pub arch: String,
+
+    /// `general.name` (default: the input directory's name).
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+
+    /// Replace the output file if it exists.
+    #[arg(long)]
+    pub force: bool,
+
+    /// After writing, reopen the output and check every tensor against the checkpoint.
+    #[arg(long)]
+    pub verify: bool,
+
+    /// No progress bar and no summary.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+/// How ternary linear weights are stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutType {
+    /// bitnet.cpp's I2_S (GGUF type 36): 2 bits per weight and one f32 scale per tensor.
+    #[value(name = "i2_s")]
+    I2S,
+    /// ggml's TQ2_0: 2.06 bits per weight, one f16 scale per 256 weights.
+    #[value(name = "tq2_0")]
+    Tq2_0,
+    /// ggml's TQ1_0: 1.69 bits per weight, one f16 scale per 256 weights.
+    #[value(name = "tq1_0")]
+    Tq1_0,
+    /// Dequantised `value * scale` in f16 (as llama.cpp's converter writes).
+    #[value(name = "f16")]
+    F16,
+    /// Dequantised `value * scale` in f32.
+    #[value(name = "f32")]
+    F32,
+}
+
+impl OutType {
+    /// The name used on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::I2S => "i2_s",
+            Self::Tq2_0 => "tq2_0",
+            Self::Tq1_0 => "tq1_0",
+            Self::F16 => "f16",
+            Self::F32 => "f32",
+        }
+    }
+
+    /// `general.file_type`: llama.cpp's `llama_ftype` (`ALL_F32` 0, `MOSTLY_F16` 1,
+    /// `MOSTLY_TQ1_0` 36, `MOSTLY_TQ2_0` 37) and bitnet.cpp's `MOSTLY_I2_S` 40 (the value in
+    /// bitnet.cpp's own I2_S files, e.g. the fixture `tiny-bitnet/i2s/model-i2_s.gguf`).
+    pub fn file_type(self) -> u32 {
+        match self {
+            Self::F32 => 0,
+            Self::F16 => 1,
+            Self::Tq1_0 => 36,
+            Self::Tq2_0 => 37,
+            Self::I2S => 40,
+        }
+    }
+
+    /// The embedding type used when `--embed-type` is not given: f16 as bitnet.cpp writes it,
+    /// f32 for an all-f32 file.
+    pub fn default_embed_type(self) -> EmbedType {
+        match self {
+            Self::F32 => EmbedType::F32,
+            _ => EmbedType::F16,
+        }
+    }
+}
+
+/// Storage type of the embedding and output head.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum EmbedType {
+    /// 32-bit float.
+    F32,
+    /// 16-bit IEEE float (bitnet.cpp's choice; rounds bf16 values with large exponents).
+    F16,
+    /// bfloat16 (GGUF type 30): exact for bf16 checkpoints.
+    Bf16,
+}
+
+/// Architecture names become GGUF key prefixes: keep them to what llama.cpp uses.
+fn parse_arch(s: &str) -> Result<String, String> {
+    let ok = !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '-' | '_'));
+    if ok {
+        Ok(s.to_string())
+    } else {
+        Err(format!(
+            "'{s}' is not an architecture name (use lowercase letters, digits, '.', '-', '_'; e.g. bitnet-b1.58)"
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn clap_definition_is_valid() {
+        Args::command().debug_assert();
+    }
+
+    #[test]
+    fn defaults() {
+        let a =
+            Args::try_parse_from(["bitnet-st2gguf", "--input", "d", "--output", "o.gguf"]).unwrap();
+        assert_eq!(a.outtype, OutType::I2S);
+        assert_eq!(a.arch, "bitnet-b1.58");
+        assert_eq!(a.embed_type, None);
+        assert!(!a.force && !a.verify);
+    }
+
+    #[test]
+    fn rejects_bad_arch() {
+        let r = Args::try_parse_from([
+            "bitnet-st2gguf",
+            "--input",
+            "d",
+            "--output",
+            "o",
+            "--arch",
+            "Bit Net",
+        ]);
+        assert!(r.is_err());
+    }
+}

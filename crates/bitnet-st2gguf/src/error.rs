@@ -1,0 +1,153 @@
+//! Why a conversion failed. Every variant names the file, tensor or key at fault; the
+//! underlying library error (if any) is the `source`, printed by `main` after a colon.
+
+use std::path::PathBuf;
+
+/// A failed conversion.
+#[derive(Debug, thiserror::Error)]
+pub enum ConvertError {
+    /// The checkpoint could not be opened or read (not a directory, missing config or
+    /// weights, unsupported dtype, missing or extra tensors, bad shapes, ...).
+    #[error("reading checkpoint {dir}")]
+    Checkpoint {
+        /// The input directory.
+        dir: PathBuf,
+        /// What the checkpoint reader found.
+        #[source]
+        source: crate::ckpt::CheckpointError,
+    },
+    /// `config.json` names a model this converter does not know.
+    #[error(
+        "{file}: unknown model_type '{model_type}' (supported: {supported}); this converter handles BitNet b1.58 checkpoints"
+    )]
+    UnknownModelType {
+        /// The config file.
+        file: PathBuf,
+        /// The value found.
+        model_type: String,
+        /// The accepted values.
+        supported: String,
+    },
+    /// A `config.json` field is missing, zero or inconsistent.
+    #[error("{file}: field '{field}': {reason}")]
+    BadConfig {
+        /// The config file.
+        file: PathBuf,
+        /// The field at fault.
+        field: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A tensor does not have the shape `config.json` implies.
+    #[error("tensor '{tensor}': shape {found:?}, expected {expected:?} (from config.json)")]
+    ShapeMismatch {
+        /// The checkpoint tensor.
+        tensor: String,
+        /// Shape implied by the config (`[rows, cols]`, PyTorch order).
+        expected: Vec<usize>,
+        /// Shape found.
+        found: Vec<usize>,
+    },
+    /// A per-tensor scale is NaN, infinite or zero.
+    #[error("tensor '{tensor}': scale {scale} is not a finite non-zero number")]
+    BadScale {
+        /// The checkpoint tensor holding the scale.
+        tensor: String,
+        /// The value.
+        scale: f32,
+    },
+    /// A float tensor holds NaN or infinite values.
+    #[error("tensor '{tensor}': holds NaN or infinite values (element {element})")]
+    NonFinite {
+        /// The checkpoint tensor.
+        tensor: String,
+        /// First bad element (flat index).
+        element: usize,
+    },
+    /// A tensor's dtype cannot be converted to the requested type.
+    #[error("tensor '{tensor}': dtype {dtype} is not supported here ({expected})")]
+    UnsupportedDtype {
+        /// The checkpoint tensor.
+        tensor: String,
+        /// Its dtype.
+        dtype: String,
+        /// What would be accepted.
+        expected: &'static str,
+    },
+    /// The weights cannot be stored in the requested GGUF type (shape, values).
+    #[error("tensor '{tensor}' cannot be stored as {outtype}")]
+    Encode {
+        /// The GGUF tensor.
+        tensor: String,
+        /// The requested storage type.
+        outtype: &'static str,
+        /// The encoder's reason.
+        #[source]
+        source: bitnet_kernels::formats::FormatError,
+    },
+    /// A tensor's shape does not fit the requested type's blocks (checked before writing).
+    #[error(
+        "tensor '{tensor}' ({rows}x{cols}) cannot be stored as {outtype}: {reason}; try --outtype i2_s or f16"
+    )]
+    BlockShape {
+        /// The GGUF tensor.
+        tensor: String,
+        /// Output features.
+        rows: usize,
+        /// Input features.
+        cols: usize,
+        /// The requested storage type.
+        outtype: &'static str,
+        /// What the type needs.
+        reason: &'static str,
+    },
+    /// The tokenizer files could not be read.
+    #[error("reading the tokenizer in {dir}")]
+    Tokenizer {
+        /// The input directory.
+        dir: PathBuf,
+        /// What the tokenizer reader found.
+        #[source]
+        source: bitnet_tokenizer::TokenizerError,
+    },
+    /// The tokenizer has more tokens than the embedding has rows.
+    #[error(
+        "{file}: {tokens} tokens, but config.json vocab_size is {vocab} (the embedding has one row per token)"
+    )]
+    TokenizerVocab {
+        /// `tokenizer.json`.
+        file: PathBuf,
+        /// Tokens in the tokenizer (including added tokens).
+        tokens: usize,
+        /// `vocab_size`.
+        vocab: usize,
+    },
+    /// The output exists and `--force` was not given.
+    #[error("{path} exists; pass --force to replace it")]
+    OutputExists {
+        /// The output path.
+        path: PathBuf,
+    },
+    /// Writing or re-reading the GGUF file failed.
+    #[error("{action} {path}")]
+    Gguf {
+        /// What was being done ("writing", "reopening").
+        action: &'static str,
+        /// The output path.
+        path: PathBuf,
+        /// The GGUF library's error.
+        #[source]
+        source: crate::gguf::GgufError,
+    },
+    /// `--verify` found a difference between the output and the checkpoint.
+    #[error("verify {path}: {what}")]
+    Verify {
+        /// The output path.
+        path: PathBuf,
+        /// The key or tensor that differs, and how.
+        what: String,
+    },
+}
+
+/// Result alias.
+pub type Result<T, E = ConvertError> = std::result::Result<T, E>;

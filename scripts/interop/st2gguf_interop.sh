@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Interop: the Python `gguf` package (PyPI, llama.cpp's own reader) opens what
+# bitnet-st2gguf writes from fixtures/tiny-bitnet/packed in tq2_0, tq1_0, f16 and f32 (I2_S is
+# bitnet.cpp's type, unknown to upstream gguf), and its dequantised values equal the
+# checkpoint's weights unpacked independently with numpy (st2gguf_interop.py).
+#
+# Run by `scripts/ci-local.sh interop` with PYTHON set to a venv holding gguf and numpy.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+PYTHON=${PYTHON:-python3}
+
+cargo build -q -p bitnet-st2gguf --locked
+BIN=target/debug/bitnet-st2gguf
+SRC=fixtures/tiny-bitnet/packed
+OUT=$(mktemp -d)
+trap 'rm -rf "$OUT"' EXIT
+
+for t in tq2_0 tq1_0 f16 f32; do
+  "$BIN" --quiet --input "$SRC" --output "$OUT/tiny-$t.gguf" --outtype "$t" --verify
+done
+"$PYTHON" scripts/interop/st2gguf_interop.py "$SRC" "$OUT"

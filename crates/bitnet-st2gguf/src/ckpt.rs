@@ -474,6 +474,22 @@ impl Checkpoint {
         Ok((meta, bytes))
     }
 
+    /// Drops the pages of `len` bytes at byte `offset` of tensor `name` from this process's
+    /// resident memory (they are re-read from the file if touched again), so converting a
+    /// model does not leave the whole model resident. The caller must hold no slice of them.
+    pub fn release(&self, name: &str, offset: usize, len: usize) {
+        if let Some(meta) = self.tensors.get(name) {
+            let start = meta.range.0 + offset.min(meta.range.1 - meta.range.0);
+            let len = len.min(meta.range.1 - start);
+            release_pages(&self.maps[meta.file_index], start, len);
+        }
+    }
+
+    /// Byte size of tensor `name` (0 when absent).
+    pub fn tensor_len(&self, name: &str) -> usize {
+        self.tensors.get(name).map_or(0, |m| m.range.1 - m.range.0)
+    }
+
     /// A float tensor (F32/F16/BF16) widened to f32.
     pub fn tensor_f32(&self, name: &str) -> Result<(Vec<usize>, Vec<f32>)> {
         let (meta, bytes) = self.raw_tensor(name)?;
@@ -657,6 +673,21 @@ impl Checkpoint {
         }
         Ok(())
     }
+}
+
+/// `madvise(MADV_DONTNEED)` on a read-only file mapping: the kernel drops the pages from the
+/// process (they stay in the page cache and are re-read from the file on the next access).
+/// Advisory: errors are ignored, and on non-Unix systems this does nothing.
+pub fn release_pages(map: &Mmap, offset: usize, len: usize) {
+    #[cfg(unix)]
+    // SAFETY: the mapping is read-only and file-backed (`Mmap::map` of a file opened read-only),
+    // so dropping pages loses nothing: a later read faults them in again with the same
+    // contents. Callers release only ranges they hold no slice of.
+    unsafe {
+        let _ = map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, offset, len);
+    }
+    #[cfg(not(unix))]
+    let _ = (map, offset, len);
 }
 
 /// Float tensor bytes widened to f32, or `None` for a non-float dtype.

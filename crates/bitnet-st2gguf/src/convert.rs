@@ -426,23 +426,16 @@ pub fn read_dense<'a>(ckpt: &'a Checkpoint, dir: &Path, t: &Planned) -> Result<R
     Ok(raw)
 }
 
-/// Converts a float tensor to `ty`, element by element (no f32 copy of the whole tensor).
-fn convert_floats(name: &str, src: &RawFloat<'_>, ty: GgmlType) -> Result<Vec<u8>> {
-    if src.ty == ty {
-        // Same type: copy, but still refuse NaN/Inf.
-        for i in 0..src.len() {
-            if !src.get(i).is_finite() {
-                return Err(ConvertError::NonFinite {
-                    tensor: name.to_string(),
-                    element: i,
-                });
-            }
-        }
-        return Ok(src.bytes.to_vec());
-    }
-    let n = src.len();
-    let mut out = Vec::with_capacity(n * float_size(ty));
-    for i in 0..n {
+/// Elements `start..end` of a float tensor converted to `ty` (NaN/Inf refused).
+fn convert_range(
+    name: &str,
+    src: &RawFloat<'_>,
+    start: usize,
+    end: usize,
+    ty: GgmlType,
+) -> Result<Vec<u8>> {
+    let mut out = Vec::with_capacity((end - start) * float_size(ty));
+    for i in start..end {
         let x = src.get(i);
         if !x.is_finite() {
             return Err(ConvertError::NonFinite {
@@ -453,6 +446,7 @@ fn convert_floats(name: &str, src: &RawFloat<'_>, ty: GgmlType) -> Result<Vec<u8
         match ty {
             GgmlType::F32 => out.extend_from_slice(&x.to_le_bytes()),
             GgmlType::F16 => out.extend_from_slice(&f16::from_f32(x).to_le_bytes()),
+            // bf16 -> bf16 and f32 -> bf16 (round to nearest even); bf16 -> f32 -> bf16 is exact.
             _ => out.extend_from_slice(&bf16::from_f32(x).to_le_bytes()),
         }
     }
@@ -491,22 +485,66 @@ pub fn encode_linear(t: &Planned, w: &TernaryWeights, outtype: OutType) -> Resul
     }
 }
 
-/// The bytes of one planned tensor.
-fn produce(ckpt: &Checkpoint, dir: &Path, plan: &Plan, t: &Planned) -> Result<Vec<u8>> {
+/// Elements converted per step for the embedding and head: bounds the memory they take.
+const CHUNK_ELEMENTS: usize = 1 << 20;
+
+/// Converts one planned tensor and writes it; then drops its source pages from memory.
+fn write_one(
+    ckpt: &Checkpoint,
+    dir: &Path,
+    plan: &Plan,
+    t: &Planned,
+    writer: &mut GgufWriter,
+    pb: &ProgressBar,
+) -> Result<()> {
+    let out = writer_path(writer);
+    let werr = |source| ConvertError::Gguf {
+        action: "writing",
+        path: out.clone(),
+        source,
+    };
     match t.source {
         Source::Linear(..) => {
             let w = read_linear(ckpt, dir, t)?;
-            encode_linear(t, &w, plan.outtype)
+            let bytes = encode_linear(t, &w, plan.outtype)?;
+            writer.write_tensor(&t.name, &bytes).map_err(werr)?;
+            pb.inc(bytes.len() as u64);
+            for name in [t.hf_name.clone(), format!("{}_scale", t.hf_name)] {
+                ckpt.release(&name, 0, ckpt.tensor_len(&name));
+            }
         }
         Source::Norm(..) | Source::FinalNorm => {
             let v = read_norm(ckpt, dir, t)?;
-            Ok(v.iter().flat_map(|x| x.to_le_bytes()).collect())
+            let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+            writer.write_tensor(&t.name, &bytes).map_err(werr)?;
+            pb.inc(bytes.len() as u64);
         }
         Source::Embedding | Source::Head => {
-            let raw = read_dense(ckpt, dir, t)?;
-            convert_floats(&t.hf_name, &raw, t.ty)
+            // The largest tensor: converted and written in chunks, each chunk's source pages
+            // released after use, so neither the source nor the output is ever whole in memory.
+            let (n, src_size) = {
+                let raw = read_dense(ckpt, dir, t)?;
+                (raw.len(), float_size(raw.ty))
+            };
+            writer.begin_tensor(&t.name).map_err(werr)?;
+            for start in (0..n).step_by(CHUNK_ELEMENTS) {
+                let end = (start + CHUNK_ELEMENTS).min(n);
+                let bytes = {
+                    let raw = read_dense(ckpt, dir, t)?;
+                    convert_range(&t.hf_name, &raw, start, end, t.ty)?
+                };
+                writer.write_chunk(&bytes).map_err(werr)?;
+                ckpt.release(&t.hf_name, start * src_size, (end - start) * src_size);
+                pb.inc(bytes.len() as u64);
+            }
+            writer.end_tensor().map_err(werr)?;
         }
     }
+    Ok(())
+}
+
+fn writer_path(w: &GgufWriter) -> PathBuf {
+    w.path().to_path_buf()
 }
 
 fn info(quiet: bool, msg: std::fmt::Arguments<'_>) {
@@ -598,11 +636,7 @@ pub fn run(args: &Args) -> Result<PathBuf> {
     let pb = progress_bar(total as u64, args.quiet);
     for t in &plan.tensors {
         pb.set_message(t.name.clone());
-        let bytes = produce(&ckpt, dir, &plan, t)?;
-        writer
-            .write_tensor(&t.name, &bytes)
-            .map_err(gguf_err("writing", out))?;
-        pb.inc(bytes.len() as u64);
+        write_one(&ckpt, dir, &plan, t, &mut writer, &pb)?;
     }
     pb.finish_and_clear();
     let path = writer.finish().map_err(gguf_err("writing", out))?;

@@ -279,6 +279,8 @@ pub struct GgufWriter {
     overwrite: bool,
     specs: Vec<(TensorSpec, usize)>,
     next: usize,
+    /// Bytes written of the tensor begun with [`GgufWriter::begin_tensor`], if any.
+    open: Option<usize>,
     done: bool,
 }
 
@@ -344,39 +346,83 @@ impl GgufWriter {
             overwrite,
             specs,
             next: 0,
+            open: None,
             done: false,
         })
     }
 
     /// Appends the next tensor's data; it must be the next declared tensor, of its exact size.
     pub fn write_tensor(&mut self, name: &str, data: &[u8]) -> Result<()> {
-        let Some((spec, size)) = self.specs.get(self.next) else {
-            return Err(GgufError::Tensor {
-                name: name.into(),
-                reason: "more tensors written than declared".into(),
-            });
+        self.begin_tensor(name)?;
+        self.write_chunk(data)?;
+        self.end_tensor()
+    }
+
+    /// Starts the next declared tensor, whose data then comes in pieces through
+    /// [`GgufWriter::write_chunk`] (so a large tensor never has to be held whole in memory).
+    pub fn begin_tensor(&mut self, name: &str) -> Result<()> {
+        let expected = match (self.open, self.specs.get(self.next)) {
+            (Some(_), _) => Some("the previous tensor is not finished".to_string()),
+            (None, None) => Some("more tensors written than declared".to_string()),
+            (None, Some((spec, _))) if spec.name != name => {
+                Some(format!("expected '{}' next", spec.name))
+            }
+            _ => None,
         };
-        if spec.name != name || *size != data.len() {
+        if let Some(reason) = expected {
             return Err(GgufError::Tensor {
                 name: name.into(),
-                reason: format!(
-                    "expected '{}' with {} bytes next, got {} bytes",
-                    spec.name,
-                    size,
-                    data.len()
-                ),
+                reason,
             });
         }
-        let io = |source| GgufError::Io {
+        self.open = Some(0);
+        Ok(())
+    }
+
+    /// Appends data to the tensor begun with [`GgufWriter::begin_tensor`].
+    pub fn write_chunk(&mut self, data: &[u8]) -> Result<()> {
+        let (spec, size) = &self.specs[self.next.min(self.specs.len().saturating_sub(1))];
+        let written = match self.open {
+            Some(w) if w + data.len() <= *size => w,
+            _ => {
+                return Err(GgufError::Tensor {
+                    name: spec.name.clone(),
+                    reason: format!("data beyond its {size} bytes, or no tensor begun"),
+                });
+            }
+        };
+        self.out.write_all(data).map_err(|source| GgufError::Io {
             path: self.tmp.clone(),
             source,
-        };
-        self.out.write_all(data).map_err(io)?;
+        })?;
+        self.open = Some(written + data.len());
+        Ok(())
+    }
+
+    /// Finishes the current tensor: checks its size and pads to the alignment.
+    pub fn end_tensor(&mut self) -> Result<()> {
+        let (spec, size) = &self.specs[self.next.min(self.specs.len().saturating_sub(1))];
+        if self.open != Some(*size) {
+            return Err(GgufError::Tensor {
+                name: spec.name.clone(),
+                reason: format!("{:?} bytes written, expected {size}", self.open),
+            });
+        }
+        let pad = pad_len(*size);
         self.out
-            .write_all(&[0u8; ALIGNMENT][..pad_len(data.len())])
-            .map_err(io)?;
+            .write_all(&[0u8; ALIGNMENT][..pad])
+            .map_err(|source| GgufError::Io {
+                path: self.tmp.clone(),
+                source,
+            })?;
+        self.open = None;
         self.next += 1;
         Ok(())
+    }
+
+    /// The final output path.
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 
     /// Flushes, fsyncs and renames the file into place; returns the final path.
@@ -649,5 +695,18 @@ impl GgufFile {
     /// A tensor's data bytes.
     pub fn tensor_data(&self, info: &TensorInfo) -> &[u8] {
         &self.map[info.range.0..info.range.1]
+    }
+
+    /// Drops a tensor's pages from this process's resident memory once it has been checked
+    /// (see [`crate::ckpt::release_pages`]); the caller must hold no slice of it.
+    pub fn release(&self, info: &TensorInfo) {
+        self.release_range(info, 0, info.range.1 - info.range.0);
+    }
+
+    /// Like [`GgufFile::release`], for `len` bytes at byte `offset` of the tensor.
+    pub fn release_range(&self, info: &TensorInfo, offset: usize, len: usize) {
+        let size = info.range.1 - info.range.0;
+        let offset = offset.min(size);
+        crate::ckpt::release_pages(&self.map, info.range.0 + offset, len.min(size - offset));
     }
 }

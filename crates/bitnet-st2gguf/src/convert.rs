@@ -149,7 +149,7 @@ fn linear_size(name: &str, outtype: OutType, rows: usize, cols: usize) -> Result
     };
     match outtype {
         OutType::I2S => {
-            if (rows * cols) % formats::I2S_BLOCK != 0 {
+            if !(rows * cols).is_multiple_of(formats::I2S_BLOCK) {
                 return Err(ConvertError::BlockShape {
                     tensor: name.to_string(),
                     rows,
@@ -383,6 +383,11 @@ impl RawFloat<'_> {
             }
             _ => bf16::from_le_bytes([self.bytes[2 * i], self.bytes[2 * i + 1]]).to_f32(),
         }
+    }
+
+    /// Whether the tensor has no elements.
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
     }
 
     /// Number of elements.

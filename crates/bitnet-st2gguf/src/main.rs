@@ -4,16 +4,9 @@
 //! `error: <what>: <cause>: ...` (the whole error chain, one line) and exit with status 2.
 //! Usage errors are clap's (status 2 as well); `--help` and `--version` exit 0.
 
-mod args;
-mod ckpt;
-mod convert;
-mod error;
-mod gguf;
-mod metadata;
-mod verify;
-
 use std::process::ExitCode;
 
+use bitnet_st2gguf::{args, convert};
 use clap::Parser;
 
 fn main() -> ExitCode {

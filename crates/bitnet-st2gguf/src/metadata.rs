@@ -72,7 +72,7 @@ impl Shape {
             Some(0) => return Err(bad("head_dim", "must be at least 1".to_string())),
             Some(d) => d,
             None => {
-                if cfg.hidden_size % cfg.num_attention_heads != 0 {
+                if !cfg.hidden_size.is_multiple_of(cfg.num_attention_heads) {
                     return Err(bad(
                         "num_attention_heads",
                         format!(
@@ -84,7 +84,10 @@ impl Shape {
                 cfg.hidden_size / cfg.num_attention_heads
             }
         };
-        if cfg.num_attention_heads % cfg.num_key_value_heads != 0 {
+        if !cfg
+            .num_attention_heads
+            .is_multiple_of(cfg.num_key_value_heads)
+        {
             return Err(bad(
                 "num_key_value_heads",
                 format!(
@@ -215,9 +218,9 @@ pub fn build(cfg: &HfConfig, input: &MetaInput<'_>) -> Result<Vec<(String, Value
         ),
         (
             k("attention.layer_norm_rms_epsilon"),
-            Value::F32(cfg.rms_norm_eps as f32),
+            Value::F32(cfg.rms_norm_eps),
         ),
-        (k("rope.freq_base"), Value::F32(cfg.rope_theta as f32)),
+        (k("rope.freq_base"), Value::F32(cfg.rope_theta)),
     ];
     if s.explicit_head_dim {
         m.push((

@@ -1,163 +1,16 @@
-//! End-to-end tests of the `bitnet-st2gguf` binary on the tiny-bitnet fixture: every outtype
-//! from `packed/` and `master/`, loaded by the engine and compared with the engine loading the
-//! Hugging Face directory directly and with transformers' reference logits; `--force`,
-//! `--verify`; and one broken checkpoint per error the converter must name.
+//! The `bitnet-st2gguf` binary on the tiny-bitnet fixture: `--help`/`--version`, `--force`,
+//! the I2_S output against bitnet.cpp's own file, tokenizer keys, and one broken checkpoint
+//! per error the converter must name (exit status 2, `error: ...` naming the thing).
 
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
 
 use assert_cmd::Command;
-use bitnet_engine::{LoadOptions, Model};
+use bitnet_st2gguf::gguf::{Array, GgmlType, GgufFile, Value};
+use common::*;
 use predicates::prelude::*;
-use safetensors::tensor::{Dtype, TensorView};
-
-const PROMPT: [u32; 8] = [1, 10, 20, 30, 40, 50, 60, 70];
-const VOCAB: usize = 512;
-const OUTTYPES: [&str; 5] = ["i2_s", "tq2_0", "tq1_0", "f16", "f32"];
-
-fn fixture(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../fixtures/tiny-bitnet")
-        .join(rel)
-}
-
-fn st2gguf() -> Command {
-    let mut cmd = Command::cargo_bin("bitnet-st2gguf").unwrap();
-    cmd.arg("--quiet");
-    cmd
-}
-
-/// Reads a float32 C-order `.npy` file (format in fixtures/tiny-bitnet/README.md).
-fn read_npy(path: &Path) -> Vec<f32> {
-    let bytes = std::fs::read(path).unwrap();
-    assert_eq!(&bytes[..6], b"\x93NUMPY");
-    let header_len = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
-    let header = std::str::from_utf8(&bytes[10..10 + header_len]).unwrap();
-    assert!(header.contains("'descr': '<f4'"), "{header}");
-    bytes[10 + header_len..]
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect()
-}
-
-fn argmax(x: &[f32]) -> usize {
-    let mut best = 0;
-    for (i, &v) in x.iter().enumerate() {
-        if v > x[best] {
-            best = i;
-        }
-    }
-    best
-}
-
-/// max |a - b| and the fraction of positions whose argmax agrees.
-fn compare(a: &[f32], b: &[f32]) -> (f32, f64) {
-    assert_eq!(a.len(), b.len());
-    let max = a
-        .iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max);
-    let rows = a.len() / VOCAB;
-    let agree = (0..rows)
-        .filter(|&r| {
-            argmax(&a[r * VOCAB..(r + 1) * VOCAB]) == argmax(&b[r * VOCAB..(r + 1) * VOCAB])
-        })
-        .count();
-    (max, agree as f64 / rows as f64)
-}
-
-fn logits(path: &Path) -> Vec<f32> {
-    let opts = LoadOptions {
-        threads: 1,
-        ..LoadOptions::default()
-    };
-    let model = Model::load(path, &opts).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let mut session = model.new_session();
-    model.forward_all(&mut session, &PROMPT).unwrap()
-}
-
-fn convert(input: &Path, output: &Path, extra: &[&str]) {
-    st2gguf()
-        .arg("--input")
-        .arg(input)
-        .arg("--output")
-        .arg(output)
-        .args(extra)
-        .assert()
-        .success();
-}
-
-/// Which conversions keep every weight bit-exact, so that the engine's logits equal those it
-/// computes from the Hugging Face directory (with a bf16 embedding, which keeps the bf16
-/// source exact):
-/// - `packed/`: the bf16 `weight_scale` is exact in f32 (I2_S), in f16 (TQ2_0/TQ1_0 block
-///   scales; bf16 values in f16's normal range are f16 values) and in `value*scale` f16/f32.
-/// - `master/`: the absmean scale is an f32, exact in I2_S and f32; TQ*/f16 round it to f16.
-fn exact(variant: &str, outtype: &str) -> bool {
-    variant == "packed" || matches!(outtype, "i2_s" | "f32")
-}
-
-fn every_outtype(variant: &str) {
-    let dir = tempfile::tempdir().unwrap();
-    let src = fixture(variant);
-    let direct = logits(&src);
-    let reference = read_npy(&fixture(&format!("{variant}/ref/logits_p0.npy")));
-    for outtype in OUTTYPES {
-        for embed in ["bf16", "default"] {
-            let out = dir.path().join(format!("{variant}-{outtype}-{embed}.gguf"));
-            let mut extra = vec!["--outtype", outtype, "--verify"];
-            if embed != "default" {
-                extra.extend(["--embed-type", embed]);
-            }
-            convert(&src, &out, &extra);
-            let got = logits(&out);
-            let (d_direct, top1_direct) = compare(&got, &direct);
-            let (d_ref, top1_ref) = compare(&got, &reference);
-            eprintln!(
-                "{variant} {outtype} embed={embed}: vs HF dir max|d| {d_direct:.3e} top-1 {:.1}%; vs transformers max|d| {d_ref:.3} top-1 {:.1}%",
-                100.0 * top1_direct,
-                100.0 * top1_ref
-            );
-            if embed == "bf16" && exact(variant, outtype) {
-                assert_eq!(
-                    got, direct,
-                    "{variant} {outtype}: logits differ from the HF dir"
-                );
-            }
-            assert!(
-                d_ref < 1.0 && top1_ref >= 0.9,
-                "{variant} {outtype} embed={embed}: max|d| {d_ref}, top-1 {top1_ref} vs transformers"
-            );
-            assert!(
-                d_direct < 1.0 && top1_direct >= 0.9,
-                "{variant} {outtype} embed={embed}: max|d| {d_direct}, top-1 {top1_direct} vs HF dir"
-            );
-        }
-    }
-}
-
-#[test]
-fn packed_every_outtype_matches_hf_dir() {
-    every_outtype("packed");
-}
-
-#[test]
-fn master_every_outtype_matches_hf_dir() {
-    every_outtype("master");
-}
-
-#[test]
-fn f32_embedding_is_exact_too() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("m.gguf");
-    convert(
-        &fixture("packed"),
-        &out,
-        &["--outtype", "tq2_0", "--embed-type", "f32", "--verify"],
-    );
-    assert_eq!(logits(&out), logits(&fixture("packed")));
-}
+use safetensors::tensor::Dtype;
 
 #[test]
 fn help_and_version() {
@@ -207,9 +60,9 @@ fn i2s_output_has_bitnet_cpp_layout() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("m.gguf");
     convert(&fixture("packed"), &out, &[]);
-    let ours = bitnet_gguf::GgufFile::open(&out).unwrap();
-    let theirs = bitnet_gguf::GgufFile::open(&fixture("i2s/model-i2_s.gguf")).unwrap();
-    let names = |f: &bitnet_gguf::GgufFile| {
+    let ours = GgufFile::open(&out).unwrap();
+    let theirs = GgufFile::open(&fixture("i2s/model-i2_s.gguf")).unwrap();
+    let names = |f: &GgufFile| {
         f.tensors()
             .iter()
             .map(|t| (t.name.clone(), t.dims.clone(), t.ggml_type))
@@ -235,55 +88,22 @@ fn i2s_output_has_bitnet_cpp_layout() {
     }
     assert_eq!(
         ours.get("bitnet-b1.58.hidden_activation"),
-        Some(&bitnet_gguf::Value::String("relu2".into()))
+        Some(&Value::String("relu2".into()))
     );
     for (a, b) in ours.tensors().iter().zip(theirs.tensors()) {
         let (da, db) = (ours.tensor_data(a), theirs.tensor_data(b));
-        if a.ggml_type == bitnet_gguf::GgmlType::I2_S {
+        if a.ggml_type == GgmlType::I2_S {
             // Codes and scale equal; the 28 padding bytes are stale memory in bitnet.cpp's file.
             let n = da.len() - 28;
             assert_eq!(&da[..n], &db[..n], "{}", a.name);
-        } else if a.ggml_type == bitnet_gguf::GgmlType::F32 {
+        } else {
+            // Norms (F32) and the embedding (bf16 -> F16, round to nearest even) are bit-equal.
             assert_eq!(da, db, "{}", a.name);
         }
     }
 }
 
 // ---- broken checkpoints --------------------------------------------------------------
-
-/// A copy of `packed/` whose tensors pass through `edit` (which may drop, add or change
-/// them) and whose config passes through `edit_config`.
-fn broken(
-    edit: impl Fn(&mut Vec<(String, Dtype, Vec<usize>, Vec<u8>)>),
-    edit_config: impl Fn(&mut serde_json::Value),
-) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    let src = fixture("packed");
-    let bytes = std::fs::read(src.join("model.safetensors")).unwrap();
-    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    let mut tensors: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = st
-        .tensors()
-        .into_iter()
-        .map(|(n, v)| (n, v.dtype(), v.shape().to_vec(), v.data().to_vec()))
-        .collect();
-    tensors.sort_by(|a, b| a.0.cmp(&b.0));
-    edit(&mut tensors);
-    let views: Vec<(String, TensorView<'_>)> = tensors
-        .iter()
-        .map(|(n, d, s, b)| (n.clone(), TensorView::new(*d, s.clone(), b).unwrap()))
-        .collect();
-    safetensors::serialize_to_file(
-        views,
-        None::<HashMap<String, String>>,
-        &dir.path().join("model.safetensors"),
-    )
-    .unwrap();
-    let mut config: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(src.join("config.json")).unwrap()).unwrap();
-    edit_config(&mut config);
-    std::fs::write(dir.path().join("config.json"), config.to_string()).unwrap();
-    dir
-}
 
 fn fails_naming(input: &Path, needles: &[&str]) {
     let dir = tempfile::tempdir().unwrap();
@@ -392,123 +212,39 @@ fn error_unsupported_dtype() {
 
 // ---- tokenizer -----------------------------------------------------------------------
 
-/// GPT-2's byte-to-unicode map: the printable string of each byte in byte-level BPE vocabularies.
-fn byte_chars() -> Vec<char> {
-    let mut out = vec!['\0'; 256];
-    let mut extra = 0u32;
-    for b in 0..256u32 {
-        let printable =
-            (33..=126).contains(&b) || (161..=172).contains(&b) || (174..=255).contains(&b);
-        out[b as usize] = if printable {
-            char::from_u32(b).unwrap()
-        } else {
-            extra += 1;
-            char::from_u32(255 + extra).unwrap()
-        };
-    }
-    out
-}
-
-/// A 512-token byte-level BPE tokenizer (256 bytes, 254 merges, BOS/EOS added tokens) with a
-/// chat template: the tiny model's vocabulary size, in tokenizer.json's real format.
-fn write_tiny_tokenizer(dir: &Path) {
-    use serde_json::json;
-    let chars = byte_chars();
-    let mut vocab = serde_json::Map::new();
-    for (i, c) in chars.iter().enumerate() {
-        vocab.insert(c.to_string(), json!(i));
-    }
-    let mut merges = Vec::new();
-    for i in 0..254usize {
-        let a = chars[b'a' as usize + i % 26];
-        let b = chars[b'a' as usize + (i / 26) % 26];
-        merges.push(format!("{a} {b}"));
-        vocab.insert(format!("{a}{b}"), json!(256 + i));
-    }
-    let added = |id: u32, content: &str| {
-        json!({"id": id, "content": content, "single_word": false, "lstrip": false,
-               "rstrip": false, "normalized": false, "special": true})
-    };
-    vocab.insert("<|begin_of_text|>".into(), json!(510));
-    vocab.insert("<|end_of_text|>".into(), json!(511));
-    let bos = json!({"SpecialToken": {"id": "<|begin_of_text|>", "type_id": 0}});
-    let tok = json!({
-        "version": "1.0",
-        "truncation": null,
-        "padding": null,
-        "added_tokens": [added(510, "<|begin_of_text|>"), added(511, "<|end_of_text|>")],
-        "normalizer": null,
-        "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": true},
-        "post_processor": {
-            "type": "TemplateProcessing",
-            "single": [bos, {"Sequence": {"id": "A", "type_id": 0}}],
-            "pair": [bos, {"Sequence": {"id": "A", "type_id": 0}}, {"Sequence": {"id": "B", "type_id": 1}}],
-            "special_tokens": {"<|begin_of_text|>": {"id": "<|begin_of_text|>", "ids": [510], "tokens": ["<|begin_of_text|>"]}}
-        },
-        "decoder": {"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": true, "use_regex": true},
-        "model": {"type": "BPE", "dropout": null, "unk_token": null, "continuing_subword_prefix": null,
-                  "end_of_word_suffix": null, "fuse_unk": false, "byte_fallback": false,
-                  "ignore_merges": false, "vocab": vocab, "merges": merges}
-    });
-    std::fs::write(dir.join("tokenizer.json"), tok.to_string()).unwrap();
-    let cfg = json!({
-        "bos_token": "<|begin_of_text|>",
-        "eos_token": "<|end_of_text|>",
-        "chat_template": "{{ bos_token }}{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
-    });
-    std::fs::write(dir.join("tokenizer_config.json"), cfg.to_string()).unwrap();
-}
-
 #[test]
-fn tokenizer_is_written_and_round_trips() {
+fn tokenizer_keys_are_written() {
     let d = broken(|_| {}, |_| {});
     write_tiny_tokenizer(d.path());
     let out = tempfile::tempdir().unwrap();
     let gguf = out.path().join("tok.gguf");
     convert(d.path(), &gguf, &["--verify"]);
-    let file = bitnet_gguf::GgufFile::open(&gguf).unwrap();
-    let s = |k: &str| file.get_str(k).unwrap().to_string();
-    assert_eq!(s("tokenizer.ggml.model"), "gpt2");
-    assert_eq!(s("tokenizer.ggml.pre"), "gpt-2");
-    assert_eq!(
-        file.get_string_array("tokenizer.ggml.tokens")
-            .unwrap()
-            .len(),
-        512
-    );
-    assert_eq!(
-        file.get_string_array("tokenizer.ggml.merges")
-            .unwrap()
-            .len(),
-        254
-    );
-    assert_eq!(
-        file.get_i32_array("tokenizer.ggml.token_type").unwrap()[510],
-        3
-    );
-    assert_eq!(file.get_u32("tokenizer.ggml.bos_token_id").unwrap(), 510);
-    assert_eq!(file.get_u32("tokenizer.ggml.eos_token_id").unwrap(), 511);
-    assert!(file.get_bool("tokenizer.ggml.add_bos_token").unwrap());
-    assert!(s("tokenizer.chat_template").contains("m['role']"));
-
-    // The engine builds the same tokenizer from the GGUF as from the directory.
-    let model = Model::load(
-        &gguf,
-        &LoadOptions {
-            threads: 1,
-            ..LoadOptions::default()
-        },
-    )
-    .unwrap();
-    let from_gguf = model.tokenizer().expect("the GGUF has a tokenizer");
-    let from_dir = bitnet_tokenizer::Tokenizer::from_hf_dir(d.path()).unwrap();
-    for text in ["hello world", "abc zyx  ba\n<|end_of_text|>", "ünïcödé ✓"] {
-        assert_eq!(
-            from_gguf.encode(text, true, true).unwrap(),
-            from_dir.encode(text, true, true).unwrap(),
-            "{text:?}"
-        );
-    }
+    let file = GgufFile::open(&gguf).unwrap();
+    let get = |k: &str| file.get(k).unwrap_or_else(|| panic!("missing {k}")).clone();
+    let string = |k: &str| Value::String(k.to_string());
+    assert_eq!(get("tokenizer.ggml.model"), string("gpt2"));
+    assert_eq!(get("tokenizer.ggml.pre"), string("gpt-2"));
+    let Value::Array(Array::String(tokens)) = get("tokenizer.ggml.tokens") else {
+        panic!("tokens are not a string array")
+    };
+    assert_eq!(tokens.len(), 512);
+    assert_eq!(tokens[510], "<|begin_of_text|>");
+    assert_eq!(tokens[b'a' as usize], "a");
+    let Value::Array(Array::String(merges)) = get("tokenizer.ggml.merges") else {
+        panic!("merges are not a string array")
+    };
+    assert_eq!((merges.len(), merges[0].as_str()), (254, "a a"));
+    let Value::Array(Array::I32(types)) = get("tokenizer.ggml.token_type") else {
+        panic!("token_type is not an i32 array")
+    };
+    assert_eq!((types[0], types[510], types[511]), (1, 3, 3));
+    assert_eq!(get("tokenizer.ggml.bos_token_id"), Value::U32(510));
+    assert_eq!(get("tokenizer.ggml.eos_token_id"), Value::U32(511));
+    assert_eq!(get("tokenizer.ggml.add_bos_token"), Value::Bool(true));
+    let Value::String(tpl) = get("tokenizer.chat_template") else {
+        panic!("chat_template is not a string")
+    };
+    assert!(tpl.contains("m['role']"), "{tpl}");
 }
 
 #[test]
@@ -521,4 +257,94 @@ fn error_tokenizer_larger_than_vocab() {
     )
     .unwrap();
     fails_naming(d.path(), &["vocab_size"]);
+}
+
+// ---- other layouts -------------------------------------------------------------------
+
+/// Unpacks a 2B4T U8 tensor `[out/4, in]` to I8 `[out, in]` values (fixture README layout).
+fn unpack_u8(shape: &[usize], bytes: &[u8]) -> (Vec<usize>, Vec<u8>) {
+    let (r4, cols) = (shape[0], shape[1]);
+    let mut out = vec![0u8; 4 * r4 * cols];
+    for r in 0..r4 {
+        for c in 0..cols {
+            for i in 0..4 {
+                let code = (bytes[r * cols + c] >> (2 * i)) & 3;
+                out[(i * r4 + r) * cols + c] = (code as i8 - 1) as u8;
+            }
+        }
+    }
+    (vec![4 * r4, cols], out)
+}
+
+fn unpacked_checkpoint(poison: Option<&str>) -> tempfile::TempDir {
+    broken(
+        |t| {
+            for x in t.iter_mut().filter(|x| x.1 == Dtype::U8) {
+                let (shape, mut data) = unpack_u8(&x.2, &x.3);
+                if poison == Some(x.0.as_str()) {
+                    data[7] = 2; // a value of +2 is not ternary
+                }
+                x.1 = Dtype::I8;
+                x.2 = shape;
+                x.3 = data;
+            }
+        },
+        |_| {},
+    )
+}
+
+#[test]
+fn unpacked_ternary_equals_packed() {
+    let d = unpacked_checkpoint(None);
+    let out = tempfile::tempdir().unwrap();
+    let (a, b) = (out.path().join("a.gguf"), out.path().join("b.gguf"));
+    convert(&fixture("packed"), &a, &["--name", "x"]);
+    convert(d.path(), &b, &["--name", "x", "--verify"]);
+    assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
+}
+
+#[test]
+fn error_unpacked_value_not_ternary() {
+    let name = "model.layers.1.mlp.gate_proj.weight";
+    let d = unpacked_checkpoint(Some(name));
+    fails_naming(d.path(), &[name, "not -1, 0 or +1"]);
+}
+
+#[test]
+fn sharded_checkpoint_equals_single_file() {
+    // Split packed/ into two shards with an index, as large checkpoints are published.
+    let src = fixture("packed");
+    let bytes = std::fs::read(src.join("model.safetensors")).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut names: Vec<String> = st.names().into_iter().map(str::to_owned).collect();
+    names.sort();
+    let d = tempfile::tempdir().unwrap();
+    let mut map = serde_json::Map::new();
+    for (i, part) in names.chunks(names.len() / 2 + 1).enumerate() {
+        let file = format!("model-{:05}-of-00002.safetensors", i + 1);
+        let views: Vec<_> = part
+            .iter()
+            .map(|n| (n.clone(), st.tensor(n).unwrap()))
+            .collect();
+        safetensors::serialize_to_file(views, None, &d.path().join(&file)).unwrap();
+        for n in part {
+            map.insert(n.clone(), file.clone().into());
+        }
+    }
+    let index = serde_json::json!({"metadata": {}, "weight_map": map});
+    std::fs::write(
+        d.path().join("model.safetensors.index.json"),
+        index.to_string(),
+    )
+    .unwrap();
+    std::fs::copy(src.join("config.json"), d.path().join("config.json")).unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let (a, b) = (out.path().join("a.gguf"), out.path().join("b.gguf"));
+    convert(&src, &a, &["--name", "x", "--outtype", "tq2_0"]);
+    convert(
+        d.path(),
+        &b,
+        &["--name", "x", "--outtype", "tq2_0", "--verify"],
+    );
+    assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
 }

@@ -381,12 +381,12 @@ impl GgufWriter {
 
     /// Appends data to the tensor begun with [`GgufWriter::begin_tensor`].
     pub fn write_chunk(&mut self, data: &[u8]) -> Result<()> {
-        let (spec, size) = &self.specs[self.next.min(self.specs.len().saturating_sub(1))];
+        let (name, size) = self.current();
         let written = match self.open {
-            Some(w) if w + data.len() <= *size => w,
+            Some(w) if w + data.len() <= size => w,
             _ => {
                 return Err(GgufError::Tensor {
-                    name: spec.name.clone(),
+                    name,
                     reason: format!("data beyond its {size} bytes, or no tensor begun"),
                 });
             }
@@ -401,14 +401,14 @@ impl GgufWriter {
 
     /// Finishes the current tensor: checks its size and pads to the alignment.
     pub fn end_tensor(&mut self) -> Result<()> {
-        let (spec, size) = &self.specs[self.next.min(self.specs.len().saturating_sub(1))];
-        if self.open != Some(*size) {
+        let (name, size) = self.current();
+        if self.open != Some(size) {
             return Err(GgufError::Tensor {
-                name: spec.name.clone(),
+                name,
                 reason: format!("{:?} bytes written, expected {size}", self.open),
             });
         }
-        let pad = pad_len(*size);
+        let pad = pad_len(size);
         self.out
             .write_all(&[0u8; ALIGNMENT][..pad])
             .map_err(|source| GgufError::Io {
@@ -418,6 +418,14 @@ impl GgufWriter {
         self.open = None;
         self.next += 1;
         Ok(())
+    }
+
+    /// Name and size of the tensor being written (or next to be).
+    fn current(&self) -> (String, usize) {
+        match self.specs.get(self.next) {
+            Some((spec, size)) => (spec.name.clone(), *size),
+            None => ("<none>".to_string(), 0),
+        }
     }
 
     /// The final output path.

@@ -348,3 +348,57 @@ fn sharded_checkpoint_equals_single_file() {
     );
     assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
 }
+
+/// The scales and code statistics of the converted linears equal what transformers recorded
+/// for the fixture (`scales.json`): the f32 absmean scale for `master/`, the stored bf16
+/// `weight_scale` for `packed/`, and the same fraction of non-zero codes.
+#[test]
+fn linears_match_transformers_scales() {
+    let scales: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(fixture("scales.json")).unwrap()).unwrap();
+    let out = tempfile::tempdir().unwrap();
+    for (variant, key) in [("packed", "scale_stored"), ("master", "scale_fp32")] {
+        let path = out.path().join(format!("{variant}.gguf"));
+        convert(&fixture(variant), &path, &[]);
+        let file = GgufFile::open(&path).unwrap();
+        let mut checked = 0;
+        for (hf, want) in scales.as_object().unwrap() {
+            // model.layers.L.self_attn.q_proj -> blk.L.attn_q.weight
+            let parts: Vec<&str> = hf.split('.').collect();
+            let gguf = match parts[4] {
+                "q_proj" => "attn_q",
+                "k_proj" => "attn_k",
+                "v_proj" => "attn_v",
+                "o_proj" => "attn_output",
+                "gate_proj" => "ffn_gate",
+                "up_proj" => "ffn_up",
+                "down_proj" => "ffn_down",
+                other => panic!("{other}"),
+            };
+            let name = format!("blk.{}.{gguf}.weight", parts[2]);
+            let info = file.tensors().iter().find(|t| t.name == name).unwrap();
+            let (cols, rows) = (info.dims[0] as usize, info.dims[1] as usize);
+            let w =
+                bitnet_kernels::formats::decode_i2s(file.tensor_data(info), rows, cols).unwrap();
+            let want_scale = want[key].as_f64().unwrap() as f32;
+            let rel = ((w.scale - want_scale) / want_scale).abs();
+            // packed: the bf16 value exactly; master: transformers' f32 mean (summation order
+            // may differ in the last bit).
+            let tol = if variant == "packed" { 0.0 } else { 2e-7 };
+            assert!(
+                rel <= tol,
+                "{variant} {name}: scale {} vs {want_scale}",
+                w.scale
+            );
+            let nonzero =
+                w.values.iter().filter(|&&v| v != 0).count() as f64 / w.values.len() as f64;
+            assert_eq!(
+                nonzero,
+                want["frac_nonzero"].as_f64().unwrap(),
+                "{variant} {name}"
+            );
+            checked += 1;
+        }
+        assert_eq!(checked, 28);
+    }
+}

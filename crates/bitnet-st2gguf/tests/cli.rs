@@ -402,3 +402,44 @@ fn linears_match_transformers_scales() {
         assert_eq!(checked, 28);
     }
 }
+
+/// `autobitlinear` multiplies by `weight_scale`; `bitlinear` and a missing `linear_class`
+/// divide (the mistake llama.cpp's converter makes for 2B4T is the other way round).
+#[test]
+fn bitlinear_divides_by_weight_scale() {
+    let scales: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(fixture("scales.json")).unwrap()).unwrap();
+    let stored = scales["model.layers.0.self_attn.q_proj"]["scale_stored"]
+        .as_f64()
+        .unwrap() as f32;
+    let out = tempfile::tempdir().unwrap();
+    let cases: [(&str, Option<&str>, f32); 3] = [
+        ("auto", Some("autobitlinear"), stored),
+        ("bitlinear", Some("bitlinear"), 1.0 / stored),
+        ("absent", None, 1.0 / stored),
+    ];
+    for (tag, class, want) in cases {
+        let d = broken(
+            |_| {},
+            |c| match class {
+                Some(cl) => c["quantization_config"]["linear_class"] = cl.into(),
+                None => {
+                    c["quantization_config"]
+                        .as_object_mut()
+                        .unwrap()
+                        .remove("linear_class");
+                }
+            },
+        );
+        let path = out.path().join(format!("{tag}.gguf"));
+        convert(d.path(), &path, &["--verify"]);
+        let file = GgufFile::open(&path).unwrap();
+        let info = file
+            .tensors()
+            .iter()
+            .find(|t| t.name == "blk.0.attn_q.weight")
+            .unwrap();
+        let w = bitnet_kernels::formats::decode_i2s(file.tensor_data(info), 256, 256).unwrap();
+        assert_eq!(w.scale, want, "{tag}");
+    }
+}

@@ -114,7 +114,8 @@ impl OutType {
 pub enum EmbedType {
     /// 32-bit float.
     F32,
-    /// 16-bit IEEE float (bitnet.cpp's choice; rounds bf16 values with large exponents).
+    /// 16-bit IEEE float (bitnet.cpp's choice): exact for bf16 values of magnitude 6.1e-5..65504,
+    /// smaller ones lose bits (f16 subnormals).
     F16,
     /// bfloat16 (GGUF type 30): exact for bf16 checkpoints.
     Bf16,

@@ -450,7 +450,18 @@ fn convert_range(
         }
         match ty {
             GgmlType::F32 => out.extend_from_slice(&x.to_le_bytes()),
-            GgmlType::F16 => out.extend_from_slice(&f16::from_f32(x).to_le_bytes()),
+            GgmlType::F16 => {
+                let h = f16::from_f32(x);
+                if h.is_infinite() {
+                    return Err(ConvertError::Overflow {
+                        tensor: name.to_string(),
+                        element: i,
+                        value: x,
+                        ty: "F16",
+                    });
+                }
+                out.extend_from_slice(&h.to_le_bytes())
+            }
             // bf16 -> bf16 and f32 -> bf16 (round to nearest even); bf16 -> f32 -> bf16 is exact.
             _ => out.extend_from_slice(&bf16::from_f32(x).to_le_bytes()),
         }
@@ -475,6 +486,14 @@ pub fn encode_linear(t: &Planned, w: &TernaryWeights, outtype: OutType) -> Resul
         // exactly because every non-zero magnitude is the same.
         OutType::F16 => {
             let s = w.scale;
+            if f16::from_f32(s).is_infinite() {
+                return Err(ConvertError::Overflow {
+                    tensor: t.name.clone(),
+                    element: 0,
+                    value: s,
+                    ty: "F16",
+                });
+            }
             Ok(w.values
                 .iter()
                 .flat_map(|&v| f16::from_f32(f32::from(v) * s).to_le_bytes())

@@ -64,6 +64,20 @@ pub enum ConvertError {
         /// First bad element (flat index).
         element: usize,
     },
+    /// A value does not fit the requested float type.
+    #[error(
+        "tensor '{tensor}': element {element} = {value} overflows {ty}; use --embed-type bf16/f32 or --outtype f32"
+    )]
+    Overflow {
+        /// The tensor.
+        tensor: String,
+        /// First element that overflows.
+        element: usize,
+        /// Its value.
+        value: f32,
+        /// The requested type.
+        ty: &'static str,
+    },
     /// A tensor's dtype cannot be converted to the requested type.
     #[error("tensor '{tensor}': dtype {dtype} is not supported here ({expected})")]
     UnsupportedDtype {

@@ -30,6 +30,11 @@ torch.set_num_threads(a.threads)
 tok = Tokenizer.from_file(os.path.join(a.model, "tokenizer.json"))
 BOS = tok.token_to_id("<s>")
 packed = AutoModelForCausalLM.from_pretrained(a.model, dtype=torch.float32).eval()
+# the offline AutoBitLinear keeps the unpacked values and weight_scale in the checkpoint's bf16;
+# casting to f32 is exact (values are -1/0/1, the scale is a bf16 number) and computes in f32.
+torch.nn.Module.float(packed)
+for n, t in list(packed.named_parameters()) + list(packed.named_buffers()):
+    assert t.dtype == torch.float32, (n, t.dtype)
 print(type(packed.model.layers[0].mlp.down_proj), packed.model.layers[0].mlp.down_proj.online_quant)
 
 ck = torch.load(a.master, map_location="cpu", weights_only=False)
@@ -37,7 +42,7 @@ cfg = BitNetConfig(**{k: v for k, v in ck["meta"]["config"].items() if k not in 
 online = BitNetForCausalLM(cfg)
 replace_with_bitnet_linear(online, modules_to_not_convert=["lm_head"],
                            quantization_config=BitNetQuantConfig(linear_class="autobitlinear", quantization_mode="online"))
-online.to_empty(device="cpu"); online.load_state_dict(ck["state_dict"]); online.tie_weights(); online.eval()
+online.to_empty(device="cpu"); online.model.rotary_emb = type(online.model.rotary_emb)(config=cfg); online.load_state_dict(ck["state_dict"]); online.tie_weights(); online.eval()
 
 ids = tok.encode(open(a.heldout, encoding="utf-8").read(), add_special_tokens=False).ids
 per = a.ctx - 1

@@ -27,6 +27,7 @@ ap.add_argument("--heads", type=int, default=4); ap.add_argument("--kv-heads", t
 ap.add_argument("--intermediate", type=int, default=688); ap.add_argument("--ctx", type=int, default=256)
 ap.add_argument("--batch", type=int, default=32); ap.add_argument("--lr", type=float, default=2e-3)
 ap.add_argument("--warmup", type=int, default=50); ap.add_argument("--threads", type=int, default=2)
+ap.add_argument("--init-from", default=None);
 ap.add_argument("--log-every", type=int, default=10); ap.add_argument("--time-limit", type=float, default=0)
 a = ap.parse_args()
 
@@ -66,6 +67,10 @@ for n, m in model.named_modules():  # replaced linears were built on meta: (re)i
     if "RMSNorm" in m.__class__.__name__:
         torch.nn.init.ones_(m.weight)
 torch.nn.init.normal_(model.model.embed_tokens.weight, std=0.02)
+# to_empty() leaves the non-persistent RoPE buffers (inv_freq) uninitialised: rebuild them.
+model.model.rotary_emb = type(model.model.rotary_emb)(config=cfg)
+if a.init_from:
+    model.load_state_dict(torch.load(a.init_from, map_location="cpu", weights_only=False)["state_dict"])
 model.tie_weights()
 assert model.lm_head.weight.data_ptr() == model.model.embed_tokens.weight.data_ptr()
 n_params = sum(p.numel() for p in model.parameters())

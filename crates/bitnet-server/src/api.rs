@@ -1,0 +1,656 @@
+//! OpenAI request bodies, their validation into a [`crate::scheduler::GenRequest`]'s
+//! parameters, and response bodies.
+//!
+//! Parsing is strict where it matters: a body that is not JSON, or a field of the wrong type,
+//! is a 400 naming the field; an unknown field, or a known OpenAI field this server cannot
+//! honour with the value given (`n > 1`, `logprobs`, penalties, tools, ...), is a 422 naming
+//! it, rather than being silently ignored and returning something other than what was asked.
+
+use bitnet_engine::SamplingParams;
+use bitnet_tokenizer::ChatMessage;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::engine::Engine;
+use crate::error::ApiError;
+
+/// Most stop strings (OpenAI's limit).
+pub const MAX_STOP: usize = 4;
+
+/// Default `max_tokens` of `/v1/completions` (OpenAI's).
+pub const DEFAULT_COMPLETION_TOKENS: usize = 16;
+
+/// `prompt`: text, token ids, or a one-element list of either.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum Prompt {
+    /// Text.
+    Text(String),
+    /// Token ids.
+    Tokens(Vec<u32>),
+    /// A batch of texts (only one is accepted: `n` = 1 prompt per request).
+    Texts(Vec<String>),
+    /// A batch of token lists (only one is accepted).
+    TokenLists(Vec<Vec<u32>>),
+}
+
+/// `stop`: one string or a list.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum Stop {
+    /// One.
+    One(String),
+    /// Several.
+    Many(Vec<String>),
+}
+
+/// `stream_options`.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct StreamOptions {
+    /// Send a last chunk with `usage`.
+    #[serde(default)]
+    pub include_usage: bool,
+}
+
+/// Settings shared by both endpoints.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Common {
+    /// Model id (must be the served one when given).
+    pub model: Option<String>,
+    /// Most tokens to generate.
+    pub max_tokens: Option<u64>,
+    /// Softmax temperature in [0, 2]; 0 is greedy. Default 1.
+    pub temperature: Option<f32>,
+    /// Nucleus mass in (0, 1]. Default 1.
+    pub top_p: Option<f32>,
+    /// Keep the k most likely tokens (extension; 0 = all).
+    pub top_k: Option<u32>,
+    /// Min-p filter (extension; 0 = off).
+    pub min_p: Option<f32>,
+    /// Multiplicative repetition penalty (extension, llama.cpp's; 1 = off).
+    pub repeat_penalty: Option<f32>,
+    /// Seed of the sampler; the same seed gives the same output.
+    pub seed: Option<i64>,
+    /// Stop strings.
+    pub stop: Option<Stop>,
+    /// Server-sent events.
+    pub stream: Option<bool>,
+    /// Streaming options.
+    pub stream_options: Option<StreamOptions>,
+    /// Choices per prompt (only 1).
+    pub n: Option<u32>,
+    /// Additive penalties (unsupported unless 0).
+    pub presence_penalty: Option<f32>,
+    /// Additive penalties (unsupported unless 0).
+    pub frequency_penalty: Option<f32>,
+    /// Unsupported unless empty.
+    pub logit_bias: Option<serde_json::Map<String, Value>>,
+    /// Accepted and ignored (an end-user id).
+    pub user: Option<String>,
+}
+
+/// `POST /v1/completions`.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct CompletionRequest {
+    /// The prompt (required).
+    pub prompt: Option<Prompt>,
+    /// Shared settings.
+    #[serde(flatten)]
+    pub common: Common,
+    /// Unsupported unless null/0/false.
+    pub logprobs: Option<Value>,
+    /// Unsupported unless false.
+    pub echo: Option<bool>,
+    /// Unsupported unless 1.
+    pub best_of: Option<u32>,
+    /// Unsupported unless null/empty.
+    pub suffix: Option<String>,
+}
+
+/// Message content: text or a list of text parts.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum Content {
+    /// Text.
+    Text(String),
+    /// Parts (`{"type": "text", "text": ...}` only).
+    Parts(Vec<ContentPart>),
+}
+
+/// One content part.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ContentPart {
+    /// Part type (`text`).
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Its text.
+    pub text: Option<String>,
+}
+
+/// One chat message.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Message {
+    /// `system`, `developer`, `user` or `assistant`.
+    pub role: String,
+    /// What is said.
+    pub content: Option<Content>,
+    /// Speaker name (ignored).
+    pub name: Option<String>,
+}
+
+/// `POST /v1/chat/completions`.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct ChatRequest {
+    /// The conversation (required, non-empty).
+    pub messages: Option<Vec<Message>>,
+    /// Shared settings.
+    #[serde(flatten)]
+    pub common: Common,
+    /// Newer name of `max_tokens`.
+    pub max_completion_tokens: Option<u64>,
+    /// Unsupported unless false.
+    pub logprobs: Option<bool>,
+    /// Unsupported.
+    pub top_logprobs: Option<u32>,
+    /// Only `{"type": "text"}`.
+    pub response_format: Option<Value>,
+    /// Unsupported unless empty.
+    pub tools: Option<Vec<Value>>,
+    /// Unsupported unless `none`/absent.
+    pub tool_choice: Option<Value>,
+    /// Ignored.
+    pub parallel_tool_calls: Option<bool>,
+    /// Ignored (nothing is stored).
+    pub store: Option<bool>,
+    /// Ignored.
+    pub metadata: Option<Value>,
+}
+
+/// Fields of [`Common`].
+const COMMON_FIELDS: &[&str] = &[
+    "model",
+    "max_tokens",
+    "temperature",
+    "top_p",
+    "top_k",
+    "min_p",
+    "repeat_penalty",
+    "seed",
+    "stop",
+    "stream",
+    "stream_options",
+    "n",
+    "presence_penalty",
+    "frequency_penalty",
+    "logit_bias",
+    "user",
+];
+
+/// A request body with a fixed set of top-level fields (serde cannot deny unknown fields
+/// of a struct with a flattened part, so [`parse_body`] checks them against this list).
+pub trait Body: DeserializeOwned + Default {
+    /// Its own top-level fields (besides [`Common`]'s).
+    const FIELDS: &'static [&'static str];
+}
+
+impl Body for CompletionRequest {
+    const FIELDS: &'static [&'static str] = &["prompt", "logprobs", "echo", "best_of", "suffix"];
+}
+
+impl Body for ChatRequest {
+    const FIELDS: &'static [&'static str] = &[
+        "messages",
+        "max_completion_tokens",
+        "logprobs",
+        "top_logprobs",
+        "response_format",
+        "tools",
+        "tool_choice",
+        "parallel_tool_calls",
+        "store",
+        "metadata",
+    ];
+}
+
+/// Parses a JSON body: 400 for malformed JSON, missing/wrong-typed fields; 422 for unknown
+/// fields. The offending field is found by parsing each top-level field on its own.
+pub fn parse_body<T: Body>(bytes: &[u8]) -> Result<T, ApiError> {
+    let value: Value = serde_json::from_slice(bytes).map_err(|e| {
+        ApiError::bad_request(format!("the request body is not valid JSON: {e}"), None)
+    })?;
+    let Value::Object(map) = &value else {
+        return Err(ApiError::bad_request(
+            "the request body must be a JSON object",
+            None,
+        ));
+    };
+    if let Some(field) = map
+        .keys()
+        .find(|k| !T::FIELDS.contains(&k.as_str()) && !COMMON_FIELDS.contains(&k.as_str()))
+    {
+        return Err(ApiError::Unprocessable {
+            message: format!("unknown parameter '{field}'"),
+            param: Some(field.clone()),
+            code: Some("unknown_parameter"),
+        });
+    }
+    match serde_json::from_value::<T>(value.clone()) {
+        Ok(v) => Ok(v),
+        Err(e) => {
+            let msg = e.to_string();
+            for (k, v) in map {
+                let mut one = serde_json::Map::new();
+                one.insert(k.clone(), v.clone());
+                if let Err(e) = serde_json::from_value::<T>(Value::Object(one)) {
+                    return Err(ApiError::bad_request(
+                        format!("invalid value for '{k}': {e}"),
+                        Some(k),
+                    ));
+                }
+            }
+            Err(ApiError::bad_request(
+                format!("invalid request: {msg}"),
+                None,
+            ))
+        }
+    }
+}
+
+/// A validated generation request's parameters.
+#[derive(Debug, Clone)]
+pub struct Validated {
+    /// Prompt ids.
+    pub prompt: Vec<u32>,
+    /// The prompt text (completions) or rendered chat prompt.
+    pub prompt_text: Option<String>,
+    /// Most new tokens.
+    pub max_tokens: usize,
+    /// Sampling settings.
+    pub sampling: SamplingParams,
+    /// Stop strings.
+    pub stop: Vec<String>,
+    /// Stream?
+    pub stream: bool,
+    /// Usage chunk at the end of a stream?
+    pub include_usage: bool,
+}
+
+fn unsupported(param: &str, what: &str) -> ApiError {
+    ApiError::Unprocessable {
+        message: format!("'{param}' {what} is not supported by this server"),
+        param: Some(param.to_string()),
+        code: Some("unsupported_parameter"),
+    }
+}
+
+impl Common {
+    fn check(&self, engine: &Engine) -> Result<(), ApiError> {
+        if let Some(m) = &self.model
+            && m != &engine.name
+        {
+            return Err(ApiError::NotFound {
+                message: format!(
+                    "the model '{m}' does not exist; this server serves '{}'",
+                    engine.name
+                ),
+                code: Some("model_not_found"),
+            });
+        }
+        if self.n.is_some_and(|n| n != 1) {
+            return Err(unsupported("n", "other than 1"));
+        }
+        for (name, v) in [
+            ("presence_penalty", self.presence_penalty),
+            ("frequency_penalty", self.frequency_penalty),
+        ] {
+            if v.is_some_and(|v| v != 0.0) {
+                return Err(unsupported(name, "other than 0 (use repeat_penalty)"));
+            }
+        }
+        if self.logit_bias.as_ref().is_some_and(|m| !m.is_empty()) {
+            return Err(unsupported("logit_bias", ""));
+        }
+        Ok(())
+    }
+
+    fn sampling(&self) -> Result<SamplingParams, ApiError> {
+        let temperature = self.temperature.unwrap_or(1.0);
+        if !(temperature.is_finite() && (0.0..=2.0).contains(&temperature)) {
+            return Err(ApiError::invalid(
+                format!("temperature {temperature} is out of range: it must be in [0, 2]"),
+                "temperature",
+            ));
+        }
+        let top_p = self.top_p.unwrap_or(1.0);
+        if !(top_p > 0.0 && top_p <= 1.0) {
+            return Err(ApiError::invalid(
+                format!("top_p {top_p} is out of range: it must be in (0, 1]"),
+                "top_p",
+            ));
+        }
+        let min_p = self.min_p.unwrap_or(0.0);
+        if !(0.0..=1.0).contains(&min_p) {
+            return Err(ApiError::invalid(
+                format!("min_p {min_p} is out of range: it must be in [0, 1]"),
+                "min_p",
+            ));
+        }
+        let repeat_penalty = self.repeat_penalty.unwrap_or(1.0);
+        if !(repeat_penalty.is_finite() && repeat_penalty > 0.0) {
+            return Err(ApiError::invalid(
+                format!("repeat_penalty {repeat_penalty} must be > 0"),
+                "repeat_penalty",
+            ));
+        }
+        // No seed: a fresh one, recorded in the receipt so the output can be reproduced.
+        let seed = match self.seed {
+            Some(s) => s as u64,
+            None => uuid::Uuid::new_v4().as_u64_pair().0,
+        };
+        Ok(SamplingParams {
+            temperature,
+            top_k: self.top_k.unwrap_or(0) as usize,
+            top_p,
+            min_p,
+            repeat_penalty,
+            repeat_last_n: 64,
+            seed,
+        })
+    }
+
+    fn stops(&self) -> Result<Vec<String>, ApiError> {
+        let stops = match &self.stop {
+            None => Vec::new(),
+            Some(Stop::One(s)) => vec![s.clone()],
+            Some(Stop::Many(v)) => v.clone(),
+        };
+        if stops.len() > MAX_STOP {
+            return Err(ApiError::invalid(
+                format!(
+                    "at most {MAX_STOP} stop sequences are allowed, got {}",
+                    stops.len()
+                ),
+                "stop",
+            ));
+        }
+        if stops.iter().any(String::is_empty) {
+            return Err(ApiError::invalid(
+                "stop sequences must not be empty",
+                "stop",
+            ));
+        }
+        Ok(stops)
+    }
+
+    /// Checks lengths against the context; `default_max` applies when `max_tokens` is absent.
+    fn finish(
+        &self,
+        engine: &Engine,
+        prompt: Vec<u32>,
+        prompt_text: Option<String>,
+        max_tokens: Option<u64>,
+        default_max: usize,
+        prompt_param: &str,
+    ) -> Result<Validated, ApiError> {
+        let ctx = engine.ctx;
+        if prompt.is_empty() {
+            return Err(ApiError::invalid("the prompt is empty", prompt_param));
+        }
+        if let Some(&bad) = prompt.iter().find(|&&t| t as usize >= engine.vocab()) {
+            return Err(ApiError::invalid(
+                format!(
+                    "token id {bad} is outside the vocabulary (size {})",
+                    engine.vocab()
+                ),
+                prompt_param,
+            ));
+        }
+        if prompt.len() >= ctx {
+            return Err(ApiError::Unprocessable {
+                message: format!(
+                    "this model's context is {ctx} tokens, but the prompt is {} tokens \
+                     (at least one token must be left to generate)",
+                    prompt.len()
+                ),
+                param: Some(prompt_param.to_string()),
+                code: Some("context_length_exceeded"),
+            });
+        }
+        let room = ctx - prompt.len();
+        let max_tokens = match max_tokens {
+            Some(0) => {
+                return Err(ApiError::invalid(
+                    "max_tokens must be at least 1",
+                    "max_tokens",
+                ));
+            }
+            Some(m) if m > room as u64 => {
+                return Err(ApiError::Unprocessable {
+                    message: format!(
+                        "this model's context is {ctx} tokens; you requested {} tokens \
+                         ({} in the prompt, {m} for the completion)",
+                        prompt.len() as u64 + m,
+                        prompt.len()
+                    ),
+                    param: Some("max_tokens".to_string()),
+                    code: Some("context_length_exceeded"),
+                });
+            }
+            Some(m) => m as usize,
+            None => default_max.min(room),
+        };
+        Ok(Validated {
+            prompt,
+            prompt_text,
+            max_tokens,
+            sampling: self.sampling()?,
+            stop: self.stops()?,
+            stream: self.stream.unwrap_or(false),
+            include_usage: self
+                .stream_options
+                .as_ref()
+                .is_some_and(|o| o.include_usage),
+        })
+    }
+}
+
+fn encode(engine: &Engine, text: &str, add_bos: bool) -> Result<Vec<u32>, ApiError> {
+    let tok = engine.model.tokenizer().ok_or_else(|| {
+        ApiError::invalid(
+            "this model has no tokenizer: give the prompt as token ids",
+            "prompt",
+        )
+    })?;
+    tok.encode(text, add_bos, true)
+        .map_err(|e| ApiError::invalid(format!("the prompt cannot be tokenized: {e}"), "prompt"))
+}
+
+impl CompletionRequest {
+    /// Validates and tokenises.
+    pub fn validate(&self, engine: &Engine) -> Result<Validated, ApiError> {
+        self.common.check(engine)?;
+        if self
+            .logprobs
+            .as_ref()
+            .is_some_and(|v| !(v.is_null() || v == &Value::from(0) || v == &Value::Bool(false)))
+        {
+            return Err(unsupported("logprobs", ""));
+        }
+        if self.echo == Some(true) {
+            return Err(unsupported("echo", ""));
+        }
+        if self.best_of.is_some_and(|b| b != 1) {
+            return Err(unsupported("best_of", "other than 1"));
+        }
+        if self.suffix.as_ref().is_some_and(|s| !s.is_empty()) {
+            return Err(unsupported("suffix", ""));
+        }
+        let one = |n: usize| {
+            if n == 1 {
+                Ok(())
+            } else {
+                Err(ApiError::invalid(
+                    format!("exactly one prompt per request is supported, got {n}"),
+                    "prompt",
+                ))
+            }
+        };
+        let (ids, text) = match &self.prompt {
+            None => {
+                return Err(ApiError::bad_request(
+                    "missing required parameter 'prompt'",
+                    Some("prompt"),
+                ));
+            }
+            Some(Prompt::Text(t)) => (encode(engine, t, engine.add_bos)?, Some(t.clone())),
+            Some(Prompt::Texts(v)) => {
+                one(v.len())?;
+                (encode(engine, &v[0], engine.add_bos)?, Some(v[0].clone()))
+            }
+            Some(Prompt::Tokens(ids)) => (ids.clone(), None),
+            Some(Prompt::TokenLists(v)) => {
+                one(v.len())?;
+                (v[0].clone(), None)
+            }
+        };
+        self.common.finish(
+            engine,
+            ids,
+            text,
+            self.common.max_tokens,
+            DEFAULT_COMPLETION_TOKENS,
+            "prompt",
+        )
+    }
+}
+
+impl ChatRequest {
+    /// Validates, applies the chat template and tokenises.
+    pub fn validate(&self, engine: &Engine) -> Result<Validated, ApiError> {
+        self.common.check(engine)?;
+        if self.logprobs == Some(true) || self.top_logprobs.is_some_and(|n| n > 0) {
+            return Err(unsupported("logprobs", ""));
+        }
+        if self.tools.as_ref().is_some_and(|t| !t.is_empty()) {
+            return Err(unsupported("tools", ""));
+        }
+        if self
+            .tool_choice
+            .as_ref()
+            .is_some_and(|v| !(v.is_null() || v == &Value::from("none")))
+        {
+            return Err(unsupported("tool_choice", ""));
+        }
+        if let Some(rf) = &self.response_format
+            && rf.get("type").and_then(Value::as_str) != Some("text")
+        {
+            return Err(unsupported(
+                "response_format",
+                "other than {\"type\": \"text\"}",
+            ));
+        }
+        let Some(messages) = &self.messages else {
+            return Err(ApiError::bad_request(
+                "missing required parameter 'messages'",
+                Some("messages"),
+            ));
+        };
+        if messages.is_empty() {
+            return Err(ApiError::invalid(
+                "'messages' must not be empty",
+                "messages",
+            ));
+        }
+        let mut chat = Vec::with_capacity(messages.len());
+        for (i, m) in messages.iter().enumerate() {
+            let role = match m.role.as_str() {
+                "system" | "developer" => "system",
+                "user" => "user",
+                "assistant" => "assistant",
+                other => {
+                    return Err(ApiError::invalid(
+                        format!(
+                            "messages[{i}].role '{other}' is not supported (system, user, assistant)"
+                        ),
+                        &format!("messages[{i}].role"),
+                    ));
+                }
+            };
+            let content = match &m.content {
+                Some(Content::Text(t)) => t.clone(),
+                Some(Content::Parts(parts)) => {
+                    let mut s = String::new();
+                    for p in parts {
+                        if p.kind != "text" {
+                            return Err(ApiError::invalid(
+                                format!(
+                                    "messages[{i}]: content part type '{}' is not supported (text only)",
+                                    p.kind
+                                ),
+                                &format!("messages[{i}].content"),
+                            ));
+                        }
+                        s.push_str(p.text.as_deref().unwrap_or_default());
+                    }
+                    s
+                }
+                None => String::new(),
+            };
+            chat.push(ChatMessage::new(role, content));
+        }
+        let Some(template) = &engine.chat else {
+            return Err(ApiError::invalid(
+                "this model has no tokenizer: use /v1/completions with token ids",
+                "messages",
+            ));
+        };
+        let rendered = template
+            .render(&chat, true, &engine.bos_token, &engine.eos_token)
+            .map_err(|e| ApiError::invalid(format!("the chat template failed: {e}"), "messages"))?;
+        let tok = engine
+            .model
+            .tokenizer()
+            .ok_or_else(|| ApiError::invalid("this model has no tokenizer", "messages"))?;
+        let ids = tok.encode_chat(&rendered).map_err(|e| {
+            ApiError::invalid(format!("the prompt cannot be tokenized: {e}"), "messages")
+        })?;
+        let max = self.max_completion_tokens.or(self.common.max_tokens);
+        self.common
+            .finish(engine, ids, Some(rendered), max, usize::MAX, "messages")
+    }
+}
+
+/// `usage`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Usage {
+    /// Prompt tokens.
+    pub prompt_tokens: usize,
+    /// Generated tokens.
+    pub completion_tokens: usize,
+    /// Sum.
+    pub total_tokens: usize,
+    /// Cached prompt tokens (OpenAI's `prompt_tokens_details.cached_tokens`).
+    pub prompt_tokens_details: PromptDetails,
+}
+
+/// `usage.prompt_tokens_details`.
+#[derive(Debug, Clone, Serialize)]
+pub struct PromptDetails {
+    /// Prompt tokens served from the KV cache.
+    pub cached_tokens: usize,
+}
+
+impl Usage {
+    /// From counts.
+    pub fn new(prompt: usize, completion: usize, cached: usize) -> Self {
+        Self {
+            prompt_tokens: prompt,
+            completion_tokens: completion,
+            total_tokens: prompt + completion,
+            prompt_tokens_details: PromptDetails {
+                cached_tokens: cached,
+            },
+        }
+    }
+}

@@ -1,0 +1,273 @@
+//! Command-line options and the validated server configuration built from them.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, ValueEnum};
+
+use crate::error::ServerError;
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line (for log collectors).
+    Json,
+}
+
+/// KV cache element type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum KvTypeArg {
+    /// 32-bit floats (exact; the default).
+    F32,
+    /// 16-bit floats (half the memory).
+    F16,
+}
+
+/// `bitnet-server`: an OpenAI-compatible HTTP server for BitNet b1.58 models.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "bitnet-server", version, about, long_about = None)]
+pub struct Args {
+    /// The model: a .gguf file or a Hugging Face checkpoint directory.
+    #[arg(long, value_name = "FILE|DIR", required_unless_present = "synthetic")]
+    pub model: Option<PathBuf>,
+    /// Serve a model with random weights and the shapes of PRESET (2b4t, 3b, 700m, tiny)
+    /// instead of a file: for throughput measurements with token-id prompts (no tokenizer).
+    #[arg(long, value_name = "PRESET", conflicts_with = "model")]
+    pub synthetic: Option<String>,
+    /// Name the model is served under (`GET /v1/models`, the `model` request field).
+    /// Defaults to the file name without extension.
+    #[arg(long, value_name = "NAME")]
+    pub model_name: Option<String>,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: IpAddr,
+    /// Port to listen on (0 picks a free one; the chosen address is printed on stdout).
+    #[arg(long, default_value_t = 8080)]
+    pub port: u16,
+    /// Kernel worker threads (0 = all cores).
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+    /// Most requests decoded together in one batched step (continuous batching).
+    #[arg(long, default_value_t = 8)]
+    pub max_batch: usize,
+    /// Context length of each KV session, in tokens (default: the model's, at most 2048).
+    #[arg(long)]
+    pub ctx: Option<usize>,
+    /// KV cache element type.
+    #[arg(long, value_enum, default_value = "f32")]
+    pub kv_type: KvTypeArg,
+    /// KV sessions kept in the pool (active + idle with a reusable prefix); at least
+    /// --max-batch. Default: --max-batch + 4.
+    #[arg(long)]
+    pub kv_pool_sessions: Option<usize>,
+    /// Requests that may wait for a decode slot; more are answered 429.
+    #[arg(long, default_value_t = 64)]
+    pub max_queue: usize,
+    /// Largest request body accepted, in bytes; larger ones are answered 413.
+    #[arg(long, default_value_t = 1 << 20)]
+    pub max_body_bytes: usize,
+    /// Require `Authorization: Bearer KEY` on /v1 routes.
+    #[arg(long, env = "BITNET_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+    /// Log format (logs go to stderr; RUST_LOG filters them).
+    #[arg(long, value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+    /// Force a kernel implementation by id (e.g. i2s/avx2); disables tuning.
+    #[arg(long, value_name = "ID")]
+    pub kernel: Option<String>,
+    /// Seconds to wait for running requests on SIGTERM before closing them.
+    #[arg(long, default_value_t = 30)]
+    pub shutdown_timeout: u64,
+    /// HTTP worker threads (request parsing and streaming; the model runs on its own thread).
+    #[arg(long, default_value_t = 2)]
+    pub http_workers: usize,
+    /// Append a receipt for every completion to FILE (JSONL, fsync'd) and serve them at
+    /// GET /v1/receipts/{id}. Without it receipts are off. Needs the `receipts` feature.
+    #[arg(long, value_name = "FILE")]
+    pub receipts_log: Option<PathBuf>,
+    /// Skip start-up kernel tuning (`tuning` feature).
+    #[arg(long)]
+    pub no_tune: bool,
+    /// Where tuning results are cached (`tuning` feature). Default:
+    /// $XDG_CACHE_HOME/bitnet-rs/tuning.json or ~/.cache/bitnet-rs/tuning.json.
+    #[arg(long, value_name = "FILE")]
+    pub tuning_cache: Option<PathBuf>,
+}
+
+/// The model to serve.
+#[derive(Debug, Clone)]
+pub enum ModelSpec {
+    /// A file or directory.
+    Path(PathBuf),
+    /// Random weights of a preset's shapes.
+    Synthetic(String),
+}
+
+/// Validated settings.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// What to load.
+    pub model: ModelSpec,
+    /// Served model id.
+    pub model_name: String,
+    /// Kernel threads (0 = all).
+    pub threads: usize,
+    /// Decode batch limit.
+    pub max_batch: usize,
+    /// Requested context (clamped to the model's at load time).
+    pub ctx: Option<usize>,
+    /// KV element type.
+    pub kv_type: bitnet_engine::KvType,
+    /// Pool size in sessions.
+    pub kv_pool_sessions: usize,
+    /// Queue limit.
+    pub max_queue: usize,
+    /// Body limit.
+    pub max_body_bytes: usize,
+    /// API key, if required.
+    pub api_key: Option<String>,
+    /// Forced kernel.
+    pub kernel: Option<String>,
+    /// Receipts log (receipts on when set).
+    pub receipts_log: Option<PathBuf>,
+    /// Run start-up tuning (only with the `tuning` feature).
+    pub tune: bool,
+    /// Tuning cache file.
+    pub tuning_cache: Option<PathBuf>,
+}
+
+impl ServerConfig {
+    /// Checks `args` and fills defaults.
+    pub fn from_args(args: &Args) -> Result<Self, ServerError> {
+        let bad = |flag, reason: &str| ServerError::InvalidOption {
+            flag,
+            reason: reason.to_string(),
+        };
+        let model = match (&args.model, &args.synthetic) {
+            (Some(p), _) => {
+                if !p.exists() {
+                    return Err(ServerError::ModelNotFound(p.clone()));
+                }
+                ModelSpec::Path(p.clone())
+            }
+            (None, Some(s)) => {
+                if bitnet_engine::synthetic::preset(s).is_none() {
+                    return Err(ServerError::InvalidOption {
+                        flag: "synthetic",
+                        reason: format!(
+                            "unknown preset '{s}' (known: {})",
+                            bitnet_engine::synthetic::PRESETS.join(", ")
+                        ),
+                    });
+                }
+                ModelSpec::Synthetic(s.clone())
+            }
+            (None, None) => return Err(bad("model", "a model path is required")),
+        };
+        if args.max_batch == 0 {
+            return Err(bad("max-batch", "must be at least 1"));
+        }
+        if args.max_batch > 256 {
+            return Err(bad("max-batch", "must be at most 256"));
+        }
+        if args.ctx == Some(0) {
+            return Err(bad("ctx", "must be at least 1"));
+        }
+        let pool = args.kv_pool_sessions.unwrap_or(args.max_batch + 4);
+        if pool < args.max_batch {
+            return Err(ServerError::InvalidOption {
+                flag: "kv-pool-sessions",
+                reason: format!("{pool} is less than --max-batch {}", args.max_batch),
+            });
+        }
+        if args.max_queue == 0 {
+            return Err(bad("max-queue", "must be at least 1"));
+        }
+        if args.max_body_bytes < 64 {
+            return Err(bad("max-body-bytes", "must be at least 64"));
+        }
+        if args.http_workers == 0 {
+            return Err(bad("http-workers", "must be at least 1"));
+        }
+        if let Some(key) = &args.api_key
+            && key.is_empty()
+        {
+            return Err(bad("api-key", "must not be empty"));
+        }
+        if args.receipts_log.is_some() && !cfg!(feature = "receipts") {
+            return Err(ServerError::FeatureMissing {
+                flag: "receipts-log",
+                feature: "receipts",
+            });
+        }
+        if let Some(id) = &args.kernel
+            && bitnet_kernels::by_id(id).is_none()
+        {
+            return Err(ServerError::InvalidOption {
+                flag: "kernel",
+                reason: format!(
+                    "'{id}' is not a kernel this CPU can run (available: {})",
+                    bitnet_kernels::available()
+                        .iter()
+                        .map(|o| o.id())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            });
+        }
+        let model_name = args.model_name.clone().unwrap_or_else(|| match &model {
+            ModelSpec::Path(p) => p
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "bitnet".to_string()),
+            ModelSpec::Synthetic(s) => format!("synthetic-{s}"),
+        });
+        Ok(Self {
+            model,
+            model_name,
+            threads: args.threads,
+            max_batch: args.max_batch,
+            ctx: args.ctx,
+            kv_type: match args.kv_type {
+                KvTypeArg::F32 => bitnet_engine::KvType::F32,
+                KvTypeArg::F16 => bitnet_engine::KvType::F16,
+            },
+            kv_pool_sessions: pool,
+            max_queue: args.max_queue,
+            max_body_bytes: args.max_body_bytes,
+            api_key: args.api_key.clone(),
+            kernel: args.kernel.clone(),
+            receipts_log: args.receipts_log.clone(),
+            tune: cfg!(feature = "tuning") && !args.no_tune && args.kernel.is_none(),
+            tuning_cache: args.tuning_cache.clone(),
+        })
+    }
+
+    /// A configuration for tests and embedding: the model at `path`, the command line's
+    /// defaults otherwise (tuning off).
+    pub fn for_model(path: impl Into<PathBuf>) -> Self {
+        let path = path.into();
+        let model_name = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "bitnet".to_string());
+        Self {
+            model: ModelSpec::Path(path),
+            model_name,
+            threads: 0,
+            max_batch: 8,
+            ctx: None,
+            kv_type: bitnet_engine::KvType::F32,
+            kv_pool_sessions: 12,
+            max_queue: 64,
+            max_body_bytes: 1 << 20,
+            api_key: None,
+            kernel: None,
+            receipts_log: None,
+            tune: false,
+            tuning_cache: None,
+        }
+    }
+}

@@ -1,0 +1,588 @@
+//! HTTP routes: the OpenAI API (`/v1/completions`, `/v1/chat/completions`, `/v1/models`,
+//! `/v1/receipts`), operations (`/health`, `/ready`, `/metrics`) and OpenAI-style errors for
+//! everything else.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use actix_web::http::header;
+use actix_web::web::{self, Bytes, BytesMut};
+use actix_web::{HttpMessage, HttpRequest, HttpResponse};
+use futures_util::StreamExt;
+use serde_json::{Value, json};
+use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
+use tracing_actix_web::RequestId;
+
+use crate::api::{Body, ChatRequest, CompletionRequest, Usage, Validated, parse_body};
+use crate::config::ServerConfig;
+use crate::engine::Engine;
+use crate::error::{ApiError, ServerError};
+use crate::metrics::Metrics;
+use crate::scheduler::{Event, GenRequest, RequestMeta, Scheduler, Summary};
+
+/// What exists once the model is loaded.
+pub struct Loaded {
+    /// The model and its settings.
+    pub engine: Arc<Engine>,
+    /// The decode loop.
+    pub scheduler: Scheduler,
+    /// The receipt store, when receipts are on.
+    #[cfg(feature = "receipts")]
+    pub receipts: Option<Arc<crate::receipts::ReceiptStore>>,
+}
+
+/// State shared by every HTTP worker.
+pub struct AppState {
+    /// The configuration.
+    pub config: ServerConfig,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    loaded: OnceLock<Loaded>,
+    shutting_down: AtomicBool,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("ready", &self.is_ready())
+            .finish_non_exhaustive()
+    }
+}
+
+impl AppState {
+    /// State for `config`, model not loaded yet.
+    pub fn new(config: ServerConfig) -> Self {
+        Self {
+            config,
+            metrics: Arc::new(Metrics::new()),
+            loaded: OnceLock::new(),
+            shutting_down: AtomicBool::new(false),
+        }
+    }
+
+    /// Installs the loaded model: starts the scheduler (and the receipt writer) and turns
+    /// `/ready` green.
+    pub fn install(&self, engine: Engine) -> Result<(), ServerError> {
+        let engine = Arc::new(engine);
+        let cfg = &self.config;
+        #[cfg(feature = "receipts")]
+        let receipts = match &cfg.receipts_log {
+            Some(path) => Some(Arc::new(crate::receipts::ReceiptStore::open(
+                path,
+                Arc::clone(&engine),
+            )?)),
+            None => None,
+        };
+        #[cfg(feature = "receipts")]
+        let finisher = receipts
+            .clone()
+            .map(|r| r as Arc<dyn crate::scheduler::Finisher>);
+        #[cfg(not(feature = "receipts"))]
+        let finisher = None;
+        self.metrics.set_kernel(
+            &engine.kernel.id,
+            engine.kernel.threads,
+            engine.kernel.tuned,
+        );
+        let scheduler = Scheduler::start(
+            Arc::clone(&engine),
+            Arc::clone(&self.metrics),
+            cfg.max_batch,
+            cfg.kv_pool_sessions,
+            cfg.max_queue,
+            finisher,
+        );
+        tracing::info!(
+            model = %engine.name,
+            ctx = engine.ctx,
+            kernel = %engine.kernel.id,
+            threads = engine.kernel.threads,
+            tuned = engine.kernel.tuned,
+            load_ms = engine.load_ms,
+            "model ready"
+        );
+        let loaded = Loaded {
+            engine,
+            scheduler,
+            #[cfg(feature = "receipts")]
+            receipts,
+        };
+        self.loaded
+            .set(loaded)
+            .map_err(|_| ServerError::InvalidOption {
+                flag: "model",
+                reason: "a model is already loaded".into(),
+            })
+    }
+
+    /// The loaded model, if any.
+    pub fn loaded(&self) -> Option<&Loaded> {
+        self.loaded.get()
+    }
+
+    /// Model loaded and not shutting down.
+    pub fn is_ready(&self) -> bool {
+        self.loaded.get().is_some() && !self.shutting_down.load(Ordering::SeqCst)
+    }
+
+    /// From now on `/ready` and new generation requests answer 503.
+    pub fn begin_shutdown(&self) {
+        self.shutting_down.store(true, Ordering::SeqCst);
+    }
+
+    /// Lets the scheduler finish what it has and stops it; flushes receipts.
+    pub fn finish_shutdown(&self) {
+        self.begin_shutdown();
+        if let Some(l) = self.loaded.get() {
+            l.scheduler.shutdown();
+            #[cfg(feature = "receipts")]
+            if let Some(r) = &l.receipts {
+                r.flush();
+            }
+        }
+    }
+
+    fn serving(&self) -> Result<&Loaded, ApiError> {
+        if self.shutting_down.load(Ordering::SeqCst) {
+            return Err(ApiError::Unavailable("the server is shutting down".into()));
+        }
+        self.loaded
+            .get()
+            .ok_or_else(|| ApiError::Unavailable("the model is still loading".into()))
+    }
+
+    pub(crate) fn check_auth(&self, req: &HttpRequest) -> Result<(), ApiError> {
+        let Some(key) = &self.config.api_key else {
+            return Ok(());
+        };
+        let Some(value) = req.headers().get(header::AUTHORIZATION) else {
+            return Err(ApiError::Unauthorized(
+                "missing API key: send 'Authorization: Bearer <key>'".into(),
+            ));
+        };
+        let given = value
+            .to_str()
+            .ok()
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or_default();
+        if constant_time_eq(given.as_bytes(), key.as_bytes()) {
+            Ok(())
+        } else {
+            Err(ApiError::Unauthorized("incorrect API key provided".into()))
+        }
+    }
+}
+
+/// Compares without an early exit on the first differing byte.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Registers every route.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(resource("/v1/completions").route(web::post().to(completions)))
+        .service(resource("/v1/chat/completions").route(web::post().to(chat_completions)))
+        .service(resource("/v1/models").route(web::get().to(models)))
+        .service(resource("/v1/models/{id}").route(web::get().to(model)))
+        .service(resource("/health").route(web::get().to(health)))
+        .service(resource("/ready").route(web::get().to(ready)))
+        .service(resource("/metrics").route(web::get().to(metrics)));
+    #[cfg(feature = "receipts")]
+    cfg.service(resource("/v1/receipts").route(web::get().to(crate::receipts::list)))
+        .service(resource("/v1/receipts/{id}").route(web::get().to(crate::receipts::get)));
+}
+
+fn resource(path: &str) -> actix_web::Resource {
+    web::resource(path).default_service(web::to(method_not_allowed))
+}
+
+async fn method_not_allowed(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    Err(ApiError::MethodNotAllowed(req.method().to_string()))
+}
+
+/// Any unknown route: 404 with an OpenAI error body.
+pub async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    Err(ApiError::NotFound {
+        message: format!("unknown route: {} {}", req.method(), req.path()),
+        code: None,
+    })
+}
+
+async fn health() -> HttpResponse {
+    HttpResponse::Ok().json(json!({"status": "ok"}))
+}
+
+async fn ready(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let loaded = state.serving()?;
+    Ok(HttpResponse::Ok().json(json!({"status": "ready", "model": loaded.engine.name})))
+}
+
+async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    if let Some(l) = state.loaded() {
+        state.metrics.queue_depth.set(l.scheduler.queued() as i64);
+    }
+    HttpResponse::Ok()
+        .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
+        .body(state.metrics.encode())
+}
+
+fn model_object(engine: &Engine) -> Value {
+    json!({
+        "id": engine.name,
+        "object": "model",
+        "created": engine.created,
+        "owned_by": "bitnet-rs",
+        "context_length": engine.ctx,
+    })
+}
+
+async fn models(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    state.check_auth(&req)?;
+    let loaded = state.serving()?;
+    Ok(HttpResponse::Ok().json(json!({"object": "list", "data": [model_object(&loaded.engine)]})))
+}
+
+async fn model(
+    req: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    state.check_auth(&req)?;
+    let loaded = state.serving()?;
+    if *path != loaded.engine.name {
+        return Err(ApiError::NotFound {
+            message: format!("the model '{path}' does not exist"),
+            code: Some("model_not_found"),
+        });
+    }
+    Ok(HttpResponse::Ok().json(model_object(&loaded.engine)))
+}
+
+/// Reads the body up to `limit` bytes (413 beyond, decided from Content-Length when sent).
+pub(crate) async fn read_body(
+    req: &HttpRequest,
+    mut body: web::Payload,
+    limit: usize,
+) -> Result<Bytes, ApiError> {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|s| s.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(ApiError::PayloadTooLarge { limit });
+    }
+    let mut buf = BytesMut::new();
+    while let Some(chunk) = body.next().await {
+        let chunk =
+            chunk.map_err(|e| ApiError::bad_request(format!("reading the body: {e}"), None))?;
+        if buf.len() + chunk.len() > limit {
+            return Err(ApiError::PayloadTooLarge { limit });
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(buf.freeze())
+}
+
+/// Which endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Completion,
+    Chat,
+}
+
+impl Kind {
+    fn endpoint(self) -> &'static str {
+        match self {
+            Self::Completion => "/v1/completions",
+            Self::Chat => "/v1/chat/completions",
+        }
+    }
+    fn id_prefix(self) -> &'static str {
+        match self {
+            Self::Completion => "cmpl",
+            Self::Chat => "chatcmpl",
+        }
+    }
+    fn object(self, chunk: bool) -> &'static str {
+        match (self, chunk) {
+            (Self::Completion, _) => "text_completion",
+            (Self::Chat, false) => "chat.completion",
+            (Self::Chat, true) => "chat.completion.chunk",
+        }
+    }
+}
+
+trait Validate: Body {
+    fn check(&self, engine: &Engine) -> Result<Validated, ApiError>;
+}
+
+impl Validate for CompletionRequest {
+    fn check(&self, engine: &Engine) -> Result<Validated, ApiError> {
+        self.validate(engine)
+    }
+}
+
+impl Validate for ChatRequest {
+    fn check(&self, engine: &Engine) -> Result<Validated, ApiError> {
+        self.validate(engine)
+    }
+}
+
+async fn completions(
+    req: HttpRequest,
+    body: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    generate::<CompletionRequest>(req, body, state, Kind::Completion).await
+}
+
+async fn chat_completions(
+    req: HttpRequest,
+    body: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    generate::<ChatRequest>(req, body, state, Kind::Chat).await
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Fields every response and chunk carries.
+#[derive(Clone)]
+struct Head {
+    kind: Kind,
+    id: String,
+    created: u64,
+    model: String,
+    fingerprint: String,
+}
+
+impl Head {
+    fn base(&self, chunk: bool) -> serde_json::Map<String, Value> {
+        let mut m = serde_json::Map::new();
+        m.insert("id".into(), self.id.clone().into());
+        m.insert("object".into(), self.kind.object(chunk).into());
+        m.insert("created".into(), self.created.into());
+        m.insert("model".into(), self.model.clone().into());
+        m.insert("system_fingerprint".into(), self.fingerprint.clone().into());
+        m
+    }
+}
+
+async fn generate<T: Validate>(
+    req: HttpRequest,
+    body: web::Payload,
+    state: web::Data<AppState>,
+    kind: Kind,
+) -> Result<HttpResponse, ApiError> {
+    let received = Instant::now();
+    state.check_auth(&req)?;
+    let loaded = state.serving()?;
+    let bytes = read_body(&req, body, state.config.max_body_bytes).await?;
+    let parsed: T = parse_body(&bytes)?;
+    let engine = &loaded.engine;
+    let v = parsed.check(engine)?;
+    let request_id = req
+        .extensions()
+        .get::<RequestId>()
+        .map_or_else(|| uuid::Uuid::new_v4().to_string(), |r| r.to_string());
+    let head = Head {
+        kind,
+        id: format!("{}-{}", kind.id_prefix(), uuid::Uuid::new_v4().simple()),
+        created: unix_now(),
+        model: engine.name.clone(),
+        fingerprint: format!(
+            "bitnet-rs-{}-{}",
+            env!("CARGO_PKG_VERSION"),
+            engine.kernel.id
+        ),
+    };
+    let (tx, rx) = unbounded_channel();
+    loaded.scheduler.submit(GenRequest {
+        id: head.id.clone(),
+        request_id,
+        prompt: v.prompt,
+        max_tokens: v.max_tokens,
+        sampling: v.sampling,
+        stop_strings: v.stop,
+        events: tx,
+        received,
+        meta: RequestMeta {
+            endpoint: kind.endpoint(),
+            prompt_text: v.prompt_text,
+            chat: kind == Kind::Chat,
+        },
+    })?;
+    state
+        .metrics
+        .queue_depth
+        .set(loaded.scheduler.queued() as i64);
+    let mut resp = HttpResponse::Ok();
+    #[cfg(feature = "receipts")]
+    if loaded.receipts.is_some() {
+        resp.insert_header(("x-bitnet-receipt-id", head.id.clone()));
+    }
+    if v.stream {
+        let sse = Sse {
+            rx,
+            head,
+            started: false,
+            finished: false,
+            include_usage: v.include_usage,
+        };
+        let stream = futures_util::stream::unfold(sse, |mut s| async move {
+            let frame = s.next_frame().await?;
+            Some((Ok::<Bytes, std::convert::Infallible>(frame), s))
+        });
+        return Ok(resp
+            .content_type("text/event-stream")
+            .insert_header((header::CACHE_CONTROL, "no-cache"))
+            .streaming(stream));
+    }
+    let summary = wait_done(rx).await?;
+    Ok(resp.json(full_response(&head, &summary)))
+}
+
+async fn wait_done(mut rx: UnboundedReceiver<Event>) -> Result<Box<Summary>, ApiError> {
+    loop {
+        match rx.recv().await {
+            Some(Event::Token { .. }) => {}
+            Some(Event::Done(s)) => return Ok(s),
+            Some(Event::Failed(m)) => return Err(ApiError::Internal(m)),
+            None => {
+                return Err(ApiError::Internal(
+                    "the generation stopped unexpectedly".into(),
+                ));
+            }
+        }
+    }
+}
+
+fn extension(summary: &Summary) -> Value {
+    json!({
+        "token_ids": summary.output_ids,
+        "receipt_id": summary.receipt_id,
+        "session": summary.session,
+        "finish_detail": crate::finish_name(summary.finish),
+        "timings": summary.timings,
+    })
+}
+
+fn usage(s: &Summary) -> Usage {
+    Usage::new(s.prompt_tokens, s.completion_tokens, s.cached_tokens)
+}
+
+fn full_response(head: &Head, s: &Summary) -> Value {
+    let mut m = head.base(false);
+    let choice = match head.kind {
+        Kind::Completion => json!({
+            "index": 0,
+            "text": s.text,
+            "logprobs": null,
+            "finish_reason": s.finish.openai_name(),
+        }),
+        Kind::Chat => json!({
+            "index": 0,
+            "message": {"role": "assistant", "content": s.text},
+            "logprobs": null,
+            "finish_reason": s.finish.openai_name(),
+        }),
+    };
+    m.insert("choices".into(), json!([choice]));
+    m.insert("usage".into(), json!(usage(s)));
+    m.insert("bitnet".into(), extension(s));
+    Value::Object(m)
+}
+
+/// A streaming response in progress.
+struct Sse {
+    rx: UnboundedReceiver<Event>,
+    head: Head,
+    started: bool,
+    finished: bool,
+    include_usage: bool,
+}
+
+fn frame(v: &Value) -> String {
+    format!("data: {v}\n\n")
+}
+
+impl Sse {
+    fn chunk(&self, text: Option<&str>, finish: Option<&str>, token: Option<u32>) -> Value {
+        let mut m = self.head.base(true);
+        let choice = match self.head.kind {
+            Kind::Completion => json!({
+                "index": 0,
+                "text": text.unwrap_or_default(),
+                "logprobs": null,
+                "finish_reason": finish,
+            }),
+            Kind::Chat => {
+                let delta = match text {
+                    Some(t) => json!({"content": t}),
+                    None => json!({}),
+                };
+                json!({"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish})
+            }
+        };
+        m.insert("choices".into(), json!([choice]));
+        if let Some(id) = token {
+            m.insert("bitnet".into(), json!({"token_ids": [id]}));
+        }
+        Value::Object(m)
+    }
+
+    async fn next_frame(&mut self) -> Option<Bytes> {
+        if self.finished {
+            return None;
+        }
+        if !self.started {
+            self.started = true;
+            if self.head.kind == Kind::Chat {
+                let mut m = self.head.base(true);
+                m.insert(
+                    "choices".into(),
+                    json!([{"index": 0, "delta": {"role": "assistant", "content": ""},
+                            "logprobs": null, "finish_reason": null}]),
+                );
+                return Some(Bytes::from(frame(&Value::Object(m))));
+            }
+        }
+        let out = match self.rx.recv().await {
+            Some(Event::Token { id, text }) => frame(&self.chunk(Some(&text), None, id)),
+            Some(Event::Done(s)) => {
+                self.finished = true;
+                let mut out = String::new();
+                let mut last = self.chunk(None, Some(s.finish.openai_name()), None);
+                if let Value::Object(m) = &mut last {
+                    m.insert("bitnet".into(), extension(&s));
+                }
+                out.push_str(&frame(&last));
+                if self.include_usage {
+                    let mut m = self.head.base(true);
+                    m.insert("choices".into(), json!([]));
+                    m.insert("usage".into(), json!(usage(&s)));
+                    out.push_str(&frame(&Value::Object(m)));
+                }
+                out.push_str("data: [DONE]\n\n");
+                out
+            }
+            Some(Event::Failed(msg)) => {
+                self.finished = true;
+                let err = ApiError::Internal(msg);
+                format!("{}data: [DONE]\n\n", frame(&json!(err.body())))
+            }
+            None => {
+                self.finished = true;
+                let err = ApiError::Internal("the generation stopped unexpectedly".into());
+                format!("{}data: [DONE]\n\n", frame(&json!(err.body())))
+            }
+        };
+        Some(Bytes::from(out))
+    }
+}

@@ -179,6 +179,34 @@ NIX
   FORMAT_CHECK=1 "$kit/lint-nix.sh" "$ROOT"
 }
 
+mode_bitnet_server_receipts() {
+  # bitnet-server: baseline check, lint, docs, MSRV, feature combinations, the receipt tests
+  # (happy and guard path) and the official OpenAI Python client against the real binary.
+  ensure_components
+  ensure_msrv
+  log "bitnet-server: cargo check (cpu)"
+  cargo check -p bitnet-server --all-targets --locked
+  log "bitnet-server: clippy (cpu)"
+  cargo clippy -p bitnet-server --no-deps --all-targets --locked -- -D warnings
+  log "bitnet-server: fmt"
+  cargo fmt -p bitnet-server -- --check
+  log "bitnet-server: docs"
+  RUSTDOCFLAGS="-D warnings" cargo doc -p bitnet-server --no-deps --all-features --locked
+  log "bitnet-server: MSRV $MSRV (all features)"
+  cargo "+$MSRV" check -p bitnet-server --all-features --all-targets --locked --target-dir target/msrv
+  local f
+  for f in cpu,receipts cpu,receipts,tuning; do
+    log "bitnet-server: clippy --features $f"
+    cargo clippy -p bitnet-server --no-deps --all-targets --no-default-features --features "$f" --locked -- -D warnings
+  done
+  log "bitnet-server: receipt tests (happy and guard path) and tuning"
+  cargo test -p bitnet-server --no-default-features --features cpu,receipts,tuning --locked \
+    --test receipts --test tuning
+  log "bitnet-server: OpenAI Python client (scripts/openai_client_check.sh)"
+  python3 -m venv --help >/dev/null 2>&1 || apt_install python3-venv
+  BITNET_SERVER_FEATURES=cpu,receipts,tuning scripts/openai_client_check.sh
+}
+
 run_mode() {
   case "$1" in
     workspace) mode_workspace ;;
@@ -190,6 +218,7 @@ run_mode() {
     interop) mode_interop ;;
     kernels-aarch64) mode_kernels_aarch64 ;;
     nix-eval) mode_nix_eval ;;
+    bitnet-server-receipts) mode_bitnet_server_receipts ;;
     all)
       mode_workspace
       mode_deny

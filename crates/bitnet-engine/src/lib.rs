@@ -1,1 +1,44 @@
-//! BitNet b1.58 model, KV cache, forward pass, sampling and generation
+//! BitNet b1.58 inference: model loading (GGUF files and Hugging Face checkpoints), the
+//! W1.58A8 forward pass, KV cache, sampling and generation.
+//!
+//! The forward pass reproduces transformers' `BitNetForCausalLM` (per-token int8 activation
+//! quantisation over the whole row, sub-norms, NEOX RoPE, grouped-query attention, tied head);
+//! the tests compare its logits with transformers' on the tiny fixture model.
+//!
+//! ```no_run
+//! use bitnet_engine::{GenerationParams, Generation, LoadOptions, Model, SamplingParams};
+//! # fn main() -> Result<(), bitnet_engine::EngineError> {
+//! let model = Model::load("model.gguf".as_ref(), &LoadOptions::default())?;
+//! let tok = model.tokenizer().expect("model has a tokenizer");
+//! let prompt = tok.encode("Ownership in Rust", true, false)?;
+//! let mut session = model.new_session();
+//! let params = GenerationParams {
+//!     max_tokens: 32,
+//!     sampling: SamplingParams::greedy(),
+//!     stop_ids: tok.stop_ids(),
+//!     ..GenerationParams::default()
+//! };
+//! for token in Generation::new(&model, &mut session, &prompt, params, Some(tok))? {
+//!     print!("{}", token?.text);
+//! }
+//! # Ok(())
+//! # }
+//! ```
+
+pub mod config;
+pub mod error;
+pub mod generate;
+pub mod kv_cache;
+pub mod model;
+pub mod rope;
+pub mod sampler;
+pub mod synthetic;
+pub mod tokenizer;
+pub mod weights;
+
+pub use config::{Activation, ModelConfig};
+pub use error::{EngineError, Result};
+pub use generate::{FinishReason, GeneratedToken, Generation, GenerationParams, GenerationStats};
+pub use kv_cache::KvType;
+pub use model::{LoadOptions, Model, ModelSource, Session, SessionOptions};
+pub use sampler::{Sampler, SamplingParams};

@@ -1,0 +1,488 @@
+//! Model weights in the form the forward pass uses, and the two loaders that produce them:
+//! GGUF files (`bitnet-b1.58`, `bitnet-25`, `bitnet`) and Hugging Face checkpoint directories.
+//!
+//! Ternary linears are decoded once to canonical `TernaryWeights` and repacked into the
+//! kernels' layout; norms become `f32`; the embedding (and tied head) stays in its file type
+//! where the kernels can stream it (F16 straight from the memory map, no copy), otherwise it is
+//! widened to `f32`.
+
+use std::sync::Arc;
+
+use bitnet_checkpoint::{Checkpoint, Linear, Norm};
+use bitnet_gguf::{GgmlType, GgufFile, TensorInfo};
+use bitnet_kernels::{Kernels, PackedTernary, TernaryWeights, formats};
+use half::{bf16, f16};
+
+use crate::config::ModelConfig;
+use crate::error::{EngineError, Result};
+
+/// A dense `[rows][cols]` matrix (the embedding and the output head).
+pub struct DenseMatrix {
+    rows: usize,
+    cols: usize,
+    data: DenseData,
+}
+
+enum DenseData {
+    F32(Vec<f32>),
+    F16(Vec<f16>),
+    /// F16 data borrowed from the memory-mapped GGUF file (no copy).
+    F16Mapped {
+        file: Arc<GgufFile>,
+        index: usize,
+    },
+}
+
+impl DenseMatrix {
+    /// An owned f32 matrix.
+    pub fn from_f32(rows: usize, cols: usize, data: Vec<f32>) -> Self {
+        debug_assert_eq!(data.len(), rows * cols);
+        Self {
+            rows,
+            cols,
+            data: DenseData::F32(data),
+        }
+    }
+
+    /// An owned f16 matrix.
+    pub fn from_f16(rows: usize, cols: usize, data: Vec<f16>) -> Self {
+        debug_assert_eq!(data.len(), rows * cols);
+        Self {
+            rows,
+            cols,
+            data: DenseData::F16(data),
+        }
+    }
+
+    /// Rows (output features).
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Columns (input features).
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+
+    /// The storage type name, for receipts and `inspect`.
+    pub fn type_name(&self) -> &'static str {
+        match self.data {
+            DenseData::F32(_) => "F32",
+            DenseData::F16(_) | DenseData::F16Mapped { .. } => "F16",
+        }
+    }
+
+    /// Bytes streamed by one full matrix-vector product.
+    pub fn size_bytes(&self) -> usize {
+        let elem = match self.data {
+            DenseData::F32(_) => 4,
+            _ => 2,
+        };
+        self.rows * self.cols * elem
+    }
+
+    fn f16_slice(&self) -> Option<&[f16]> {
+        match &self.data {
+            DenseData::F16(v) => Some(v),
+            DenseData::F16Mapped { file, index } => {
+                let info = &file.tensors()[*index];
+                // Alignment (>= 2) and length were checked when the matrix was created.
+                Some(bytemuck::cast_slice(file.tensor_data(info)))
+            }
+            DenseData::F32(_) => None,
+        }
+    }
+
+    /// Copies row `r` into `out` as f32 (embedding lookup).
+    pub fn row_into(&self, r: usize, out: &mut [f32]) {
+        let range = r * self.cols..(r + 1) * self.cols;
+        match &self.data {
+            DenseData::F32(v) => out.copy_from_slice(&v[range]),
+            _ => {
+                let s = self.f16_slice().expect("f16 data");
+                for (o, h) in out.iter_mut().zip(&s[range]) {
+                    *o = h.to_f32();
+                }
+            }
+        }
+    }
+
+    /// `y[t][r] = sum_c self[r][c] * x[t][c]` for `n` rows of `x`.
+    pub fn matmul(&self, kernels: &Kernels, x: &[f32], n: usize, y: &mut [f32]) {
+        match &self.data {
+            DenseData::F32(v) => kernels.f32_matmul(v, self.rows, self.cols, x, n, y),
+            _ => {
+                let s = self.f16_slice().expect("f16 data");
+                kernels.f16_matmul(s, self.rows, self.cols, x, n, y)
+            }
+        }
+    }
+}
+
+/// The weights of one transformer block.
+pub struct LayerWeights {
+    /// RMSNorm before attention.
+    pub attn_norm: Vec<f32>,
+    /// Query projection `[q_dim, hidden]`.
+    pub wq: PackedTernary,
+    /// Key projection `[kv_dim, hidden]`.
+    pub wk: PackedTernary,
+    /// Value projection `[kv_dim, hidden]`.
+    pub wv: PackedTernary,
+    /// RMSNorm of the attention output (BitNet's sub-norm).
+    pub attn_sub_norm: Vec<f32>,
+    /// Output projection `[hidden, q_dim]`.
+    pub wo: PackedTernary,
+    /// RMSNorm before the FFN.
+    pub ffn_norm: Vec<f32>,
+    /// FFN gate `[intermediate, hidden]`.
+    pub w_gate: PackedTernary,
+    /// FFN up `[intermediate, hidden]`.
+    pub w_up: PackedTernary,
+    /// RMSNorm of the FFN's inner activation (BitNet's sub-norm).
+    pub ffn_sub_norm: Vec<f32>,
+    /// FFN down `[hidden, intermediate]`.
+    pub w_down: PackedTernary,
+}
+
+impl LayerWeights {
+    /// The ternary matrices of the block, in forward order.
+    pub fn linears(&self) -> [&PackedTernary; 7] {
+        [
+            &self.wq,
+            &self.wk,
+            &self.wv,
+            &self.wo,
+            &self.w_gate,
+            &self.w_up,
+            &self.w_down,
+        ]
+    }
+}
+
+/// Every weight of a model.
+pub struct ModelWeights {
+    /// Token embedding `[vocab, hidden]`.
+    pub embedding: Arc<DenseMatrix>,
+    /// Output head `[vocab, hidden]`; the same matrix as the embedding when tied.
+    pub head: Arc<DenseMatrix>,
+    /// Whether the head is the embedding.
+    pub tied: bool,
+    /// Final RMSNorm.
+    pub output_norm: Vec<f32>,
+    /// The blocks.
+    pub layers: Vec<LayerWeights>,
+}
+
+impl ModelWeights {
+    /// Bytes one decoded token streams through the weights: every ternary matrix in its packed
+    /// layout plus the head (the embedding row is negligible). The memory roofline is
+    /// `bandwidth / this`.
+    pub fn bytes_per_token(&self) -> usize {
+        let ternary: usize = self
+            .layers
+            .iter()
+            .flat_map(|l| l.linears())
+            .map(|w| w.size_bytes())
+            .sum();
+        ternary + self.head.size_bytes()
+    }
+}
+
+/// Which GGUF tensor (`blk.N.<name>`) feeds which field, with its expected `[rows, cols]`.
+fn ternary_shapes(cfg: &ModelConfig) -> [(&'static str, usize, usize); 7] {
+    let (h, q, kv, i) = (
+        cfg.hidden_size,
+        cfg.q_dim(),
+        cfg.kv_dim(),
+        cfg.intermediate_size,
+    );
+    [
+        ("attn_q", q, h),
+        ("attn_k", kv, h),
+        ("attn_v", kv, h),
+        ("attn_output", h, q),
+        ("ffn_gate", i, h),
+        ("ffn_up", i, h),
+        ("ffn_down", h, i),
+    ]
+}
+
+/// Loads weights from a GGUF file.
+pub fn load_gguf(
+    file: &Arc<GgufFile>,
+    cfg: &ModelConfig,
+    kernels: &Kernels,
+) -> Result<ModelWeights> {
+    let embedding = Arc::new(dense_from_gguf(
+        file,
+        "token_embd.weight",
+        cfg.vocab_size,
+        cfg.hidden_size,
+    )?);
+    let (head, tied) = match file.tensor("output.weight") {
+        Some(_) => (
+            Arc::new(dense_from_gguf(
+                file,
+                "output.weight",
+                cfg.vocab_size,
+                cfg.hidden_size,
+            )?),
+            false,
+        ),
+        None => (Arc::clone(&embedding), true),
+    };
+    let output_norm = vector_from_gguf(file, "output_norm.weight", cfg.hidden_size)?;
+    let mut layers = Vec::with_capacity(cfg.n_layers);
+    for l in 0..cfg.n_layers {
+        let norm =
+            |n: &str, len: usize| vector_from_gguf(file, &format!("blk.{l}.{n}.weight"), len);
+        let [q, k, v, o, g, u, d] = ternary_shapes(cfg).map(|(name, rows, cols)| {
+            ternary_from_gguf(file, &format!("blk.{l}.{name}"), rows, cols)
+                .map(|w| kernels.pack(&w))
+        });
+        layers.push(LayerWeights {
+            attn_norm: norm("attn_norm", cfg.hidden_size)?,
+            wq: q?,
+            wk: k?,
+            wv: v?,
+            attn_sub_norm: norm("attn_sub_norm", cfg.q_dim())?,
+            wo: o?,
+            ffn_norm: norm("ffn_norm", cfg.hidden_size)?,
+            w_gate: g?,
+            w_up: u?,
+            ffn_sub_norm: norm("ffn_sub_norm", cfg.intermediate_size)?,
+            w_down: d?,
+        });
+    }
+    Ok(ModelWeights {
+        embedding,
+        head,
+        tied,
+        output_norm,
+        layers,
+    })
+}
+
+fn tensor_info<'a>(file: &'a GgufFile, name: &str) -> Result<&'a TensorInfo> {
+    file.tensor(name).ok_or_else(|| EngineError::MissingTensor {
+        name: name.to_string(),
+    })
+}
+
+fn check_dims(info: &TensorInfo, expected: &[u64]) -> Result<()> {
+    if info.dims != expected {
+        return Err(EngineError::ShapeMismatch {
+            name: info.name.clone(),
+            expected: expected.to_vec(),
+            found: info.dims.clone(),
+        });
+    }
+    Ok(())
+}
+
+/// Any float tensor type widened to f32.
+fn float_values(info: &TensorInfo, bytes: &[u8]) -> Result<Vec<f32>> {
+    let values = match info.ggml_type {
+        GgmlType::F32 => bytes
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect(),
+        GgmlType::F16 => bytes
+            .chunks_exact(2)
+            .map(|b| f16::from_le_bytes([b[0], b[1]]).to_f32())
+            .collect(),
+        GgmlType::BF16 => bytes
+            .chunks_exact(2)
+            .map(|b| bf16::from_le_bytes([b[0], b[1]]).to_f32())
+            .collect(),
+        other => {
+            return Err(EngineError::UnsupportedTensorType {
+                name: info.name.clone(),
+                ty: other.name().to_string(),
+                reason: "expected F32, F16 or BF16".to_string(),
+            });
+        }
+    };
+    Ok(values)
+}
+
+fn vector_from_gguf(file: &GgufFile, name: &str, len: usize) -> Result<Vec<f32>> {
+    let info = tensor_info(file, name)?;
+    check_dims(info, &[len as u64])?;
+    let v = float_values(info, file.tensor_data(info))?;
+    if v.iter().any(|x| !x.is_finite()) {
+        return Err(EngineError::BadTensor {
+            name: name.to_string(),
+            reason: "contains NaN or infinite values".to_string(),
+        });
+    }
+    Ok(v)
+}
+
+fn dense_from_gguf(
+    file: &Arc<GgufFile>,
+    name: &str,
+    rows: usize,
+    cols: usize,
+) -> Result<DenseMatrix> {
+    let info = tensor_info(file, name)?;
+    check_dims(info, &[cols as u64, rows as u64])?;
+    let data = match info.ggml_type {
+        GgmlType::F16 if file.tensor_data(info).as_ptr().align_offset(2) == 0 => {
+            let index = file
+                .tensors()
+                .iter()
+                .position(|t| t.name == name)
+                .expect("tensor exists");
+            DenseData::F16Mapped {
+                file: Arc::clone(file),
+                index,
+            }
+        }
+        GgmlType::F16 => DenseData::F16(
+            file.tensor_data(info)
+                .chunks_exact(2)
+                .map(|b| f16::from_le_bytes([b[0], b[1]]))
+                .collect(),
+        ),
+        _ => DenseData::F32(float_values(info, file.tensor_data(info))?),
+    };
+    Ok(DenseMatrix { rows, cols, data })
+}
+
+/// Decodes `<base>.weight` (any ternary storage type or a float type) and applies the optional
+/// per-tensor `<base>.scale` multiplier that llama.cpp's `bitnet` architecture uses.
+fn ternary_from_gguf(
+    file: &GgufFile,
+    base: &str,
+    rows: usize,
+    cols: usize,
+) -> Result<TernaryWeights> {
+    let name = format!("{base}.weight");
+    let info = tensor_info(file, &name)?;
+    check_dims(info, &[cols as u64, rows as u64])?;
+    let bytes = file.tensor_data(info);
+    let fmt_err = |source| EngineError::Format {
+        name: name.clone(),
+        source,
+    };
+    let mut w = match info.ggml_type {
+        GgmlType::I2_S => formats::decode_i2s(bytes, rows, cols).map_err(fmt_err)?,
+        GgmlType::TQ2_0 => formats::decode_tq2_0(bytes, rows, cols).map_err(fmt_err)?,
+        GgmlType::TQ1_0 => formats::decode_tq1_0(bytes, rows, cols).map_err(fmt_err)?,
+        GgmlType::F32 | GgmlType::F16 | GgmlType::BF16 => {
+            let values = float_values(info, bytes)?;
+            ternarize_dense(&name, rows, cols, &values)?
+        }
+        other => {
+            return Err(EngineError::UnsupportedTensorType {
+                name,
+                ty: other.name().to_string(),
+                reason: "ternary linears must be I2_S, TQ2_0, TQ1_0, F16, BF16 or F32".to_string(),
+            });
+        }
+    };
+    let scale_name = format!("{base}.scale");
+    if let Some(info) = file.tensor(&scale_name) {
+        let v = float_values(info, file.tensor_data(info))?;
+        if v.len() != 1 {
+            return Err(EngineError::ShapeMismatch {
+                name: scale_name,
+                expected: vec![1],
+                found: info.dims.clone(),
+            });
+        }
+        w.scale *= v[0];
+    }
+    if !(w.scale.is_finite()) || w.scale == 0.0 {
+        return Err(EngineError::BadTensor {
+            name,
+            reason: format!("scale {} is not a finite non-zero number", w.scale),
+        });
+    }
+    Ok(w)
+}
+
+/// A float linear weight as ternary values and one scale.
+///
+/// Files written by llama.cpp's converter store BitNet linears already ternarised and
+/// multiplied by their scale (every non-zero magnitude equal); those are taken exactly.
+/// Anything else is a latent master weight and is ternarised by absmean, as transformers does
+/// (`s = mean|W|`, `values = clamp(round(W / s), -1, 1)`).
+pub fn ternarize_dense(name: &str, rows: usize, cols: usize, w: &[f32]) -> Result<TernaryWeights> {
+    if w.iter().any(|x| !x.is_finite()) {
+        return Err(EngineError::BadTensor {
+            name: name.to_string(),
+            reason: "contains NaN or infinite values".to_string(),
+        });
+    }
+    let magnitude = w.iter().fold(0.0f32, |m, x| m.max(x.abs()));
+    let already_ternary = magnitude > 0.0
+        && w.iter()
+            .all(|&x| x == 0.0 || (x.abs() - magnitude).abs() <= magnitude * 1e-3);
+    if already_ternary {
+        let values = w
+            .iter()
+            .map(|&x| {
+                if x == 0.0 {
+                    0
+                } else if x > 0.0 {
+                    1
+                } else {
+                    -1
+                }
+            })
+            .collect();
+        return Ok(TernaryWeights {
+            rows,
+            cols,
+            values,
+            scale: magnitude,
+        });
+    }
+    let t = bitnet_checkpoint::absmean_ternarize(w, rows, cols);
+    Ok(t)
+}
+
+/// Loads weights from a Hugging Face checkpoint directory.
+pub fn load_checkpoint(
+    ckpt: &Checkpoint,
+    cfg: &ModelConfig,
+    kernels: &Kernels,
+) -> Result<ModelWeights> {
+    ckpt.check_tensor_set()?;
+    let (shape, emb) = ckpt.embedding()?;
+    let embedding = Arc::new(DenseMatrix::from_f32(shape[0], shape[1], emb));
+    let (head, tied) = match ckpt.lm_head()? {
+        Some((shape, data)) => (
+            Arc::new(DenseMatrix::from_f32(shape[0], shape[1], data)),
+            false,
+        ),
+        None => (Arc::clone(&embedding), true),
+    };
+    let mut layers = Vec::with_capacity(cfg.n_layers);
+    for l in 0..cfg.n_layers {
+        let lin = |which| ckpt.linear(l, which).map(|w| kernels.pack(&w));
+        layers.push(LayerWeights {
+            attn_norm: ckpt.norm(l, Norm::Input)?,
+            wq: lin(Linear::QProj)?,
+            wk: lin(Linear::KProj)?,
+            wv: lin(Linear::VProj)?,
+            attn_sub_norm: ckpt.norm(l, Norm::AttnSub)?,
+            wo: lin(Linear::OProj)?,
+            ffn_norm: ckpt.norm(l, Norm::PostAttention)?,
+            w_gate: lin(Linear::GateProj)?,
+            w_up: lin(Linear::UpProj)?,
+            ffn_sub_norm: ckpt.norm(l, Norm::FfnSub)?,
+            w_down: lin(Linear::DownProj)?,
+        });
+    }
+    Ok(ModelWeights {
+        embedding,
+        head,
+        tied,
+        output_norm: ckpt.final_norm()?,
+        layers,
+    })
+}

@@ -1,0 +1,141 @@
+//! The engine against Hugging Face transformers' logits on the tiny BitNet fixture
+//! (`fixtures/tiny-bitnet/README.md` gives the tolerances two correct implementations meet).
+
+mod common;
+
+use bitnet_engine::{Generation, GenerationParams, LoadOptions, Model, SamplingParams};
+use common::{compare, fixture, read_greedy, read_npy};
+use std::path::Path;
+
+fn load(path: &Path, act_quant: bool) -> Model {
+    let opts = LoadOptions {
+        threads: 1,
+        activation_quantization: act_quant,
+        kernel: None,
+    };
+    Model::load(path, &opts).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn logits(model: &Model, tokens: &[u32]) -> Vec<f32> {
+    let mut s = model.new_session();
+    model.forward_all(&mut s, tokens).unwrap()
+}
+
+/// Activation quantisation off: everything but int8 rounding, to 1e-4.
+fn check_noactq(model: &Model) {
+    let refdir = fixture("packed/ref_noactq");
+    for (i, p) in read_greedy(&refdir).iter().enumerate() {
+        let (shape, want) = read_npy(&refdir.join(format!("logits_p{i}.npy")));
+        let got = logits(model, &p.prompt);
+        let (max, _) = compare(&got, &want, shape[1]);
+        assert!(max <= 1e-4, "prompt {i}: max |d logit| = {max}");
+    }
+}
+
+/// W1.58A8 against `ref/`: max |d| < 1.0, top-1 >= 90 % per prompt, greedy tokens equal up to
+/// the first step whose recorded top-2 margin is below 0.5.
+fn check_w158a8(model: &Model, refdir: &Path) {
+    for (i, p) in read_greedy(refdir).iter().enumerate() {
+        let (shape, want) = read_npy(&refdir.join(format!("logits_p{i}.npy")));
+        let got = logits(model, &p.prompt);
+        let (max, top1) = compare(&got, &want, shape[1]);
+        assert!(max < 1.0, "prompt {i}: max |d logit| = {max}");
+        assert!(top1 >= 0.9, "prompt {i}: top-1 agreement {top1}");
+
+        let mut session = model.new_session();
+        let params = GenerationParams {
+            max_tokens: p.greedy.len(),
+            sampling: SamplingParams::greedy(),
+            ..GenerationParams::default()
+        };
+        let (_, tokens, _, _) = Generation::new(model, &mut session, &p.prompt, params, None)
+            .unwrap()
+            .collect_text()
+            .unwrap();
+        let must_match = p
+            .margins
+            .iter()
+            .position(|&m| m < 0.5)
+            .unwrap_or(p.greedy.len());
+        assert_eq!(
+            tokens[..must_match],
+            p.greedy[..must_match],
+            "prompt {i}: greedy tokens differ before step {must_match}"
+        );
+    }
+}
+
+#[test]
+fn packed_checkpoint_without_activation_quantization_matches_to_1e4() {
+    check_noactq(&load(&fixture("packed"), false));
+}
+
+#[test]
+fn packed_checkpoint_w158a8_matches_transformers() {
+    check_w158a8(&load(&fixture("packed"), true), &fixture("packed/ref"));
+}
+
+#[test]
+fn master_checkpoint_w158a8_matches_transformers() {
+    check_w158a8(&load(&fixture("master"), true), &fixture("master/ref"));
+}
+
+#[test]
+fn bitnet_cpp_i2s_gguf_w158a8_matches_transformers() {
+    check_w158a8(
+        &load(&fixture("i2s/model-i2_s.gguf"), true),
+        &fixture("packed/ref"),
+    );
+}
+
+#[test]
+fn kv_cache_decoding_equals_recomputing_the_sequence() {
+    let model = load(&fixture("packed"), false);
+    let tokens: Vec<u32> = read_greedy(&fixture("packed/ref"))[2].prompt.clone();
+    let vocab = model.config().vocab_size;
+    let full = logits(&model, &tokens);
+    let mut s = model.new_session();
+    // Prefill half through the batched path, then one token at a time.
+    let half = tokens.len() / 2;
+    let first = model.forward(&mut s, &tokens[..half]).unwrap().to_vec();
+    let mut max = compare(&first, &full[(half - 1) * vocab..half * vocab], vocab).0;
+    for (t, &tok) in tokens.iter().enumerate().skip(half) {
+        let step = model.forward(&mut s, &[tok]).unwrap();
+        max = max.max(compare(step, &full[t * vocab..(t + 1) * vocab], vocab).0);
+    }
+    assert!(max <= 1e-4, "cached vs recomputed: max |d logit| = {max}");
+}
+
+#[test]
+fn same_seed_gives_same_tokens_and_another_seed_differs() {
+    let model = load(&fixture("packed"), true);
+    let prompt = [1u32, 10, 20, 30];
+    let run = |seed| {
+        let mut s = model.new_session();
+        let params = GenerationParams {
+            max_tokens: 24,
+            sampling: SamplingParams {
+                temperature: 1.0,
+                top_k: 0,
+                top_p: 1.0,
+                min_p: 0.0,
+                seed,
+                ..SamplingParams::default()
+            },
+            ..GenerationParams::default()
+        };
+        Generation::new(&model, &mut s, &prompt, params, None)
+            .unwrap()
+            .collect_text()
+            .unwrap()
+            .1
+    };
+    let a = run(1234);
+    assert_eq!(a.len(), 24);
+    assert_eq!(a, run(1234));
+    assert_ne!(
+        a,
+        run(99),
+        "different seeds gave identical 24-token samples"
+    );
+}

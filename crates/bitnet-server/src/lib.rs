@@ -106,6 +106,7 @@ pub fn bind(
             .configure(routes::configure)
             .default_service(web::to(routes::not_found))
             .wrap_fn(|req, srv| {
+                let start = std::time::Instant::now();
                 let fut = srv.call(req);
                 async move {
                     let mut res = fut.await?;
@@ -113,6 +114,14 @@ pub fn bind(
                         .request()
                         .match_pattern()
                         .unwrap_or_else(|| "unmatched".to_string());
+                    // Access log, inside TracingLogger's span (which carries the request id).
+                    tracing::info!(
+                        method = %res.request().method(),
+                        path = %res.request().path(),
+                        status = res.status().as_u16(),
+                        latency_ms = start.elapsed().as_secs_f64() * 1e3,
+                        "request"
+                    );
                     if let Some(state) = res.request().app_data::<web::Data<AppState>>() {
                         state
                             .metrics

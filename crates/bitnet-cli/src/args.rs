@@ -1,0 +1,413 @@
+//! Command-line arguments (clap derive). Option groups shared by several subcommands (model
+//! loading, session, sampling) are flattened structs so every subcommand spells them alike.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Fast, exact CPU inference for ternary BitNet b1.58 models.
+#[derive(Debug, Parser)]
+#[command(name = "bitnet-cli", version, about, max_term_width = 100)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Generate text (or token ids) from a prompt, streaming it to stdout.
+    #[command(visible_alias = "generate")]
+    Run(RunArgs),
+    /// Interactive conversation using the model's chat template (one turn per line on a pipe).
+    Chat(ChatArgs),
+    /// Show a GGUF file's metadata and tensors (any llama.cpp or bitnet.cpp GGUF).
+    Inspect(InspectArgs),
+    /// Turn text into token ids.
+    Tokenize(TokenizeArgs),
+    /// Turn token ids into text.
+    Detokenize(DetokenizeArgs),
+    /// Measure prompt-processing and generation speed, like llama-bench.
+    Bench(BenchArgs),
+    /// Perplexity of a text file.
+    #[command(long_about = PERPLEXITY_ABOUT)]
+    Perplexity(PerplexityArgs),
+    /// Write the logits of every position as a float32 [T, vocab] .npy file.
+    Logits(LogitsArgs),
+    /// Rerun a receipt written by `run --receipt` and check that the output matches.
+    VerifyReceipt(VerifyReceiptArgs),
+    /// Print a shell completion script.
+    Completions(CompletionsArgs),
+}
+
+const PERPLEXITY_ABOUT: &str = "\
+Perplexity of a text file.
+
+Definition: the file is tokenized without BOS and cut into non-overlapping windows. When the
+tokenizer adds BOS by default, every window is BOS followed by (ctx - 1) text tokens and every
+text token in it is scored; otherwise a window is ctx text tokens and every token after the
+first is scored. A last, shorter window is scored the same way if it scores at least one
+token. Each scored token t contributes log p(t | window tokens before it), from a log-softmax
+over the logits computed in f64. PPL = exp(-(sum of log p) / (number of scored tokens)).";
+
+/// Which model to load and how.
+#[derive(Debug, Args, Clone)]
+pub struct ModelArgs {
+    /// GGUF file or Hugging Face checkpoint directory.
+    #[arg(short, long, value_name = "FILE|DIR")]
+    pub model: PathBuf,
+    /// Worker threads (0 = all cores).
+    #[arg(short, long, default_value_t = 0, value_name = "N")]
+    pub threads: usize,
+    /// Keep activations in f32 instead of quantising them to int8 (not the model as trained;
+    /// for cross-checking against references).
+    #[arg(long)]
+    pub no_act_quant: bool,
+    /// Force a kernel implementation by id (default: the fastest this CPU supports).
+    #[arg(long, value_name = "ID")]
+    pub kernel: Option<String>,
+}
+
+/// Element type of the KV cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum KvTypeArg {
+    /// 32-bit floats (exact).
+    F32,
+    /// 16-bit floats (half the memory).
+    F16,
+}
+
+impl KvTypeArg {
+    /// The engine's type.
+    pub fn engine(self) -> bitnet_engine::KvType {
+        match self {
+            Self::F32 => bitnet_engine::KvType::F32,
+            Self::F16 => bitnet_engine::KvType::F16,
+        }
+    }
+
+    /// The name used in receipts.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::F32 => "f32",
+            Self::F16 => "f16",
+        }
+    }
+}
+
+/// Session (KV cache) settings.
+#[derive(Debug, Args, Clone)]
+pub struct SessionArgs {
+    /// Context length in tokens (default: the model's).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub ctx: Option<u64>,
+    /// KV cache element type.
+    #[arg(long, value_enum, default_value_t = KvTypeArg::F32)]
+    pub kv_type: KvTypeArg,
+}
+
+/// Sampling settings (defaults as llama.cpp's).
+#[derive(Debug, Args, Clone)]
+pub struct SamplingArgs {
+    /// Most new tokens.
+    #[arg(short = 'n', long, default_value_t = 128, value_name = "N")]
+    pub max_tokens: usize,
+    /// Softmax temperature (0 = greedy).
+    #[arg(long, default_value_t = 0.8, value_parser = non_negative_f32)]
+    pub temperature: f32,
+    /// Keep only the K most likely tokens (0 = all).
+    #[arg(long, default_value_t = 40, value_name = "K")]
+    pub top_k: usize,
+    /// Keep the smallest set of tokens whose probability reaches P.
+    #[arg(long, default_value_t = 0.95, value_parser = unit_open_closed, value_name = "P")]
+    pub top_p: f32,
+    /// Drop tokens less likely than P times the most likely one (0 = off).
+    #[arg(long, default_value_t = 0.05, value_parser = unit_closed, value_name = "P")]
+    pub min_p: f32,
+    /// Penalise recently seen tokens (1 = off).
+    #[arg(long, default_value_t = 1.0, value_parser = positive_f32, value_name = "X")]
+    pub repeat_penalty: f32,
+    /// How many recent tokens the repetition penalty looks at.
+    #[arg(long, default_value_t = 64, value_name = "N")]
+    pub repeat_last_n: usize,
+    /// Random seed (default: taken from the clock and printed, so the run can be repeated).
+    #[arg(short, long)]
+    pub seed: Option<u64>,
+    /// Always pick the most likely token (same as --temperature 0).
+    #[arg(long)]
+    pub greedy: bool,
+    /// Stop when this string appears (repeatable).
+    #[arg(long, value_name = "TEXT")]
+    pub stop: Vec<String>,
+}
+
+/// `run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    #[command(flatten)]
+    pub session: SessionArgs,
+    #[command(flatten)]
+    pub sampling: SamplingArgs,
+    /// Prompt text (default: read stdin when it is not a terminal).
+    #[arg(short, long, group = "input")]
+    pub prompt: Option<String>,
+    /// Read the prompt text from a file.
+    #[arg(long, group = "input", value_name = "FILE")]
+    pub prompt_file: Option<PathBuf>,
+    /// Prompt as comma-separated token ids (for models without a tokenizer).
+    #[arg(long, group = "input", value_name = "IDS", value_delimiter = ',')]
+    pub tokens: Option<Vec<u32>>,
+    /// Apply the model's chat template to the prompt (as one user turn).
+    #[arg(long)]
+    pub chat: bool,
+    /// System message for --chat.
+    #[arg(long, requires = "chat", value_name = "TEXT")]
+    pub system: Option<String>,
+    /// Print generated token ids instead of text (the default when there is no tokenizer).
+    #[arg(long)]
+    pub ids: bool,
+    /// Write prompt, output and timings as JSON to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub json_out: Option<PathBuf>,
+    /// Write a receipt of the computation (model hash, kernels dispatched, settings, tokens,
+    /// timings) to FILE; check it later with `verify-receipt`.
+    #[arg(long, value_name = "FILE")]
+    pub receipt: Option<PathBuf>,
+    /// No timing summary on stderr.
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+/// `chat`.
+#[derive(Debug, Args)]
+pub struct ChatArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    #[command(flatten)]
+    pub session: SessionArgs,
+    #[command(flatten)]
+    pub sampling: SamplingArgs,
+    /// System message at the start of the conversation.
+    #[arg(long, value_name = "TEXT")]
+    pub system: Option<String>,
+    /// No timing line after each answer.
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+/// `inspect`.
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// The GGUF file.
+    pub file: PathBuf,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Print arrays in full instead of summarising long ones.
+    #[arg(long)]
+    pub full: bool,
+}
+
+/// `tokenize`.
+#[derive(Debug, Args)]
+pub struct TokenizeArgs {
+    /// GGUF file or checkpoint directory holding the tokenizer.
+    #[arg(short, long, value_name = "FILE|DIR")]
+    pub model: PathBuf,
+    /// The text (default: stdin).
+    #[arg(long)]
+    pub text: Option<String>,
+    /// Do not add BOS even if the tokenizer does by default.
+    #[arg(long)]
+    pub no_bos: bool,
+    /// Parse special tokens written in the text (e.g. `<|eot_id|>`).
+    #[arg(long)]
+    pub special: bool,
+    /// Print JSON (ids and pieces).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `detokenize`.
+#[derive(Debug, Args)]
+pub struct DetokenizeArgs {
+    /// GGUF file or checkpoint directory holding the tokenizer.
+    #[arg(short, long, value_name = "FILE|DIR")]
+    pub model: PathBuf,
+    /// Comma-separated token ids.
+    #[arg(long, value_name = "IDS", value_delimiter = ',', required = true)]
+    pub tokens: Vec<u32>,
+    /// Leave out special tokens (BOS, EOS, ...).
+    #[arg(long)]
+    pub skip_special: bool,
+}
+
+/// `bench`.
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("what").required(true).args(["model", "synthetic"])))]
+pub struct BenchArgs {
+    /// GGUF file or checkpoint directory.
+    #[arg(short, long, value_name = "FILE|DIR")]
+    pub model: Option<PathBuf>,
+    /// Random ternary weights with a known model's shapes, built in memory (2b4t, 3b, 700m,
+    /// tiny).
+    #[arg(long, value_name = "NAME")]
+    pub synthetic: Option<String>,
+    /// Prompt lengths to test (pp), comma-separated; 0 skips.
+    #[arg(
+        short = 'p',
+        long = "n-prompt",
+        value_delimiter = ',',
+        default_value = "128"
+    )]
+    pub n_prompt: Vec<usize>,
+    /// Generation lengths to test (tg), comma-separated; 0 skips.
+    #[arg(
+        short = 'n',
+        long = "n-gen",
+        value_delimiter = ',',
+        default_value = "128"
+    )]
+    pub n_gen: Vec<usize>,
+    /// Thread counts, comma-separated.
+    #[arg(short = 't', long, value_delimiter = ',', default_value = "1")]
+    pub threads: Vec<usize>,
+    /// Repetitions of each test (after one warm-up run that is not counted).
+    #[arg(short = 'r', long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..))]
+    pub repetitions: u64,
+    /// Print JSON (an array of results) instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Keep activations in f32.
+    #[arg(long)]
+    pub no_act_quant: bool,
+    /// Force a kernel implementation by id.
+    #[arg(long, value_name = "ID")]
+    pub kernel: Option<String>,
+    /// KV cache element type.
+    #[arg(long, value_enum, default_value_t = KvTypeArg::F32)]
+    pub kv_type: KvTypeArg,
+    /// Skip the memory bandwidth probe.
+    #[arg(long)]
+    pub no_bandwidth: bool,
+    /// Size of the bandwidth probe's buffer in MiB (much larger than the caches).
+    #[arg(long, default_value_t = 1024, value_name = "MIB", value_parser = clap::value_parser!(u64).range(1..=65536))]
+    pub probe_mib: u64,
+}
+
+/// `perplexity`.
+#[derive(Debug, Args)]
+pub struct PerplexityArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// The text file.
+    #[arg(short, long, value_name = "FILE")]
+    pub file: PathBuf,
+    /// Window length in tokens.
+    #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u64).range(2..))]
+    pub ctx: u64,
+    /// Score at most this many windows.
+    #[arg(long, value_name = "N")]
+    pub max_windows: Option<usize>,
+    /// KV cache element type.
+    #[arg(long, value_enum, default_value_t = KvTypeArg::F32)]
+    pub kv_type: KvTypeArg,
+    /// Print the final result as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `logits`.
+#[derive(Debug, Args)]
+pub struct LogitsArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Comma-separated token ids.
+    #[arg(long, value_name = "IDS", value_delimiter = ',', required = true)]
+    pub tokens: Vec<u32>,
+    /// Output .npy file.
+    #[arg(short, long, value_name = "FILE.npy")]
+    pub out: PathBuf,
+    /// KV cache element type.
+    #[arg(long, value_enum, default_value_t = KvTypeArg::F32)]
+    pub kv_type: KvTypeArg,
+}
+
+/// `verify-receipt`.
+#[derive(Debug, Args)]
+pub struct VerifyReceiptArgs {
+    /// The receipt (JSON).
+    pub file: PathBuf,
+    /// Use this model path instead of the one recorded (its size and hash must still match).
+    #[arg(short, long, value_name = "FILE|DIR")]
+    pub model: Option<PathBuf>,
+    /// Worker threads for the rerun (0 = all cores; the output must not depend on it).
+    #[arg(short, long, default_value_t = 0)]
+    pub threads: usize,
+}
+
+/// `completions`.
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell.
+    pub shell: clap_complete::Shell,
+}
+
+fn parse_f32(s: &str) -> Result<f32, String> {
+    let v: f32 = s.parse().map_err(|_| format!("'{s}' is not a number"))?;
+    if v.is_finite() {
+        Ok(v)
+    } else {
+        Err(format!("'{s}' is not a finite number"))
+    }
+}
+
+fn non_negative_f32(s: &str) -> Result<f32, String> {
+    let v = parse_f32(s)?;
+    if v >= 0.0 {
+        Ok(v)
+    } else {
+        Err("must be >= 0".into())
+    }
+}
+
+fn positive_f32(s: &str) -> Result<f32, String> {
+    let v = parse_f32(s)?;
+    if v > 0.0 {
+        Ok(v)
+    } else {
+        Err("must be > 0".into())
+    }
+}
+
+fn unit_open_closed(s: &str) -> Result<f32, String> {
+    let v = parse_f32(s)?;
+    if v > 0.0 && v <= 1.0 {
+        Ok(v)
+    } else {
+        Err("must be in (0, 1]".into())
+    }
+}
+
+fn unit_closed(s: &str) -> Result<f32, String> {
+    let v = parse_f32(s)?;
+    if (0.0..=1.0).contains(&v) {
+        Ok(v)
+    } else {
+        Err("must be in [0, 1]".into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

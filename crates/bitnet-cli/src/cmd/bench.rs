@@ -1,0 +1,380 @@
+//! `bench`: prompt processing (`ppN`: N random tokens in one forward call) and generation
+//! (`tgN`: N single-token forward steps, greedy argmax, no sampling cost) tokens per second,
+//! mean ± sample standard deviation over `-r` repetitions after one uncounted warm-up, as a
+//! llama-bench style table.
+//!
+//! Alongside, the memory read bandwidth is probed in the same process (one warm pass over a
+//! 1 GiB buffer by default, then one timed pass summing it with the same number of threads), which gives
+//! the decode roofline `bandwidth / bytes streamed per token`: generation cannot beat it, so
+//! the table says how close it gets.
+
+use std::io::Write;
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::Result;
+use bitnet_engine::{LoadOptions, Model, ModelConfig, SessionOptions};
+use serde::Serialize;
+
+use crate::args::BenchArgs;
+use crate::common;
+use crate::error::CliError;
+
+/// One row of the table.
+#[derive(Debug, Serialize)]
+struct BenchResult {
+    model: String,
+    size_bytes: u64,
+    params: u64,
+    backend: String,
+    threads: usize,
+    test: String,
+    n_prompt: usize,
+    n_gen: usize,
+    avg_ts: f64,
+    stddev_ts: f64,
+    samples_ts: Vec<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    bandwidth_gbs: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    roofline_ts: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    roofline_pct: Option<f64>,
+}
+
+/// Parameter count implied by the shapes (embedding counted once when tied).
+fn param_count(c: &ModelConfig, tied: bool) -> u64 {
+    let (h, q, kv, f) = (
+        c.hidden_size as u64,
+        c.q_dim() as u64,
+        c.kv_dim() as u64,
+        c.intermediate_size as u64,
+    );
+    let per_layer = h * q + 2 * h * kv + q * h + 3 * h * f + 2 * h + q + f;
+    let embed = c.vocab_size as u64 * h;
+    c.n_layers as u64 * per_layer + embed * if tied { 1 } else { 2 } + h
+}
+
+/// `2.41 B`, `52.43 M` as llama-bench prints parameter counts.
+fn human_params(n: u64) -> String {
+    let n = n as f64;
+    if n >= 1e9 {
+        format!("{:.2} B", n / 1e9)
+    } else if n >= 1e6 {
+        format!("{:.2} M", n / 1e6)
+    } else {
+        format!("{:.2} K", n / 1e3)
+    }
+}
+
+/// Mean and sample standard deviation.
+fn mean_std(xs: &[f64]) -> (f64, f64) {
+    let n = xs.len() as f64;
+    let mean = xs.iter().sum::<f64>() / n;
+    if xs.len() < 2 {
+        return (mean, 0.0);
+    }
+    let var = xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0);
+    (mean, var.sqrt())
+}
+
+/// Deterministic pseudo-random token ids (xorshift), so every run measures the same input.
+fn random_tokens(n: usize, vocab: usize, seed: u64) -> Vec<u32> {
+    let mut s = seed | 1;
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            (s % vocab as u64) as u32
+        })
+        .collect()
+}
+
+/// Seconds for one prompt-processing run of `p` tokens.
+fn time_pp(model: &Model, opts: &SessionOptions, tokens: &[u32]) -> Result<f64> {
+    let mut session = model.session(opts);
+    let start = Instant::now();
+    model.forward(&mut session, tokens)?;
+    Ok(start.elapsed().as_secs_f64())
+}
+
+/// Seconds for `n` single-token decode steps from an empty context.
+fn time_tg(model: &Model, opts: &SessionOptions, first: u32, n: usize) -> Result<f64> {
+    let mut session = model.session(opts);
+    let mut token = first;
+    let start = Instant::now();
+    for _ in 0..n {
+        let logits = model.forward(&mut session, &[token])?;
+        token = common::argmax(logits);
+    }
+    Ok(start.elapsed().as_secs_f64())
+}
+
+/// Memory read bandwidth in bytes/s: sums a buffer of `bytes` (as u64) with `threads`
+/// threads, once to warm it (and fault the pages in), then timed.
+pub fn read_bandwidth(threads: usize, bytes: usize) -> f64 {
+    let buf = vec![1u64; bytes / 8];
+    let threads = threads.max(1);
+    let chunk = buf.len().div_ceil(threads);
+    let pass = |buf: &[u64]| -> u64 {
+        std::thread::scope(|s| {
+            let handles: Vec<_> = buf
+                .chunks(chunk)
+                .map(|part| {
+                    s.spawn(move || {
+                        // Four independent accumulators let the loop vectorise.
+                        let mut acc = [0u64; 4];
+                        for c in part.chunks_exact(4) {
+                            for k in 0..4 {
+                                acc[k] = acc[k].wrapping_add(c[k]);
+                            }
+                        }
+                        acc.iter().fold(0u64, |a, &b| a.wrapping_add(b))
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or(0))
+                .fold(0u64, u64::wrapping_add)
+        })
+    };
+    std::hint::black_box(pass(std::hint::black_box(&buf)));
+    let start = Instant::now();
+    std::hint::black_box(pass(std::hint::black_box(&buf)));
+    (buf.len() * 8) as f64 / start.elapsed().as_secs_f64()
+}
+
+/// Runs the benchmark and prints the table (or JSON).
+pub fn run(args: BenchArgs) -> Result<()> {
+    let mut threads = args.threads.clone();
+    threads.dedup();
+    let (label, size_on_disk, synthetic) = match (&args.model, &args.synthetic) {
+        (Some(path), _) => {
+            common::require_exists(path)?;
+            (model_label(path), Some(file_size(path)?), None)
+        }
+        (None, Some(name)) => {
+            let cfg =
+                bitnet_engine::synthetic::preset(name).ok_or_else(|| CliError::UnknownPreset {
+                    name: name.clone(),
+                    known: bitnet_engine::synthetic::PRESETS.join(", "),
+                })?;
+            (
+                format!("{} synthetic", name.to_ascii_lowercase()),
+                None,
+                Some(cfg),
+            )
+        }
+        (None, None) => unreachable!("clap requires --model or --synthetic"),
+    };
+
+    let mut results = Vec::new();
+    let mut footer = Vec::new();
+    let reps = args.repetitions as usize;
+    for &t in &threads {
+        let opts = LoadOptions {
+            threads: t,
+            activation_quantization: !args.no_act_quant,
+            kernel: args.kernel.clone(),
+        };
+        let pb = common::spinner(&format!("building model for {t} threads"));
+        let model = match (&synthetic, &args.model) {
+            (Some(cfg), _) => Model::synthetic(cfg.clone(), 42, &opts)?,
+            (None, Some(path)) => Model::load(path, &opts)?,
+            (None, None) => unreachable!("clap requires --model or --synthetic"),
+        };
+        pb.finish_and_clear();
+        let c = model.config().clone();
+        let w = model.weights();
+        let size = size_on_disk.unwrap_or_else(|| {
+            (w.bytes_per_token() + if w.tied { 0 } else { w.embedding.size_bytes() }) as u64
+        });
+        let params = param_count(&c, w.tied);
+        let backend = format!("CPU {}", model.kernels().ops().id());
+        let threads_used = model.kernels().threads();
+        let row = |test: String, np: usize, ng: usize, samples: Vec<f64>| {
+            let (avg, sd) = mean_std(&samples);
+            BenchResult {
+                model: label.clone(),
+                size_bytes: size,
+                params,
+                backend: backend.clone(),
+                threads: threads_used,
+                test,
+                n_prompt: np,
+                n_gen: ng,
+                avg_ts: avg,
+                stddev_ts: sd,
+                samples_ts: samples,
+                bandwidth_gbs: None,
+                roofline_ts: None,
+                roofline_pct: None,
+            }
+        };
+
+        let mut tg_rows = Vec::new();
+        for &p in args.n_prompt.iter().filter(|&&p| p > 0) {
+            if p > c.context_length {
+                return Err(CliError::ContextTooLarge {
+                    ctx: p,
+                    max: c.context_length,
+                }
+                .into());
+            }
+            let sopts = SessionOptions {
+                context: Some(p),
+                kv_type: args.kv_type.engine(),
+                max_batch: p,
+            };
+            let tokens = random_tokens(p, c.vocab_size, 0x5eed + p as u64);
+            let mut samples = Vec::with_capacity(reps);
+            for rep in 0..=reps {
+                let secs = time_pp(&model, &sopts, &tokens)?;
+                if rep > 0 {
+                    samples.push(p as f64 / secs);
+                }
+            }
+            results.push(row(format!("pp{p}"), p, 0, samples));
+        }
+        for &n in args.n_gen.iter().filter(|&&n| n > 0) {
+            if n > c.context_length {
+                return Err(CliError::ContextTooLarge {
+                    ctx: n,
+                    max: c.context_length,
+                }
+                .into());
+            }
+            let sopts = SessionOptions {
+                context: Some(n),
+                kv_type: args.kv_type.engine(),
+                max_batch: 1,
+            };
+            let first = random_tokens(1, c.vocab_size, 0x5eed)[0];
+            let mut samples = Vec::with_capacity(reps);
+            for rep in 0..=reps {
+                let secs = time_tg(&model, &sopts, first, n)?;
+                if rep > 0 {
+                    samples.push(n as f64 / secs);
+                }
+            }
+            tg_rows.push(results.len());
+            results.push(row(format!("tg{n}"), 0, n, samples));
+        }
+
+        if !args.no_bandwidth {
+            let bytes_per_token = w.bytes_per_token() as f64;
+            drop(model);
+            let bw = read_bandwidth(threads_used, (args.probe_mib as usize) << 20);
+            let roofline = bw / bytes_per_token;
+            for &i in &tg_rows {
+                let r = &mut results[i];
+                r.bandwidth_gbs = Some(bw / 1e9);
+                r.roofline_ts = Some(roofline);
+                r.roofline_pct = Some(100.0 * r.avg_ts / roofline);
+            }
+            let reached: Vec<String> = tg_rows
+                .iter()
+                .map(|&i| {
+                    format!(
+                        "{} {:.1} %",
+                        results[i].test,
+                        results[i].roofline_pct.unwrap_or(0.0)
+                    )
+                })
+                .collect();
+            footer.push(format!(
+                "threads {threads_used}: memory read bandwidth {:.2} GB/s; {:.2} MiB of weights per token; roofline {:.2} tokens/s{}",
+                bw / 1e9,
+                bytes_per_token / (1u64 << 20) as f64,
+                roofline,
+                if reached.is_empty() {
+                    String::new()
+                } else {
+                    format!("; reached: {}", reached.join(", "))
+                }
+            ));
+        }
+    }
+
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        writeln!(out, "{}", serde_json::to_string_pretty(&results)?)?;
+    } else {
+        writeln!(
+            out,
+            "| model | size | params | backend | threads | test | t/s |"
+        )?;
+        writeln!(out, "| --- | ---: | ---: | --- | ---: | ---: | ---: |")?;
+        for r in &results {
+            writeln!(
+                out,
+                "| {} | {} | {} | {} | {} | {} | {:.2} ± {:.2} |",
+                r.model,
+                common::human_bytes(r.size_bytes),
+                human_params(r.params),
+                r.backend,
+                r.threads,
+                r.test,
+                r.avg_ts,
+                r.stddev_ts
+            )?;
+        }
+        if !footer.is_empty() {
+            writeln!(out)?;
+            for line in &footer {
+                writeln!(out, "{line}")?;
+            }
+        }
+    }
+    out.flush()?;
+    Ok(())
+}
+
+/// Bytes of a model file, or of the files directly inside a checkpoint directory.
+fn file_size(path: &Path) -> Result<u64, CliError> {
+    let meta = std::fs::metadata(path).map_err(|e| CliError::file(path, &e))?;
+    if !meta.is_dir() {
+        return Ok(meta.len());
+    }
+    let entries = std::fs::read_dir(path).map_err(|e| CliError::file(path, &e))?;
+    Ok(entries
+        .filter_map(|e| e.ok()?.metadata().ok())
+        .filter(|m| m.is_file())
+        .map(|m| m.len())
+        .sum())
+}
+
+fn model_label(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| path.display().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sample_stddev() {
+        let (m, s) = mean_std(&[2.0, 4.0, 4.0, 4.0, 5.0, 5.0, 7.0, 9.0]);
+        assert_eq!(m, 5.0);
+        assert!((s - 2.138_089_935).abs() < 1e-6);
+        assert_eq!(mean_std(&[3.0]), (3.0, 0.0));
+    }
+
+    #[test]
+    fn tokens_are_in_range_and_reproducible() {
+        let a = random_tokens(100, 512, 7);
+        assert!(a.iter().all(|&t| t < 512));
+        assert_eq!(a, random_tokens(100, 512, 7));
+    }
+
+    #[test]
+    fn params_of_2b4t() {
+        let cfg = bitnet_engine::synthetic::preset("2b4t").unwrap();
+        // 2.41 B with the tied 128256 x 2560 embedding, as llama-bench reports for 2B4T.
+        assert_eq!(human_params(param_count(&cfg, true)), "2.41 B");
+    }
+}

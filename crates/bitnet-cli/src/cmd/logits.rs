@@ -1,0 +1,36 @@
+//! `logits`: the logits of every position of a token sequence as a float32 `[T, vocab]` .npy
+//! file, computed by one `forward_all` on a fresh session (the same call a test or another
+//! implementation would make), for cross-checking.
+
+use std::io::BufWriter;
+
+use anyhow::Result;
+use bitnet_engine::SessionOptions;
+
+use crate::args::LogitsArgs;
+use crate::common;
+use crate::error::CliError;
+use crate::npy;
+
+/// Computes and writes the logits.
+pub fn run(args: LogitsArgs) -> Result<()> {
+    let (model, _) = common::load_model(&args.model)?;
+    let ctx = model.config().context_length;
+    common::check_prompt_fits(&model, args.tokens.len(), ctx)?;
+    let mut session = model.session(&SessionOptions {
+        kv_type: args.kv_type.engine(),
+        ..SessionOptions::default()
+    });
+    let logits = model.forward_all(&mut session, &args.tokens)?;
+    let vocab = model.config().vocab_size;
+    let file = std::fs::File::create(&args.out).map_err(|e| CliError::file(&args.out, &e))?;
+    npy::write_f32(BufWriter::new(file), &[args.tokens.len(), vocab], &logits)
+        .map_err(|e| CliError::file(&args.out, &e))?;
+    eprintln!(
+        "wrote {} ({} x {} float32)",
+        args.out.display(),
+        args.tokens.len(),
+        vocab
+    );
+    Ok(())
+}

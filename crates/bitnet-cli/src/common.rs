@@ -1,0 +1,238 @@
+//! Helpers shared by the subcommands: loading a model (with a spinner on a terminal), building
+//! engine settings from arguments, prompts, hashing.
+
+use std::io::{IsTerminal, Read};
+use std::path::Path;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::Result;
+use bitnet_engine::{LoadOptions, Model, SamplingParams, SessionOptions};
+use indicatif::{ProgressBar, ProgressStyle};
+use sha2::{Digest, Sha256};
+
+use crate::args::{ModelArgs, SamplingArgs, SessionArgs};
+use crate::error::CliError;
+
+/// Fails with "PATH: no such file or directory" before anything else looks at it.
+pub fn require_exists(path: &Path) -> Result<(), CliError> {
+    if path.exists() {
+        Ok(())
+    } else {
+        Err(CliError::File {
+            path: path.to_path_buf(),
+            message: "no such file or directory".into(),
+        })
+    }
+}
+
+/// A spinner on stderr when it is a terminal; hidden otherwise (pipes and tests).
+pub fn spinner(message: &str) -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let pb = ProgressBar::new_spinner();
+    if let Ok(style) = ProgressStyle::with_template("{spinner} {msg} {elapsed}") {
+        pb.set_style(style);
+    }
+    pb.set_message(message.to_string());
+    pb.enable_steady_tick(Duration::from_millis(100));
+    pb
+}
+
+/// The engine's load options for these arguments.
+pub fn load_options(args: &ModelArgs) -> LoadOptions {
+    LoadOptions {
+        threads: args.threads,
+        activation_quantization: !args.no_act_quant,
+        kernel: args.kernel.clone(),
+    }
+}
+
+/// Loads the model named by `args`, showing progress on a terminal; returns it and the time
+/// loading took.
+pub fn load_model(args: &ModelArgs) -> Result<(Model, Duration)> {
+    load_model_with(&args.model, &load_options(args))
+}
+
+/// Loads a model from `path` with `opts`.
+pub fn load_model_with(path: &Path, opts: &LoadOptions) -> Result<(Model, Duration)> {
+    require_exists(path)?;
+    let pb = spinner(&format!("loading {}", path.display()));
+    let start = Instant::now();
+    let model = Model::load(path, opts);
+    let elapsed = start.elapsed();
+    pb.finish_and_clear();
+    Ok((model?, elapsed))
+}
+
+/// The session options for these arguments, checked against the model.
+pub fn session_options(
+    model: &Model,
+    args: &SessionArgs,
+    max_batch: usize,
+) -> Result<SessionOptions, CliError> {
+    let max = model.config().context_length;
+    let context = match args.ctx {
+        Some(ctx) => {
+            let ctx = usize::try_from(ctx).unwrap_or(usize::MAX);
+            if ctx > max {
+                return Err(CliError::ContextTooLarge { ctx, max });
+            }
+            Some(ctx)
+        }
+        None => None,
+    };
+    Ok(SessionOptions {
+        context,
+        kv_type: args.kv_type.engine(),
+        max_batch,
+    })
+}
+
+/// Fails with a clear message when `tokens` prompt tokens (plus at least one generated) do not
+/// fit in a context of `ctx`.
+pub fn check_prompt_fits(model: &Model, tokens: usize, ctx: usize) -> Result<(), CliError> {
+    if tokens == 0 {
+        return Err(CliError::EmptyPrompt);
+    }
+    if tokens > ctx {
+        return Err(CliError::PromptTooLong {
+            tokens,
+            ctx,
+            max: model.config().context_length,
+        });
+    }
+    Ok(())
+}
+
+/// A seed from the clock, for runs that did not give one (it is printed and recorded).
+pub fn clock_seed() -> u64 {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    // Mix so that seeds taken close together differ in many bits (splitmix64 finaliser).
+    let mut z = (nanos as u64) ^ ((nanos >> 64) as u64) ^ u64::from(std::process::id());
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// The engine's sampling settings for these arguments (the seed resolved).
+pub fn sampling_params(args: &SamplingArgs) -> SamplingParams {
+    SamplingParams {
+        temperature: if args.greedy { 0.0 } else { args.temperature },
+        top_k: args.top_k,
+        top_p: args.top_p,
+        min_p: args.min_p,
+        repeat_penalty: args.repeat_penalty,
+        repeat_last_n: args.repeat_last_n,
+        seed: args.seed.unwrap_or_else(clock_seed),
+    }
+}
+
+/// Reads a text file, naming it on failure.
+pub fn read_text(path: &Path) -> Result<String, CliError> {
+    require_exists(path)?;
+    std::fs::read_to_string(path).map_err(|e| CliError::file(path, &e))
+}
+
+/// Reads stdin to the end.
+pub fn read_stdin() -> Result<String> {
+    let mut s = String::new();
+    std::io::stdin().read_to_string(&mut s)?;
+    Ok(s)
+}
+
+/// Size in bytes and SHA-256 (lower-case hex) of a model: a file's bytes, or for a checkpoint
+/// directory the files directly inside it in name order, each hashed as its name, a NUL byte
+/// and its contents (so renaming or replacing any file changes the hash).
+pub fn hash_model(path: &Path) -> Result<(u64, String), CliError> {
+    let mut hasher = Sha256::new();
+    let mut total = 0u64;
+    if path.is_dir() {
+        let mut files: Vec<_> = std::fs::read_dir(path)
+            .map_err(|e| CliError::file(path, &e))?
+            .filter_map(|e| e.ok())
+            .map(|e| e.path())
+            .filter(|p| p.is_file())
+            .collect();
+        files.sort();
+        for file in files {
+            if let Some(name) = file.file_name() {
+                hasher.update(name.to_string_lossy().as_bytes());
+                hasher.update([0u8]);
+            }
+            total += hash_file_into(&file, &mut hasher)?;
+        }
+    } else {
+        total = hash_file_into(path, &mut hasher)?;
+    }
+    Ok((total, hex(&hasher.finalize())))
+}
+
+fn hash_file_into(path: &Path, hasher: &mut Sha256) -> Result<u64, CliError> {
+    let mut f = std::fs::File::open(path).map_err(|e| CliError::file(path, &e))?;
+    let mut buf = vec![0u8; 1 << 20];
+    let mut total = 0u64;
+    loop {
+        let n = f.read(&mut buf).map_err(|e| CliError::file(path, &e))?;
+        if n == 0 {
+            return Ok(total);
+        }
+        hasher.update(&buf[..n]);
+        total += n as u64;
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Index of the largest value (first one on ties), for greedy steps outside the sampler.
+pub fn argmax(values: &[f32]) -> u32 {
+    let mut best = 0;
+    for (i, &v) in values.iter().enumerate() {
+        if v > values[best] {
+            best = i;
+        }
+    }
+    best as u32
+}
+
+/// Formats bytes as llama-bench does (`1.10 GiB`, `45.00 MiB`).
+pub fn human_bytes(n: u64) -> String {
+    const GIB: f64 = (1u64 << 30) as f64;
+    const MIB: f64 = (1u64 << 20) as f64;
+    let n = n as f64;
+    if n >= GIB {
+        format!("{:.2} GiB", n / GIB)
+    } else if n >= MIB {
+        format!("{:.2} MiB", n / MIB)
+    } else {
+        format!("{:.2} KiB", n / 1024.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sha256_of_known_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("abc");
+        std::fs::write(&p, b"abc").unwrap();
+        let (n, h) = hash_model(&p).unwrap();
+        assert_eq!(n, 3);
+        assert_eq!(
+            h,
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+
+    #[test]
+    fn argmax_takes_first_maximum() {
+        assert_eq!(argmax(&[0.0, 3.0, 1.0, 3.0]), 1);
+    }
+}

@@ -1,0 +1,143 @@
+//! Errors the CLI itself detects (the engine, GGUF and tokenizer crates have their own), and
+//! the one-line rendering of an error chain.
+
+use std::path::PathBuf;
+
+/// Bad input found by the CLI before or around the engine.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// Text was given to a model that has no tokenizer.
+    #[error("this model has no tokenizer; give token ids with --tokens")]
+    NoTokenizer,
+    /// A tokenizer was needed from a model that has none.
+    #[error("{path}: this model has no tokenizer")]
+    NoTokenizerIn {
+        /// The model.
+        path: PathBuf,
+    },
+    /// The prompt does not fit the session's context.
+    #[error(
+        "the prompt has {tokens} tokens but the context holds {ctx} (raise --ctx; this model allows up to {max})"
+    )]
+    PromptTooLong {
+        /// Prompt tokens.
+        tokens: usize,
+        /// Session context.
+        ctx: usize,
+        /// The model's trained context.
+        max: usize,
+    },
+    /// `--ctx` asks for more than the model supports.
+    #[error("--ctx {ctx} exceeds the model's context length of {max} tokens")]
+    ContextTooLarge {
+        /// Asked for.
+        ctx: usize,
+        /// The model's.
+        max: usize,
+    },
+    /// No prompt anywhere.
+    #[error("no prompt: give --prompt, --prompt-file, --tokens, or pipe the prompt to stdin")]
+    NoPrompt,
+    /// The prompt is empty.
+    #[error("the prompt is empty")]
+    EmptyPrompt,
+    /// A file could not be read or written.
+    #[error("{path}: {message}")]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong (the io error's text).
+        message: String,
+    },
+    /// `--synthetic` names an unknown preset.
+    #[error("unknown synthetic model '{name}' (known: {known})")]
+    UnknownPreset {
+        /// The name given.
+        name: String,
+        /// The known names.
+        known: String,
+    },
+    /// A receipt does not match its rerun.
+    #[error("receipt mismatch: {0}")]
+    ReceiptMismatch(String),
+    /// A receipt file is malformed.
+    #[error("{path}: not a valid receipt: {reason}")]
+    BadReceipt {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The text file scores no token.
+    #[error("{path}: too short: it gives {tokens} tokens, perplexity needs at least 2")]
+    TooShort {
+        /// The file.
+        path: PathBuf,
+        /// Tokens it gave.
+        tokens: usize,
+    },
+}
+
+impl CliError {
+    /// A [`CliError::File`] from an io error.
+    pub fn file(path: &std::path::Path, err: &std::io::Error) -> Self {
+        Self::File {
+            path: path.to_path_buf(),
+            message: io_message(err),
+        }
+    }
+}
+
+/// An io error's text without the " (os error N)" suffix.
+pub fn io_message(err: &std::io::Error) -> String {
+    let s = err.to_string();
+    match s.find(" (os error") {
+        Some(i) => s[..i].to_string(),
+        None => s,
+    }
+}
+
+/// The error and its causes joined by ": " on one line; a cause whose text the previous
+/// message already ends with (errors that print their source themselves) is not repeated.
+pub fn message_chain(err: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in err.chain() {
+        let text = match cause.downcast_ref::<std::io::Error>() {
+            Some(io) => io_message(io),
+            None => cause.to_string(),
+        };
+        let text = text.trim();
+        if text.is_empty() || out.ends_with(text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(text);
+    }
+    // One line, whatever the causes contain.
+    out.replace('\n', " ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("{path}: {source}")]
+    struct WithSource {
+        path: String,
+        source: std::io::Error,
+    }
+
+    #[test]
+    fn chain_does_not_repeat_a_printed_source() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "gone");
+        let err = anyhow::Error::new(WithSource {
+            path: "m.gguf".into(),
+            source: io,
+        })
+        .context("loading model");
+        assert_eq!(message_chain(&err), "loading model: m.gguf: gone");
+    }
+}

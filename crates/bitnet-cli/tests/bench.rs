@@ -1,0 +1,71 @@
+//! `bench`: structure of the table and the JSON (not timings).
+
+use crate::util::{cli, stdout_of};
+
+#[test]
+fn synthetic_tiny_prints_a_llama_bench_table() {
+    let out = stdout_of(&mut cli([
+        "bench",
+        "--synthetic",
+        "tiny",
+        "-p",
+        "8",
+        "-n",
+        "4",
+        "-r",
+        "1",
+        "-t",
+        "1",
+        "--probe-mib",
+        "16",
+    ]));
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines[0],
+        "| model | size | params | backend | threads | test | t/s |"
+    );
+    assert!(lines[1].starts_with("| --- |"));
+    for (line, test) in lines[2..4].iter().zip(["pp8", "tg4"]) {
+        let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+        // "", model, size, params, backend, threads, test, t/s, ""
+        assert_eq!(cells.len(), 9, "{line}");
+        assert_eq!(cells[1], "tiny synthetic");
+        assert_eq!(cells[5], "1");
+        assert_eq!(cells[6], test);
+        let (mean, sd) = cells[7].split_once(" ± ").expect("mean ± stddev");
+        assert!(mean.parse::<f64>().unwrap() > 0.0);
+        assert_eq!(sd, "0.00");
+    }
+    assert!(out.contains("memory read bandwidth"), "{out}");
+    assert!(out.contains("roofline"), "{out}");
+}
+
+#[test]
+fn bench_json_is_an_array_of_results() {
+    let out = stdout_of(&mut cli([
+        "bench",
+        "--synthetic",
+        "tiny",
+        "-p",
+        "4,8",
+        "-n",
+        "2",
+        "-r",
+        "2",
+        "-t",
+        "1,2",
+        "--json",
+        "--no-bandwidth",
+    ]));
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let rows = v.as_array().unwrap();
+    assert_eq!(rows.len(), 6);
+    let tests: Vec<&str> = rows.iter().map(|r| r["test"].as_str().unwrap()).collect();
+    assert_eq!(tests, ["pp4", "pp8", "tg2", "pp4", "pp8", "tg2"]);
+    assert_eq!(rows[0]["threads"], 1);
+    assert_eq!(rows[3]["threads"], 2);
+    for r in rows {
+        assert_eq!(r["samples_ts"].as_array().unwrap().len(), 2);
+        assert!(r["avg_ts"].as_f64().unwrap() > 0.0);
+    }
+}

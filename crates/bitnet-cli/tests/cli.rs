@@ -1,0 +1,11 @@
+//! Drives the `bitnet-cli` binary as a user would, on the tiny fixture models.
+
+mod util;
+
+mod bench;
+mod errors;
+mod inspect;
+mod logits;
+mod misc;
+mod receipt;
+mod run;

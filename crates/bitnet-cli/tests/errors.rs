@@ -1,0 +1,123 @@
+//! Bad input: one clear line, a non-zero exit, never a panic.
+
+use crate::util::{assert_error, cli, i2s, packed};
+
+#[test]
+fn missing_model_file() {
+    assert_error(
+        &mut cli(["run", "-m", "/nonexistent/model.gguf", "--tokens", "1"]),
+        1,
+        "/nonexistent/model.gguf: no such file or directory",
+    );
+}
+
+#[test]
+fn text_file_is_not_a_gguf() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("notes.gguf");
+    std::fs::write(&file, "just some text, definitely not a model\n").unwrap();
+    assert_error(
+        &mut cli(["run", "-m", file.to_str().unwrap(), "--tokens", "1"]),
+        1,
+        "not a GGUF file",
+    );
+    assert_error(
+        &mut cli(["inspect", file.to_str().unwrap()]),
+        1,
+        "not a GGUF file",
+    );
+}
+
+#[test]
+fn unsupported_architecture() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("llama.gguf");
+    crate::misc::write_llama_gguf(&file);
+    assert_error(
+        &mut cli(["run", "-m", file.to_str().unwrap(), "--tokens", "1"]),
+        1,
+        "unsupported architecture 'llama'",
+    );
+    // inspect reads any GGUF, whatever its architecture.
+    let out = cli(["inspect", file.to_str().unwrap()]).output().unwrap();
+    assert!(out.status.success());
+}
+
+#[test]
+fn prompt_longer_than_context() {
+    let ids: Vec<String> = (1..=20).map(|i| i.to_string()).collect();
+    assert_error(
+        &mut cli([
+            "run",
+            "-m",
+            packed().to_str().unwrap(),
+            "--ctx",
+            "8",
+            "--tokens",
+            &ids.join(","),
+        ]),
+        1,
+        "the prompt has 20 tokens but the context holds 8",
+    );
+}
+
+#[test]
+fn context_larger_than_the_model_allows() {
+    assert_error(
+        &mut cli([
+            "run",
+            "-m",
+            packed().to_str().unwrap(),
+            "--ctx",
+            "4096",
+            "--tokens",
+            "1",
+        ]),
+        1,
+        "--ctx 4096 exceeds the model's context length of 256 tokens",
+    );
+}
+
+#[test]
+fn text_prompt_without_tokenizer() {
+    assert_error(
+        &mut cli(["run", "-m", packed().to_str().unwrap(), "--prompt", "hello"]),
+        1,
+        "this model has no tokenizer; give token ids with --tokens",
+    );
+}
+
+#[test]
+fn token_outside_vocabulary() {
+    assert_error(
+        &mut cli(["run", "-m", i2s().to_str().unwrap(), "--tokens", "1,600"]),
+        1,
+        "token id 600 is outside the vocabulary (size 512)",
+    );
+}
+
+#[test]
+fn invalid_top_p_is_a_usage_error() {
+    assert_error(
+        &mut cli([
+            "run",
+            "-m",
+            i2s().to_str().unwrap(),
+            "--tokens",
+            "1",
+            "--top-p",
+            "1.5",
+        ]),
+        2,
+        "invalid value '1.5' for '--top-p <P>': must be in (0, 1]",
+    );
+}
+
+#[test]
+fn unknown_synthetic_model() {
+    assert_error(
+        &mut cli(["bench", "--synthetic", "13b"]),
+        1,
+        "unknown synthetic model '13b' (known: 2b4t, 3b, 700m, tiny)",
+    );
+}

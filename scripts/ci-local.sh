@@ -15,6 +15,8 @@
 #   deny             cargo deny check licenses bans sources
 #   interop          Python `gguf` package reads our GGUF output (scripts/interop/)
 #   kernels-aarch64  cross-build bitnet-kernels for aarch64, run its tests under qemu-user
+#   bitnet-server-receipts  server feature builds, receipt/tuning tests, and the
+#                    official OpenAI Python client against the real binary
 #   nix-eval         evaluate the flake with ../shared/nix-eval when the snapshots exist
 #   all              every mode above, in the order CI runs them
 set -euo pipefail
@@ -224,6 +226,7 @@ run_mode() {
       mode_deny
       mode_interop
       mode_kernels_aarch64
+      mode_bitnet_server_receipts
       mode_nix_eval
       ;;
     *)

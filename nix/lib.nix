@@ -27,8 +27,12 @@ let
   craneLibMsrv = (crane.mkLib pkgs).overrideToolchain (_: msrvToolchain);
 
   # Rust sources and every *.toml (Cargo files, .config/nextest.toml,
-  # deny.toml): what compiling needs. Same set as cleanCargoSource.
-  cargoFiles = craneLib.fileset.commonCargoSources root;
+  # deny.toml): what compiling needs (cleanCargoSource's set), plus the
+  # default model that bitnet-default-model embeds with include_bytes!.
+  cargoFiles = lib.fileset.unions [
+    (craneLib.fileset.commonCargoSources root)
+    ../crates/bitnet-default-model/model
+  ];
   cargoSrc = lib.fileset.toSource {
     inherit root;
     fileset = cargoFiles;
@@ -41,11 +45,12 @@ let
   testFiles = lib.fileset.unions [
     cargoFiles
     ../fixtures
+    ../models
     ../scripts
   ];
   # Tests only run at build time, so a filter that loses a fixture would show
   # up deep into a build. Fail evaluation instead if any of these is missing.
-  testNeeds = [ ../fixtures ../scripts/ci-local.sh ../.config/nextest.toml ];
+  testNeeds = [ ../fixtures ../models ../scripts/ci-local.sh ../.config/nextest.toml ];
   missingTestFiles = lib.fileset.toList (
     lib.fileset.difference (lib.fileset.unions testNeeds) testFiles
   );

@@ -88,6 +88,11 @@ def main():
                 t = page_text(os.path.join(dp, fn))
                 if len(t) < 200:
                     continue
+                # Redirect stubs of the first and second editions of the book ("... is no
+                # longer distributed with Rust's documentation"): hundreds of identical pages
+                # that a small model otherwise learns to recite.
+                if "no longer distributed with Rust" in t:
+                    continue
                 docs.append((os.path.relpath(os.path.join(dp, fn), root), t))
     rng = random.Random(a.seed)
     idx = list(range(len(docs))); rng.shuffle(idx)

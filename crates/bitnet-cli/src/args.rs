@@ -5,6 +5,9 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+/// The `--model` value that stands for the embedded default model (what receipts record too).
+pub const EMBEDDED: &str = bitnet_default_model::PSEUDO_PATH;
+
 /// Fast, exact CPU inference for ternary BitNet b1.58 models.
 #[derive(Debug, Parser)]
 #[command(name = "bitnet-cli", version, about, max_term_width = 100)]
@@ -54,8 +57,9 @@ over the logits computed in f64. PPL = exp(-(sum of log p) / (number of scored t
 /// Which model to load and how.
 #[derive(Debug, Args, Clone)]
 pub struct ModelArgs {
-    /// GGUF file or Hugging Face checkpoint directory.
-    #[arg(short, long, value_name = "FILE|DIR")]
+    /// GGUF file or Hugging Face checkpoint directory [default: the embedded
+    /// bitnet-rust-docs-5m model, a small BitNet b1.58 trained on the Rust documentation].
+    #[arg(short, long, value_name = "FILE|DIR", default_value = EMBEDDED, hide_default_value = true)]
     pub model: PathBuf,
     /// Worker threads (0 = all cores).
     #[arg(short, long, default_value_t = 0, value_name = "N")]
@@ -84,14 +88,6 @@ impl KvTypeArg {
         match self {
             Self::F32 => bitnet_engine::KvType::F32,
             Self::F16 => bitnet_engine::KvType::F16,
-        }
-    }
-
-    /// The name used in receipts.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::F32 => "f32",
-            Self::F16 => "f16",
         }
     }
 }
@@ -214,8 +210,9 @@ pub struct InspectArgs {
 /// `tokenize`.
 #[derive(Debug, Args)]
 pub struct TokenizeArgs {
-    /// GGUF file or checkpoint directory holding the tokenizer.
-    #[arg(short, long, value_name = "FILE|DIR")]
+    /// GGUF file or checkpoint directory holding the tokenizer [default: the embedded
+    /// bitnet-rust-docs-5m model].
+    #[arg(short, long, value_name = "FILE|DIR", default_value = EMBEDDED, hide_default_value = true)]
     pub model: PathBuf,
     /// The text (default: stdin).
     #[arg(long)]
@@ -234,8 +231,9 @@ pub struct TokenizeArgs {
 /// `detokenize`.
 #[derive(Debug, Args)]
 pub struct DetokenizeArgs {
-    /// GGUF file or checkpoint directory holding the tokenizer.
-    #[arg(short, long, value_name = "FILE|DIR")]
+    /// GGUF file or checkpoint directory holding the tokenizer [default: the embedded
+    /// bitnet-rust-docs-5m model].
+    #[arg(short, long, value_name = "FILE|DIR", default_value = EMBEDDED, hide_default_value = true)]
     pub model: PathBuf,
     /// Comma-separated token ids.
     #[arg(long, value_name = "IDS", value_delimiter = ',', required = true)]

@@ -13,9 +13,26 @@ use sha2::{Digest, Sha256};
 use crate::args::{ModelArgs, SamplingArgs, SessionArgs};
 use crate::error::CliError;
 
+/// Whether `path` is the stand-in for the embedded default model (no `--model` given).
+pub fn is_embedded(path: &Path) -> bool {
+    path == Path::new(crate::args::EMBEDDED)
+}
+
+/// Says on stderr, once per process, that the embedded model is in use (it is not obvious
+/// from a command line without `--model`).
+fn announce_embedded() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        eprintln!(
+            "bitnet-cli: no --model given; using the embedded model: {}",
+            bitnet_default_model::DESCRIPTION
+        );
+    });
+}
+
 /// Fails with "PATH: no such file or directory" before anything else looks at it.
 pub fn require_exists(path: &Path) -> Result<(), CliError> {
-    if path.exists() {
+    if is_embedded(path) || path.exists() {
         Ok(())
     } else {
         Err(CliError::File {
@@ -57,6 +74,12 @@ pub fn load_model(args: &ModelArgs) -> Result<(Model, Duration)> {
 /// Loads a model from `path` with `opts`.
 pub fn load_model_with(path: &Path, opts: &LoadOptions) -> Result<(Model, Duration)> {
     require_exists(path)?;
+    if is_embedded(path) {
+        announce_embedded();
+        let start = Instant::now();
+        let model = Model::from_gguf_bytes(bitnet_default_model::gguf_bytes().to_vec(), opts)?;
+        return Ok((model, start.elapsed()));
+    }
     let pb = spinner(&format!("loading {}", path.display()));
     let start = Instant::now();
     let model = Model::load(path, opts);
@@ -144,13 +167,18 @@ pub fn read_stdin() -> Result<String> {
     Ok(s)
 }
 
-/// Size in bytes and SHA-256 (lower-case hex) of a model: a file's bytes, or for a checkpoint
+/// Size in bytes and SHA-256 (lower-case hex) of a model: a file's (or the embedded model's)
+/// bytes, or for a checkpoint
 /// directory the files directly inside it in name order, each hashed as its name, a NUL byte
 /// and its contents (so renaming or replacing any file changes the hash).
 pub fn hash_model(path: &Path) -> Result<(u64, String), CliError> {
     let mut hasher = Sha256::new();
     let mut total = 0u64;
-    if path.is_dir() {
+    if is_embedded(path) {
+        let bytes = bitnet_default_model::gguf_bytes();
+        hasher.update(bytes);
+        total = bytes.len() as u64;
+    } else if path.is_dir() {
         let mut files: Vec<_> = std::fs::read_dir(path)
             .map_err(|e| CliError::file(path, &e))?
             .filter_map(|e| e.ok())

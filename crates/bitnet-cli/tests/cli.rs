@@ -3,6 +3,7 @@
 mod util;
 
 mod bench;
+mod default_model;
 mod errors;
 mod inspect;
 mod logits;

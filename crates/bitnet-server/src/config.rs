@@ -29,8 +29,9 @@ pub enum KvTypeArg {
 #[derive(Debug, Clone, Parser)]
 #[command(name = "bitnet-server", version, about, long_about = None)]
 pub struct Args {
-    /// The model: a .gguf file or a Hugging Face checkpoint directory.
-    #[arg(long, value_name = "FILE|DIR", required_unless_present = "synthetic")]
+    /// The model: a .gguf file or a Hugging Face checkpoint directory [default: the embedded
+    /// bitnet-rust-docs-5m model, a small BitNet b1.58 trained on the Rust documentation].
+    #[arg(long, value_name = "FILE|DIR")]
     pub model: Option<PathBuf>,
     /// Serve a model with random weights and the shapes of PRESET (2b4t, 3b, 700m, tiny)
     /// instead of a file: for throughput measurements with token-id prompts (no tokenizer).
@@ -103,6 +104,8 @@ pub enum ModelSpec {
     Path(PathBuf),
     /// Random weights of a preset's shapes.
     Synthetic(String),
+    /// The model embedded in the binary (`bitnet-default-model`), when no `--model` is given.
+    Embedded,
 }
 
 /// Validated settings.
@@ -164,7 +167,7 @@ impl ServerConfig {
                 }
                 ModelSpec::Synthetic(s.clone())
             }
-            (None, None) => return Err(bad("model", "a model path is required")),
+            (None, None) => ModelSpec::Embedded,
         };
         if args.max_batch == 0 {
             return Err(bad("max-batch", "must be at least 1"));
@@ -223,6 +226,7 @@ impl ServerConfig {
                 .map(|s| s.to_string_lossy().into_owned())
                 .unwrap_or_else(|| "bitnet".to_string()),
             ModelSpec::Synthetic(s) => format!("synthetic-{s}"),
+            ModelSpec::Embedded => bitnet_default_model::NAME.to_string(),
         });
         Ok(Self {
             model,

@@ -91,6 +91,9 @@ impl std::fmt::Debug for Engine {
 fn load_model(spec: &ModelSpec, opts: &LoadOptions) -> Result<Model, ServerError> {
     Ok(match spec {
         ModelSpec::Path(p) => Model::load(p, opts)?,
+        ModelSpec::Embedded => {
+            Model::from_gguf_bytes(bitnet_default_model::gguf_bytes().to_vec(), opts)?
+        }
         ModelSpec::Synthetic(name) => {
             let cfg = bitnet_engine::synthetic::preset(name).ok_or_else(|| {
                 ServerError::InvalidOption {
@@ -127,6 +130,7 @@ impl Engine {
             let identity = match &cfg.model {
                 ModelSpec::Path(p) => p.display().to_string(),
                 ModelSpec::Synthetic(s) => format!("synthetic:{s}"),
+                ModelSpec::Embedded => bitnet_default_model::PSEUDO_PATH.to_string(),
             };
             let result = crate::tuning::tune(
                 model.config(),
@@ -220,6 +224,16 @@ fn identify(spec: &ModelSpec, model: &Model, hash: bool) -> Result<ModelIdentity
         ModelSource::Synthetic => "synthetic",
     };
     let architecture = model.config().architecture.clone();
+    if let ModelSpec::Embedded = spec {
+        let bytes = bitnet_default_model::gguf_bytes();
+        return Ok(ModelIdentity {
+            path: Some(PathBuf::from(bitnet_default_model::PSEUDO_PATH)),
+            bytes: bytes.len() as u64,
+            sha256: hash.then(|| sha256_hex(bytes)),
+            architecture,
+            source,
+        });
+    }
     let ModelSpec::Path(p) = spec else {
         return Ok(ModelIdentity {
             path: None,
@@ -306,6 +320,19 @@ pub fn hash_model(path: &Path) -> Result<(u64, String), ServerError> {
         listing.update(format!("{h}  {}\n", name.unwrap_or_default()).as_bytes());
     }
     Ok((total, hex(&listing.finalize())))
+}
+
+/// SHA-256 (lower-case hex) of bytes in memory (the embedded model).
+#[cfg(feature = "receipts")]
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    hex(&Sha256::digest(bytes))
+}
+
+/// Without receipts the model is never hashed.
+#[cfg(not(feature = "receipts"))]
+fn sha256_hex(_bytes: &[u8]) -> String {
+    String::new()
 }
 
 /// Without receipts the model is never hashed.

@@ -217,3 +217,52 @@ async fn json_logs_carry_request_ids() {
         "no completion log with request id {request_id}:\n{logs}"
     );
 }
+
+#[actix_web::test]
+async fn without_a_model_flag_it_serves_the_embedded_model() {
+    let mut child = bin()
+        .args(["--port", "0", "--threads", "1"])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let base = line.trim().rsplit(' ').next().unwrap().to_string();
+    wait_ready(&base).await;
+    let (status, body) = get(&format!("{base}/v1/models")).await;
+    assert_eq!(status, 200);
+    let models: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(models["data"][0]["id"], "bitnet-rust-docs-5m");
+    // Greedy text from the embedded model equals transformers' greedy output for this prompt
+    // (models/bitnet-rust-docs-5m/reference_greedy.json, prompt 0, 8 tokens).
+    let reference: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../../models/bitnet-rust-docs-5m/reference_greedy.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let p = &reference["prompts"][0];
+    let (status, v) = post(
+        &format!("{base}/v1/completions"),
+        &json!({"prompt": p["prompt"], "max_tokens": 8, "temperature": 0}),
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    let expected: Vec<serde_json::Value> = p["new_ids"].as_array().unwrap()[..8].to_vec();
+    assert_eq!(v["bitnet"]["token_ids"].as_array().unwrap(), &expected);
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let status = child.wait().unwrap();
+    assert!(status.success());
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(stderr.contains("serving the embedded model"), "{stderr}");
+}

@@ -316,8 +316,11 @@ fn kernel_info(model: &Model) -> KernelInfo {
 impl Receipt {
     /// Builds the receipt of a finished run (hashes the model file).
     pub fn build(r: &RunRecord) -> Result<Self> {
-        let path =
-            std::fs::canonicalize(r.model_path).map_err(|e| CliError::file(r.model_path, &e))?;
+        let path = if common::is_embedded(r.model_path) {
+            r.model_path.to_path_buf()
+        } else {
+            std::fs::canonicalize(r.model_path).map_err(|e| CliError::file(r.model_path, &e))?
+        };
         let (bytes, sha256) = common::hash_model(&path)?;
         let c = r.model.config();
         Ok(Self {

@@ -14,7 +14,11 @@ use crate::error::CliError;
 /// The tokenizer of a GGUF file or checkpoint directory.
 fn load_tokenizer(path: &Path) -> Result<Tokenizer> {
     common::require_exists(path)?;
-    let tok = if path.is_dir() {
+    let tok = if common::is_embedded(path) {
+        let bytes = bitnet_default_model::gguf_bytes().to_vec();
+        let file = bitnet_gguf::GgufFile::from_bytes_named(bytes, path)?;
+        bitnet_engine::tokenizer::from_gguf(&file)?
+    } else if path.is_dir() {
         if path.join("tokenizer.json").is_file() {
             Some(Tokenizer::from_hf_dir(path)?)
         } else {

@@ -234,7 +234,7 @@ impl ModelConfig {
                 return Err(bad(name, "must be at least 1"));
             }
         }
-        if self.n_heads % self.n_kv_heads != 0 {
+        if !self.n_heads.is_multiple_of(self.n_kv_heads) {
             return Err(bad(
                 "attention.head_count_kv",
                 &format!(
@@ -243,7 +243,7 @@ impl ModelConfig {
                 ),
             ));
         }
-        if self.rope_dim > self.head_dim || self.rope_dim % 2 != 0 {
+        if self.rope_dim > self.head_dim || !self.rope_dim.is_multiple_of(2) {
             return Err(bad(
                 "rope.dimension_count",
                 &format!(

@@ -331,7 +331,9 @@ impl Model {
 
     /// `out = W · input` for `n` rows, quantising activations when the model does.
     /// `quantized` says the rows of `input` are already quantised in `s.q8` (shared by q/k/v
-    /// and by gate/up).
+    /// and by gate/up). The buffers are passed apart (not as the scratch struct) because the
+    /// caller holds other scratch fields borrowed at the same time.
+    #[allow(clippy::too_many_arguments)]
     fn bitlinear(
         &self,
         w: &PackedTernary,

@@ -33,11 +33,7 @@ impl RopeTable {
 
     /// Number of positions in the table.
     pub fn positions(&self) -> usize {
-        if self.half == 0 {
-            usize::MAX
-        } else {
-            self.cos.len() / self.half
-        }
+        self.cos.len().checked_div(self.half).unwrap_or(usize::MAX)
     }
 
     /// Rotates every head of `x` (`heads` consecutive vectors of `head_dim`) in place for `pos`.

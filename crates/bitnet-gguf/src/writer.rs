@@ -168,6 +168,16 @@ pub struct GgufWriter {
     done: bool,
 }
 
+impl std::fmt::Debug for GgufWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GgufWriter")
+            .field("path", &self.path)
+            .field("tensors", &self.specs.len())
+            .field("written", &self.next)
+            .finish_non_exhaustive()
+    }
+}
+
 impl GgufWriter {
     /// Validates the declaration, creates the temporary file and writes the header, metadata
     /// and tensor infos. Fails with [`GgufError::Exists`] if `path` exists and `overwrite` is

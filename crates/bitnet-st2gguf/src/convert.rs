@@ -101,7 +101,7 @@ fn gguf_err<'a>(
     move |source| ConvertError::Gguf {
         action,
         path: path.to_path_buf(),
-        source,
+        source: Box::new(source),
     }
 }
 
@@ -525,7 +525,7 @@ fn write_one(
     let werr = |source| ConvertError::Gguf {
         action: "writing",
         path: out.clone(),
-        source,
+        source: Box::new(source),
     };
     match t.source {
         Source::Linear(..) => {

@@ -149,9 +149,9 @@ pub enum ConvertError {
         action: &'static str,
         /// The output path.
         path: PathBuf,
-        /// The GGUF library's error.
+        /// The GGUF library's error (boxed: it is large and this path is cold).
         #[source]
-        source: crate::gguf::GgufError,
+        source: Box<crate::gguf::GgufError>,
     },
     /// `--verify` found a difference between the output and the checkpoint.
     #[error("verify {path}: {what}")]

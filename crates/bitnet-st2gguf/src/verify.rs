@@ -39,7 +39,7 @@ pub fn verify(path: &Path, ckpt: &Checkpoint, dir: &Path, plan: &Plan) -> Result
     let file = GgufFile::open(path).map_err(|source| ConvertError::Gguf {
         action: "reopening",
         path: path.to_path_buf(),
-        source,
+        source: Box::new(source),
     })?;
     for (key, want) in &plan.metadata {
         match file.get(key) {

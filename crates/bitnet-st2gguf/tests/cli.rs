@@ -61,7 +61,7 @@ fn i2s_output_has_bitnet_cpp_layout() {
     let out = dir.path().join("m.gguf");
     convert(&fixture("packed"), &out, &[]);
     let ours = GgufFile::open(&out).unwrap();
-    let theirs = GgufFile::open(&fixture("i2s/model-i2_s.gguf")).unwrap();
+    let theirs = GgufFile::open(fixture("i2s/model-i2_s.gguf")).unwrap();
     let names = |f: &GgufFile| {
         f.tensors()
             .iter()

@@ -108,7 +108,7 @@ fn value_text(value: &Value, full: bool) -> String {
                 let plural = if ty == "string" {
                     "strings".to_string()
                 } else {
-                    format!("{ty}")
+                    ty.to_string()
                 };
                 format!("[{n} {plural}: {}, ...]", shown.join(", "))
             }

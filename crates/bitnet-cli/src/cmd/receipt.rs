@@ -469,12 +469,13 @@ pub fn verify(args: VerifyReceiptArgs) -> Result<()> {
             ids.len()
         )));
     }
-    if let Some(expected_text) = &receipt.output.text {
-        if model.tokenizer().is_some() && *expected_text != text {
-            return Err(mismatch(format!(
-                "output text differs: receipt has {expected_text:?}, rerun gave {text:?}"
-            )));
-        }
+    if let Some(expected_text) = &receipt.output.text
+        && model.tokenizer().is_some()
+        && *expected_text != text
+    {
+        return Err(mismatch(format!(
+            "output text differs: receipt has {expected_text:?}, rerun gave {text:?}"
+        )));
     }
     if finish_name(finish) != receipt.output.finish_reason {
         return Err(mismatch(format!(

@@ -96,10 +96,20 @@ impl HfConfig {
         let model_type = str_of("model_type")
             .ok_or_else(|| err("required field 'model_type' is missing".into()))?;
         let heads = req("num_attention_heads")?;
+        let token_id = |key: &str, v: &Json| {
+            id(v).ok_or_else(|| err(format!("field '{key}' is not a token id: {v}")))
+        };
+        let bos_token_id = match j.get("bos_token_id") {
+            None | Some(Json::Null) => None,
+            Some(v) => Some(token_id("bos_token_id", v)?),
+        };
         let eos_token_ids = match j.get("eos_token_id") {
-            Some(Json::Array(list)) => list.iter().filter_map(id).collect(),
-            Some(v) => id(v).into_iter().collect(),
-            None => Vec::new(),
+            None | Some(Json::Null) => Vec::new(),
+            Some(Json::Array(list)) => list
+                .iter()
+                .map(|v| token_id("eos_token_id", v))
+                .collect::<Result<_>>()?,
+            Some(v) => vec![token_id("eos_token_id", v)?],
         };
         let quantization = j.get("quantization_config").map(|q| Quantization {
             quant_method: q
@@ -140,7 +150,7 @@ impl HfConfig {
                 .get("tie_word_embeddings")
                 .and_then(Json::as_bool)
                 .unwrap_or(true),
-            bos_token_id: j.get("bos_token_id").and_then(id),
+            bos_token_id,
             eos_token_ids,
             dtype: str_of("torch_dtype").or_else(|| str_of("dtype")),
             quantization,

@@ -25,6 +25,14 @@ pub enum CheckpointError {
         /// The directory.
         dir: PathBuf,
     },
+    /// `model.safetensors.index.json` names a shard that is not in the directory.
+    #[error("{index}: shard {shard} is missing")]
+    MissingShard {
+        /// The index file.
+        index: PathBuf,
+        /// The shard it names.
+        shard: PathBuf,
+    },
     /// A file could not be read or mapped.
     #[error("{path}: {source}")]
     Io {

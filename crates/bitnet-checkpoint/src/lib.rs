@@ -119,7 +119,10 @@ impl Checkpoint {
                 }
                 let p = dir.join(n);
                 if !p.is_file() {
-                    return Err(CheckpointError::MissingWeights { dir: p });
+                    return Err(CheckpointError::MissingShard {
+                        index: index.clone(),
+                        shard: p,
+                    });
                 }
                 files.push(p);
             }
@@ -281,10 +284,12 @@ impl Checkpoint {
     pub fn linear_shape(&self, which: Linear) -> (usize, usize) {
         let c = &self.config;
         let hd = c.head_dim();
+        // Saturating: an absurd config gives a shape no tensor has (a shape error), not an
+        // overflow panic.
         let (h, q, kv, i) = (
             c.hidden_size,
-            c.num_attention_heads * hd,
-            c.num_key_value_heads * hd,
+            c.num_attention_heads.saturating_mul(hd),
+            c.num_key_value_heads.saturating_mul(hd),
             c.intermediate_size,
         );
         match which {
@@ -385,7 +390,10 @@ impl Checkpoint {
         let name = format!("model.layers.{layer}.{}.weight", which.hf_path());
         let len = match which {
             Norm::FfnSub => self.config.intermediate_size,
-            Norm::AttnSub => self.config.num_attention_heads * self.config.head_dim(),
+            Norm::AttnSub => self
+                .config
+                .num_attention_heads
+                .saturating_mul(self.config.head_dim()),
             _ => self.config.hidden_size,
         };
         self.vector_f32(&name, len)

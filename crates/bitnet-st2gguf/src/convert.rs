@@ -9,7 +9,7 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use crate::ckpt::{Checkpoint, Linear, Norm};
+use crate::ckpt::{Checkpoint, Dtype, Linear, Norm};
 use crate::gguf::{GgmlType, GgufWriter, TensorSpec, Value};
 use bitnet_kernels::TernaryWeights;
 use bitnet_kernels::formats::{self, FormatError};
@@ -406,15 +406,14 @@ pub fn read_dense<'a>(ckpt: &'a Checkpoint, dir: &Path, t: &Planned) -> Result<R
             found: meta.shape.clone(),
         });
     }
-    let dtype = format!("{:?}", meta.dtype).to_ascii_uppercase();
-    let ty = match dtype.as_str() {
-        "F32" => GgmlType::F32,
-        "F16" => GgmlType::F16,
-        "BF16" => GgmlType::BF16,
-        _ => {
+    let ty = match meta.dtype {
+        Dtype::F32 => GgmlType::F32,
+        Dtype::F16 => GgmlType::F16,
+        Dtype::BF16 => GgmlType::BF16,
+        other => {
             return Err(ConvertError::UnsupportedDtype {
                 tensor: t.hf_name.clone(),
-                dtype,
+                dtype: format!("{other:?}"),
                 expected: "F32, F16 or BF16",
             });
         }

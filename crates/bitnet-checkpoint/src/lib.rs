@@ -358,17 +358,12 @@ impl Checkpoint {
     /// The effective per-tensor scale from a `weight_scale` tensor (multiply or divide by
     /// `linear_class`).
     fn weight_scale(&self, name: &str) -> Result<f32> {
-        let (meta, bytes) = self.raw_tensor(name)?;
-        let v = floats(meta, bytes).ok_or_else(|| CheckpointError::Dtype {
-            name: name.into(),
-            dtype: meta.dtype,
-            expected: "F32, F16 or BF16",
-        })?;
+        let (shape, v) = self.tensor_f32(name)?;
         if v.len() != 1 {
             return Err(CheckpointError::Shape {
                 name: name.into(),
                 expected: "[1] or []".into(),
-                found: meta.shape.clone(),
+                found: shape,
             });
         }
         let s = v[0];

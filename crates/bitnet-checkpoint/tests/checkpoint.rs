@@ -337,30 +337,41 @@ fn error_unexpected_tensor_names_tensor_and_file() {
     );
 }
 
+/// How a reader of one tensor is called.
+type Read = fn(&Checkpoint) -> Result<(), CheckpointError>;
+
 #[test]
 fn error_wrong_shape() {
-    // The same bytes, reshaped: q_proj [64, 256] -> [128, 128].
-    let name = "model.layers.1.self_attn.q_proj.weight";
-    let d = edited_packed(|t| tensor_mut(t, name).2 = vec![128, 128]);
-    let c = Checkpoint::open(d.path()).unwrap();
-    assert_names(
-        &c.linear(1, Linear::QProj).unwrap_err().to_string(),
-        &[name, "[128, 128]", "[64, 256]"],
-    );
-    let norm = "model.layers.3.mlp.ffn_sub_norm.weight";
-    let d = edited_packed(|t| tensor_mut(t, norm).2 = vec![2, 256]);
-    let c = Checkpoint::open(d.path()).unwrap();
-    assert_names(
-        &c.norm(3, Norm::FfnSub).unwrap_err().to_string(),
-        &[norm, "[2, 256]", "[512]"],
-    );
-    let embed = "model.embed_tokens.weight";
-    let d = edited_packed(|t| tensor_mut(t, embed).2 = vec![256, 512]);
-    let c = Checkpoint::open(d.path()).unwrap();
-    assert_names(
-        &c.embedding().unwrap_err().to_string(),
-        &[embed, "[256, 512]", "[512, 256]"],
-    );
+    // The same bytes under another shape, so only the shape check can catch it.
+    let cases: [(&str, Vec<usize>, &str, Read); 3] = [
+        (
+            "model.layers.1.self_attn.q_proj.weight",
+            vec![128, 128],
+            "[64, 256]",
+            |c| c.linear(1, Linear::QProj).map(drop),
+        ),
+        (
+            "model.layers.3.mlp.ffn_sub_norm.weight",
+            vec![2, 256],
+            "[512]",
+            |c| c.norm(3, Norm::FfnSub).map(drop),
+        ),
+        (
+            "model.embed_tokens.weight",
+            vec![256, 512],
+            "[512, 256]",
+            |c| c.embedding().map(drop),
+        ),
+    ];
+    for (name, shape, expected, read) in cases {
+        let found = format!("{shape:?}");
+        let d = edited_packed(|t| tensor_mut(t, name).2 = shape);
+        let c = Checkpoint::open(d.path()).unwrap();
+        assert_names(
+            &read(&c).unwrap_err().to_string(),
+            &[name, &found, expected],
+        );
+    }
 }
 
 #[test]
@@ -369,7 +380,8 @@ fn error_code_3_in_packed_bytes() {
     // Byte [1, 5]: bits 4..5 set to code 3 (the other codes stay valid).
     let d = edited_packed(|t| {
         let x = tensor_mut(t, name);
-        let i = x.2[1] + 5;
+        let cols = x.2[1];
+        let i = cols + 5; // row 1, column 5
         x.3[i] = (x.3[i] & !0b11_0000) | 0b11_0000;
     });
     let c = Checkpoint::open(d.path()).unwrap();

@@ -37,6 +37,6 @@ mod tests {
     fn embedded_bytes_are_a_gguf_file_of_the_expected_size() {
         let b = super::gguf_bytes();
         assert_eq!(&b[..4], b"GGUF");
-        assert_eq!(b.len(), 3_357_600);
+        assert_eq!(b.len(), 3357600);
     }
 }

@@ -117,6 +117,30 @@ fn no_model_flag_runs_the_embedded_model_and_says_so() {
     assert!(help.contains("embedded"), "{help}");
 }
 
+/// The README's first command, greedy: the streamed text is transformers' greedy text for the
+/// same prompt, all 32 tokens (its smallest top-2 margin in transformers is 0.018, and our
+/// logits agree closely enough that no step flips).
+#[test]
+fn readme_command_greedy_prints_transformers_text() {
+    let r = reference("reference_greedy.json");
+    let p = r["prompts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["prompt"] == "Ownership in Rust")
+        .expect("reference prompt");
+    let out = stdout_of(&mut cli([
+        "run",
+        "--prompt",
+        "Ownership in Rust",
+        "-n",
+        "32",
+        "--greedy",
+    ]));
+    assert!(!out.trim().is_empty());
+    assert_eq!(out.trim_end(), p["text"].as_str().unwrap().trim_end());
+}
+
 #[test]
 fn receipt_of_the_embedded_model_verifies() {
     let dir = tempfile::tempdir().unwrap();

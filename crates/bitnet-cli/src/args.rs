@@ -61,7 +61,8 @@ pub struct ModelArgs {
     /// bitnet-rust-docs-5m model, a small BitNet b1.58 trained on the Rust documentation].
     #[arg(short, long, value_name = "FILE|DIR", default_value = EMBEDDED, hide_default_value = true)]
     pub model: PathBuf,
-    /// Worker threads (0 = all cores).
+    /// Worker threads (0 = all cores; one for the embedded model, which is too small to gain
+    /// from more).
     #[arg(short, long, default_value_t = 0, value_name = "N")]
     pub threads: usize,
     /// Keep activations in f32 instead of quantising them to int8 (not the model as trained;

@@ -17,7 +17,7 @@ pub enum CliError {
     },
     /// The prompt does not fit the session's context.
     #[error(
-        "the prompt has {tokens} tokens but the context holds {ctx} (raise --ctx; this model allows up to {max})"
+        "the prompt has {tokens} tokens but the context holds {ctx} (shorten the prompt, or raise --ctx up to the model's {max})"
     )]
     PromptTooLong {
         /// Prompt tokens.

@@ -182,3 +182,17 @@ fn tokenize_without_model_uses_the_embedded_tokenizer() {
         .collect();
     assert_eq!(ids, expected);
 }
+
+#[test]
+fn piped_prompt_equals_the_prompt_flag() {
+    let flag = stdout_of(&mut cli([
+        "run",
+        "--prompt",
+        "A closure is",
+        "-n",
+        "8",
+        "--greedy",
+    ]));
+    let piped = stdout_of(cli(["run", "-n", "8", "--greedy"]).write_stdin("A closure is\n"));
+    assert_eq!(piped, flag);
+}

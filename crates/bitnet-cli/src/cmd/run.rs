@@ -30,12 +30,28 @@ fn prompt_input(args: &RunArgs) -> Result<PromptInput> {
         return Ok(PromptInput::Text(text.clone()));
     }
     if let Some(path) = &args.prompt_file {
-        return Ok(PromptInput::Text(common::read_text(path)?));
+        return Ok(PromptInput::Text(strip_final_newline(common::read_text(
+            path,
+        )?)));
     }
     if std::io::stdin().is_terminal() {
         return Err(CliError::NoPrompt.into());
     }
-    Ok(PromptInput::Text(common::read_stdin()?))
+    Ok(PromptInput::Text(
+        strip_final_newline(common::read_stdin()?),
+    ))
+}
+
+/// Drops the one line ending that `echo` and editors put at the end of a file, so `echo P |
+/// bitnet-cli run` and `--prompt P` give the model the same prompt.
+fn strip_final_newline(mut text: String) -> String {
+    if text.ends_with('\n') {
+        text.pop();
+        if text.ends_with('\r') {
+            text.pop();
+        }
+    }
+    text
 }
 
 /// Token ids for the prompt: ids as given, or text encoded (through the chat template with

@@ -29,10 +29,13 @@ let
   # Rust sources and every *.toml (Cargo files, .config/nextest.toml,
   # deny.toml): what compiling needs (cleanCargoSource's set), plus the
   # default model that bitnet-default-model embeds with include_bytes!.
-  cargoFiles = lib.fileset.unions [
-    (craneLib.fileset.commonCargoSources root)
-    ../crates/bitnet-default-model/model
-  ];
+  # The cargo-fuzz project (its own workspace, nightly only) stays out.
+  cargoFiles = lib.fileset.difference
+    (lib.fileset.unions [
+      (craneLib.fileset.commonCargoSources root)
+      ../crates/bitnet-default-model/model
+    ])
+    ../crates/bitnet-gguf/fuzz;
   cargoSrc = lib.fileset.toSource {
     inherit root;
     fileset = cargoFiles;
@@ -47,10 +50,18 @@ let
     ../fixtures
     ../models
     ../scripts
+    # Fuzzing inputs kept as regression tests of the GGUF reader.
+    ../crates/bitnet-gguf/tests/regressions
   ];
   # Tests only run at build time, so a filter that loses a fixture would show
   # up deep into a build. Fail evaluation instead if any of these is missing.
-  testNeeds = [ ../fixtures ../models ../scripts/ci-local.sh ../.config/nextest.toml ];
+  testNeeds = [
+    ../fixtures
+    ../models
+    ../crates/bitnet-gguf/tests/regressions
+    ../scripts/ci-local.sh
+    ../.config/nextest.toml
+  ];
   missingTestFiles = lib.fileset.toList (
     lib.fileset.difference (lib.fileset.unions testNeeds) testFiles
   );

@@ -238,8 +238,7 @@ pub fn load_gguf(
         let norm =
             |n: &str, len: usize| vector_from_gguf(file, &format!("blk.{l}.{n}.weight"), len);
         let [q, k, v, o, g, u, d] = ternary_shapes(cfg).map(|(name, rows, cols)| {
-            ternary_from_gguf(file, &format!("blk.{l}.{name}"), rows, cols)
-                .map(|w| kernels.pack(&w))
+            packed_from_gguf(file, &format!("blk.{l}.{name}"), rows, cols, kernels)
         });
         layers.push(LayerWeights {
             attn_norm: norm("attn_norm", cfg.hidden_size)?,
@@ -353,6 +352,65 @@ fn dense_from_gguf(
 
 /// Decodes `<base>.weight` (any ternary storage type or a float type) and applies the optional
 /// per-tensor `<base>.scale` multiplier that llama.cpp's `bitnet` architecture uses.
+/// A linear weight in the kernels' layout. I2_S tensors whose rows are whole 128-column
+/// blocks (every real BitNet shape) are taken as they are: their bytes already are the
+/// kernels' layout, so loading is a copy and a validity scan (see `formats::i2s_to_packed`);
+/// everything else is decoded to ternary values and packed.
+fn packed_from_gguf(
+    file: &GgufFile,
+    base: &str,
+    rows: usize,
+    cols: usize,
+    kernels: &Kernels,
+) -> Result<PackedTernary> {
+    let name = format!("{base}.weight");
+    let info = tensor_info(file, &name)?;
+    check_dims(info, &[cols as u64, rows as u64])?;
+    if info.ggml_type == GgmlType::I2_S {
+        let fast =
+            formats::i2s_to_packed(file.tensor_data(info), rows, cols).map_err(|source| {
+                EngineError::Format {
+                    name: name.clone(),
+                    source,
+                }
+            })?;
+        if let Some(packed) = fast {
+            let factor = scale_factor(file, base)?;
+            let packed = packed.scaled(factor);
+            check_scale(&name, packed.scale())?;
+            return Ok(packed);
+        }
+    }
+    ternary_from_gguf(file, base, rows, cols).map(|w| kernels.pack(&w))
+}
+
+/// The optional per-tensor `<base>.scale` (1 when absent).
+fn scale_factor(file: &GgufFile, base: &str) -> Result<f32> {
+    let scale_name = format!("{base}.scale");
+    let Some(info) = file.tensor(&scale_name) else {
+        return Ok(1.0);
+    };
+    let v = float_values(info, file.tensor_data(info))?;
+    if v.len() != 1 {
+        return Err(EngineError::ShapeMismatch {
+            name: scale_name,
+            expected: vec![1],
+            found: info.dims.clone(),
+        });
+    }
+    Ok(v[0])
+}
+
+fn check_scale(name: &str, scale: f32) -> Result<()> {
+    if !scale.is_finite() || scale == 0.0 {
+        return Err(EngineError::BadTensor {
+            name: name.to_string(),
+            reason: format!("scale {scale} is not a finite non-zero number"),
+        });
+    }
+    Ok(())
+}
+
 fn ternary_from_gguf(
     file: &GgufFile,
     base: &str,
@@ -383,24 +441,8 @@ fn ternary_from_gguf(
             });
         }
     };
-    let scale_name = format!("{base}.scale");
-    if let Some(info) = file.tensor(&scale_name) {
-        let v = float_values(info, file.tensor_data(info))?;
-        if v.len() != 1 {
-            return Err(EngineError::ShapeMismatch {
-                name: scale_name,
-                expected: vec![1],
-                found: info.dims.clone(),
-            });
-        }
-        w.scale *= v[0];
-    }
-    if !(w.scale.is_finite()) || w.scale == 0.0 {
-        return Err(EngineError::BadTensor {
-            name,
-            reason: format!("scale {} is not a finite non-zero number", w.scale),
-        });
-    }
+    w.scale *= scale_factor(file, base)?;
+    check_scale(&name, w.scale)?;
     Ok(w)
 }
 

@@ -97,6 +97,33 @@ impl PackedTernary {
         }
     }
 
+    /// Takes bytes that are already in layout `i2s128` with no padding (`cols % 128 == 0`):
+    /// the code bytes of an I2_S tensor are exactly that (see
+    /// [`crate::formats::i2s_to_packed`], which validates them first).
+    pub(crate) fn from_unpadded_i2s128(
+        data: Vec<u8>,
+        rows: usize,
+        cols: usize,
+        scale: f32,
+    ) -> Self {
+        debug_assert!(cols.is_multiple_of(BLOCK) && data.len() == rows * cols / 4);
+        Self {
+            rows,
+            cols,
+            row_bytes: cols / BLOCK * BLOCK_BYTES,
+            scale,
+            layout: LAYOUT_I2S128,
+            data,
+        }
+    }
+
+    /// The same weights with their scale multiplied by `factor` (a GGUF file's optional
+    /// per-tensor `.scale`).
+    pub fn scaled(mut self, factor: f32) -> Self {
+        self.scale *= factor;
+        self
+    }
+
     /// Output features.
     pub fn rows(&self) -> usize {
         self.rows

@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use bitnet_engine::HeadType;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// The `--model` value that stands for the embedded default model (what receipts record too).
@@ -72,6 +73,15 @@ pub struct ModelArgs {
     /// Force a kernel implementation by id (default: the fastest this CPU supports).
     #[arg(long, value_name = "ID")]
     pub kernel: Option<String>,
+    /// Output head storage: `stored` (as in the file: F16 in BitNet GGUFs) or `q8_0`
+    /// (quantised at load time: about half the bytes per token, a small logit error).
+    #[arg(long, value_name = "TYPE", default_value = "stored", value_parser = parse_head_type)]
+    pub head_type: HeadType,
+}
+
+/// Parses `--head-type` (see [`HeadType`]'s `FromStr`).
+fn parse_head_type(s: &str) -> Result<HeadType, String> {
+    s.parse()
 }
 
 /// Element type of the KV cache.
@@ -286,6 +296,9 @@ pub struct BenchArgs {
     /// Force a kernel implementation by id.
     #[arg(long, value_name = "ID")]
     pub kernel: Option<String>,
+    /// Output head storage: `stored` (as in the model) or `q8_0`.
+    #[arg(long, value_name = "TYPE", default_value = "stored", value_parser = parse_head_type)]
+    pub head_type: HeadType,
     /// KV cache element type.
     #[arg(long, value_enum, default_value_t = KvTypeArg::F32)]
     pub kv_type: KvTypeArg,
@@ -305,9 +318,9 @@ pub struct PerplexityArgs {
     /// The text file.
     #[arg(short, long, value_name = "FILE")]
     pub file: PathBuf,
-    /// Window length in tokens.
-    #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u64).range(2..))]
-    pub ctx: u64,
+    /// Window length in tokens [default: 512, or the model's context length when shorter].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(2..))]
+    pub ctx: Option<u64>,
     /// Score at most this many windows.
     #[arg(long, value_name = "N")]
     pub max_windows: Option<usize>,

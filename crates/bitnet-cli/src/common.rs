@@ -62,6 +62,7 @@ pub fn load_options(args: &ModelArgs) -> LoadOptions {
         threads: args.threads,
         activation_quantization: !args.no_act_quant,
         kernel: args.kernel.clone(),
+        head_type: args.head_type,
     }
 }
 

@@ -69,3 +69,44 @@ fn bench_json_is_an_array_of_results() {
         assert!(r["avg_ts"].as_f64().unwrap() > 0.0);
     }
 }
+
+#[test]
+fn head_type_q8_0_is_reported_in_each_row() {
+    let json = |head: &str| -> serde_json::Value {
+        let out = stdout_of(&mut cli([
+            "bench",
+            "--synthetic",
+            "tiny",
+            "-p",
+            "0",
+            "-n",
+            "2",
+            "-r",
+            "1",
+            "--json",
+            "--no-bandwidth",
+            "--head-type",
+            head,
+        ]));
+        serde_json::from_str::<serde_json::Value>(&out).unwrap()[0].clone()
+    };
+    let (f16, q8) = (json("stored"), json("q8_0"));
+    assert_eq!(f16["head_type"], "F16");
+    assert_eq!(q8["head_type"], "Q8_0");
+    assert!(
+        q8["backend"].as_str().unwrap().ends_with("+ q8_0 head"),
+        "{q8}"
+    );
+    assert!(q8["avg_ts"].as_f64().unwrap() > 0.0);
+}
+
+#[test]
+fn unknown_head_type_is_refused_with_the_choices() {
+    let out = cli(["bench", "--synthetic", "tiny", "--head-type", "q4"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("unknown head type 'q4'"), "{err}");
+    assert!(err.contains("stored, q8_0"), "{err}");
+}

@@ -84,12 +84,8 @@ impl KvCache {
     pub fn key_dot(&self, layer: usize, pos: usize, start: usize, q: &[f32]) -> f32 {
         let o = self.offset(layer, pos) + start;
         match &self.keys {
-            Store::F32(s) => s[o..o + q.len()].iter().zip(q).map(|(a, b)| a * b).sum(),
-            Store::F16(s) => s[o..o + q.len()]
-                .iter()
-                .zip(q)
-                .map(|(a, b)| a.to_f32() * b)
-                .sum(),
+            Store::F32(s) => dot_lanes(&s[o..o + q.len()], q, |&k| k),
+            Store::F16(s) => dot_lanes(&s[o..o + q.len()], q, |k| k.to_f32()),
         }
     }
 
@@ -111,4 +107,25 @@ impl KvCache {
             }
         }
     }
+}
+
+/// `sum k[i] * q[i]` in eight interleaved partial sums: a single running sum is one long
+/// dependency chain the compiler may not reorder (float addition is not associative), while
+/// eight independent lanes vectorise. Prompt attention spends most of its time here.
+#[inline]
+fn dot_lanes<K>(k: &[K], q: &[f32], to_f32: impl Fn(&K) -> f32) -> f32 {
+    const LANES: usize = 8;
+    let mut acc = [0.0f32; LANES];
+    let (kc, qc) = (k.chunks_exact(LANES), q.chunks_exact(LANES));
+    let (kt, qt) = (kc.remainder(), qc.remainder());
+    for (kb, qb) in kc.zip(qc) {
+        for i in 0..LANES {
+            acc[i] += to_f32(&kb[i]) * qb[i];
+        }
+    }
+    let mut sum = acc.iter().sum::<f32>();
+    for (a, b) in kt.iter().zip(qt) {
+        sum += to_f32(a) * b;
+    }
+    sum
 }

@@ -40,5 +40,5 @@ pub use config::{Activation, ModelConfig};
 pub use error::{EngineError, Result};
 pub use generate::{FinishReason, GeneratedToken, Generation, GenerationParams, GenerationStats};
 pub use kv_cache::KvType;
-pub use model::{LoadOptions, Model, ModelSource, Session, SessionOptions};
+pub use model::{HeadType, LoadOptions, Model, ModelSource, Session, SessionOptions};
 pub use sampler::{Sampler, SamplingParams};

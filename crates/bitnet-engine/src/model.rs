@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 use bitnet_checkpoint::Checkpoint;
 use bitnet_gguf::GgufFile;
-use bitnet_kernels::{Kernels, PackedTernary};
+use bitnet_kernels::{Kernels, PackedTernary, Q8Activations};
 use bitnet_tokenizer::Tokenizer;
 
 use crate::config::ModelConfig;
@@ -40,6 +40,8 @@ pub struct LoadOptions {
     pub activation_quantization: bool,
     /// Force a kernel implementation by id (e.g. `i2s/scalar`); `None` picks the fastest.
     pub kernel: Option<String>,
+    /// Storage of the output head: as in the file (F16 in BitNet GGUFs), or Q8_0.
+    pub head_type: HeadType,
 }
 
 impl Default for LoadOptions {
@@ -48,6 +50,57 @@ impl Default for LoadOptions {
             threads: 0,
             activation_quantization: true,
             kernel: None,
+            head_type: HeadType::Stored,
+        }
+    }
+}
+
+/// How the output head is held in memory.
+///
+/// Decoding streams the whole head once per token; for the 2B4T shape its F16 form is 0.66 GB
+/// of ~1.18 GB. `Q8_0` quantises it at load time (ggml's numerics, 1.0625 bytes per weight),
+/// trading a small logit error for bandwidth. A tied embedding stays in its stored type
+/// (token lookups are exact); the head becomes a quantised copy.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum HeadType {
+    /// The type stored in the model (F16 in BitNet GGUFs; F32 or widened BF16 otherwise).
+    #[default]
+    Stored,
+    /// ggml-style Q8_0: int8 blocks of 32 with an f16 scale each.
+    Q8_0,
+}
+
+impl HeadType {
+    /// The names [`HeadType::from_str`](std::str::FromStr) accepts, for help texts.
+    pub const NAMES: [&'static str; 2] = ["stored", "q8_0"];
+
+    /// The canonical name (`"stored"`, `"q8_0"`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HeadType::Stored => "stored",
+            HeadType::Q8_0 => "q8_0",
+        }
+    }
+}
+
+impl std::fmt::Display for HeadType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for HeadType {
+    type Err = String;
+
+    /// `stored` (also `f16`, `file`) or `q8_0` (also `q8`), case-insensitive.
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "stored" | "file" | "f16" => Ok(HeadType::Stored),
+            "q8_0" | "q8" => Ok(HeadType::Q8_0),
+            _ => Err(format!(
+                "unknown head type '{s}' (expected one of: {})",
+                HeadType::NAMES.join(", ")
+            )),
         }
     }
 }
@@ -71,6 +124,7 @@ pub struct Model {
     rope: RopeTable,
     tokenizer: Option<Tokenizer>,
     act_quant: bool,
+    head_type: HeadType,
     source: ModelSource,
     /// Activation buffers of [`Model::forward_batch`] (one scheduler drives it at a time).
     batch_scratch: std::sync::Mutex<Option<Scratch>>,
@@ -83,7 +137,8 @@ impl Model {
         if path.is_dir() {
             let ckpt = Checkpoint::open(path)?;
             let config = ModelConfig::from_hf(ckpt.config())?;
-            let weights = weights::load_checkpoint(&ckpt, &config, &kernels)?;
+            let mut weights = weights::load_checkpoint(&ckpt, &config, &kernels)?;
+            apply_head_type(&mut weights, opts, &kernels)?;
             let tokenizer = if path.join("tokenizer.json").is_file() {
                 Some(Tokenizer::from_hf_dir(path)?)
             } else {
@@ -111,7 +166,8 @@ impl Model {
     /// [`crate::synthetic`]): for benchmarks without a model file. It has no tokenizer.
     pub fn synthetic(config: ModelConfig, seed: u64, opts: &LoadOptions) -> Result<Self> {
         let kernels = make_kernels(opts)?;
-        let weights = crate::synthetic::weights(&config, seed, &kernels);
+        let mut weights = crate::synthetic::weights(&config, seed, &kernels);
+        apply_head_type(&mut weights, opts, &kernels)?;
         Ok(Self::assemble(
             config,
             weights,
@@ -130,7 +186,8 @@ impl Model {
 
     fn from_gguf(file: Arc<GgufFile>, opts: &LoadOptions, kernels: Kernels) -> Result<Self> {
         let config = ModelConfig::from_gguf(&file)?;
-        let weights = weights::load_gguf(&file, &config, &kernels)?;
+        let mut weights = weights::load_gguf(&file, &config, &kernels)?;
+        apply_head_type(&mut weights, opts, &kernels)?;
         let tokenizer = crate::tokenizer::from_gguf(&file)?;
         Ok(Self::assemble(
             config,
@@ -158,6 +215,7 @@ impl Model {
             rope,
             tokenizer,
             act_quant: opts.activation_quantization,
+            head_type: opts.head_type,
             source,
             batch_scratch: std::sync::Mutex::new(None),
         }
@@ -188,6 +246,11 @@ impl Model {
         self.act_quant
     }
 
+    /// How the output head is stored (see [`HeadType`]).
+    pub fn head_type(&self) -> HeadType {
+        self.head_type
+    }
+
     /// Where the model was loaded from.
     pub fn source(&self) -> &ModelSource {
         &self.source
@@ -210,7 +273,8 @@ impl Model {
         Session {
             kv: KvCache::new(c.n_layers, ctx, c.kv_dim(), opts.kv_type),
             pos: 0,
-            scores: vec![0.0; ctx],
+            // One attention score row per kernel thread (prompts split attention by token).
+            scores: vec![0.0; ctx * self.kernels.threads()],
             scratch: Scratch::new(c, batch),
         }
     }
@@ -325,6 +389,7 @@ impl Model {
             &self.kernels,
             &sc.h[..n * d],
             n,
+            &mut sc.head_act,
             &mut sc.logits[..n * vocab],
         );
     }
@@ -441,17 +506,24 @@ impl Model {
                     &sc.v[t * kvd..(t + 1) * kvd],
                 );
             }
-            for t in 0..n {
-                let pos = rows.pos(t);
-                let (kv, scores) = rows.cache(t);
-                self.attention(
-                    kv,
-                    scores,
-                    l,
-                    pos,
-                    &sc.q[t * qd..(t + 1) * qd],
-                    &mut sc.attn[t * qd..(t + 1) * qd],
-                );
+            match rows.single_sequence() {
+                // A prompt: its tokens' attention split across the kernel threads.
+                Some((kv, scores, pos0)) if n > 1 && self.kernels.threads() > 1 => self
+                    .attention_tokens(kv, scores, l, pos0, &sc.q[..n * qd], &mut sc.attn[..n * qd]),
+                _ => {
+                    for t in 0..n {
+                        let pos = rows.pos(t);
+                        let (kv, scores) = rows.cache(t);
+                        self.attention(
+                            kv,
+                            scores,
+                            l,
+                            pos,
+                            &sc.q[t * qd..(t + 1) * qd],
+                            &mut sc.attn[t * qd..(t + 1) * qd],
+                        );
+                    }
+                }
             }
             for t in 0..n {
                 // rms over the whole attention output, then the sub-norm weight.
@@ -527,6 +599,56 @@ impl Model {
         }
     }
 
+    /// Attention of `q.len() / q_dim` consecutive tokens of one sequence (positions `pos0..`)
+    /// on every kernel thread. Token `t` costs `pos0 + t + 1` key/value rows, so the tokens are
+    /// split into contiguous ranges of equal total cost; each thread uses its own `ctx`-long
+    /// part of `scores` (`threads * ctx` long) and writes only its tokens' rows of `out`.
+    fn attention_tokens(
+        &self,
+        kv: &KvCache,
+        scores: &mut [f32],
+        layer: usize,
+        pos0: usize,
+        q: &[f32],
+        out: &mut [f32],
+    ) {
+        let qd = self.config.q_dim();
+        let n = q.len() / qd;
+        let threads = self.kernels.threads();
+        let share = scores.len() / threads;
+        assert!(
+            share >= pos0 + n,
+            "scores: {share} per thread < {} positions",
+            pos0 + n
+        );
+        assert_eq!(out.len(), n * qd, "attention output length");
+        // Cost of tokens 0..t, and the first token of thread i's range.
+        let cost = |t: usize| t * pos0 + t * (t + 1) / 2;
+        let total = cost(n);
+        let start = |i: usize| -> usize {
+            if i >= threads {
+                return n;
+            }
+            let goal = total * i / threads;
+            (0..n).find(|&t| cost(t) >= goal).unwrap_or(n)
+        };
+        let out = SharedMut::new(out);
+        let scores = SharedMut::new(scores);
+        self.kernels.run_parallel(&|i| {
+            let (t0, t1) = (start(i), start(i + 1));
+            if t0 >= t1 {
+                return;
+            }
+            // SAFETY: thread `i` alone uses scores[i * share..] and the rows of tokens
+            // t0..t1, ranges that `start` makes disjoint across threads.
+            let s = unsafe { scores.slice(i * share..(i + 1) * share) };
+            for t in t0..t1 {
+                let o = unsafe { out.slice(t * qd..(t + 1) * qd) };
+                self.attention(kv, s, layer, pos0 + t, &q[t * qd..(t + 1) * qd], o);
+            }
+        });
+    }
+
     /// Causal grouped-query attention of one query row at absolute position `pos` over the
     /// cache of `layer` (positions `0..=pos`).
     fn attention(
@@ -570,6 +692,40 @@ impl Model {
 trait RowCaches {
     fn pos(&self, t: usize) -> usize;
     fn cache(&mut self, t: usize) -> (&mut KvCache, &mut [f32]);
+    /// When every row belongs to one sequence at consecutive positions: its cache, its
+    /// scores buffer and the first row's position.
+    fn single_sequence(&mut self) -> Option<(&KvCache, &mut [f32], usize)> {
+        None
+    }
+}
+
+/// A buffer that several threads write in disjoint ranges (attention rows, score buffers).
+struct SharedMut<T> {
+    ptr: *mut T,
+    len: usize,
+}
+
+// SAFETY: only hands out `&mut [T]` through the unsafe `slice`, whose callers keep the
+// ranges disjoint; `T: Send` lets those slices be used from other threads.
+unsafe impl<T: Send> Sync for SharedMut<T> {}
+
+impl<T> SharedMut<T> {
+    fn new(buf: &mut [T]) -> Self {
+        Self {
+            ptr: buf.as_mut_ptr(),
+            len: buf.len(),
+        }
+    }
+
+    /// # Safety
+    /// Slices alive at the same time must not overlap, and the buffer passed to `new` must
+    /// outlive them and not be used otherwise meanwhile.
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn slice(&self, r: std::ops::Range<usize>) -> &mut [T] {
+        assert!(r.start <= r.end && r.end <= self.len, "range out of bounds");
+        // SAFETY: in bounds (checked); exclusivity is the caller's promise.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.add(r.start), r.len()) }
+    }
 }
 
 /// Consecutive tokens of one sequence.
@@ -585,6 +741,9 @@ impl RowCaches for SingleRows<'_> {
     }
     fn cache(&mut self, _t: usize) -> (&mut KvCache, &mut [f32]) {
         (self.kv, self.scores)
+    }
+    fn single_sequence(&mut self) -> Option<(&KvCache, &mut [f32], usize)> {
+        Some((self.kv, self.scores, self.pos0))
     }
 }
 
@@ -618,6 +777,8 @@ pub(crate) struct Scratch {
     up: Vec<f32>,
     out: Vec<f32>,
     logits: Vec<f32>,
+    /// The head's quantised input when it is Q8_0 (rows of `h` it reads).
+    head_act: Q8Activations,
 }
 
 impl Scratch {
@@ -638,6 +799,22 @@ impl Scratch {
             out: vec![0.0; batch * c.hidden_size],
             // One row suffices for a session; forward_batch's shared scratch holds one per row.
             logits: vec![0.0; c.vocab_size],
+            head_act: Q8Activations::new(batch, c.hidden_size),
+        }
+    }
+}
+
+/// Re-stores the head as `opts.head_type` asks (quantising on the kernels' thread count).
+fn apply_head_type(
+    weights: &mut ModelWeights,
+    opts: &LoadOptions,
+    kernels: &Kernels,
+) -> Result<()> {
+    match opts.head_type {
+        HeadType::Stored => Ok(()),
+        HeadType::Q8_0 => {
+            weights.head = Arc::new(weights.head.to_q8_0(kernels.threads())?);
+            Ok(())
         }
     }
 }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use bitnet_checkpoint::{Checkpoint, Linear, Norm};
 use bitnet_gguf::{GgmlType, GgufFile, TensorInfo};
-use bitnet_kernels::{Kernels, PackedTernary, TernaryWeights, formats};
+use bitnet_kernels::{Kernels, PackedTernary, Q8Activations, Q8Matrix, TernaryWeights, formats};
 use half::{bf16, f16};
 
 use crate::config::ModelConfig;
@@ -31,6 +31,8 @@ enum DenseData {
         file: Arc<GgufFile>,
         index: usize,
     },
+    /// 8-bit blocks (the optional smaller head, `HeadType::Q8_0`).
+    Q8(Q8Matrix),
 }
 
 impl DenseMatrix {
@@ -69,16 +71,37 @@ impl DenseMatrix {
         match self.data {
             DenseData::F32(_) => "F32",
             DenseData::F16(_) | DenseData::F16Mapped { .. } => "F16",
+            DenseData::Q8(_) => "Q8_0",
         }
     }
 
     /// Bytes streamed by one full matrix-vector product.
     pub fn size_bytes(&self) -> usize {
-        let elem = match self.data {
-            DenseData::F32(_) => 4,
-            _ => 2,
-        };
-        self.rows * self.cols * elem
+        match &self.data {
+            DenseData::F32(_) => self.rows * self.cols * 4,
+            DenseData::F16(_) | DenseData::F16Mapped { .. } => self.rows * self.cols * 2,
+            DenseData::Q8(m) => m.size_bytes(),
+        }
+    }
+
+    /// This matrix quantised to Q8_0 (ggml's numerics, see `bitnet_kernels::q8`) on up to
+    /// `threads` threads: half the bytes of F16 per matrix-vector product.
+    ///
+    /// # Errors
+    /// If the column count is not a multiple of 32 (Q8_0's block).
+    pub fn to_q8_0(&self, threads: usize) -> Result<Self> {
+        let q = Q8Matrix::quantize(self.rows, self.cols, threads, |r, buf| {
+            self.row_into(r, buf)
+        })
+        .map_err(|source| EngineError::Format {
+            name: "output head as Q8_0".into(),
+            source,
+        })?;
+        Ok(Self {
+            rows: self.rows,
+            cols: self.cols,
+            data: DenseData::Q8(q),
+        })
     }
 
     fn f16_slice(&self) -> Option<&[f16]> {
@@ -89,7 +112,7 @@ impl DenseMatrix {
                 // Alignment (>= 2) and length were checked when the matrix was created.
                 Some(bytemuck::cast_slice(file.tensor_data(info)))
             }
-            DenseData::F32(_) => None,
+            DenseData::F32(_) | DenseData::Q8(_) => None,
         }
     }
 
@@ -98,6 +121,7 @@ impl DenseMatrix {
         let range = r * self.cols..(r + 1) * self.cols;
         match &self.data {
             DenseData::F32(v) => out.copy_from_slice(&v[range]),
+            DenseData::Q8(m) => m.row_into(r, out),
             _ => {
                 let s = self.f16_slice().expect("f16 data");
                 for (o, h) in out.iter_mut().zip(&s[range]) {
@@ -107,10 +131,19 @@ impl DenseMatrix {
         }
     }
 
-    /// `y[t][r] = sum_c self[r][c] * x[t][c]` for `n` rows of `x`.
-    pub fn matmul(&self, kernels: &Kernels, x: &[f32], n: usize, y: &mut [f32]) {
+    /// `y[t][r] = sum_c self[r][c] * x[t][c]` for `n` rows of `x`. A Q8_0 matrix quantises
+    /// `x` into `act` first (room for `n` rows of `cols`; other types leave it alone).
+    pub fn matmul(
+        &self,
+        kernels: &Kernels,
+        x: &[f32],
+        n: usize,
+        act: &mut Q8Activations,
+        y: &mut [f32],
+    ) {
         match &self.data {
             DenseData::F32(v) => kernels.f32_matmul(v, self.rows, self.cols, x, n, y),
+            DenseData::Q8(m) => kernels.q8_matmul(m, x, n, act, y),
             _ => {
                 let s = self.f16_slice().expect("f16 data");
                 kernels.f16_matmul(s, self.rows, self.cols, x, n, y)

@@ -6,11 +6,11 @@
 //! benchmark cycles through enough copies of the packed matrix (>= 96 MiB in total) that
 //! each call streams its weights from DRAM, not from the 32 MiB L3 of a typical server.
 //!
-//! A dense f16 head group measures the other large per-token weight stream.
+//! Dense f16 and Q8_0 head groups measure the other large per-token weight stream.
 //!
 //! Quick run: `cargo bench -p bitnet-kernels -- --warm-up-time 1 --measurement-time 3`.
 
-use bitnet_kernels::{Kernels, PackedTernary, TernaryWeights, available};
+use bitnet_kernels::{Kernels, PackedTernary, Q8Activations, Q8Matrix, TernaryWeights, available};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use std::hint::black_box;
 
@@ -150,5 +150,37 @@ fn f16_head(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, memory_probe, ternary, f16_head);
+/// The same head slice in Q8_0 (`--head-type q8_0`): 1.0625 bytes per weight.
+fn q8_head(c: &mut Criterion) {
+    let (rows, cols) = (32768usize, 2560usize);
+    let w = Q8Matrix::quantize(rows, cols, 2, |r, buf| {
+        for (k, v) in buf.iter_mut().enumerate() {
+            *v = (((r * cols + k) * 7919) % 2001) as f32 / 1000.0 - 1.0;
+        }
+    })
+    .expect("2560 columns are whole blocks");
+    let x: Vec<f32> = (0..cols).map(|i| (i % 13) as f32 / 13.0).collect();
+    let mut act = Q8Activations::new(1, cols);
+    let mut y = vec![0f32; rows];
+    let mut g = c.benchmark_group("q8_head_32768x2560");
+    g.sample_size(10);
+    g.throughput(Throughput::Bytes(w.size_bytes() as u64));
+    for ops in available() {
+        for threads in [1usize, 2] {
+            let k = Kernels::with_ops(ops, threads);
+            g.bench_function(
+                BenchmarkId::new(format!("q8_0/{}/n1", ops.isa()), format!("t{threads}")),
+                |b| {
+                    b.iter(|| {
+                        k.q8_matmul(&w, &x, 1, &mut act, &mut y);
+                        black_box(&y);
+                    })
+                },
+            );
+        }
+    }
+    g.finish();
+}
+
+criterion_group!(benches, memory_probe, ternary, f16_head, q8_head);
 criterion_main!(benches);

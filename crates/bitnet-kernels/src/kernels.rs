@@ -6,6 +6,7 @@ use crate::dispatch::detect;
 use crate::op::TernaryOps;
 use crate::packed::{OutRows, PackedTernary};
 use crate::pool::{Pool, chunk};
+use crate::q8::{Q8Activations, Q8Matrix};
 use half::f16;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -22,9 +23,11 @@ enum Op {
     F16Gemm,
     F32Gemv,
     F32Gemm,
+    Q8Gemv,
+    Q8Gemm,
 }
 
-const OPS: [Op; 8] = [
+const OPS: [Op; 10] = [
     Op::Quantize,
     Op::Gemv,
     Op::Gemm,
@@ -33,6 +36,8 @@ const OPS: [Op; 8] = [
     Op::F16Gemm,
     Op::F32Gemv,
     Op::F32Gemm,
+    Op::Q8Gemv,
+    Op::Q8Gemm,
 ];
 
 impl Op {
@@ -47,6 +52,8 @@ impl Op {
             Op::F16Gemm => format!("f16/{isa}:gemm"),
             Op::F32Gemv => format!("f32/{isa}:gemv"),
             Op::F32Gemm => format!("f32/{isa}:gemm"),
+            Op::Q8Gemv => format!("q8_0/{isa}:gemv"),
+            Op::Q8Gemm => format!("q8_0/{isa}:gemm"),
         }
     }
 }
@@ -131,6 +138,13 @@ impl Kernels {
             let mut part = unsafe { shared.sub(chunk(rows, threads, i)) };
             f(&mut part);
         });
+    }
+
+    /// Runs `job(i)` for every `i in 0..self.threads()` on the pool (`job(0)` on the calling
+    /// thread) and returns when all are done: for work besides the matmuls that is worth
+    /// splitting, such as attention over a long prompt. Allocates nothing.
+    pub fn run_parallel(&self, job: &(dyn Fn(usize) + Sync)) {
+        self.pool.run(job);
     }
 
     /// Quantises `n` activation rows: `x: [n][cols]` f32 -> `q: [n][cols]` i8 and
@@ -241,6 +255,31 @@ impl Kernels {
         let ops = self.ops;
         self.split_rows(&mut out, rows * cols * n.max(1), &|part| {
             ops.f32_rows(w, cols, x, part)
+        });
+    }
+
+    /// Q8_0 matmul (the 8-bit head): quantises `x: [n][w.cols()]` into `act` per block of
+    /// 32, then `y[t][r] = sum_b isum * dw[r][b] * dx[t][b]` (see [`crate::q8`]).
+    /// `y: [n][w.rows()]`. `act` is caller-owned so that decoding allocates nothing.
+    ///
+    /// # Panics
+    /// On wrong slice lengths, or `n` beyond `act`'s capacity.
+    pub fn q8_matmul(
+        &self,
+        w: &Q8Matrix,
+        x: &[f32],
+        n: usize,
+        act: &mut Q8Activations,
+        y: &mut [f32],
+    ) {
+        let mut out = OutRows::new(y, n, w.rows());
+        act.quantize(x, n);
+        crate::q8::check_q8(w, act, &out);
+        self.count(if n == 1 { Op::Q8Gemv } else { Op::Q8Gemm });
+        let ops = self.ops;
+        let act: &Q8Activations = act;
+        self.split_rows(&mut out, w.rows() * w.cols() * n.max(1), &|part| {
+            ops.q8_rows(w, act, part)
         });
     }
 

@@ -8,6 +8,7 @@
 //!   results to the scalar reference (exact i32 accumulation, one shared float step).
 //! - [`PackedTernary`]: weights repacked once at load time into the 2-bit layout the
 //!   kernels stream (0.25 byte per weight; see [`packed`]).
+//! - [`Q8Matrix`]: ggml-style Q8_0 for the optional 8-bit output head ([`q8`]).
 //! - [`Kernels`]: what the engine calls: the ops, a persistent thread pool splitting rows,
 //!   and per-kernel call counters for receipts. No heap allocation per call.
 //!
@@ -24,6 +25,7 @@ mod kernels;
 mod op;
 pub mod packed;
 mod pool;
+pub mod q8;
 mod scalar;
 #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 mod tile;
@@ -36,6 +38,7 @@ pub use formats::FormatError;
 pub use kernels::Kernels;
 pub use op::TernaryOps;
 pub use packed::{OutRows, PackedTernary};
+pub use q8::{Q8Activations, Q8Matrix};
 pub use scalar::Scalar;
 
 /// Ternary weights in canonical form: row-major `[rows][cols]` values in `{-1, 0, +1}`

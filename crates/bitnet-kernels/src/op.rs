@@ -20,6 +20,7 @@
 use crate::TernaryWeights;
 use crate::act_quant::quantize_row_reference;
 use crate::packed::{BLOCK, OutRows, PackedTernary};
+use crate::q8::{Q8Activations, Q8Matrix};
 use half::f16;
 
 /// Ternary (and dense head) kernels for one instruction set. See the module doc.
@@ -68,6 +69,16 @@ pub trait TernaryOps: Send + Sync + 'static {
     /// On wrong slice lengths.
     fn f16_rows(&self, w: &[f16], cols: usize, x: &[f32], out: &mut OutRows<'_>) {
         scalar_f16_rows(w, cols, x, out);
+    }
+
+    /// Q8_0 matmul on the rows of `out` (the 8-bit head, see [`crate::q8`]):
+    /// `y[t][r] = sum_b isum(w[r][b], x[t][b]) * dw[r][b] * dx[t][b]`, each block's integer
+    /// dot exact, the float sum in any order.
+    ///
+    /// # Panics
+    /// On mismatched shapes.
+    fn q8_rows(&self, w: &Q8Matrix, x: &Q8Activations, out: &mut OutRows<'_>) {
+        crate::q8::scalar_q8_rows(w, x, out);
     }
 
     /// Dense f32 matmul on the rows of `out`, like [`TernaryOps::f16_rows`].

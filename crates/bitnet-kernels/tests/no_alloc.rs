@@ -2,7 +2,7 @@
 //! (only in this test binary) sees zero allocations across repeated GEMV, GEMM,
 //! quantisation and dense-head calls, with 1 and 2 threads.
 
-use bitnet_kernels::{Kernels, TernaryWeights, available};
+use bitnet_kernels::{Kernels, Q8Activations, Q8Matrix, TernaryWeights, available};
 use half::f16;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -52,6 +52,14 @@ fn hot_path_allocates_nothing_after_warm_up() {
     let head: Vec<f16> = (0..rows * cols)
         .map(|i| f16::from_f32((i % 7) as f32 / 7.0))
         .collect();
+    let q8_cols = 640;
+    let q8 = Q8Matrix::quantize(rows, q8_cols, 1, |r, buf| {
+        for (c, v) in buf.iter_mut().enumerate() {
+            *v = ((r * 31 + c * 7) % 13) as f32 / 13.0 - 0.5;
+        }
+    })
+    .unwrap();
+    let mut act = Q8Activations::new(n, q8_cols);
     for ops in available() {
         for threads in [1, 2] {
             let k = Kernels::with_ops(ops, threads);
@@ -66,6 +74,8 @@ fn hot_path_allocates_nothing_after_warm_up() {
                 k.ternary_matmul(&p, &q, &s, n, &mut y);
                 k.ternary_matmul_f32(&p, &x, n, &mut y);
                 k.f16_matmul(&head, rows, cols, &x[..cols], 1, &mut y[..rows]);
+                k.q8_matmul(&q8, &x[..q8_cols], 1, &mut act, &mut y[..rows]);
+                k.q8_matmul(&q8, &x[..n * q8_cols], n, &mut act, &mut y);
             };
             run(&k); // warm-up (thread start-up, lazy statics)
             ALLOCS.store(0, Ordering::SeqCst);

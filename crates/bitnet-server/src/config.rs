@@ -78,6 +78,10 @@ pub struct Args {
     /// Force a kernel implementation by id (e.g. i2s/avx2); disables tuning.
     #[arg(long, value_name = "ID")]
     pub kernel: Option<String>,
+    /// Output head storage: `stored` (as in the model: F16 in BitNet GGUFs) or `q8_0`
+    /// (quantised at load: about half the bytes per token, a small logit error).
+    #[arg(long, value_name = "TYPE", default_value = "stored", value_parser = parse_head_type)]
+    pub head_type: bitnet_engine::HeadType,
     /// Seconds to wait for running requests on SIGTERM before closing them.
     #[arg(long, default_value_t = 30)]
     pub shutdown_timeout: u64,
@@ -95,6 +99,11 @@ pub struct Args {
     /// $XDG_CACHE_HOME/bitnet-rs/tuning.json or ~/.cache/bitnet-rs/tuning.json.
     #[arg(long, value_name = "FILE")]
     pub tuning_cache: Option<PathBuf>,
+}
+
+/// Parses `--head-type` (see `HeadType`'s `FromStr`).
+fn parse_head_type(s: &str) -> Result<bitnet_engine::HeadType, String> {
+    s.parse()
 }
 
 /// The model to serve.
@@ -133,6 +142,8 @@ pub struct ServerConfig {
     pub api_key: Option<String>,
     /// Forced kernel.
     pub kernel: Option<String>,
+    /// Output head storage.
+    pub head_type: bitnet_engine::HeadType,
     /// Receipts log (receipts on when set).
     pub receipts_log: Option<PathBuf>,
     /// Run start-up tuning (only with the `tuning` feature).
@@ -243,6 +254,7 @@ impl ServerConfig {
             max_body_bytes: args.max_body_bytes,
             api_key: args.api_key.clone(),
             kernel: args.kernel.clone(),
+            head_type: args.head_type,
             receipts_log: args.receipts_log.clone(),
             tune: cfg!(feature = "tuning") && !args.no_tune && args.kernel.is_none(),
             tuning_cache: args.tuning_cache.clone(),
@@ -269,6 +281,7 @@ impl ServerConfig {
             max_body_bytes: 1 << 20,
             api_key: None,
             kernel: None,
+            head_type: bitnet_engine::HeadType::Stored,
             receipts_log: None,
             tune: false,
             tuning_cache: None,

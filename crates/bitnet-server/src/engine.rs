@@ -115,6 +115,7 @@ impl Engine {
             threads: cfg.threads,
             activation_quantization: true,
             kernel: cfg.kernel.clone(),
+            head_type: cfg.head_type,
         };
         #[cfg_attr(not(feature = "tuning"), allow(unused_mut))]
         let mut model = load_model(&cfg.model, &opts)?;

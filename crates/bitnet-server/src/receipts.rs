@@ -209,6 +209,7 @@ impl ReceiptStore {
                 "stop": r.stop_strings,
                 "stop_ids": e.stop_ids,
                 "act_quant": e.model.activation_quantization(),
+                "head_type": e.model.head_type().as_str(),
                 "kv_type": e.kv_type_name(),
                 "ctx": e.ctx,
             },

@@ -144,7 +144,40 @@ async fn chat_streaming_equals_non_streaming_and_ends_with_done() {
 
 #[actix_web::test]
 async fn concurrent_requests_are_batched_and_equal_each_served_alone() {
-    let s = TestServer::start(config());
+    check_batched_equals_alone(config()).await;
+}
+
+/// `--head-type q8_0`: the batched Q8_0 head gives each request exactly what it gets alone,
+/// and the served model is the engine's with that head.
+#[actix_web::test]
+async fn q8_0_head_batched_equals_alone_and_matches_the_engine() {
+    let mut cfg = config();
+    cfg.head_type = bitnet_engine::HeadType::Q8_0;
+    let s = TestServer::start(cfg.clone());
+    let engine = &s.state.loaded().unwrap().engine;
+    assert_eq!(engine.model.weights().head.type_name(), "Q8_0");
+    let prompt = engine
+        .model
+        .tokenizer()
+        .unwrap()
+        .encode("Hello", true, true)
+        .unwrap();
+    let (status, v) = post(
+        &s.url("/v1/completions"),
+        &json!({"prompt": "Hello", "max_tokens": 12, "temperature": 0}),
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(
+        ids(&v),
+        reference(&s, &prompt, 12, SamplingParams::greedy())
+    );
+    s.stop().await;
+    check_batched_equals_alone(cfg).await;
+}
+
+async fn check_batched_equals_alone(cfg: bitnet_server::config::ServerConfig) {
+    let s = TestServer::start(cfg);
     let bodies: Vec<Value> = (0..6)
         .map(|i| {
             json!({

@@ -13,7 +13,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use anyhow::Result;
-use bitnet_engine::{LoadOptions, Model, ModelConfig, SessionOptions};
+use bitnet_engine::{HeadType, LoadOptions, Model, ModelConfig, SessionOptions};
 use serde::Serialize;
 
 use crate::args::BenchArgs;
@@ -27,6 +27,8 @@ struct BenchResult {
     size_bytes: u64,
     params: u64,
     backend: String,
+    /// Storage type of the output head in memory (`F16`, `Q8_0`, ...).
+    head_type: &'static str,
     threads: usize,
     test: String,
     n_prompt: usize,
@@ -178,6 +180,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
             threads: t,
             activation_quantization: !args.no_act_quant,
             kernel: args.kernel.clone(),
+            head_type: args.head_type,
         };
         let pb = common::spinner(&format!("building model for {t} threads"));
         let model = match (&synthetic, &args.model) {
@@ -188,11 +191,22 @@ pub fn run(args: BenchArgs) -> Result<()> {
         pb.finish_and_clear();
         let c = model.config().clone();
         let w = model.weights();
+        // The embedding is counted apart unless the head *is* it (tied and not re-stored).
+        let head_is_embedding = std::sync::Arc::ptr_eq(&w.head, &w.embedding);
         let size = size_on_disk.unwrap_or_else(|| {
-            (w.bytes_per_token() + if w.tied { 0 } else { w.embedding.size_bytes() }) as u64
+            let embedding = if head_is_embedding {
+                0
+            } else {
+                w.embedding.size_bytes()
+            };
+            (w.bytes_per_token() + embedding) as u64
         });
         let params = param_count(&c, w.tied);
-        let backend = format!("CPU {}", model.kernels().ops().id());
+        let head_type = w.head.type_name();
+        let backend = match args.head_type {
+            HeadType::Stored => format!("CPU {}", model.kernels().ops().id()),
+            other => format!("CPU {} + {other} head", model.kernels().ops().id()),
+        };
         let threads_used = model.kernels().threads();
         let row = |test: String, np: usize, ng: usize, samples: Vec<f64>| {
             let (avg, sd) = mean_std(&samples);
@@ -201,6 +215,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
                 size_bytes: size,
                 params,
                 backend: backend.clone(),
+                head_type,
                 threads: threads_used,
                 test,
                 n_prompt: np,

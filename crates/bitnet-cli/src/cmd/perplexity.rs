@@ -44,7 +44,11 @@ pub fn run(args: PerplexityArgs) -> Result<()> {
     let (model, _) = common::load_model(&args.model)?;
     let tok = model.tokenizer().ok_or(CliError::NoTokenizer)?;
     let max = model.config().context_length;
-    let ctx = usize::try_from(args.ctx).unwrap_or(usize::MAX);
+    let ctx = match args.ctx {
+        Some(c) => usize::try_from(c).unwrap_or(usize::MAX),
+        // llama.cpp's default window, unless the model cannot hold it.
+        None => max.min(512),
+    };
     if ctx > max {
         return Err(CliError::ContextTooLarge { ctx, max }.into());
     }

@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Result;
 use bitnet_engine::{
-    FinishReason, Generation, GenerationParams, GenerationStats, LoadOptions, Model,
+    FinishReason, Generation, GenerationParams, GenerationStats, HeadType, LoadOptions, Model,
     SamplingParams, SessionOptions,
 };
 use serde::{Deserialize, Serialize};
@@ -198,6 +198,14 @@ pub struct Settings {
     pub max_batch: usize,
     /// Kernel forced with `--kernel`, if any.
     pub kernel: Option<String>,
+    /// Output head storage (`stored`, `q8_0`); receipts written before the option existed
+    /// read as `stored`.
+    #[serde(default = "stored_head")]
+    pub head_type: String,
+}
+
+fn stored_head() -> String {
+    HeadType::Stored.to_string()
 }
 
 impl Settings {
@@ -223,6 +231,7 @@ impl Settings {
             ctx: r.session_ctx,
             max_batch: r.session_opts.max_batch,
             kernel: r.kernel.clone(),
+            head_type: r.model.head_type().to_string(),
         }
     }
 }
@@ -420,6 +429,10 @@ pub fn verify(args: VerifyReceiptArgs) -> Result<()> {
         threads: args.threads,
         activation_quantization: s.act_quant,
         kernel: s.kernel.clone(),
+        head_type: s
+            .head_type
+            .parse()
+            .map_err(|e: String| bad(format!("settings.head_type: {e}")))?,
     };
     let (model, _) = common::load_model_with(&path, &opts)?;
     let kv_type = match s.kv_type.as_str() {

@@ -4,12 +4,14 @@
 //! Ternary dot: `vpmaddubsw(codes, q)` then `vpmaddwd(.., 1)` (see [`super::ternary`] for
 //! why this is exact). Activation quantisation does the reference's exact f32 steps 8
 //! lanes at a time (`vroundps` rounds half to even like `round_ties_even`). The dense head
-//! converts f16 with `vcvtph2ps` and accumulates with FMA.
+//! converts f16 with `vcvtph2ps` and accumulates with FMA; the Q8_0 head does an exact
+//! integer dot per block of 32 (`vpmaddubsw` on `|w|` and `sign(x, w)`) and one FMA.
 
 use super::ternary::DotStep;
 use crate::act_quant::{act_scale, quantize_value};
 use crate::op::{TernaryOps, check_dense, check_ternary};
 use crate::packed::{OutRows, PackedTernary};
+use crate::q8::{Q8_BLOCK, Q8Activations, Q8Matrix, check_q8};
 use crate::tile::ternary_rows;
 use half::f16;
 use std::arch::x86_64::*;
@@ -231,6 +233,91 @@ pub(crate) unsafe fn f32_rows_avx2(w: &[f32], cols: usize, x: &[f32], out: &mut 
     unsafe { dense_rows(w, cols, x, out) }
 }
 
+/// `NT` tokens times one Q8_0 row: per block `|w| * sign(x, w)` with `vpmaddubsw` (exact:
+/// quants lie in -127..=127, so pairs stay below 2^15), `vpmaddwd` to i32, then one FMA with
+/// `dw * dx`. Two accumulators per token hide the FMA latency.
+#[inline(always)]
+unsafe fn q8_tile<const NT: usize>(
+    wq: &[i8],
+    wd: &[f16],
+    xq: &[*const i8; NT],
+    xd: &[*const f32; NT],
+) -> [f32; NT] {
+    unsafe {
+        let nb = wd.len();
+        debug_assert_eq!(wq.len(), nb * Q8_BLOCK);
+        let ones = _mm256_set1_epi16(1);
+        let mut acc = [[_mm256_setzero_ps(); 2]; NT];
+        let mut ws = [0.0f32; 8];
+        let mut b = 0;
+        while b < nb {
+            let g = (nb - b).min(8);
+            if g == 8 {
+                let h = _mm_loadu_si128(wd.as_ptr().add(b) as *const __m128i);
+                _mm256_storeu_ps(ws.as_mut_ptr(), _mm256_cvtph_ps(h));
+            } else {
+                for (k, w) in ws.iter_mut().enumerate().take(g) {
+                    *w = wd[b + k].to_f32();
+                }
+            }
+            for (k, &wsk) in ws.iter().enumerate().take(g) {
+                let off = (b + k) * Q8_BLOCK;
+                let w = _mm256_loadu_si256(wq.as_ptr().add(off) as *const __m256i);
+                let aw = _mm256_abs_epi8(w);
+                for t in 0..NT {
+                    let x = _mm256_loadu_si256(xq[t].add(off) as *const __m256i);
+                    let p =
+                        _mm256_madd_epi16(_mm256_maddubs_epi16(aw, _mm256_sign_epi8(x, w)), ones);
+                    let sc = _mm256_set1_ps(wsk * *xd[t].add(b + k));
+                    acc[t][k & 1] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), sc, acc[t][k & 1]);
+                }
+            }
+            b += g;
+        }
+        let mut out = [0.0f32; NT];
+        for t in 0..NT {
+            out[t] = hsum_ps(_mm256_add_ps(acc[t][0], acc[t][1]));
+        }
+        out
+    }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn q8_rows_avx2(w: &Q8Matrix, x: &Q8Activations, out: &mut OutRows<'_>) {
+    check_q8(w, x, out);
+    let (cols, nb) = (w.cols(), w.blocks_per_row());
+    let rows = out.rows();
+    let n = out.n();
+    let mut t = 0;
+    while t < n {
+        let nt = 4.min(n - t);
+        macro_rules! tile {
+            ($nt:literal) => {{
+                let xq: [*const i8; $nt] =
+                    std::array::from_fn(|k| x.quants()[(t + k) * cols..].as_ptr());
+                let xd: [*const f32; $nt] =
+                    std::array::from_fn(|k| x.scales()[(t + k) * nb..].as_ptr());
+                for r in rows.clone() {
+                    let wq = &w.quants()[r * cols..(r + 1) * cols];
+                    let wd = &w.scales()[r * nb..(r + 1) * nb];
+                    // SAFETY: shapes checked above (x: [n][cols] quants, [n][nb] scales).
+                    let acc = unsafe { q8_tile::<$nt>(wq, wd, &xq, &xd) };
+                    for k in 0..$nt {
+                        out.token(t + k)[r - rows.start] = acc[k];
+                    }
+                }
+            }};
+        }
+        match nt {
+            4 => tile!(4),
+            3 => tile!(3),
+            2 => tile!(2),
+            _ => tile!(1),
+        }
+        t += nt;
+    }
+}
+
 impl TernaryOps for Avx2 {
     fn id(&self) -> &'static str {
         "i2s/avx2"
@@ -259,5 +346,10 @@ impl TernaryOps for Avx2 {
     fn f32_rows(&self, w: &[f32], cols: usize, x: &[f32], out: &mut OutRows<'_>) {
         // SAFETY: features checked in `get`; lengths checked inside.
         unsafe { f32_rows_avx2(w, cols, x, out) }
+    }
+
+    fn q8_rows(&self, w: &Q8Matrix, x: &Q8Activations, out: &mut OutRows<'_>) {
+        // SAFETY: features checked in `get`; shapes checked inside.
+        unsafe { q8_rows_avx2(w, x, out) }
     }
 }

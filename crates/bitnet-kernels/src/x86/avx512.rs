@@ -5,10 +5,11 @@
 //! the limit. Needs AVX-512F/VL/VNNI plus AVX2/FMA/F16C (for the shared quantiser and
 //! dense head), all detected at run time.
 
-use super::avx2::{f16_rows_avx2, f32_rows_avx2, quantize_row_avx2};
+use super::avx2::{f16_rows_avx2, f32_rows_avx2, q8_rows_avx2, quantize_row_avx2};
 use super::ternary::DotStep;
 use crate::op::{TernaryOps, check_ternary};
 use crate::packed::{OutRows, PackedTernary};
+use crate::q8::{Q8Activations, Q8Matrix};
 use crate::tile::ternary_rows;
 use half::f16;
 use std::arch::x86_64::*;
@@ -98,5 +99,11 @@ impl TernaryOps for Avx512Vnni {
     fn f32_rows(&self, w: &[f32], cols: usize, x: &[f32], out: &mut OutRows<'_>) {
         // SAFETY: `get` checked AVX2/FMA/F16C.
         unsafe { f32_rows_avx2(w, cols, x, out) }
+    }
+
+    fn q8_rows(&self, w: &Q8Matrix, x: &Q8Activations, out: &mut OutRows<'_>) {
+        // SAFETY: `get` checked AVX2/FMA/F16C. (The head is memory-bound: VNNI would not
+        // move it.)
+        unsafe { q8_rows_avx2(w, x, out) }
     }
 }

@@ -1,0 +1,282 @@
+//! Q8_0: 8-bit weights in blocks of 32 with one f16 scale per block, for the optional
+//! smaller output head (`--head-type q8_0`).
+//!
+//! Why: decoding is memory-bound, and the tied F16 head of the 2B4T shape
+//! (128256 x 2560) is 0.66 GB of the ~1.18 GB every token streams. Q8_0 stores it in
+//! 1.0625 bytes per weight instead of 2. The numerics are ggml's `Q8_0`
+//! (`d = max|w| / 127` per block of 32, rounded to f16; `q = round(w / d)` half away from
+//! zero), so the error is what llama.cpp users know from `--output-tensor-type q8_0`.
+//!
+//! Activations are quantised the same way per block of 32 (with an f32 scale), so each block's
+//! dot product is exact in integers and costs one float multiply-add:
+//! `y[t][r] = sum_b (sum_k qw[r][b][k] * qx[t][b][k]) * dw[r][b] * dx[t][b]`.
+//!
+//! Layout: quants `[rows][cols]` and scales `[rows][cols / 32]` in two arrays, not ggml's
+//! interleaved 34-byte blocks, so that a kernel reads 32 contiguous quants per block and
+//! converts eight scales with one instruction. Quantised values lie in `-127..=127`, which
+//! the AVX2 kernel relies on (`|q| * q` pairs never saturate 16 bits).
+
+use crate::FormatError;
+use half::f16;
+
+/// Values per Q8_0 block.
+pub const Q8_BLOCK: usize = 32;
+
+/// A dense `[rows][cols]` matrix in Q8_0 (see the module doc). `cols` is a multiple of 32.
+#[derive(Clone, PartialEq)]
+pub struct Q8Matrix {
+    rows: usize,
+    cols: usize,
+    qs: Vec<i8>,
+    d: Vec<f16>,
+}
+
+impl std::fmt::Debug for Q8Matrix {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Q8Matrix")
+            .field("rows", &self.rows)
+            .field("cols", &self.cols)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Q8Matrix {
+    /// Quantises a `[rows][cols]` matrix whose row `r` `fill_row(r, buf)` writes as f32 into
+    /// `buf` (`cols` values), on up to `threads` threads (rows split in contiguous chunks).
+    ///
+    /// # Errors
+    /// [`FormatError::Shape`] if `cols` is not a positive multiple of 32,
+    /// [`FormatError::Overflow`] if `rows * cols` overflows.
+    pub fn quantize<F>(
+        rows: usize,
+        cols: usize,
+        threads: usize,
+        fill_row: F,
+    ) -> Result<Self, FormatError>
+    where
+        F: Fn(usize, &mut [f32]) + Sync,
+    {
+        if cols == 0 || !cols.is_multiple_of(Q8_BLOCK) {
+            return Err(FormatError::Shape {
+                format: "Q8_0",
+                rows,
+                cols,
+                reason: "columns must be a positive multiple of 32",
+            });
+        }
+        let len = rows.checked_mul(cols).ok_or(FormatError::Overflow {
+            format: "Q8_0",
+            rows,
+            cols,
+        })?;
+        let nb = cols / Q8_BLOCK;
+        let mut qs = vec![0i8; len];
+        let mut d = vec![f16::ZERO; rows * nb];
+        let threads = threads.clamp(1, rows.max(1));
+        let per = rows.div_ceil(threads).max(1);
+        std::thread::scope(|s| {
+            let chunks = qs.chunks_mut(per * cols).zip(d.chunks_mut(per * nb));
+            for (c, (qc, dc)) in chunks.enumerate() {
+                let fill_row = &fill_row;
+                s.spawn(move || {
+                    let mut buf = vec![0.0f32; cols];
+                    for (i, (qr, dr)) in qc.chunks_mut(cols).zip(dc.chunks_mut(nb)).enumerate() {
+                        fill_row(c * per + i, &mut buf);
+                        quantize_row(&buf, qr, dr);
+                    }
+                });
+            }
+        });
+        Ok(Self { rows, cols, qs, d })
+    }
+
+    /// Rows (output features).
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Columns (input features), a multiple of 32.
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+
+    /// Blocks per row (`cols / 32`).
+    pub fn blocks_per_row(&self) -> usize {
+        self.cols / Q8_BLOCK
+    }
+
+    /// The quants, `[rows][cols]`, each in `-127..=127`.
+    pub fn quants(&self) -> &[i8] {
+        &self.qs
+    }
+
+    /// The block scales, `[rows][cols / 32]`.
+    pub fn scales(&self) -> &[f16] {
+        &self.d
+    }
+
+    /// Bytes the matrix occupies (and one matrix-vector product streams).
+    pub fn size_bytes(&self) -> usize {
+        self.qs.len() + 2 * self.d.len()
+    }
+
+    /// Row `r` dequantised into `out` (`cols` values).
+    ///
+    /// # Panics
+    /// If `r >= rows` or `out.len() != cols`.
+    pub fn row_into(&self, r: usize, out: &mut [f32]) {
+        assert_eq!(out.len(), self.cols, "row_into: out.len() != cols");
+        let nb = self.blocks_per_row();
+        let q = &self.qs[r * self.cols..(r + 1) * self.cols];
+        for ((ob, qb), d) in out
+            .chunks_exact_mut(Q8_BLOCK)
+            .zip(q.chunks_exact(Q8_BLOCK))
+            .zip(&self.d[r * nb..(r + 1) * nb])
+        {
+            let d = d.to_f32();
+            for (o, &v) in ob.iter_mut().zip(qb) {
+                *o = f32::from(v) * d;
+            }
+        }
+    }
+}
+
+/// Quantises one row to Q8_0 with ggml's `quantize_row_q8_0_ref` steps: per block of 32,
+/// `d = amax / 127`, `q = round(x * (1 / d))` (half away from zero, `0` when `d == 0`), and
+/// the scale stored as f16. `x.len()` must be a multiple of 32.
+///
+/// # Panics
+/// If `q.len() != x.len()` or `d.len() != x.len() / 32`.
+pub fn quantize_row(x: &[f32], q: &mut [i8], d: &mut [f16]) {
+    assert_eq!(q.len(), x.len(), "quantize_row: q and x lengths differ");
+    assert_eq!(
+        d.len() * Q8_BLOCK,
+        x.len(),
+        "quantize_row: d.len() != x.len() / 32"
+    );
+    for ((xb, qb), db) in x
+        .chunks_exact(Q8_BLOCK)
+        .zip(q.chunks_exact_mut(Q8_BLOCK))
+        .zip(d.iter_mut())
+    {
+        let s = quantize_block(xb, qb);
+        *db = f16::from_f32(s);
+    }
+}
+
+/// One block: returns `d` (f32) and writes `q`.
+#[inline]
+fn quantize_block(x: &[f32], q: &mut [i8]) -> f32 {
+    let amax = x.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    let d = amax / 127.0;
+    let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+    for (o, &v) in q.iter_mut().zip(x) {
+        // `as` saturates (and maps NaN to 0); |v * id| <= 127 up to rounding.
+        *o = (v * id).round().clamp(-127.0, 127.0) as i8;
+    }
+    d
+}
+
+/// Activations quantised per block of 32 for [`crate::Kernels::q8_matmul`]: up to
+/// `max_rows` rows of `cols` values, allocated once (the decode loop reuses it).
+#[derive(Debug, Clone)]
+pub struct Q8Activations {
+    cols: usize,
+    n: usize,
+    q: Vec<i8>,
+    d: Vec<f32>,
+}
+
+impl Q8Activations {
+    /// Room for `max_rows` rows of `cols` values; `cols` is a [`Q8Matrix`]'s column count
+    /// (a multiple of 32; any tail beyond whole blocks is never quantised).
+    pub fn new(max_rows: usize, cols: usize) -> Self {
+        Self {
+            cols,
+            n: 0,
+            q: vec![0; max_rows * cols],
+            d: vec![0.0; max_rows * cols / Q8_BLOCK],
+        }
+    }
+
+    /// Quantises `x: [n][cols]`; its rows replace whatever was held.
+    ///
+    /// # Panics
+    /// If `x.len()` is not `n * cols` or `n` exceeds the capacity.
+    pub fn quantize(&mut self, x: &[f32], n: usize) {
+        assert_eq!(x.len(), n * self.cols, "Q8Activations: x.len() != n * cols");
+        assert!(
+            n * self.cols <= self.q.len(),
+            "Q8Activations: {n} rows exceed the capacity"
+        );
+        let len = n * self.cols;
+        for ((xb, qb), d) in x
+            .chunks_exact(Q8_BLOCK)
+            .zip(self.q[..len].chunks_exact_mut(Q8_BLOCK))
+            .zip(self.d.iter_mut())
+        {
+            *d = quantize_block(xb, qb);
+        }
+        self.n = n;
+    }
+
+    /// Rows held.
+    pub fn n(&self) -> usize {
+        self.n
+    }
+
+    /// Columns per row.
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+
+    /// Quants of the rows held, `[n][cols]`.
+    pub fn quants(&self) -> &[i8] {
+        &self.q[..self.n * self.cols]
+    }
+
+    /// Block scales of the rows held, `[n][cols / 32]`.
+    pub fn scales(&self) -> &[f32] {
+        &self.d[..self.n * self.cols / Q8_BLOCK]
+    }
+}
+
+/// Checks a Q8 matmul's operands against each other and the output view.
+pub(crate) fn check_q8(w: &Q8Matrix, x: &Q8Activations, out: &crate::OutRows<'_>) {
+    assert_eq!(
+        out.stride(),
+        w.rows(),
+        "output rows ({}) != weight rows ({})",
+        out.stride(),
+        w.rows()
+    );
+    assert_eq!(x.cols(), w.cols(), "activation columns != weight columns");
+    assert_eq!(x.n(), out.n(), "activation rows != output tokens");
+}
+
+/// The scalar reference: per block an exact i32 dot, then `sum += isum * (dw * dx)`.
+pub(crate) fn scalar_q8_rows(w: &Q8Matrix, x: &Q8Activations, out: &mut crate::OutRows<'_>) {
+    check_q8(w, x, out);
+    let (cols, nb) = (w.cols(), w.blocks_per_row());
+    let rows = out.rows();
+    for t in 0..out.n() {
+        let xq = &x.quants()[t * cols..(t + 1) * cols];
+        let xd = &x.scales()[t * nb..(t + 1) * nb];
+        let y = out.token(t);
+        for (yr, r) in y.iter_mut().zip(rows.clone()) {
+            let wq = &w.quants()[r * cols..(r + 1) * cols];
+            let wd = &w.scales()[r * nb..(r + 1) * nb];
+            let mut sum = 0.0f32;
+            for b in 0..nb {
+                let span = b * Q8_BLOCK..(b + 1) * Q8_BLOCK;
+                let isum: i32 = wq[span.clone()]
+                    .iter()
+                    .zip(&xq[span])
+                    .map(|(&a, &b)| i32::from(a) * i32::from(b))
+                    .sum();
+                sum += isum as f32 * (wd[b].to_f32() * xd[b]);
+            }
+            *yr = sum;
+        }
+    }
+}

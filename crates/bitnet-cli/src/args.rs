@@ -284,6 +284,10 @@ pub struct BenchArgs {
     /// Thread counts, comma-separated.
     #[arg(short = 't', long, value_delimiter = ',', default_value = "1")]
     pub threads: Vec<usize>,
+    /// Also decode this many sequences together (batched decode, as the server does),
+    /// comma-separated; each adds a `tgNxP` row with the aggregate tokens/s. 1 adds nothing.
+    #[arg(short = 'P', long, value_delimiter = ',', value_name = "P")]
+    pub parallel: Vec<usize>,
     /// Repetitions of each test (after one warm-up run that is not counted).
     #[arg(short = 'r', long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..))]
     pub repetitions: u64,

@@ -110,3 +110,31 @@ fn unknown_head_type_is_refused_with_the_choices() {
     assert!(err.contains("unknown head type 'q4'"), "{err}");
     assert!(err.contains("stored, q8_0"), "{err}");
 }
+
+#[test]
+fn parallel_adds_batched_decode_rows() {
+    let out = stdout_of(&mut cli([
+        "bench",
+        "--synthetic",
+        "tiny",
+        "-p",
+        "0",
+        "-n",
+        "3",
+        "-P",
+        "1,2,4",
+        "-r",
+        "1",
+        "--json",
+        "--no-bandwidth",
+    ]));
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let tests: Vec<&str> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["test"].as_str().unwrap())
+        .collect();
+    assert_eq!(tests, ["tg3", "tg3x2", "tg3x4"]);
+    assert!(v[2]["avg_ts"].as_f64().unwrap() > 0.0);
+}

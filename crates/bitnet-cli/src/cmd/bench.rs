@@ -3,6 +3,9 @@
 //! mean ± sample standard deviation over `-r` repetitions after one uncounted warm-up, as a
 //! llama-bench style table.
 //!
+//! `--parallel N` adds `tgNxP` rows: P sequences decoded together with the engine's batched
+//! step (as the server's continuous batching runs them), aggregate tokens/s.
+//!
 //! Alongside, the memory read bandwidth is probed in the same process (one warm pass over a
 //! 1 GiB buffer by default, then one timed pass summing it with the same number of threads), which gives
 //! the decode roofline `bandwidth / bytes streamed per token`: generation cannot beat it, so
@@ -109,6 +112,22 @@ fn time_tg(model: &Model, opts: &SessionOptions, first: u32, n: usize) -> Result
     for _ in 0..n {
         let logits = model.forward(&mut session, &[token])?;
         token = common::argmax(logits);
+    }
+    Ok(start.elapsed().as_secs_f64())
+}
+
+/// Seconds for `n` decode steps of `firsts.len()` sequences advanced together by
+/// [`Model::forward_batch`] (each weight streamed once per step for all of them).
+fn time_tg_parallel(model: &Model, opts: &SessionOptions, firsts: &[u32], n: usize) -> Result<f64> {
+    let mut sessions: Vec<_> = firsts.iter().map(|_| model.session(opts)).collect();
+    let mut tokens = firsts.to_vec();
+    let start = Instant::now();
+    for _ in 0..n {
+        let mut refs: Vec<&mut bitnet_engine::Session> = sessions.iter_mut().collect();
+        model.forward_batch(&mut refs, &tokens)?;
+        for (t, s) in tokens.iter_mut().zip(&sessions) {
+            *t = common::argmax(s.logits());
+        }
     }
     Ok(start.elapsed().as_secs_f64())
 }
@@ -276,6 +295,20 @@ pub fn run(args: BenchArgs) -> Result<()> {
             }
             tg_rows.push(results.len());
             results.push(row(format!("tg{n}"), 0, n, samples));
+
+            // Several sequences decoding together (continuous batching, as the server
+            // runs them): aggregate tokens/s over all of them.
+            for &npl in args.parallel.iter().filter(|&&p| p > 1) {
+                let firsts = random_tokens(npl, c.vocab_size, 0x5eed + npl as u64);
+                let mut samples = Vec::with_capacity(reps);
+                for rep in 0..=reps {
+                    let secs = time_tg_parallel(&model, &sopts, &firsts, n)?;
+                    if rep > 0 {
+                        samples.push((n * npl) as f64 / secs);
+                    }
+                }
+                results.push(row(format!("tg{n}x{npl}"), 0, n, samples));
+            }
         }
 
         if !args.no_bandwidth {

@@ -10,10 +10,11 @@
 //! The `sdot` (dotprod) instruction would be faster but is optional on ARMv8.2 and its
 //! intrinsics are not all stable on the MSRV; this baseline path runs on every aarch64 CPU.
 //! The dense head uses `half`'s slice conversion (hardware `fcvtl` where available) into a
-//! stack buffer, then NEON FMA.
+//! stack buffer, then NEON FMA; the Q8_0 head an exact `vmull_s8` dot per block of 32.
 
 use crate::op::{TernaryOps, check_dense, check_ternary};
 use crate::packed::{BLOCK, BLOCK_BYTES, OutRows, PackedTernary};
+use crate::q8::{Q8Activations, Q8Matrix, check_q8};
 use crate::tile::{TileDot, ternary_rows};
 use half::f16;
 use std::arch::aarch64::*;
@@ -157,6 +158,45 @@ fn dense_rows<T>(
     }
 }
 
+/// One Q8_0 row times one quantised activation row: per block of 32, two 16-byte halves
+/// multiplied with `vmull_s8`/`vmlal_high_s8` (two products of |q| <= 127 per i16 lane, at
+/// most 32258: no overflow), widened with `vpaddlq_s16`, then one FMA with `dw * dx`.
+///
+/// # Safety
+/// `wq` and `xq` hold `wd.len() * 32` values, `xd` at least `wd.len()` scales.
+#[inline]
+unsafe fn q8_row_dot(wq: &[i8], wd: &[f16], xq: &[i8], xd: &[f32]) -> f32 {
+    unsafe {
+        let mut acc = vdupq_n_f32(0.0);
+        for (b, (d, &dx)) in wd.iter().zip(xd).enumerate() {
+            let (pw, px) = (wq.as_ptr().add(b * 32), xq.as_ptr().add(b * 32));
+            let (w0, w1) = (vld1q_s8(pw), vld1q_s8(pw.add(16)));
+            let (x0, x1) = (vld1q_s8(px), vld1q_s8(px.add(16)));
+            let p0 = vmlal_high_s8(vmull_s8(vget_low_s8(w0), vget_low_s8(x0)), w0, x0);
+            let p1 = vmlal_high_s8(vmull_s8(vget_low_s8(w1), vget_low_s8(x1)), w1, x1);
+            let i = vaddq_s32(vpaddlq_s16(p0), vpaddlq_s16(p1));
+            acc = vfmaq_n_f32(acc, vcvtq_f32_s32(i), d.to_f32() * dx);
+        }
+        vaddvq_f32(acc)
+    }
+}
+
+fn q8_rows_neon(w: &Q8Matrix, x: &Q8Activations, out: &mut OutRows<'_>) {
+    check_q8(w, x, out);
+    let (cols, nb) = (w.cols(), w.blocks_per_row());
+    let rows = out.rows();
+    for r in rows.clone() {
+        let wq = &w.quants()[r * cols..(r + 1) * cols];
+        let wd = &w.scales()[r * nb..(r + 1) * nb];
+        for t in 0..out.n() {
+            let xq = &x.quants()[t * cols..(t + 1) * cols];
+            let xd = &x.scales()[t * nb..(t + 1) * nb];
+            // SAFETY: NEON is mandatory on aarch64; the slices hold whole blocks (checked).
+            out.token(t)[r - rows.start] = unsafe { q8_row_dot(wq, wd, xq, xd) };
+        }
+    }
+}
+
 impl TernaryOps for Neon {
     fn id(&self) -> &'static str {
         "i2s/neon"
@@ -179,5 +219,9 @@ impl TernaryOps for Neon {
 
     fn f32_rows(&self, w: &[f32], cols: usize, x: &[f32], out: &mut OutRows<'_>) {
         dense_rows(w, cols, x, out, |src, dst| dst.copy_from_slice(src));
+    }
+
+    fn q8_rows(&self, w: &Q8Matrix, x: &Q8Activations, out: &mut OutRows<'_>) {
+        q8_rows_neon(w, x, out);
     }
 }

@@ -198,28 +198,32 @@ unsafe fn dense_rows<T: Load8 + Copy>(w: &[T], cols: usize, x: &[f32], out: &mut
     check_dense(w, cols, x, out);
     let rows = out.rows();
     let n = out.n();
-    let mut t = 0;
-    while t < n {
-        let nt = 4.min(n - t);
-        macro_rules! tile {
-            ($nt:literal) => {{
-                let xp: [*const f32; $nt] = std::array::from_fn(|k| x[(t + k) * cols..].as_ptr());
-                for r in rows.clone() {
+    // Rows outside, token tiles inside: a row (a few KiB) stays in L1 for every tile, so the
+    // matrix is streamed from memory once per call whatever the batch.
+    for r in rows.clone() {
+        let wr = &w[r * cols..(r + 1) * cols];
+        let mut t = 0;
+        while t < n {
+            let nt = 4.min(n - t);
+            macro_rules! tile {
+                ($nt:literal) => {{
+                    let xp: [*const f32; $nt] =
+                        std::array::from_fn(|k| x[(t + k) * cols..].as_ptr());
                     // SAFETY: lengths checked above (w: [stride][cols], x: [n][cols]).
-                    let acc = unsafe { dense_tile::<T, $nt>(&w[r * cols..(r + 1) * cols], &xp) };
+                    let acc = unsafe { dense_tile::<T, $nt>(wr, &xp) };
                     for k in 0..$nt {
                         out.token(t + k)[r - rows.start] = acc[k];
                     }
-                }
-            }};
+                }};
+            }
+            match nt {
+                4 => tile!(4),
+                3 => tile!(3),
+                2 => tile!(2),
+                _ => tile!(1),
+            }
+            t += nt;
         }
-        match nt {
-            4 => tile!(4),
-            3 => tile!(3),
-            2 => tile!(2),
-            _ => tile!(1),
-        }
-        t += nt;
     }
 }
 
@@ -288,33 +292,34 @@ pub(crate) unsafe fn q8_rows_avx2(w: &Q8Matrix, x: &Q8Activations, out: &mut Out
     let (cols, nb) = (w.cols(), w.blocks_per_row());
     let rows = out.rows();
     let n = out.n();
-    let mut t = 0;
-    while t < n {
-        let nt = 4.min(n - t);
-        macro_rules! tile {
-            ($nt:literal) => {{
-                let xq: [*const i8; $nt] =
-                    std::array::from_fn(|k| x.quants()[(t + k) * cols..].as_ptr());
-                let xd: [*const f32; $nt] =
-                    std::array::from_fn(|k| x.scales()[(t + k) * nb..].as_ptr());
-                for r in rows.clone() {
-                    let wq = &w.quants()[r * cols..(r + 1) * cols];
-                    let wd = &w.scales()[r * nb..(r + 1) * nb];
+    // Rows outside, token tiles inside (see `dense_rows`).
+    for r in rows.clone() {
+        let wq = &w.quants()[r * cols..(r + 1) * cols];
+        let wd = &w.scales()[r * nb..(r + 1) * nb];
+        let mut t = 0;
+        while t < n {
+            let nt = 4.min(n - t);
+            macro_rules! tile {
+                ($nt:literal) => {{
+                    let xq: [*const i8; $nt] =
+                        std::array::from_fn(|k| x.quants()[(t + k) * cols..].as_ptr());
+                    let xd: [*const f32; $nt] =
+                        std::array::from_fn(|k| x.scales()[(t + k) * nb..].as_ptr());
                     // SAFETY: shapes checked above (x: [n][cols] quants, [n][nb] scales).
                     let acc = unsafe { q8_tile::<$nt>(wq, wd, &xq, &xd) };
                     for k in 0..$nt {
                         out.token(t + k)[r - rows.start] = acc[k];
                     }
-                }
-            }};
+                }};
+            }
+            match nt {
+                4 => tile!(4),
+                3 => tile!(3),
+                2 => tile!(2),
+                _ => tile!(1),
+            }
+            t += nt;
         }
-        match nt {
-            4 => tile!(4),
-            3 => tile!(3),
-            2 => tile!(2),
-            _ => tile!(1),
-        }
-        t += nt;
     }
 }
 

@@ -5,26 +5,14 @@
 //! block, n 1..5 tokens); data come from a seeded generator so a failing case is reproducible
 //! from the printed proptest inputs.
 
+mod common;
+
 use bitnet_kernels::{
     Kernels, TernaryOps, TernaryWeights, available, by_id, quantize_row_reference,
 };
+use common::Rng;
 use half::f16;
 use proptest::prelude::*;
-
-/// SplitMix64: small, seeded, good enough for test data.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn f32(&mut self) -> f32 {
-        (self.next() >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
-    }
-}
 
 fn weights(rng: &mut Rng, rows: usize, cols: usize) -> TernaryWeights {
     TernaryWeights {

@@ -2,25 +2,13 @@
 //! reference, the scalar reference against an f64 product of the dequantised operands, and the
 //! error against the unquantised f32 product.
 
+mod common;
+
 use bitnet_kernels::q8::{Q8_BLOCK, quantize_row};
 use bitnet_kernels::{FormatError, Kernels, Q8Activations, Q8Matrix, available, by_id};
+use common::Rng;
 use half::f16;
 use proptest::prelude::*;
-
-/// SplitMix64: small, seeded, good enough for test data.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn f32(&mut self) -> f32 {
-        (self.next() >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
-    }
-}
 
 fn random(rng: &mut Rng, len: usize, scale: f32) -> Vec<f32> {
     (0..len).map(|_| rng.f32() * scale).collect()

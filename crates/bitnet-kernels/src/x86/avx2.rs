@@ -122,6 +122,37 @@ pub(crate) unsafe fn quantize_row_avx2(x: &[f32], q: &mut [i8]) -> f32 {
     }
 }
 
+/// Runs `$body` once per tile of tokens `t..t + NT` over `0..$n`: tiles of 4, then the 1-3
+/// left, with `NT` a constant (array lengths and const generics take it).
+macro_rules! for_token_tiles {
+    ($n:expr, |$t:ident, $nt:ident| $body:block) => {{
+        let n: usize = $n;
+        let mut $t = 0usize;
+        while $t < n {
+            let step = (n - $t).min(4);
+            match step {
+                4 => {
+                    const $nt: usize = 4;
+                    $body
+                }
+                3 => {
+                    const $nt: usize = 3;
+                    $body
+                }
+                2 => {
+                    const $nt: usize = 2;
+                    $body
+                }
+                _ => {
+                    const $nt: usize = 1;
+                    $body
+                }
+            }
+            $t += step;
+        }
+    }};
+}
+
 /// Loads 8 weights as f32.
 trait Load8 {
     unsafe fn load8(p: *const Self) -> __m256;
@@ -202,28 +233,14 @@ unsafe fn dense_rows<T: Load8 + Copy>(w: &[T], cols: usize, x: &[f32], out: &mut
     // matrix is streamed from memory once per call whatever the batch.
     for r in rows.clone() {
         let wr = &w[r * cols..(r + 1) * cols];
-        let mut t = 0;
-        while t < n {
-            let nt = 4.min(n - t);
-            macro_rules! tile {
-                ($nt:literal) => {{
-                    let xp: [*const f32; $nt] =
-                        std::array::from_fn(|k| x[(t + k) * cols..].as_ptr());
-                    // SAFETY: lengths checked above (w: [stride][cols], x: [n][cols]).
-                    let acc = unsafe { dense_tile::<T, $nt>(wr, &xp) };
-                    for k in 0..$nt {
-                        out.token(t + k)[r - rows.start] = acc[k];
-                    }
-                }};
+        for_token_tiles!(n, |t, NT| {
+            let xp: [*const f32; NT] = std::array::from_fn(|k| x[(t + k) * cols..].as_ptr());
+            // SAFETY: lengths checked above (w: [stride][cols], x: [n][cols]).
+            let acc = unsafe { dense_tile::<T, NT>(wr, &xp) };
+            for (k, a) in acc.into_iter().enumerate() {
+                out.token(t + k)[r - rows.start] = a;
             }
-            match nt {
-                4 => tile!(4),
-                3 => tile!(3),
-                2 => tile!(2),
-                _ => tile!(1),
-            }
-            t += nt;
-        }
+        });
     }
 }
 
@@ -296,30 +313,16 @@ pub(crate) unsafe fn q8_rows_avx2(w: &Q8Matrix, x: &Q8Activations, out: &mut Out
     for r in rows.clone() {
         let wq = &w.quants()[r * cols..(r + 1) * cols];
         let wd = &w.scales()[r * nb..(r + 1) * nb];
-        let mut t = 0;
-        while t < n {
-            let nt = 4.min(n - t);
-            macro_rules! tile {
-                ($nt:literal) => {{
-                    let xq: [*const i8; $nt] =
-                        std::array::from_fn(|k| x.quants()[(t + k) * cols..].as_ptr());
-                    let xd: [*const f32; $nt] =
-                        std::array::from_fn(|k| x.scales()[(t + k) * nb..].as_ptr());
-                    // SAFETY: shapes checked above (x: [n][cols] quants, [n][nb] scales).
-                    let acc = unsafe { q8_tile::<$nt>(wq, wd, &xq, &xd) };
-                    for k in 0..$nt {
-                        out.token(t + k)[r - rows.start] = acc[k];
-                    }
-                }};
+        for_token_tiles!(n, |t, NT| {
+            let xq: [*const i8; NT] =
+                std::array::from_fn(|k| x.quants()[(t + k) * cols..].as_ptr());
+            let xd: [*const f32; NT] = std::array::from_fn(|k| x.scales()[(t + k) * nb..].as_ptr());
+            // SAFETY: shapes checked above (x: [n][cols] quants, [n][nb] scales).
+            let acc = unsafe { q8_tile::<NT>(wq, wd, &xq, &xd) };
+            for (k, a) in acc.into_iter().enumerate() {
+                out.token(t + k)[r - rows.start] = a;
             }
-            match nt {
-                4 => tile!(4),
-                3 => tile!(3),
-                2 => tile!(2),
-                _ => tile!(1),
-            }
-            t += nt;
-        }
+        });
     }
 }
 

@@ -137,8 +137,9 @@ fn q8_0_head_meets_the_fixture_tolerances_and_stays_close_to_the_f16_head() {
 }
 
 /// Prompts split their attention across the kernel threads (by token, in ranges of equal
-/// cost); every token's arithmetic is unchanged, so logits equal one thread's bit for bit,
-/// also when the prompt arrives in several batches (positions not starting at 0).
+/// cost) and long-context decoding splits each token's heads; every head's arithmetic is
+/// unchanged, so logits equal one thread's bit for bit, also when the prompt arrives in
+/// several batches (positions not starting at 0).
 #[test]
 fn threaded_prompt_attention_equals_one_thread_exactly() {
     let path = fixture("i2s/model-i2_s.gguf");
@@ -161,6 +162,15 @@ fn threaded_prompt_attention_equals_one_thread_exactly() {
                 one.forward_all(&mut a, &tokens).unwrap(),
                 "threads={threads} max_batch={max_batch}"
             );
+        }
+        // Decoding past 64 cached positions splits each token's heads across the threads.
+        let (mut a, mut b) = (one.new_session(), many.new_session());
+        one.forward(&mut a, &tokens[..60]).unwrap();
+        many.forward(&mut b, &tokens[..60]).unwrap();
+        for (i, &tok) in tokens[60..].iter().enumerate() {
+            let want = one.forward(&mut a, &[tok]).unwrap().to_vec();
+            let got = many.forward(&mut b, &[tok]).unwrap();
+            assert_eq!(got, &want[..], "threads={threads}, decode step {i}");
         }
     }
 }

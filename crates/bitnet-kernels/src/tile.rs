@@ -16,11 +16,12 @@ use crate::packed::{BLOCK, OutRows, PackedTernary};
 const ROW_BLOCK: usize = 16;
 /// Tokens whose sums and tails are kept on the stack at once.
 const TOKEN_CHUNK: usize = 32;
-/// Tokens per micro-kernel tile.
-const TILE: usize = 4;
 
-/// An ISA's micro-kernel: one packed row times up to 4 activation rows.
+/// An ISA's micro-kernel: one packed row times up to [`TileDot::TILE`] activation rows.
 pub(crate) trait TileDot {
+    /// Tokens per micro-kernel tile (at most 8): as many as the ISA has registers for.
+    const TILE: usize = 4;
+
     /// True when the micro-kernel multiplies the unsigned codes `c = v + 1`, so the caller
     /// must subtract `sum q` (false when it multiplies the signed values).
     const CODES_OFFSET: bool;
@@ -78,7 +79,7 @@ pub(crate) unsafe fn ternary_rows<D: TileDot>(
             let r1 = rows.end.min(r0.saturating_add(row_block));
             let mut i = 0;
             while i < nt_chunk {
-                let nt = TILE.min(nt_chunk - i);
+                let nt = D::TILE.min(nt_chunk - i);
                 let t = t0 + i;
                 macro_rules! tile {
                     ($nt:literal) => {{
@@ -100,6 +101,10 @@ pub(crate) unsafe fn ternary_rows<D: TileDot>(
                     }};
                 }
                 match nt {
+                    8 => tile!(8),
+                    7 => tile!(7),
+                    6 => tile!(6),
+                    5 => tile!(5),
                     4 => tile!(4),
                     3 => tile!(3),
                     2 => tile!(2),

@@ -219,7 +219,7 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 40, ..ProptestConfig::default() })]
 
     #[test]
-    fn ternary_every_isa_equals_scalar(rows in 1usize..300, cols in 1usize..1100, n in 1usize..5, seed: u64) {
+    fn ternary_every_isa_equals_scalar(rows in 1usize..300, cols in 1usize..1100, n in 1usize..13, seed: u64) {
         run_ternary(rows, cols, n, seed);
     }
 
@@ -240,7 +240,8 @@ proptest! {
 
 #[test]
 fn fixed_edge_shapes() {
-    // Exact block multiples, one-off tails, GEMM tiles of 1..=4 and more than a token chunk.
+    // Exact block multiples, one-off tails, GEMM tiles of 1..=8, rows past the 8-token tile's
+    // 4096-column limit, and more than a token chunk.
     for &(rows, cols, n) in &[
         (1, 1, 1),
         (3, 128, 1),
@@ -251,6 +252,9 @@ fn fixed_edge_shapes() {
         (7, 2560, 1),
         (20, 300, 70),
         (64, 1024, 9),
+        (24, 4096, 8),
+        (9, 4224, 8),
+        (5, 640, 13),
     ] {
         run_ternary(rows, cols, n, (rows * 7919 + cols * 31 + n) as u64);
     }

@@ -21,6 +21,9 @@ const PREFETCH: usize = 1024;
 
 /// One 128-column block of `c . q` accumulated into i32 lanes.
 pub(crate) trait DotStep {
+    /// Tokens per tile (see [`TileDot::TILE`]).
+    const TILE: usize = 4;
+
     /// Accumulator state per token (several registers when the multiply's latency needs
     /// independent chains).
     type Acc: Copy;
@@ -102,6 +105,7 @@ unsafe fn dot_tile<D: DotStep, const NT: usize>(
 }
 
 impl<D: DotStep> TileDot for D {
+    const TILE: usize = D::TILE;
     const CODES_OFFSET: bool = true;
 
     #[inline(always)]

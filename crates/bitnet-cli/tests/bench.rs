@@ -42,29 +42,12 @@ fn synthetic_tiny_prints_a_llama_bench_table() {
 
 #[test]
 fn bench_json_is_an_array_of_results() {
-    let out = stdout_of(&mut cli([
-        "bench",
-        "--synthetic",
-        "tiny",
-        "-p",
-        "4,8",
-        "-n",
-        "2",
-        "-r",
-        "2",
-        "-t",
-        "1,2",
-        "--json",
-        "--no-bandwidth",
-    ]));
-    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-    let rows = v.as_array().unwrap();
+    let rows = bench_rows(&["-p", "4,8", "-n", "2", "-r", "2", "-t", "1,2"]);
     assert_eq!(rows.len(), 6);
-    let tests: Vec<&str> = rows.iter().map(|r| r["test"].as_str().unwrap()).collect();
-    assert_eq!(tests, ["pp4", "pp8", "tg2", "pp4", "pp8", "tg2"]);
+    assert_eq!(tests(&rows), ["pp4", "pp8", "tg2", "pp4", "pp8", "tg2"]);
     assert_eq!(rows[0]["threads"], 1);
     assert_eq!(rows[3]["threads"], 2);
-    for r in rows {
+    for r in &rows {
         assert_eq!(r["samples_ts"].as_array().unwrap().len(), 2);
         assert!(r["avg_ts"].as_f64().unwrap() > 0.0);
     }
@@ -72,23 +55,8 @@ fn bench_json_is_an_array_of_results() {
 
 #[test]
 fn head_type_q8_0_is_reported_in_each_row() {
-    let json = |head: &str| -> serde_json::Value {
-        let out = stdout_of(&mut cli([
-            "bench",
-            "--synthetic",
-            "tiny",
-            "-p",
-            "0",
-            "-n",
-            "2",
-            "-r",
-            "1",
-            "--json",
-            "--no-bandwidth",
-            "--head-type",
-            head,
-        ]));
-        serde_json::from_str::<serde_json::Value>(&out).unwrap()[0].clone()
+    let json = |head: &str| {
+        bench_rows(&["-p", "0", "-n", "2", "-r", "1", "--head-type", head]).swap_remove(0)
     };
     let (f16, q8) = (json("stored"), json("q8_0"));
     assert_eq!(f16["head_type"], "F16");
@@ -113,28 +81,24 @@ fn unknown_head_type_is_refused_with_the_choices() {
 
 #[test]
 fn parallel_adds_batched_decode_rows() {
-    let out = stdout_of(&mut cli([
-        "bench",
-        "--synthetic",
-        "tiny",
-        "-p",
-        "0",
-        "-n",
-        "3",
-        "-P",
-        "1,2,4",
-        "-r",
-        "1",
-        "--json",
-        "--no-bandwidth",
-    ]));
-    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-    let tests: Vec<&str> = v
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["test"].as_str().unwrap())
-        .collect();
-    assert_eq!(tests, ["tg3", "tg3x2", "tg3x4"]);
-    assert!(v[2]["avg_ts"].as_f64().unwrap() > 0.0);
+    let rows = bench_rows(&["-p", "0", "-n", "3", "-P", "1,2,4", "-r", "1"]);
+    assert_eq!(tests(&rows), ["tg3", "tg3x2", "tg3x4"]);
+    assert!(rows[2]["avg_ts"].as_f64().unwrap() > 0.0);
+}
+
+/// `bench --synthetic tiny ARGS --json --no-bandwidth`: its rows.
+fn bench_rows(args: &[&str]) -> Vec<serde_json::Value> {
+    let mut all = vec!["bench", "--synthetic", "tiny"];
+    all.extend_from_slice(args);
+    all.extend(["--json", "--no-bandwidth"]);
+    let out = stdout_of(&mut cli(all));
+    match serde_json::from_str(&out).unwrap() {
+        serde_json::Value::Array(rows) => rows,
+        other => panic!("bench --json printed no array: {other}"),
+    }
+}
+
+/// The `test` names of bench rows.
+fn tests(rows: &[serde_json::Value]) -> Vec<&str> {
+    rows.iter().map(|r| r["test"].as_str().unwrap()).collect()
 }

@@ -168,21 +168,7 @@ fn readme_command_greedy_prints_transformers_text() {
 
 #[test]
 fn receipt_of_the_embedded_model_verifies() {
-    let dir = tempfile::tempdir().unwrap();
-    let receipt = dir.path().join("r.json");
-    stdout_of(&mut cli([
-        "run",
-        "--prompt",
-        "A closure is",
-        "-n",
-        "8",
-        "--seed",
-        "3",
-        "--receipt",
-        receipt.to_str().unwrap(),
-    ]));
-    let v: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&receipt).unwrap()).unwrap();
+    let (v, verified) = run_with_receipt(&["--seed", "3"]);
     assert_eq!(v["model"]["path"], "<embedded:bitnet-rust-docs-5m>");
     assert_eq!(
         v["model"]["bytes"].as_u64().unwrap() as usize,
@@ -190,36 +176,34 @@ fn receipt_of_the_embedded_model_verifies() {
             .unwrap()
             .len() as usize
     );
-    let out = stdout_of(&mut cli(["verify-receipt", receipt.to_str().unwrap()]));
-    assert_eq!(out.trim(), "receipt verified: 8 tokens match");
+    assert_eq!(verified, "receipt verified: 8 tokens match");
 }
 
 #[test]
 fn receipt_records_the_q8_0_head_and_verifies_with_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let receipt = dir.path().join("r.json");
-    stdout_of(&mut cli([
-        "run",
-        "--prompt",
-        "A closure is",
-        "-n",
-        "8",
-        "--greedy",
-        "--head-type",
-        "q8_0",
-        "--receipt",
-        receipt.to_str().unwrap(),
-    ]));
-    let text = std::fs::read_to_string(&receipt).unwrap();
-    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let (v, verified) = run_with_receipt(&["--greedy", "--head-type", "q8_0"]);
     assert_eq!(v["settings"]["head_type"], "q8_0");
     assert!(
         v["kernels"].to_string().contains("q8_0/"),
         "the Q8_0 head kernel is among those dispatched: {}",
         v["kernels"]
     );
-    let out = stdout_of(&mut cli(["verify-receipt", receipt.to_str().unwrap()]));
-    assert_eq!(out.trim(), "receipt verified: 8 tokens match");
+    assert_eq!(verified, "receipt verified: 8 tokens match");
+}
+
+/// `run --prompt "A closure is" -n 8 EXTRA --receipt FILE`, then `verify-receipt FILE`:
+/// the receipt and what verification printed.
+fn run_with_receipt(extra: &[&str]) -> (serde_json::Value, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let receipt = dir.path().join("r.json");
+    let path = receipt.to_str().unwrap();
+    let mut args = vec!["run", "--prompt", "A closure is", "-n", "8"];
+    args.extend_from_slice(extra);
+    args.extend(["--receipt", path]);
+    stdout_of(&mut cli(args));
+    let v = serde_json::from_str(&std::fs::read_to_string(&receipt).unwrap()).unwrap();
+    let verified = stdout_of(&mut cli(["verify-receipt", path]));
+    (v, verified.trim().to_string())
 }
 
 #[test]

@@ -23,6 +23,14 @@ pub enum EngineError {
         /// The path given.
         path: PathBuf,
     },
+    /// A synthetic model preset that does not exist.
+    #[error("unknown synthetic model preset '{name}' (known: {known})")]
+    UnknownPreset {
+        /// The name given.
+        name: String,
+        /// The known names.
+        known: String,
+    },
     /// I/O error on a named file.
     #[error("{path}: {source}")]
     Io {

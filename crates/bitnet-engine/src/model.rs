@@ -178,10 +178,15 @@ impl Model {
         ))
     }
 
-    /// Loads a model from GGUF bytes held in memory (e.g. a model embedded in a binary).
+    /// Loads a model from GGUF bytes held in memory.
     pub fn from_gguf_bytes(bytes: Vec<u8>, opts: &LoadOptions) -> Result<Self> {
+        Self::from_gguf_file(Arc::new(GgufFile::from_bytes(bytes)?), opts)
+    }
+
+    /// Loads a model from a parsed GGUF file.
+    pub fn from_gguf_file(file: Arc<GgufFile>, opts: &LoadOptions) -> Result<Self> {
         let kernels = make_kernels(opts)?;
-        Self::from_gguf(Arc::new(GgufFile::from_bytes(bytes)?), opts, kernels)
+        Self::from_gguf(file, opts, kernels)
     }
 
     fn from_gguf(file: Arc<GgufFile>, opts: &LoadOptions, kernels: Kernels) -> Result<Self> {

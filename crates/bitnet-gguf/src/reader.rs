@@ -60,6 +60,7 @@ impl TensorInfo {
 enum Bytes {
     Map(Mmap),
     Owned(Vec<u8>),
+    Static(&'static [u8]),
 }
 
 impl Deref for Bytes {
@@ -68,6 +69,7 @@ impl Deref for Bytes {
         match self {
             Bytes::Map(m) => m,
             Bytes::Owned(v) => v,
+            Bytes::Static(s) => s,
         }
     }
 }
@@ -285,6 +287,12 @@ impl GgufFile {
     /// Like [`GgufFile::from_bytes`], naming the source in errors.
     pub fn from_bytes_named(bytes: Vec<u8>, name: impl Into<PathBuf>) -> Result<Self> {
         Self::parse(Bytes::Owned(bytes), name.into())
+    }
+
+    /// Parses GGUF bytes that live for the whole program (a model embedded with
+    /// `include_bytes!`), in place: nothing is copied.
+    pub fn from_static(bytes: &'static [u8], name: impl Into<PathBuf>) -> Result<Self> {
+        Self::parse(Bytes::Static(bytes), name.into())
     }
 
     fn parse(bytes: Bytes, path: PathBuf) -> Result<Self> {

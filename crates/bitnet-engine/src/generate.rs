@@ -1,17 +1,19 @@
-//! Generation: prefill the prompt, then sample and decode one token at a time, as an iterator
-//! of tokens with their text deltas.
+//! Generation on one session: prefill the prompt, then sample and decode one token at a time,
+//! as an iterator of tokens with their text deltas.
 //!
-//! Text deltas never split a UTF-8 character (the tokenizer's `TextStream` holds back partial
-//! bytes) and never show the start of a stop string before it is known not to be one: text
-//! that could still grow into a stop string is held back until the next token decides it.
+//! What is output and when generation ends is decided by [`crate::Decoder`] (shared with the
+//! server's batching scheduler): text deltas never split a UTF-8 character and never show the
+//! start of a stop string before it is known not to be one; generation stops at the earliest
+//! occurrence of any stop string (OpenAI's semantics).
 
 use std::time::{Duration, Instant};
 
-use bitnet_tokenizer::{TextStream, Tokenizer};
+use bitnet_tokenizer::Tokenizer;
 
+use crate::decode::Decoder;
 use crate::error::{EngineError, Result};
 use crate::model::{Model, Session};
-use crate::sampler::{Sampler, SamplingParams};
+use crate::sampler::SamplingParams;
 
 /// What to generate.
 #[derive(Debug, Clone)]
@@ -51,6 +53,29 @@ pub enum FinishReason {
 }
 
 impl FinishReason {
+    /// Every reason, for parsers and tests.
+    pub const ALL: [FinishReason; 4] = [
+        Self::Length,
+        Self::StopToken,
+        Self::StopString,
+        Self::ContextFull,
+    ];
+
+    /// The canonical name, as receipts and `--json-out` record it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Length => "length",
+            Self::StopToken => "stop_token",
+            Self::StopString => "stop_string",
+            Self::ContextFull => "context_full",
+        }
+    }
+
+    /// The reason named by [`FinishReason::as_str`].
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|r| r.as_str() == name)
+    }
+
     /// OpenAI's name for it (`length` or `stop`).
     pub fn openai_name(self) -> &'static str {
         match self {
@@ -63,8 +88,8 @@ impl FinishReason {
 /// One generated token.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GeneratedToken {
-    /// Its id.
-    pub id: u32,
+    /// Its id; `None` for text flushed at the end by a stop id (which is not output).
+    pub id: Option<u32>,
     /// The text that became final with it (may be empty while bytes or a possible stop string
     /// are held back).
     pub text: String,
@@ -103,19 +128,15 @@ fn rate(n: usize, d: Duration) -> f64 {
     }
 }
 
-/// A running generation; iterate it for tokens.
+/// A running generation on one session; iterate it for tokens.
+///
+/// A thin loop over [`Decoder`]: forward the last token, sample, accept. Everything about
+/// what is output and when it ends is the decoder's, shared with the server's scheduler.
 pub struct Generation<'a> {
     model: &'a Model,
     session: &'a mut Session,
-    sampler: Sampler,
-    params: GenerationParams,
-    stream: Option<TextStream<'a>>,
-    history: Vec<u32>,
-    generated: Vec<u32>,
-    pending: String,
-    text: String,
+    decoder: Decoder<'a>,
     next: Option<u32>,
-    finish: Option<FinishReason>,
     stats: GenerationStats,
 }
 
@@ -129,29 +150,16 @@ impl<'a> Generation<'a> {
         params: GenerationParams,
         tokenizer: Option<&'a Tokenizer>,
     ) -> Result<Self> {
-        let mut sampler = Sampler::new(params.sampling.clone(), model.config().vocab_size)?;
+        let mut decoder = Decoder::new(&params, model.config().vocab_size, tokenizer, prompt)?;
         let start = Instant::now();
         let logits = model.forward(session, prompt)?;
-        let next = sampler.sample(logits, prompt);
+        let next = decoder.sample(logits);
         let prefill = start.elapsed();
-        let mut history = Vec::with_capacity(prompt.len() + params.max_tokens);
-        history.extend_from_slice(prompt);
         Ok(Self {
             model,
             session,
-            sampler,
-            stream: tokenizer.map(TextStream::new),
-            history,
-            generated: Vec::with_capacity(params.max_tokens),
-            pending: String::new(),
-            text: String::new(),
+            decoder,
             next: Some(next),
-            finish: if params.max_tokens == 0 {
-                Some(FinishReason::Length)
-            } else {
-                None
-            },
-            params,
             stats: GenerationStats {
                 prompt_tokens: prompt.len(),
                 prefill,
@@ -162,7 +170,7 @@ impl<'a> Generation<'a> {
 
     /// Why generation ended (`None` while it runs).
     pub fn finish_reason(&self) -> Option<FinishReason> {
-        self.finish
+        self.decoder.finish_reason()
     }
 
     /// Timings so far.
@@ -172,115 +180,52 @@ impl<'a> Generation<'a> {
 
     /// Ids generated so far.
     pub fn tokens(&self) -> &[u32] {
-        &self.generated
+        self.decoder.tokens()
     }
 
     /// Text emitted so far.
     pub fn text(&self) -> &str {
-        &self.text
+        self.decoder.text()
     }
 
-    /// Runs to the end and returns the whole text.
+    /// Runs to the end and returns the whole text, the ids, why it ended and the timings.
     pub fn collect_text(mut self) -> Result<(String, Vec<u32>, FinishReason, GenerationStats)> {
         for t in self.by_ref() {
             t?;
         }
-        let reason = self.finish.unwrap_or(FinishReason::Length);
-        Ok((self.text, self.generated, reason, self.stats))
-    }
-
-    /// Moves the safe part of `pending` to the output, holding back any suffix that could be
-    /// the start of a stop string; returns true if a stop string completed.
-    fn release(&mut self, out: &mut String, at_end: bool) -> bool {
-        for stop in &self.params.stop_strings {
-            if stop.is_empty() {
-                continue;
-            }
-            if let Some(i) = self.pending.find(stop.as_str()) {
-                out.push_str(&self.pending[..i]);
-                self.pending.clear();
-                return true;
-            }
-        }
-        let keep_from = if at_end {
-            self.pending.len()
-        } else {
-            self.pending
-                .char_indices()
-                .map(|(i, _)| i)
-                .find(|&i| {
-                    let tail = &self.pending[i..];
-                    self.params
-                        .stop_strings
-                        .iter()
-                        .any(|s| !s.is_empty() && s.starts_with(tail))
-                })
-                .unwrap_or(self.pending.len())
-        };
-        out.push_str(&self.pending[..keep_from]);
-        self.pending.drain(..keep_from);
-        false
+        let reason = self.finish_reason().unwrap_or(FinishReason::Length);
+        Ok((
+            self.decoder.text().to_string(),
+            self.decoder.tokens().to_vec(),
+            reason,
+            self.stats,
+        ))
     }
 
     fn step(&mut self) -> Result<Option<GeneratedToken>> {
-        if self.finish.is_some() {
-            return Ok(None);
-        }
         let Some(id) = self.next.take() else {
             return Ok(None);
         };
+        if self.decoder.finish_reason().is_some() {
+            return Ok(None);
+        }
         let start = Instant::now();
-        if self.params.stop_ids.contains(&id) {
-            self.finish = Some(FinishReason::StopToken);
-            let mut text = String::new();
-            if let Some(stream) = self.stream.as_mut() {
-                let tail = stream.finish()?;
-                self.pending.push_str(&tail);
-            }
-            self.release(&mut text, true);
-            self.text.push_str(&text);
-            self.stats.decode += start.elapsed();
-            return Ok(if text.is_empty() {
-                None
-            } else {
-                Some(GeneratedToken { id, text })
-            });
+        let room = self.session.position() < self.session.capacity();
+        let accepted = self.decoder.accept(id, room)?;
+        if accepted.id.is_some() {
+            self.stats.generated_tokens += 1;
         }
-        self.generated.push(id);
-        self.history.push(id);
-        self.stats.generated_tokens += 1;
-
-        let mut text = String::new();
-        if let Some(stream) = self.stream.as_mut() {
-            let delta = stream.push(id)?;
-            self.pending.push_str(&delta);
-        }
-        let stopped = self.release(&mut text, false);
-        let done = if stopped {
-            Some(FinishReason::StopString)
-        } else if self.generated.len() >= self.params.max_tokens {
-            Some(FinishReason::Length)
-        } else if self.session.position() >= self.session.capacity() {
-            Some(FinishReason::ContextFull)
-        } else {
-            None
-        };
-        if let Some(reason) = done {
-            if reason != FinishReason::StopString {
-                if let Some(stream) = self.stream.as_mut() {
-                    let tail = stream.finish()?;
-                    self.pending.push_str(&tail);
-                }
-                self.release(&mut text, true);
-            }
-            self.finish = Some(reason);
-        } else {
+        if accepted.finish.is_none() {
             let logits = self.model.forward(self.session, &[id])?;
-            self.next = Some(self.sampler.sample(logits, &self.history));
+            self.next = Some(self.decoder.sample(logits));
         }
-        self.text.push_str(&text);
         self.stats.decode += start.elapsed();
-        Ok(Some(GeneratedToken { id, text }))
+        Ok(
+            (accepted.id.is_some() || !accepted.text.is_empty()).then_some(GeneratedToken {
+                id: accepted.id,
+                text: accepted.text,
+            }),
+        )
     }
 }
 
@@ -292,7 +237,7 @@ impl Iterator for Generation<'_> {
             Ok(Some(t)) => Some(Ok(t)),
             Ok(None) => None,
             Err(e) => {
-                self.finish = Some(FinishReason::Length);
+                self.next = None;
                 Some(Err(e))
             }
         }

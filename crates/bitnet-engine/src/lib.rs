@@ -26,6 +26,7 @@
 //! ```
 
 pub mod config;
+pub mod decode;
 pub mod error;
 pub mod generate;
 pub mod kv_cache;
@@ -33,14 +34,17 @@ pub mod model;
 pub mod model_ref;
 pub mod rope;
 pub mod sampler;
+pub mod stop;
 pub mod synthetic;
 pub mod tokenizer;
 pub mod weights;
 
 pub use config::{Activation, ModelConfig};
+pub use decode::{Accepted, Decoder};
 pub use error::{EngineError, Result};
 pub use generate::{FinishReason, GeneratedToken, Generation, GenerationParams, GenerationStats};
 pub use kv_cache::KvType;
 pub use model::{HeadType, LoadOptions, Model, ModelSource, Session, SessionOptions};
 pub use model_ref::ModelRef;
 pub use sampler::{Sampler, SamplingParams};
+pub use stop::{StopCheck, StopMatcher};

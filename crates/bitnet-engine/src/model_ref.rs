@@ -92,12 +92,11 @@ impl Model {
                 Self::from_gguf_file(Arc::new(file), opts)
             }
             ModelRef::Synthetic { preset, seed } => {
-                let config = crate::synthetic::preset(preset).ok_or_else(|| {
-                    EngineError::UnknownPreset {
+                let config =
+                    crate::synthetic::preset(preset).ok_or_else(|| EngineError::UnknownPreset {
                         name: preset.clone(),
                         known: crate::synthetic::PRESETS.join(", "),
-                    }
-                })?;
+                    })?;
                 Self::synthetic(config, *seed, opts)
             }
         }

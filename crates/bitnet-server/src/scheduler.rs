@@ -27,8 +27,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use bitnet_engine::{FinishReason, Model, Sampler, SamplingParams, Session};
-use bitnet_tokenizer::TextStream;
+use bitnet_engine::{Decoder, FinishReason, GenerationParams, Model, SamplingParams, Session};
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::engine::Engine;
@@ -284,21 +283,15 @@ struct Worker {
     finisher: Option<Arc<dyn Finisher>>,
 }
 
-/// A request being decoded.
+/// A request being decoded: its KV slot, its [`Decoder`] (the engine's per-sequence
+/// sampling, text and stop logic, the same that `bitnet-cli run` uses) and its timings.
 struct Active<'m> {
     req: GenRequest,
     slot: usize,
     session_id: u64,
     cached_tokens: usize,
-    sampler: Sampler,
-    stream: Option<TextStream<'m>>,
-    /// Prompt followed by the generated tokens.
-    history: Vec<u32>,
-    generated: Vec<u32>,
-    /// Text not yet released (could be the start of a stop string).
-    pending: String,
-    text: String,
-    /// The sampled token not yet emitted.
+    decoder: Decoder<'m>,
+    /// The sampled token not yet accepted.
     next: u32,
     admitted: Instant,
     prefill: Duration,
@@ -316,6 +309,8 @@ enum Step {
     Done(FinishReason),
     /// The client went away.
     Cancelled,
+    /// Decoding failed (e.g. the detokenizer); the client is told.
+    Failed(String),
 }
 
 impl Worker {
@@ -382,6 +377,10 @@ impl Worker {
                         let a = active.swap_remove(i);
                         self.cancel(a, &mut pool);
                     }
+                    Step::Failed(message) => {
+                        let a = active.swap_remove(i);
+                        self.fail(a, message, &mut pool);
+                    }
                 }
             }
             // Each survivor feeds the token it just emitted (the last of its history).
@@ -401,11 +400,7 @@ impl Worker {
             if let Err(e) = result {
                 tracing::error!(error = %e, batch = n, "batched decode step failed");
                 for a in active.drain(..) {
-                    let cached = a.history[..pool.session(a.slot).position()].to_vec();
-                    pool.release(a.slot, cached);
-                    self.metrics.active_requests.dec();
-                    self.metrics.set_pool(&pool.stats());
-                    let _ = a.req.events.send(Event::Failed(e.to_string()));
+                    self.fail(a, e.to_string(), &mut pool);
                 }
                 continue;
             }
@@ -413,8 +408,7 @@ impl Worker {
             // 4. Sample each request's next token.
             for a in &mut active {
                 a.max_batch_seen = a.max_batch_seen.max(n);
-                let logits = pool.session(a.slot).logits();
-                a.next = a.sampler.sample(logits, &a.history);
+                a.next = a.decoder.sample(pool.session(a.slot).logits());
             }
         }
     }
@@ -433,8 +427,19 @@ impl Worker {
         } else {
             Vec::new()
         };
-        let sampler = match Sampler::new(req.sampling.clone(), model.config().vocab_size) {
-            Ok(s) => s,
+        let params = GenerationParams {
+            max_tokens: req.max_tokens,
+            sampling: req.sampling.clone(),
+            stop_ids: self.engine.stop_ids.clone(),
+            stop_strings: req.stop_strings.clone(),
+        };
+        let mut decoder = match Decoder::new(
+            &params,
+            model.config().vocab_size,
+            model.tokenizer(),
+            &req.prompt,
+        ) {
+            Ok(d) => d,
             Err(e) => {
                 let _ = req.events.send(Event::Failed(e.to_string()));
                 return None;
@@ -469,10 +474,10 @@ impl Worker {
         let session = pool.session_mut(lease.slot);
         let result = model
             .forward(session, &req.prompt[lease.reused..])
-            .map(|logits| logits.to_vec());
+            .map(|logits| decoder.sample(logits));
         let prefill = admitted.elapsed();
-        let logits = match result {
-            Ok(l) => l,
+        let next = match result {
+            Ok(next) => next,
             Err(e) => {
                 let _ = req.events.send(Event::Failed(e.to_string()));
                 let pos = pool.session(lease.slot).position();
@@ -480,10 +485,6 @@ impl Worker {
                 return None;
             }
         };
-        let mut sampler = sampler;
-        let next = sampler.sample(&logits, &req.prompt);
-        let mut history = Vec::with_capacity(req.prompt.len() + req.max_tokens);
-        history.extend_from_slice(&req.prompt);
         tracing::debug!(
             request_id = %req.request_id,
             prompt_tokens = req.prompt.len(),
@@ -495,12 +496,7 @@ impl Worker {
             slot: lease.slot,
             session_id: lease.session,
             cached_tokens: lease.reused,
-            sampler,
-            stream: model.tokenizer().map(TextStream::new),
-            history,
-            generated: Vec::with_capacity(req.max_tokens),
-            pending: String::new(),
-            text: String::new(),
+            decoder,
             next,
             admitted,
             prefill,
@@ -512,87 +508,45 @@ impl Worker {
         })
     }
 
-    /// Emits `a.next` (as `Generation` does for one request). `pos` is the session's position.
+    /// Accepts `a.next` through the request's decoder and sends what it completed. `pos` is
+    /// the session's position (the decoder ends the request when the context is full).
     fn emit(&self, a: &mut Active<'_>, pos: usize) -> Step {
         if a.req.events.is_closed() {
             return Step::Cancelled;
         }
-        let id = a.next;
-        if self.engine.stop_ids.contains(&id) {
-            let mut out = String::new();
-            if let Some(s) = a.stream.as_mut()
-                && let Ok(tail) = s.finish()
-            {
-                a.pending.push_str(&tail);
-            }
-            release(a, &mut out, true);
-            if !out.is_empty() {
-                a.text.push_str(&out);
-                let _ = a.req.events.send(Event::Token {
-                    id: None,
-                    text: out,
-                });
-            }
-            return Step::Done(FinishReason::StopToken);
-        }
-        let now = Instant::now();
-        match a.last_token {
-            None => {
-                a.first_token = Some(now);
-                self.metrics
-                    .time_to_first_token
-                    .observe((now - a.req.received).as_secs_f64());
-            }
-            Some(prev) => self
-                .metrics
-                .token_latency
-                .observe((now - prev).as_secs_f64()),
-        }
-        a.last_token = Some(now);
-        self.metrics.generated_tokens.inc();
-        a.generated.push(id);
-        a.history.push(id);
-        if let Some(s) = a.stream.as_mut() {
-            match s.push(id) {
-                Ok(delta) => a.pending.push_str(&delta),
-                Err(e) => {
-                    tracing::warn!(request_id = %a.req.request_id, error = %e, "detokenizing")
-                }
-            }
-        }
-        let mut out = String::new();
-        let stopped = release(a, &mut out, false);
-        let done = if stopped {
-            Some(FinishReason::StopString)
-        } else if a.generated.len() >= a.req.max_tokens {
-            Some(FinishReason::Length)
-        } else if pos >= self.engine.ctx {
-            Some(FinishReason::ContextFull)
-        } else {
-            None
+        let accepted = match a.decoder.accept(a.next, pos < self.engine.ctx) {
+            Ok(acc) => acc,
+            Err(e) => return Step::Failed(e.to_string()),
         };
-        if let Some(reason) = done
-            && reason != FinishReason::StopString
-        {
-            if let Some(s) = a.stream.as_mut()
-                && let Ok(tail) = s.finish()
-            {
-                a.pending.push_str(&tail);
+        if accepted.id.is_some() {
+            let now = Instant::now();
+            match a.last_token {
+                None => {
+                    a.first_token = Some(now);
+                    self.metrics
+                        .time_to_first_token
+                        .observe((now - a.req.received).as_secs_f64());
+                }
+                Some(prev) => self
+                    .metrics
+                    .token_latency
+                    .observe((now - prev).as_secs_f64()),
             }
-            release(a, &mut out, true);
+            a.last_token = Some(now);
+            self.metrics.generated_tokens.inc();
         }
-        a.text.push_str(&out);
-        if a.req
-            .events
-            .send(Event::Token {
-                id: Some(id),
-                text: out,
-            })
-            .is_err()
+        if (accepted.id.is_some() || !accepted.text.is_empty())
+            && a.req
+                .events
+                .send(Event::Token {
+                    id: accepted.id,
+                    text: accepted.text,
+                })
+                .is_err()
         {
             return Step::Cancelled;
         }
-        match done {
+        match accepted.finish {
             Some(reason) => Step::Done(reason),
             None => Step::Continue,
         }
@@ -606,9 +560,9 @@ impl Worker {
             finish: reason,
             prompt_tokens: a.req.prompt.len(),
             cached_tokens: a.cached_tokens,
-            completion_tokens: a.generated.len(),
-            output_ids: a.generated.clone(),
-            text: a.text.clone(),
+            completion_tokens: a.decoder.tokens().len(),
+            output_ids: a.decoder.tokens().to_vec(),
+            text: a.decoder.text().to_string(),
             timings: Timings {
                 queue_ms: ms(a.admitted - a.req.received),
                 prefill_ms: ms(a.prefill),
@@ -635,7 +589,7 @@ impl Worker {
             "completion finished"
         );
         let pos = pool.session(a.slot).position();
-        pool.release(a.slot, a.history[..pos].to_vec());
+        pool.release(a.slot, a.decoder.history()[..pos].to_vec());
         // Gauges first: a client that sees the end and then reads /metrics sees them settled.
         self.metrics.active_requests.dec();
         self.metrics.set_pool(&pool.stats());
@@ -668,11 +622,23 @@ impl Worker {
         self.metrics.cancelled.inc();
         tracing::info!(
             request_id = %a.req.request_id,
-            completion_tokens = a.generated.len(),
+            completion_tokens = a.decoder.tokens().len(),
             "client went away: request cancelled"
         );
+        self.release(a, pool);
+    }
+
+    /// Tells the client that decoding failed and frees its slot.
+    fn fail(&self, a: Active<'_>, message: String, pool: &mut KvPool<Session>) {
+        tracing::error!(request_id = %a.req.request_id, error = %message, "decoding failed");
+        let _ = a.req.events.send(Event::Failed(message));
+        self.release(a, pool);
+    }
+
+    /// Returns the request's session to the pool (its cached prefix stays reusable).
+    fn release(&self, a: Active<'_>, pool: &mut KvPool<Session>) {
         let pos = pool.session(a.slot).position();
-        pool.release(a.slot, a.history[..pos].to_vec());
+        pool.release(a.slot, a.decoder.history()[..pos].to_vec());
         self.metrics.active_requests.dec();
         self.metrics.set_pool(&pool.stats());
     }
@@ -688,38 +654,6 @@ fn dispatch_delta(before: &[(String, u64)], after: &[(String, u64)]) -> Vec<(Str
             (d > 0).then(|| (k.clone(), d))
         })
         .collect()
-}
-
-/// Moves the safe part of `a.pending` to `out`, holding back a suffix that could start a stop
-/// string; true when a stop string completed (the text before it is released, the rest
-/// dropped).
-fn release(a: &mut Active<'_>, out: &mut String, at_end: bool) -> bool {
-    let stops = &a.req.stop_strings;
-    let hit = stops
-        .iter()
-        .filter(|s| !s.is_empty())
-        .filter_map(|s| a.pending.find(s.as_str()))
-        .min();
-    if let Some(at) = hit {
-        out.push_str(&a.pending[..at]);
-        a.pending.clear();
-        return true;
-    }
-    let keep_from = if at_end {
-        a.pending.len()
-    } else {
-        a.pending
-            .char_indices()
-            .map(|(i, _)| i)
-            .find(|&i| {
-                let tail = &a.pending[i..];
-                stops.iter().any(|s| !s.is_empty() && s.starts_with(tail))
-            })
-            .unwrap_or(a.pending.len())
-    };
-    out.push_str(&a.pending[..keep_from]);
-    a.pending.drain(..keep_from);
-    false
 }
 
 #[cfg(test)]

@@ -108,11 +108,13 @@ pub fn run(args: RunArgs) -> Result<()> {
     for token in generation.by_ref() {
         let token = token?;
         if print_ids {
-            if wrote_any {
-                write!(out, " ")?;
+            if let Some(id) = token.id {
+                if wrote_any {
+                    write!(out, " ")?;
+                }
+                write!(out, "{id}")?;
+                wrote_any = true;
             }
-            write!(out, "{}", token.id)?;
-            wrote_any = true;
         } else if !token.text.is_empty() {
             write!(out, "{}", token.text)?;
             wrote_any = true;

@@ -1,0 +1,187 @@
+//! [`Decoder`]: everything that happens to one sequence between two forward passes.
+//!
+//! Both front ends generate through this one type: `bitnet-cli` through [`crate::Generation`]
+//! (a thin loop: forward, [`Decoder::sample`], [`Decoder::accept`]), and `bitnet-server`'s
+//! scheduler, which batches many sequences into one forward pass and then drives one
+//! `Decoder` per sequence. So sampling, text streaming, stop ids, stop strings (OpenAI's
+//! semantics, see [`crate::stop`]), `max_tokens`, the context limit and the finish reason are
+//! decided by the same code whichever front end runs a request: the same request gives the
+//! same text and finish reason in both.
+//!
+//! The decoder owns no model and no KV cache; it sees logits and says which token comes next
+//! and what text it completes.
+
+use bitnet_tokenizer::{TextStream, Tokenizer};
+
+use crate::error::Result;
+use crate::generate::{FinishReason, GenerationParams};
+use crate::sampler::Sampler;
+use crate::stop::{StopCheck, StopMatcher};
+
+/// The outcome of [`Decoder::accept`] for one sampled token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Accepted {
+    /// The token, when it is part of the output (`None` for a stop id: it ends generation
+    /// and is not emitted).
+    pub id: Option<u32>,
+    /// Text that became final with this token (may be empty while bytes of a character or a
+    /// possible stop string are held back).
+    pub text: String,
+    /// Set when this token ended generation.
+    pub finish: Option<FinishReason>,
+}
+
+/// One sequence's sampling and output state; see the module doc.
+pub struct Decoder<'t> {
+    sampler: Sampler,
+    stream: Option<TextStream<'t>>,
+    stops: StopMatcher,
+    stop_ids: Vec<u32>,
+    max_tokens: usize,
+    /// Prompt followed by the generated tokens (the sampler's repetition window).
+    history: Vec<u32>,
+    prompt_len: usize,
+    text: String,
+    finish: Option<FinishReason>,
+}
+
+impl std::fmt::Debug for Decoder<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Decoder")
+            .field("prompt_len", &self.prompt_len)
+            .field("generated", &self.tokens().len())
+            .field("finish", &self.finish)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'t> Decoder<'t> {
+    /// A decoder for a sequence whose prompt is `prompt`, sampling over `vocab` logits, with
+    /// text from `tokenizer` when given. Fails on invalid sampling settings.
+    pub fn new(
+        params: &GenerationParams,
+        vocab: usize,
+        tokenizer: Option<&'t Tokenizer>,
+        prompt: &[u32],
+    ) -> Result<Self> {
+        let sampler = Sampler::new(params.sampling.clone(), vocab)?;
+        let mut history = Vec::with_capacity(prompt.len() + params.max_tokens + 1);
+        history.extend_from_slice(prompt);
+        Ok(Self {
+            sampler,
+            stream: tokenizer.map(TextStream::new),
+            stops: StopMatcher::new(&params.stop_strings),
+            stop_ids: params.stop_ids.clone(),
+            max_tokens: params.max_tokens,
+            history,
+            prompt_len: prompt.len(),
+            text: String::new(),
+            finish: (params.max_tokens == 0).then_some(FinishReason::Length),
+        })
+    }
+
+    /// Samples the next token from the logits of the last position (no allocation).
+    pub fn sample(&mut self, logits: &[f32]) -> u32 {
+        self.sampler.sample(logits, &self.history)
+    }
+
+    /// Takes the sampled token `id`: decides whether it is output, what text it completes and
+    /// whether generation ends. `room`: whether the sequence's KV cache can take one more
+    /// token (if not, generation ends with [`FinishReason::ContextFull`] after this token).
+    ///
+    /// After a finish, further calls return an empty [`Accepted`] with the same finish.
+    pub fn accept(&mut self, id: u32, room: bool) -> Result<Accepted> {
+        if let Some(finish) = self.finish {
+            return Ok(Accepted {
+                id: None,
+                text: String::new(),
+                finish: Some(finish),
+            });
+        }
+        if self.stop_ids.contains(&id) {
+            let (text, stopped) = self.flush()?;
+            let finish = if stopped {
+                FinishReason::StopString
+            } else {
+                FinishReason::StopToken
+            };
+            self.finish = Some(finish);
+            return Ok(Accepted {
+                id: None,
+                text,
+                finish: Some(finish),
+            });
+        }
+        self.history.push(id);
+        let delta = match self.stream.as_mut() {
+            Some(s) => s.push(id)?,
+            None => String::new(),
+        };
+        let (mut text, finish) = match self.stops.push(&delta, false) {
+            StopCheck::Stopped(t) => (t, Some(FinishReason::StopString)),
+            StopCheck::Text(t) => {
+                let limit = if self.tokens().len() >= self.max_tokens {
+                    Some(FinishReason::Length)
+                } else if !room {
+                    Some(FinishReason::ContextFull)
+                } else {
+                    None
+                };
+                (t, limit)
+            }
+        };
+        let finish = match finish {
+            Some(FinishReason::Length | FinishReason::ContextFull) => {
+                let (tail, stopped) = self.flush()?;
+                text.push_str(&tail);
+                if stopped {
+                    Some(FinishReason::StopString)
+                } else {
+                    finish
+                }
+            }
+            other => other,
+        };
+        self.text.push_str(&text);
+        self.finish = finish;
+        Ok(Accepted {
+            id: Some(id),
+            text,
+            finish,
+        })
+    }
+
+    /// Flushes the text stream and the stop matcher at the end of generation; true when the
+    /// flushed text completed a stop string.
+    fn flush(&mut self) -> Result<(String, bool)> {
+        let tail = match self.stream.as_mut() {
+            Some(s) => s.finish()?,
+            None => String::new(),
+        };
+        let (text, stopped) = match self.stops.push(&tail, true) {
+            StopCheck::Stopped(t) => (t, true),
+            StopCheck::Text(t) => (t, false),
+        };
+        Ok((text, stopped))
+    }
+
+    /// Why generation ended (`None` while it runs).
+    pub fn finish_reason(&self) -> Option<FinishReason> {
+        self.finish
+    }
+
+    /// Generated ids so far (stop ids excluded).
+    pub fn tokens(&self) -> &[u32] {
+        &self.history[self.prompt_len..]
+    }
+
+    /// Prompt followed by the generated ids.
+    pub fn history(&self) -> &[u32] {
+        &self.history
+    }
+
+    /// Final text so far.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+}

@@ -10,80 +10,9 @@ use std::time::{Duration, Instant};
 
 use bitnet_tokenizer::Tokenizer;
 
-use crate::decode::Decoder;
+use crate::decode::{Decoder, FinishReason, GenerationParams};
 use crate::error::{EngineError, Result};
 use crate::model::{Model, Session};
-use crate::sampler::SamplingParams;
-
-/// What to generate.
-#[derive(Debug, Clone)]
-pub struct GenerationParams {
-    /// Most new tokens.
-    pub max_tokens: usize,
-    /// Sampling settings (temperature 0 = greedy).
-    pub sampling: SamplingParams,
-    /// Ids that end generation (typically the tokenizer's `stop_ids()`); not emitted.
-    pub stop_ids: Vec<u32>,
-    /// Strings that end generation; the text up to them is emitted, they are not.
-    pub stop_strings: Vec<String>,
-}
-
-impl Default for GenerationParams {
-    fn default() -> Self {
-        Self {
-            max_tokens: 128,
-            sampling: SamplingParams::default(),
-            stop_ids: Vec::new(),
-            stop_strings: Vec::new(),
-        }
-    }
-}
-
-/// Why generation ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FinishReason {
-    /// `max_tokens` reached.
-    Length,
-    /// A stop id (end of sequence / turn) was sampled.
-    StopToken,
-    /// A stop string appeared in the text.
-    StopString,
-    /// The context is full.
-    ContextFull,
-}
-
-impl FinishReason {
-    /// Every reason, for parsers and tests.
-    pub const ALL: [FinishReason; 4] = [
-        Self::Length,
-        Self::StopToken,
-        Self::StopString,
-        Self::ContextFull,
-    ];
-
-    /// The canonical name, as receipts and `--json-out` record it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Length => "length",
-            Self::StopToken => "stop_token",
-            Self::StopString => "stop_string",
-            Self::ContextFull => "context_full",
-        }
-    }
-
-    /// The reason named by [`FinishReason::as_str`].
-    pub fn from_name(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|r| r.as_str() == name)
-    }
-
-    /// OpenAI's name for it (`length` or `stop`).
-    pub fn openai_name(self) -> &'static str {
-        match self {
-            Self::Length | Self::ContextFull => "length",
-            Self::StopToken | Self::StopString => "stop",
-        }
-    }
-}
 
 /// One generated token.
 #[derive(Debug, Clone, PartialEq)]

@@ -40,9 +40,9 @@ pub mod tokenizer;
 pub mod weights;
 
 pub use config::{Activation, ModelConfig};
-pub use decode::{Accepted, Decoder};
+pub use decode::{Accepted, Decoder, FinishReason, GenerationParams};
 pub use error::{EngineError, Result};
-pub use generate::{FinishReason, GeneratedToken, Generation, GenerationParams, GenerationStats};
+pub use generate::{GeneratedToken, Generation, GenerationStats};
 pub use kv_cache::KvType;
 pub use model::{HeadType, LoadOptions, Model, ModelSource, Session, SessionOptions};
 pub use model_ref::ModelRef;

@@ -34,7 +34,7 @@ pub enum CheckpointError {
         shard: PathBuf,
     },
     /// A file could not be read or mapped.
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Io {
         /// The file.
         path: PathBuf,

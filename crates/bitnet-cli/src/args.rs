@@ -16,6 +16,9 @@ pub struct Cli {
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+    /// Logging (-v, --log-format; RUST_LOG overrides the level).
+    #[command(flatten)]
+    pub log: bitnet_app::LogArgs,
 }
 
 /// The subcommands.

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Result;
-use bitnet_engine::{LoadOptions, Model, SamplingParams, SessionOptions};
+use bitnet_engine::{LoadOptions, Model, ModelRef, SamplingParams, SessionOptions};
 use indicatif::{ProgressBar, ProgressStyle};
 use sha2::{Digest, Sha256};
 
@@ -85,7 +85,8 @@ pub fn load_model_with(path: &Path, opts: &LoadOptions) -> Result<(Model, Durati
             opts.threads = 1;
         }
         let start = Instant::now();
-        let model = Model::from_gguf_bytes(bitnet_default_model::gguf_bytes().to_vec(), &opts)?;
+        let model = Model::open(&ModelRef::Embedded, &opts)?;
+        log_loaded(&model, bitnet_default_model::PSEUDO_PATH, start.elapsed());
         return Ok((model, start.elapsed()));
     }
     let pb = spinner(&format!("loading {}", path.display()));
@@ -93,7 +94,25 @@ pub fn load_model_with(path: &Path, opts: &LoadOptions) -> Result<(Model, Durati
     let model = Model::load(path, opts);
     let elapsed = start.elapsed();
     pb.finish_and_clear();
-    Ok((model?, elapsed))
+    let model = model?;
+    log_loaded(&model, &path.display().to_string(), elapsed);
+    Ok((model, elapsed))
+}
+
+/// Logs (at `info`, shown with `-v`) what was loaded and which kernels run it.
+fn log_loaded(model: &Model, name: &str, elapsed: Duration) {
+    let c = model.config();
+    tracing::info!(
+        model = name,
+        layers = c.n_layers,
+        hidden = c.hidden_size,
+        vocab = c.vocab_size,
+        kernel = model.kernels().ops().id(),
+        threads = model.kernels().threads(),
+        head = model.head_type().as_str(),
+        load_ms = elapsed.as_secs_f64() * 1e3,
+        "model loaded"
+    );
 }
 
 /// The session options for these arguments, checked against the model.

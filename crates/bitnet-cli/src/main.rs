@@ -11,33 +11,22 @@ mod common;
 mod error;
 mod npy;
 
-use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = args::Cli::parse();
+    bitnet_app::logging::init(&cli.log, "warn");
     match cmd::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            if is_broken_pipe(&err) {
+            let err: &(dyn std::error::Error + 'static) = err.as_ref();
+            if bitnet_app::is_broken_pipe(err) {
                 return ExitCode::SUCCESS;
             }
-            let _ = writeln!(
-                std::io::stderr().lock(),
-                "bitnet-cli: error: {}",
-                error::message_chain(&err)
-            );
+            bitnet_app::report::print_error("bitnet-cli", err);
             ExitCode::from(1)
         }
     }
-}
-
-/// Whether the error comes from writing to a closed pipe (the reader went away: not a failure).
-fn is_broken_pipe(err: &anyhow::Error) -> bool {
-    err.chain().any(|e| {
-        e.downcast_ref::<std::io::Error>()
-            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
-    })
 }

@@ -32,7 +32,7 @@ pub enum EngineError {
         known: String,
     },
     /// I/O error on a named file.
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Io {
         /// The file.
         path: PathBuf,
@@ -80,7 +80,7 @@ pub enum EngineError {
         reason: String,
     },
     /// A ternary tensor could not be decoded.
-    #[error("tensor '{name}': {source}")]
+    #[error("tensor '{name}'")]
     Format {
         /// The tensor name.
         name: String,

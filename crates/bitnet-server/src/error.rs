@@ -184,10 +184,10 @@ pub enum ServerError {
     #[error("{0}: no such file or directory (expected a .gguf file or a checkpoint directory)")]
     ModelNotFound(std::path::PathBuf),
     /// The engine could not load the model.
-    #[error("loading the model failed: {0}")]
+    #[error("loading the model failed")]
     Load(#[from] bitnet_engine::EngineError),
     /// Binding or running the HTTP server failed.
-    #[error("{context}: {source}")]
+    #[error("{context}")]
     Io {
         /// What was being done.
         context: String,

@@ -10,16 +10,17 @@ use actix_web::web;
 use bitnet_server::{AppState, Args, Engine, Listen, LogFormat, ServerConfig, ServerError, bind};
 use clap::Parser;
 
+/// Logging as every BitNet-rs binary sets it up (level `info` unless RUST_LOG says otherwise;
+/// a closed stderr never panics a thread).
 fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let _ = match format {
-        LogFormat::Json => builder.json().try_init(),
-        LogFormat::Text => builder.try_init(),
+    let args = bitnet_app::LogArgs {
+        verbose: 0,
+        log_format: match format {
+            LogFormat::Json => bitnet_app::LogFormat::Json,
+            LogFormat::Text => bitnet_app::LogFormat::Text,
+        },
     };
+    bitnet_app::logging::init(&args, "info");
 }
 
 fn main() -> ExitCode {
@@ -39,7 +40,7 @@ fn main() -> ExitCode {
     let config = match ServerConfig::from_args(&args) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("bitnet-server: error: {e}");
+            bitnet_app::report::print_error("bitnet-server", &e);
             return ExitCode::from(2);
         }
     };
@@ -53,7 +54,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("bitnet-server: error: {e}");
+            bitnet_app::report::print_error("bitnet-server", &e);
             ExitCode::FAILURE
         }
     }
@@ -93,7 +94,7 @@ async fn run(config: ServerConfig, listen: Listen) -> Result<(), ServerError> {
                 )),
             };
             if let Some(e) = err {
-                tracing::error!(error = %e, "could not load the model");
+                tracing::error!(error = %bitnet_app::chain(&e), "could not load the model");
                 *load_error
                     .lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(e);

@@ -398,9 +398,10 @@ impl Worker {
                 model.forward_batch(&mut sessions, &feed)
             };
             if let Err(e) = result {
-                tracing::error!(error = %e, batch = n, "batched decode step failed");
+                let message = bitnet_app::chain(&e);
+                tracing::error!(error = %message, batch = n, "batched decode step failed");
                 for a in active.drain(..) {
-                    self.fail(a, e.to_string(), &mut pool);
+                    self.fail(a, message.clone(), &mut pool);
                 }
                 continue;
             }
@@ -441,7 +442,7 @@ impl Worker {
         ) {
             Ok(d) => d,
             Err(e) => {
-                let _ = req.events.send(Event::Failed(e.to_string()));
+                let _ = req.events.send(Event::Failed(bitnet_app::chain(&e)));
                 return None;
             }
         };
@@ -479,7 +480,7 @@ impl Worker {
         let next = match result {
             Ok(next) => next,
             Err(e) => {
-                let _ = req.events.send(Event::Failed(e.to_string()));
+                let _ = req.events.send(Event::Failed(bitnet_app::chain(&e)));
                 let pos = pool.session(lease.slot).position();
                 pool.release(lease.slot, req.prompt[..pos.min(req.prompt.len())].to_vec());
                 return None;
@@ -516,7 +517,7 @@ impl Worker {
         }
         let accepted = match a.decoder.accept(a.next, pos < self.engine.ctx) {
             Ok(acc) => acc,
-            Err(e) => return Step::Failed(e.to_string()),
+            Err(e) => return Step::Failed(bitnet_app::chain(&e)),
         };
         if accepted.id.is_some() {
             let now = Instant::now();

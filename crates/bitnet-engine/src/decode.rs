@@ -77,14 +77,6 @@ impl FinishReason {
     pub fn from_name(name: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|r| r.as_str() == name)
     }
-
-    /// OpenAI's name for it (`length` or `stop`).
-    pub fn openai_name(self) -> &'static str {
-        match self {
-            Self::Length | Self::ContextFull => "length",
-            Self::StopToken | Self::StopString => "stop",
-        }
-    }
 }
 
 /// The outcome of [`Decoder::accept`] for one sampled token.

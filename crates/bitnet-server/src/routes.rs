@@ -484,13 +484,13 @@ fn full_response(head: &Head, s: &Summary) -> Value {
             "index": 0,
             "text": s.text,
             "logprobs": null,
-            "finish_reason": s.finish.openai_name(),
+            "finish_reason": crate::openai_finish_reason(s.finish),
         }),
         Kind::Chat => json!({
             "index": 0,
             "message": {"role": "assistant", "content": s.text},
             "logprobs": null,
-            "finish_reason": s.finish.openai_name(),
+            "finish_reason": crate::openai_finish_reason(s.finish),
         }),
     };
     m.insert("choices".into(), json!([choice]));
@@ -558,7 +558,7 @@ impl Sse {
             Some(Event::Done(s)) => {
                 self.finished = true;
                 let mut out = String::new();
-                let mut last = self.chunk(None, Some(s.finish.openai_name()), None);
+                let mut last = self.chunk(None, Some(crate::openai_finish_reason(s.finish)), None);
                 if let Value::Object(m) = &mut last {
                     m.insert("bitnet".into(), extension(&s));
                 }

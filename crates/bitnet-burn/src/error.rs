@@ -1,4 +1,5 @@
-//! Errors of the Burn extension: each variant names the op or weight field that is wrong.
+//! Errors of the Burn extension and its forward pass: each variant names the op, weight
+//! field or token that is wrong.
 
 /// What went wrong in a `bitnet-burn` call.
 #[derive(Debug, thiserror::Error)]
@@ -69,5 +70,60 @@ pub enum BurnError {
         op: &'static str,
         /// Burn's error, formatted.
         reason: String,
+    },
+    /// Packed ternary weights met kernels that stream another layout.
+    #[error(
+        "ternary weights: packed layout {layout} is not the layout {expected} that kernels {kernels} stream"
+    )]
+    LayoutMismatch {
+        /// The weights' layout id.
+        layout: &'static str,
+        /// The kernels' id.
+        kernels: &'static str,
+        /// The layout those kernels stream.
+        expected: &'static str,
+    },
+    /// A dense (head) matrix does not hold `rows * cols` values.
+    #[error("dense {dtype} weights: {got} values, expected rows * cols = {rows} * {cols}")]
+    DenseLength {
+        /// The storage type (`F32`, `F16`).
+        dtype: &'static str,
+        /// Rows.
+        rows: usize,
+        /// Columns.
+        cols: usize,
+        /// Values held.
+        got: usize,
+    },
+    /// Burn could not read an output tensor's data as f32.
+    #[error("{op}: cannot read the output tensor as f32: {reason}")]
+    OutputData {
+        /// The op or pass that was run.
+        op: &'static str,
+        /// Burn's error, formatted.
+        reason: String,
+    },
+    /// The forward pass was given no tokens.
+    #[error("burn forward: no tokens to run")]
+    EmptyInput,
+    /// A token id is outside the vocabulary.
+    #[error(
+        "burn forward: token id {id} at position {position} is outside the vocabulary of {vocab}"
+    )]
+    InvalidToken {
+        /// The token id.
+        id: u32,
+        /// Its position in the sequence.
+        position: usize,
+        /// The vocabulary size.
+        vocab: usize,
+    },
+    /// The sequence is longer than the model's context.
+    #[error("burn forward: {tokens} tokens exceed the model's context of {ctx}")]
+    ContextOverflow {
+        /// Tokens given.
+        tokens: usize,
+        /// The model's context length.
+        ctx: usize,
     },
 }

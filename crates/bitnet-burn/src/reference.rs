@@ -1,21 +1,26 @@
-//! [`ternary_linear_reference`]: the same layer from stock Burn ops on any backend, the
-//! yardstick for [`crate::BitNetBackend::ternary_linear`].
+//! The `*_reference` ops: each op family from stock Burn ops on any backend, the yardstick
+//! for [`crate::BitNetBackend`]'s fused ops.
 //!
-//! The weight is dequantised to a dense float matrix `W = values * scale` and multiplied
-//! with Burn's own `matmul`, so the check is independent of the kernels' packing, integer
-//! accumulation and threading. Activation quantisation is spelled out with Burn ops exactly
-//! as bitnet-kernels' `act_quant` module defines it: `s = 127 / max(max|x|, 1e-5)` per row
-//! (Burn's `clamp_min` is `max`), `q = clamp(round(x * s), -128, 127)` where Burn's `round`
-//! rounds half to even like the kernels, and `y = (q . W^T) / s`.
+//! [`ternary_linear_reference`] dequantises the weight to a dense float matrix
+//! `W = values * scale` and multiplies with Burn's own `matmul`, so the check is independent
+//! of the kernels' packing, integer accumulation and threading. Activation quantisation is
+//! spelled out with Burn ops exactly as bitnet-kernels' `act_quant` module defines it:
+//! `s = 127 / max(max|x|, 1e-5)` per row (Burn's `clamp_min` is `max`),
+//! `q = clamp(round(x * s), -128, 127)` where Burn's `round` rounds half to even like the
+//! kernels, and `y = (q . W^T) / s`.
+//!
+//! [`dense_linear_reference`] widens the head to f32 and multiplies likewise; for Q8_0 it
+//! first rounds the input through ggml's per-block Q8_0 quantisation (as the kernels do)
+//! with Burn ops.
 
+use crate::dense::DenseWeights;
 use crate::error::BurnError;
-use crate::weights::{check_input, validate};
+use crate::ternary::{check_input, validate};
 use bitnet_kernels::TernaryWeights;
 use bitnet_kernels::act_quant::ACT_EPS;
+use bitnet_kernels::q8::Q8_BLOCK;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
-
-const OP: &str = "ternary_linear_reference";
 
 /// `x: [n, in] -> [n, out]`, `y = x . W^T` with `W = values * scale` dense in f32, from
 /// stock Burn ops. With `quantize_activations`, `x` is first quantised per row to int8 and
@@ -34,6 +39,7 @@ pub fn ternary_linear_reference<B: Backend>(
     w: &TernaryWeights,
     quantize_activations: bool,
 ) -> Result<Tensor<B, 2>, BurnError> {
+    const OP: &str = "ternary_linear_reference";
     validate(w)?;
     let [n, _] = x.dims();
     check_input(OP, &x.dims(), w.rows, w.cols)?;
@@ -50,4 +56,53 @@ pub fn ternary_linear_reference<B: Backend>(
     let s = Tensor::<B, 2>::full([n, 1], 127.0, &device).div(amax);
     let q = x.mul(s.clone()).round().clamp(-128.0, 127.0);
     Ok(q.matmul(w_t).div(s))
+}
+
+/// `x: [n, cols] -> [n, rows]`, `y = x . W^T` with the dense head `W` widened to f32, from
+/// stock Burn ops. For Q8_0 weights `x` is first rounded through Q8_0 per block of 32
+/// (`d = max|x| / 127`, `q = round(x / d)` half away from zero, `x = q * d`), as the
+/// kernels quantise it.
+///
+/// Where it differs from the kernels: in float rounding only (summation order; Q8_0 sums
+/// `x * w` of the rounded values instead of integer block dots times `d_x * d_w`, and
+/// `floor(|v| + 0.5)` can round a value just below one half up).
+///
+/// # Errors
+/// [`BurnError::DenseLength`] for inconsistent weights, or an input that is not
+/// `[n, w.cols()]`.
+pub fn dense_linear_reference<B: Backend>(
+    x: Tensor<B, 2>,
+    w: DenseWeights<'_>,
+) -> Result<Tensor<B, 2>, BurnError> {
+    const OP: &str = "dense_linear_reference";
+    w.validate()?;
+    let (rows, cols) = (w.rows(), w.cols());
+    check_input(OP, &x.dims(), rows, cols)?;
+    let mut dense = vec![0f32; rows * cols];
+    for (r, row) in dense.chunks_exact_mut(cols.max(1)).enumerate().take(rows) {
+        w.row_into(r, row);
+    }
+    let device = x.device();
+    let w_t = Tensor::<B, 2>::from_data(TensorData::new(dense, [rows, cols]), &device).transpose();
+    let x = match w {
+        DenseWeights::Q8_0(_) => q8_0_round_trip(x),
+        _ => x,
+    };
+    Ok(x.matmul(w_t))
+}
+
+/// `x: [n, cols]` (cols a multiple of 32) rounded through Q8_0 blocks and back to f32.
+fn q8_0_round_trip<B: Backend>(x: Tensor<B, 2>) -> Tensor<B, 2> {
+    let [n, cols] = x.dims();
+    let blocks = x.reshape([n, cols / Q8_BLOCK, Q8_BLOCK]);
+    let d = blocks.clone().abs().max_dim(2).div_scalar(127.0);
+    // 1 / d, or 0 for an all-zero block.
+    let id = d.clone().recip().mask_fill(d.clone().equal_elem(0.0), 0.0);
+    let v = blocks.mul(id);
+    let q = v
+        .clone()
+        .sign()
+        .mul(v.abs().add_scalar(0.5).floor())
+        .clamp(-127.0, 127.0);
+    q.mul(d).reshape([n, cols])
 }

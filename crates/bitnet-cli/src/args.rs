@@ -350,9 +350,24 @@ pub struct LogitsArgs {
     /// Output .npy file.
     #[arg(short, long, value_name = "FILE.npy")]
     pub out: PathBuf,
-    /// KV cache element type.
+    /// KV cache element type (`f16` with `--backend engine` only: the Burn pass keeps no
+    /// cache, its keys and values stay f32).
     #[arg(long, value_enum, default_value_t = KvTypeArg::F32)]
     pub kv_type: KvTypeArg,
+    /// Which implementation computes the logits: `engine` (the forward pass the other
+    /// subcommands run) or `burn` (the whole forward on Burn tensors via bitnet-burn, every
+    /// linear on the same kernels; for cross-checking the two).
+    #[arg(long, value_enum, default_value_t = LogitsBackend::Engine)]
+    pub backend: LogitsBackend,
+}
+
+/// Who computes `logits`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogitsBackend {
+    /// bitnet-engine's `forward_all` on a fresh session.
+    Engine,
+    /// bitnet-burn's forward pass on burn-ndarray tensors (one causal pass, no KV cache).
+    Burn,
 }
 
 /// `verify-receipt`.

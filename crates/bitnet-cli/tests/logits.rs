@@ -1,9 +1,13 @@
 //! `logits`: the .npy equals the engine's `forward_all` exactly and transformers' within the
-//! fixture's documented tolerance.
+//! fixture's documented tolerance; `--backend burn` (the forward pass on Burn tensors) equals
+//! `--backend engine` within 1e-4 without activation quantisation and gives the same argmax
+//! at every position with it.
+
+use std::path::Path;
 
 use bitnet_engine::{LoadOptions, Model};
 
-use crate::util::{cli, id_list, packed, read_npy, reference_greedy, stdout_of};
+use crate::util::{assert_error, cli, i2s, id_list, packed, read_npy, reference_greedy, stdout_of};
 
 fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
@@ -14,15 +18,18 @@ fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
 }
 
 fn cli_logits(extra: &[&str]) -> (Vec<usize>, Vec<f32>) {
+    cli_logits_of(&packed(), &reference_greedy(0).0, extra)
+}
+
+fn cli_logits_of(model: &Path, prompt: &[u32], extra: &[&str]) -> (Vec<usize>, Vec<f32>) {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("logits.npy");
-    let (prompt, _) = reference_greedy(0);
     let mut args = vec![
         "logits".to_string(),
         "-m".into(),
-        packed().display().to_string(),
+        model.display().to_string(),
         "--tokens".into(),
-        id_list(&prompt),
+        id_list(prompt),
         "--out".into(),
         out.display().to_string(),
         "--threads".into(),
@@ -66,4 +73,68 @@ fn logits_without_activation_quantisation_match_reference_closely() {
         d <= 1e-4,
         "max |d logit| vs transformers (no act quant) = {d}"
     );
+}
+
+fn argmax_rows(logits: &[f32], vocab: usize) -> Vec<usize> {
+    logits
+        .chunks_exact(vocab)
+        .map(|row| {
+            (0..vocab)
+                .reduce(|best, i| if row[i] > row[best] { i } else { best })
+                .unwrap()
+        })
+        .collect()
+}
+
+#[test]
+fn burn_backend_equals_engine_backend() {
+    for model in [packed(), i2s()] {
+        for p in 0..3 {
+            let (prompt, _) = reference_greedy(p);
+            let what = format!("{} p{p}", model.display());
+
+            let (shape, engine) = cli_logits_of(&model, &prompt, &["--no-act-quant"]);
+            let burn_args = ["--no-act-quant", "--backend", "burn"];
+            let (burn_shape, burn) = cli_logits_of(&model, &prompt, &burn_args);
+            assert_eq!(burn_shape, shape, "{what}");
+            assert_eq!(shape, [prompt.len(), 512], "{what}");
+            let d = max_abs_diff(&burn, &engine);
+            assert!(d <= 1e-4, "{what}: max |d logit| without act quant = {d}");
+
+            let (_, engine) = cli_logits_of(&model, &prompt, &["--backend", "engine"]);
+            let (_, burn) = cli_logits_of(&model, &prompt, &["--backend", "burn"]);
+            assert_eq!(
+                argmax_rows(&burn, 512),
+                argmax_rows(&engine, 512),
+                "{what}: argmax differs with act quant"
+            );
+        }
+    }
+}
+
+#[test]
+fn burn_backend_errors_name_the_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("logits.npy");
+    let base = |tokens: &str, backend: &str| {
+        let mut cmd = cli(["logits", "-m", i2s().to_str().unwrap(), "--tokens", tokens]);
+        cmd.args(["--out", out.to_str().unwrap(), "--backend", backend]);
+        cmd
+    };
+    assert_error(
+        &mut base("1,600", "burn"),
+        1,
+        "burn forward: token id 600 at position 1 is outside the vocabulary of 512",
+    );
+    assert_error(
+        base("1,2", "burn").args(["--kv-type", "f16"]),
+        1,
+        "--kv-type f16 applies to --backend engine only",
+    );
+    assert_error(
+        &mut base("1,2", "tpu"),
+        2,
+        "invalid value 'tpu' for '--backend <BACKEND>'",
+    );
+    assert!(!out.exists(), "no output file on errors");
 }

@@ -152,6 +152,29 @@ impl DenseMatrix {
     }
 }
 
+/// A read-only view of a [`DenseMatrix`]'s storage as it is held, so that code running the
+/// head on its own terms (bitnet-burn's Burn forward pass) borrows it instead of copying it.
+#[derive(Debug, Clone, Copy)]
+pub enum DenseStorage<'a> {
+    /// Row-major f32 `[rows][cols]`.
+    F32(&'a [f32]),
+    /// Row-major f16 `[rows][cols]` (owned, or borrowed from the memory-mapped GGUF).
+    F16(&'a [f16]),
+    /// Q8_0 blocks (`HeadType::Q8_0`).
+    Q8_0(&'a Q8Matrix),
+}
+
+impl DenseMatrix {
+    /// The storage as it is held (see [`DenseStorage`]).
+    pub fn storage(&self) -> DenseStorage<'_> {
+        match &self.data {
+            DenseData::F32(v) => DenseStorage::F32(v),
+            DenseData::Q8(m) => DenseStorage::Q8_0(m),
+            _ => DenseStorage::F16(self.f16_slice().expect("f16 data")),
+        }
+    }
+}
+
 /// The weights of one transformer block.
 pub struct LayerWeights {
     /// RMSNorm before attention.

@@ -1,5 +1,7 @@
-//! [`TernaryLinearWeights`]: a ternary weight matrix packed once for the kernels that will
-//! run it, plus the backend-independent call into those kernels.
+//! The ternary-matmul op family: [`TernaryLinearWeights`] (a ternary matrix packed once for
+//! the kernels that will run it, owned) and [`TernaryLinearRef`] (packed weights and their
+//! kernels, borrowed, e.g. from a loaded engine model), plus the backend-independent call
+//! into those kernels, with and without int8 activation quantisation.
 
 use crate::error::BurnError;
 use bitnet_kernels::{Kernels, PackedTernary, TernaryWeights};
@@ -112,6 +114,78 @@ impl TernaryLinearWeights {
         &self.packed
     }
 
+    /// The weights as a [`TernaryLinearRef`], the form the ops take.
+    pub fn linear_ref(&self) -> TernaryLinearRef<'_> {
+        TernaryLinearRef {
+            kernels: &self.kernels,
+            packed: &self.packed,
+        }
+    }
+}
+
+impl<'a> From<&'a TernaryLinearWeights> for TernaryLinearRef<'a> {
+    fn from(w: &'a TernaryLinearWeights) -> Self {
+        w.linear_ref()
+    }
+}
+
+/// Packed ternary weights and the [`Kernels`] that stream them, borrowed: what
+/// [`crate::BitNetBackend::ternary_linear`] runs.
+///
+/// Borrowing lets a Burn model run on weights someone else owns without a copy, such as an
+/// engine [`Model`](bitnet_engine::Model)'s, which are packed for (and run on) that model's
+/// kernels and thread pool. The constructor checks that the kernels stream the weights'
+/// packed layout, so a mismatch is an error here rather than a panic inside a kernel.
+#[derive(Debug, Clone, Copy)]
+pub struct TernaryLinearRef<'a> {
+    kernels: &'a Kernels,
+    packed: &'a PackedTernary,
+}
+
+impl<'a> TernaryLinearRef<'a> {
+    /// Pairs `packed` with the `kernels` that will run it.
+    ///
+    /// # Errors
+    /// [`BurnError::LayoutMismatch`] when `kernels` do not stream `packed`'s layout.
+    pub fn new(kernels: &'a Kernels, packed: &'a PackedTernary) -> Result<Self, BurnError> {
+        // The kernels' layout, read off an empty matrix packed by them (no allocation).
+        let empty = TernaryWeights {
+            rows: 0,
+            cols: 0,
+            values: Vec::new(),
+            scale: 1.0,
+        };
+        let expected = kernels.pack(&empty).layout_id();
+        if packed.layout_id() != expected {
+            return Err(BurnError::LayoutMismatch {
+                layout: packed.layout_id(),
+                kernels: kernels.ops().id(),
+                expected,
+            });
+        }
+        Ok(Self { kernels, packed })
+    }
+
+    /// Output features (weight rows).
+    pub fn rows(&self) -> usize {
+        self.packed.rows()
+    }
+
+    /// Input features (weight columns).
+    pub fn cols(&self) -> usize {
+        self.packed.cols()
+    }
+
+    /// The kernels that run these weights.
+    pub fn kernels(&self) -> &'a Kernels {
+        self.kernels
+    }
+
+    /// The packed weights.
+    pub fn packed(&self) -> &'a PackedTernary {
+        self.packed
+    }
+
     /// `y[t][r] = sum_c W[r][c] * x[t][c]` for `x: [n][cols]`, `y: [n][rows]`, straight on
     /// the kernels; with `quantize_activations` each row of `x` is first quantised to int8
     /// (W1.58A8, as BitNet b1.58 runs), otherwise it is used in f32.
@@ -127,9 +201,9 @@ impl TernaryLinearWeights {
             let mut q = vec![0i8; x.len()];
             let mut scales = vec![0f32; n];
             self.kernels.quantize_rows(x, n, &mut q, &mut scales);
-            self.kernels.ternary_matmul(&self.packed, &q, &scales, n, y);
+            self.kernels.ternary_matmul(self.packed, &q, &scales, n, y);
         } else {
-            self.kernels.ternary_matmul_f32(&self.packed, x, n, y);
+            self.kernels.ternary_matmul_f32(self.packed, x, n, y);
         }
     }
 }

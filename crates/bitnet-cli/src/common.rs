@@ -1,5 +1,6 @@
 //! Helpers shared by the subcommands: loading a model (with a spinner on a terminal), building
-//! engine settings from arguments, prompts, hashing.
+//! engine settings from arguments, prompts, and the [`ModelRef`] of a `--model` value (receipts
+//! hash models in `bitnet-receipt`).
 
 use std::io::{IsTerminal, Read};
 use std::path::Path;
@@ -8,7 +9,6 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::Result;
 use bitnet_engine::{LoadOptions, Model, ModelRef, SamplingParams, SessionOptions};
 use indicatif::{ProgressBar, ProgressStyle};
-use sha2::{Digest, Sha256};
 
 use crate::args::{ModelArgs, SamplingArgs, SessionArgs};
 use crate::error::CliError;
@@ -28,6 +28,16 @@ fn announce_embedded() {
             bitnet_default_model::DESCRIPTION
         );
     });
+}
+
+/// The engine's name for the model at `path` (the embedded model's stand-in included): what
+/// receipts identify and `verify-receipt` reloads.
+pub fn model_ref(path: &Path) -> ModelRef {
+    if is_embedded(path) {
+        ModelRef::Embedded
+    } else {
+        ModelRef::Path(path.to_path_buf())
+    }
 }
 
 /// Fails with "PATH: no such file or directory" before anything else looks at it.
@@ -194,56 +204,6 @@ pub fn read_stdin() -> Result<String> {
     Ok(s)
 }
 
-/// Size in bytes and SHA-256 (lower-case hex) of a model: a file's (or the embedded model's)
-/// bytes, or for a checkpoint
-/// directory the files directly inside it in name order, each hashed as its name, a NUL byte
-/// and its contents (so renaming or replacing any file changes the hash).
-pub fn hash_model(path: &Path) -> Result<(u64, String), CliError> {
-    let mut hasher = Sha256::new();
-    let mut total = 0u64;
-    if is_embedded(path) {
-        let bytes = bitnet_default_model::gguf_bytes();
-        hasher.update(bytes);
-        total = bytes.len() as u64;
-    } else if path.is_dir() {
-        let mut files: Vec<_> = std::fs::read_dir(path)
-            .map_err(|e| CliError::file(path, &e))?
-            .filter_map(|e| e.ok())
-            .map(|e| e.path())
-            .filter(|p| p.is_file())
-            .collect();
-        files.sort();
-        for file in files {
-            if let Some(name) = file.file_name() {
-                hasher.update(name.to_string_lossy().as_bytes());
-                hasher.update([0u8]);
-            }
-            total += hash_file_into(&file, &mut hasher)?;
-        }
-    } else {
-        total = hash_file_into(path, &mut hasher)?;
-    }
-    Ok((total, hex(&hasher.finalize())))
-}
-
-fn hash_file_into(path: &Path, hasher: &mut Sha256) -> Result<u64, CliError> {
-    let mut f = std::fs::File::open(path).map_err(|e| CliError::file(path, &e))?;
-    let mut buf = vec![0u8; 1 << 20];
-    let mut total = 0u64;
-    loop {
-        let n = f.read(&mut buf).map_err(|e| CliError::file(path, &e))?;
-        if n == 0 {
-            return Ok(total);
-        }
-        hasher.update(&buf[..n]);
-        total += n as u64;
-    }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// Index of the largest value (first one on ties), for greedy steps outside the sampler.
 pub fn argmax(values: &[f32]) -> u32 {
     let mut best = 0;
@@ -272,19 +232,6 @@ pub fn human_bytes(n: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sha256_of_known_bytes() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("abc");
-        std::fs::write(&p, b"abc").unwrap();
-        let (n, h) = hash_model(&p).unwrap();
-        assert_eq!(n, 3);
-        assert_eq!(
-            h,
-            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-        );
-    }
 
     #[test]
     fn argmax_takes_first_maximum() {

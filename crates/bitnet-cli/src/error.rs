@@ -57,9 +57,6 @@ pub enum CliError {
         /// The known names.
         known: String,
     },
-    /// A receipt does not match its rerun.
-    #[error("receipt mismatch: {0}")]
-    ReceiptMismatch(String),
     /// A receipt file is malformed.
     #[error("{path}: not a valid receipt: {reason}")]
     BadReceipt {

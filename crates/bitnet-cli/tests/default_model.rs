@@ -169,7 +169,8 @@ fn readme_command_greedy_prints_transformers_text() {
 #[test]
 fn receipt_of_the_embedded_model_verifies() {
     let (v, verified) = run_with_receipt(&["--seed", "3"]);
-    assert_eq!(v["model"]["path"], "<embedded:bitnet-rust-docs-5m>");
+    assert_eq!(v["model"]["ref"], "embedded");
+    assert_eq!(v["model"]["name"], "bitnet-rust-docs-5m");
     assert_eq!(
         v["model"]["bytes"].as_u64().unwrap() as usize,
         std::fs::metadata(model_dir().join("bitnet-rust-docs-5m.gguf"))

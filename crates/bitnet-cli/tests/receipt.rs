@@ -37,7 +37,15 @@ fn receipt_records_the_computation_and_verifies() {
         &["--seed", "77", "--temperature", "1.2"],
     );
     let v = load(&receipt);
-    assert_eq!(v["schema_version"], 1);
+    assert_eq!(v["schema_version"], 2);
+    assert_eq!(
+        v["model"]["ref"],
+        std::fs::canonicalize(i2s()).unwrap().to_str().unwrap()
+    );
+    assert!(
+        v.get("server").is_none(),
+        "a CLI receipt has no server section"
+    );
     assert_eq!(v["model"]["bytes"], std::fs::metadata(i2s()).unwrap().len());
     assert_eq!(v["model"]["sha256"].as_str().unwrap().len(), 64);
     assert_eq!(v["model"]["architecture"], "bitnet-b1.58");
@@ -115,5 +123,44 @@ fn not_a_receipt_is_named() {
         &mut cli(["verify-receipt", file.to_str().unwrap()]),
         1,
         "not a valid receipt: missing schema_version",
+    );
+}
+
+#[test]
+fn a_version_1_receipt_is_refused_with_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let receipt = write_receipt(dir.path(), &i2s(), &["--greedy"]);
+    let mut v = load(&receipt);
+    v["schema_version"] = 1.into();
+    std::fs::write(&receipt, serde_json::to_string(&v).unwrap()).unwrap();
+    assert_error(
+        &mut cli(["verify-receipt", receipt.to_str().unwrap()]),
+        1,
+        "not a valid receipt: schema_version 1 is no longer read; rerun to get a v2 receipt",
+    );
+}
+
+#[test]
+fn a_moved_model_verifies_with_model_and_another_does_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let receipt = write_receipt(dir.path(), &i2s(), &["--greedy"]);
+    let copy = dir.path().join("moved.gguf");
+    std::fs::copy(i2s(), &copy).unwrap();
+    let out = stdout_of(&mut cli([
+        "verify-receipt",
+        receipt.to_str().unwrap(),
+        "--model",
+        copy.to_str().unwrap(),
+    ]));
+    assert_eq!(out.trim(), "receipt verified: 8 tokens match");
+    assert_error(
+        &mut cli([
+            "verify-receipt",
+            receipt.to_str().unwrap(),
+            "--model",
+            packed().to_str().unwrap(),
+        ]),
+        1,
+        "receipt mismatch: model size differs: receipt has",
     );
 }

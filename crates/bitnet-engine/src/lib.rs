@@ -25,6 +25,7 @@
 //! # }
 //! ```
 
+pub mod backend;
 pub mod config;
 pub mod decode;
 pub mod error;

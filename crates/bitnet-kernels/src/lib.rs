@@ -29,6 +29,7 @@ pub mod q8;
 mod scalar;
 #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 mod tile;
+pub mod tuning;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 

@@ -3,6 +3,7 @@
 use std::net::IpAddr;
 use std::path::PathBuf;
 
+use bitnet_engine::{ModelRef, backend};
 use clap::{Parser, ValueEnum};
 
 use crate::error::ServerError;
@@ -106,22 +107,11 @@ fn parse_head_type(s: &str) -> Result<bitnet_engine::HeadType, String> {
     s.parse()
 }
 
-/// The model to serve.
-#[derive(Debug, Clone)]
-pub enum ModelSpec {
-    /// A file or directory.
-    Path(PathBuf),
-    /// Random weights of a preset's shapes.
-    Synthetic(String),
-    /// The model embedded in the binary (`bitnet-default-model`), when no `--model` is given.
-    Embedded,
-}
-
 /// Validated settings.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
-    /// What to load.
-    pub model: ModelSpec,
+    /// What to load: a path, the embedded model (no `--model`), or a synthetic preset (seed 0).
+    pub model: ModelRef,
     /// Served model id.
     pub model_name: String,
     /// Kernel threads (0 = all).
@@ -164,21 +154,18 @@ impl ServerConfig {
                 if !p.exists() {
                     return Err(ServerError::ModelNotFound(p.clone()));
                 }
-                ModelSpec::Path(p.clone())
+                ModelRef::Path(p.clone())
             }
             (None, Some(s)) => {
-                if bitnet_engine::synthetic::preset(s).is_none() {
-                    return Err(ServerError::InvalidOption {
-                        flag: "synthetic",
-                        reason: format!(
-                            "unknown preset '{s}' (known: {})",
-                            bitnet_engine::synthetic::PRESETS.join(", ")
-                        ),
-                    });
-                }
-                ModelSpec::Synthetic(s.clone())
+                ModelRef::synthetic(s, 0).map_err(|_| ServerError::InvalidOption {
+                    flag: "synthetic",
+                    reason: format!(
+                        "unknown preset '{s}' (known: {})",
+                        bitnet_engine::synthetic::PRESETS.join(", ")
+                    ),
+                })?
             }
-            (None, None) => ModelSpec::Embedded,
+            (None, None) => ModelRef::Embedded,
         };
         if args.max_batch == 0 {
             return Err(bad("max-batch", "must be at least 1"));
@@ -217,27 +204,22 @@ impl ServerConfig {
             });
         }
         if let Some(id) = &args.kernel
-            && bitnet_kernels::by_id(id).is_none()
+            && backend::by_id(id).is_none()
         {
             return Err(ServerError::InvalidOption {
                 flag: "kernel",
                 reason: format!(
                     "'{id}' is not a kernel this CPU can run (available: {})",
-                    bitnet_kernels::available()
-                        .iter()
-                        .map(|o| o.id())
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    backend::available_ids().join(", ")
                 ),
             });
         }
         let model_name = args.model_name.clone().unwrap_or_else(|| match &model {
-            ModelSpec::Path(p) => p
+            ModelRef::Path(p) => p
                 .file_stem()
                 .map(|s| s.to_string_lossy().into_owned())
                 .unwrap_or_else(|| "bitnet".to_string()),
-            ModelSpec::Synthetic(s) => format!("synthetic-{s}"),
-            ModelSpec::Embedded => bitnet_default_model::NAME.to_string(),
+            other => other.name(),
         });
         Ok(Self {
             model,
@@ -270,7 +252,7 @@ impl ServerConfig {
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_else(|| "bitnet".to_string());
         Self {
-            model: ModelSpec::Path(path),
+            model: ModelRef::Path(path),
             model_name,
             threads: 0,
             max_batch: 8,

@@ -66,7 +66,7 @@ async fn run(config: ServerConfig, listen: Listen) -> Result<(), ServerError> {
     // The one line on stdout: scripts and tests read the port from it.
     println!("bitnet-server listening on http://{addr}");
     tracing::info!(%addr, "listening; loading the model");
-    if matches!(config.model, bitnet_server::config::ModelSpec::Embedded) {
+    if matches!(config.model, bitnet_engine::ModelRef::Embedded) {
         eprintln!(
             "bitnet-server: no --model given; serving the embedded model: {}",
             bitnet_default_model::DESCRIPTION

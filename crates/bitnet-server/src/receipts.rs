@@ -1,15 +1,16 @@
-//! Receipts (`receipts` feature): a JSON record of every completion — the model's SHA-256,
-//! the kernels the dispatcher actually ran (read from the engine's counters, never written as
-//! constants), the settings (seed included), prompt and output token ids, timings, the tuning
-//! choice — and of every KV-pool eviction (session, blocks, bytes, pool before and after).
+//! Receipts (`receipts` feature): a receipt of every completion in the shared typed schema
+//! (`bitnet_receipt::Receipt`, version 2, the same the CLI writes and `bitnet-cli
+//! verify-receipt` checks) plus a server section (request ids, prefix-cache hits, batching,
+//! tuning), and a record of every KV-pool eviction (session, blocks, bytes, pool before and
+//! after).
 //!
-//! Receipts are appended to a JSONL log by one writer thread, which `fsync`s
-//! (`sync_data`) each batch before the completion's final event reaches the client: when a
-//! client has seen a completion end, its receipt is on disk. Writes are grouped (every
-//! receipt waiting is written before one `fsync`), so the cost does not grow with
-//! concurrency. Recent receipts are also kept in memory; older ones are found by scanning the
-//! log. Receipts are on only when `--receipts-log` is given; otherwise none is written and
-//! `GET /v1/receipts/{id}` answers 404.
+//! Records are appended to a JSONL log by one writer thread, which `fsync`s (`sync_data`)
+//! each batch before the completion's final event reaches the client: when a client has seen
+//! a completion end, its receipt is on disk. Writes are grouped (every record waiting is
+//! written before one `fsync`), so the cost does not grow with concurrency. Each record is
+//! serialised once; the same line is written, kept in memory for `GET /v1/receipts/{id}` and
+//! served as is, and older ones are found by scanning the log. Receipts are on only when
+//! `--receipts-log` is given; otherwise none is written and the endpoints answer 404.
 
 use std::collections::{HashMap, VecDeque};
 use std::fs::{File, OpenOptions};
@@ -18,37 +19,104 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use actix_web::{HttpRequest, HttpResponse, web};
+use bitnet_engine::{GenerationParams, ModelRef};
+use bitnet_receipt::{
+    Batching, ModelIdentity, Output, Prompt, Receipt, Run, SCHEMA_VERSION, ServerInfo, Timings,
+    Tool, unix_now,
+};
+use serde::Serialize;
 use serde_json::{Value, json};
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::engine::Engine;
 use crate::error::{ApiError, ServerError};
-use crate::pool::Eviction;
+use crate::pool::{Eviction, PoolStats};
 use crate::routes::AppState;
 use crate::scheduler::{CompletionRecord, Event, Finisher};
 
-/// Receipt schema version.
-pub const SCHEMA_VERSION: u32 = 1;
-
-/// Receipts kept in memory for `GET /v1/receipts/{id}` without reading the log.
+/// Records kept in memory for `GET /v1/receipts/{id}` without reading the log.
 const KEEP_IN_MEMORY: usize = 4096;
+
+/// What `kernels.dispatched` means in a server receipt.
+const DISPATCHED_NOTE: &str =
+    "server-wide counters over the request's lifetime; they include requests batched with it";
+
+/// The identity of the served model for receipts (hashes it: call once, off the HTTP threads).
+pub fn identify(model: &ModelRef) -> Result<ModelIdentity, ServerError> {
+    ModelIdentity::of(model).map_err(|e| {
+        ServerError::io(
+            format!("hashing the model {} for receipts", e.path.display()),
+            e.source,
+        )
+    })
+}
+
+/// A KV-pool eviction record (a line of the same log; not a generation receipt).
+#[derive(Debug, Serialize)]
+pub struct EvictionRecord<'a> {
+    /// The log's schema version.
+    pub schema_version: u32,
+    /// `kv_eviction`.
+    pub kind: &'static str,
+    /// Record id (`evict-…`).
+    pub id: String,
+    /// When (Unix seconds).
+    pub created_unix: u64,
+    /// The HTTP request whose admission evicted the session.
+    pub caused_by_request: &'a str,
+    /// The session evicted.
+    pub session: u64,
+    /// Cached tokens discarded.
+    pub tokens: usize,
+    /// Blocks discarded.
+    pub blocks: usize,
+    /// Bytes of those blocks.
+    pub bytes: usize,
+    /// Tokens kept (shared with the new prompt).
+    pub kept_tokens: usize,
+    /// Positions per block.
+    pub block_tokens: usize,
+    /// Pool before.
+    pub pool_before: PoolStats,
+    /// Pool after.
+    pub pool_after: PoolStats,
+    /// The served model.
+    pub model: EvictionModel<'a>,
+}
+
+/// The model an eviction happened on.
+#[derive(Debug, Serialize)]
+pub struct EvictionModel<'a> {
+    /// Served name.
+    pub name: &'a str,
+    /// SHA-256 (none for a synthetic model).
+    pub sha256: Option<&'a str>,
+}
+
+/// One log line and what the list endpoint shows of it.
+#[derive(Debug)]
+struct Stored {
+    id: String,
+    kind: &'static str,
+    created_unix: u64,
+    line: String,
+}
 
 enum Msg {
     Completion {
-        receipt: Value,
+        stored: Option<Stored>,
         record: Box<CompletionRecord>,
         events: UnboundedSender<Event>,
     },
-    Eviction(Value),
+    Eviction(Stored),
     Flush(Sender<()>),
 }
 
 #[derive(Default)]
 struct Recent {
-    by_id: HashMap<String, Arc<Value>>,
+    by_id: HashMap<String, Arc<Stored>>,
     order: VecDeque<String>,
 }
 
@@ -56,6 +124,7 @@ struct Recent {
 pub struct ReceiptStore {
     path: PathBuf,
     engine: Arc<Engine>,
+    identity: ModelIdentity,
     tx: Mutex<Sender<Msg>>,
     recent: Arc<Mutex<Recent>>,
     writer: Mutex<Option<JoinHandle<()>>>,
@@ -69,15 +138,36 @@ impl std::fmt::Debug for ReceiptStore {
     }
 }
 
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+/// Serialises a record to one JSON line (without the newline); `None`, logged, if it cannot be
+/// (only a non-UTF-8 model path could cause that, and the identity refuses those).
+fn to_line<T: Serialize>(record: &T, id: &str) -> Option<String> {
+    match serde_json::to_string(record) {
+        Ok(line) => Some(line),
+        Err(e) => {
+            tracing::error!(id, error = %e, "a receipt could not be serialised; none written");
+            None
+        }
+    }
+}
+
+/// Tokens per second over `ms` milliseconds (0 when no time passed).
+fn rate(tokens: usize, ms: f64) -> f64 {
+    if ms > 0.0 {
+        tokens as f64 * 1e3 / ms
+    } else {
+        0.0
+    }
 }
 
 impl ReceiptStore {
-    /// Opens (creates) the log for appending and starts the writer.
+    /// Opens (creates) the log for appending and starts the writer. The engine's identity is
+    /// used when it was computed at load time (it is when its config had a receipts log);
+    /// otherwise the model is hashed here.
     pub fn open(path: &Path, engine: Arc<Engine>) -> Result<Self, ServerError> {
+        let identity = match &engine.identity {
+            Some(id) => id.clone(),
+            None => identify(&engine.model_ref)?,
+        };
         let file = OpenOptions::new()
             .create(true)
             .append(true)
@@ -96,6 +186,7 @@ impl ReceiptStore {
         Ok(Self {
             path: path.to_path_buf(),
             engine,
+            identity,
             tx: Mutex::new(tx),
             recent,
             writer: Mutex::new(Some(writer)),
@@ -115,35 +206,37 @@ impl ReceiptStore {
         }
     }
 
-    /// Waits until every receipt sent so far is on disk.
+    /// Waits until every record sent so far is on disk.
     pub fn flush(&self) {
         let (tx, rx) = std::sync::mpsc::channel();
         self.send(Msg::Flush(tx));
         let _ = rx.recv();
     }
 
-    /// A receipt by id: from memory, else from the log.
-    pub fn get(&self, id: &str) -> Option<Arc<Value>> {
-        if let Some(v) = self
+    /// A record's JSON by id: from memory, else from the log.
+    pub fn get(&self, id: &str) -> Option<String> {
+        if let Some(s) = self
             .recent
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .by_id
             .get(id)
         {
-            return Some(Arc::clone(v));
+            return Some(s.line.clone());
         }
         let file = File::open(&self.path).ok()?;
         BufReader::new(file)
             .lines()
             .map_while(Result::ok)
             .filter(|l| l.contains(id))
-            .filter_map(|l| serde_json::from_str::<Value>(&l).ok())
-            .find(|v| v.get("id").and_then(Value::as_str) == Some(id))
-            .map(Arc::new)
+            .find(|l| {
+                serde_json::from_str::<Value>(l)
+                    .ok()
+                    .is_some_and(|v| record_id(&v) == Some(id))
+            })
     }
 
-    /// Ids and kinds of the receipts in memory, oldest first.
+    /// Ids, kinds and times of the records in memory, oldest first.
     pub fn list(&self) -> Vec<Value> {
         let r = self
             .recent
@@ -152,117 +245,128 @@ impl ReceiptStore {
         r.order
             .iter()
             .filter_map(|id| r.by_id.get(id))
-            .map(|v| json!({"id": v["id"], "kind": v["kind"], "created_unix": v["created_unix"]}))
+            .map(|s| json!({"id": s.id, "kind": s.kind, "created_unix": s.created_unix}))
             .collect()
     }
 
-    fn model_json(&self) -> Value {
-        let e = &self.engine;
-        let c = e.model.config();
-        json!({
-            "name": e.name,
-            "path": e.identity.path,
-            "bytes": e.identity.bytes,
-            "sha256": e.identity.sha256,
-            "architecture": e.identity.architecture,
-            "source": e.identity.source,
-            "shapes": {
-                "vocab": c.vocab_size, "hidden": c.hidden_size, "layers": c.n_layers,
-                "heads": c.n_heads, "kv_heads": c.n_kv_heads, "head_dim": c.head_dim,
-                "ffn": c.intermediate_size, "ctx": c.context_length,
-            },
-        })
-    }
-
     /// The receipt of a finished completion.
-    pub fn completion_receipt(&self, r: &CompletionRecord) -> Value {
+    pub fn completion_receipt(&self, r: &CompletionRecord) -> Receipt {
         let e = &self.engine;
-        let s = &r.sampling;
-        json!({
-            "schema_version": SCHEMA_VERSION,
-            "kind": "completion",
-            "id": r.id,
-            "request_id": r.request_id,
-            "created_unix": unix_now(),
-            "endpoint": r.meta.endpoint,
-            "model": self.model_json(),
-            "kernels": {
-                "isa": e.model.kernels().ops().id(),
-                "threads": e.model.kernels().threads(),
-                "tuned": e.kernel.tuned,
-                "tuning": e.kernel.tuning,
-                "dispatched": r.dispatched.iter()
-                    .map(|(id, calls)| json!({"id": id, "calls": calls}))
-                    .collect::<Vec<_>>(),
-                "dispatched_note": "server-wide counters over the request's lifetime; they include requests batched with it",
-                "cpu_features": bitnet_kernels::cpu_features(),
+        let sum = &r.summary;
+        let params = GenerationParams {
+            max_tokens: r.max_tokens,
+            sampling: r.sampling.clone(),
+            stop_ids: e.stop_ids.clone(),
+            stop_strings: r.stop_strings.clone(),
+        };
+        let t = &sum.timings;
+        let timings = Timings {
+            load_ms: None,
+            queue_ms: Some(t.queue_ms),
+            prefill_ms: t.prefill_ms,
+            ttft_ms: Some(t.ttft_ms),
+            decode_ms: t.decode_ms,
+            total_ms: t.total_ms,
+            prompt_tps: rate(sum.prompt_tokens - sum.cached_tokens, t.prefill_ms),
+            // The decode time runs from the first token to the last.
+            gen_tps: rate(sum.completion_tokens.saturating_sub(1), t.decode_ms),
+        };
+        let mut receipt = Receipt::new(Run {
+            model: &e.model,
+            identity: self.identity.clone(),
+            name: e.name.clone(),
+            session: &e.session_opts,
+            ctx: e.ctx,
+            params: &params,
+            kernel: e.load_options.kernel.clone(),
+            dispatched: &r.dispatched,
+            prompt: Prompt {
+                text: r.meta.prompt_text.clone(),
+                chat: r.meta.chat,
+                ids: r.prompt.clone(),
             },
-            "settings": {
-                "temperature": s.temperature,
-                "top_k": s.top_k,
-                "top_p": s.top_p,
-                "min_p": s.min_p,
-                "repeat_penalty": s.repeat_penalty,
-                "repeat_last_n": s.repeat_last_n,
-                "seed": s.seed,
-                "max_tokens": r.max_tokens,
-                "stop": r.stop_strings,
-                "stop_ids": e.stop_ids,
-                "act_quant": e.model.activation_quantization(),
-                "head_type": e.model.head_type().as_str(),
-                "kv_type": e.kv_type_name(),
-                "ctx": e.ctx,
+            output: Output::new(
+                sum.output_ids.clone(),
+                e.model.tokenizer().map(|_| sum.text.clone()),
+                sum.finish,
+            ),
+            timings,
+            tool: Tool {
+                name: env!("CARGO_PKG_NAME").to_string(),
+                version: env!("CARGO_PKG_VERSION").to_string(),
             },
-            "prompt": {
-                "text": r.meta.prompt_text,
-                "chat": r.meta.chat,
-                "ids": r.prompt,
-                "cached_tokens": r.summary.cached_tokens,
+        });
+        receipt.kernels.tuned = e.kernel.tuned;
+        receipt.kernels.tuning = e.kernel.tuning.clone();
+        receipt.server = Some(ServerInfo {
+            kind: "completion".into(),
+            id: r.id.clone(),
+            request_id: r.request_id.clone(),
+            endpoint: r.meta.endpoint.to_string(),
+            cached_tokens: sum.cached_tokens,
+            batching: Batching {
+                session: sum.session,
+                max_decode_batch: r.max_batch_seen,
             },
-            "output": {
-                "ids": r.summary.output_ids,
-                "text": r.summary.text,
-                "finish_reason": crate::finish_name(r.summary.finish),
-            },
-            "batching": {
-                "session": r.summary.session,
-                "max_decode_batch": r.max_batch_seen,
-            },
-            "timings": r.summary.timings,
-            "tool": {"name": "bitnet-server", "version": env!("CARGO_PKG_VERSION")},
-        })
+            dispatched_note: DISPATCHED_NOTE.into(),
+        });
+        receipt
     }
+}
+
+/// The id of a log line: `server.id` of a completion receipt, `id` of an eviction record.
+fn record_id(v: &Value) -> Option<&str> {
+    v.get("server")
+        .and_then(|s| s.get("id"))
+        .or_else(|| v.get("id"))
+        .and_then(Value::as_str)
 }
 
 impl Finisher for ReceiptStore {
     fn finish(&self, mut record: CompletionRecord, events: UnboundedSender<Event>) {
         record.summary.receipt_id = Some(record.id.clone());
         let receipt = self.completion_receipt(&record);
+        let stored = to_line(&receipt, &record.id).map(|line| Stored {
+            id: record.id.clone(),
+            kind: "completion",
+            created_unix: receipt.created_unix,
+            line,
+        });
         self.send(Msg::Completion {
-            receipt,
+            stored,
             record: Box::new(record),
             events,
         });
     }
 
     fn eviction(&self, ev: &Eviction, request_id: &str) {
-        let receipt = json!({
-            "schema_version": SCHEMA_VERSION,
-            "kind": "kv_eviction",
-            "id": format!("evict-{}", uuid::Uuid::new_v4().simple()),
-            "created_unix": unix_now(),
-            "caused_by_request": request_id,
-            "session": ev.session,
-            "tokens": ev.tokens,
-            "blocks": ev.blocks,
-            "bytes": ev.bytes,
-            "kept_tokens": ev.kept_tokens,
-            "block_tokens": crate::pool::BLOCK_TOKENS,
-            "pool_before": ev.before,
-            "pool_after": ev.after,
-            "model": {"name": self.engine.name, "sha256": self.engine.identity.sha256},
-        });
-        self.send(Msg::Eviction(receipt));
+        let record = EvictionRecord {
+            schema_version: SCHEMA_VERSION,
+            kind: "kv_eviction",
+            id: format!("evict-{}", uuid::Uuid::new_v4().simple()),
+            created_unix: unix_now(),
+            caused_by_request: request_id,
+            session: ev.session,
+            tokens: ev.tokens,
+            blocks: ev.blocks,
+            bytes: ev.bytes,
+            kept_tokens: ev.kept_tokens,
+            block_tokens: crate::pool::BLOCK_TOKENS,
+            pool_before: ev.before,
+            pool_after: ev.after,
+            model: EvictionModel {
+                name: &self.engine.name,
+                sha256: self.identity.sha256.as_deref(),
+            },
+        };
+        if let Some(line) = to_line(&record, &record.id) {
+            self.send(Msg::Eviction(Stored {
+                id: record.id.clone(),
+                kind: record.kind,
+                created_unix: record.created_unix,
+                line,
+            }));
+        }
     }
 }
 
@@ -294,13 +398,17 @@ fn write_loop(mut file: File, path: &Path, rx: Receiver<Msg>, recent: &Mutex<Rec
         batch.extend(rx.try_iter());
         let mut failed = None;
         for msg in &batch {
-            let receipt = match msg {
-                Msg::Completion { receipt, .. } | Msg::Eviction(receipt) => receipt,
-                Msg::Flush(_) => continue,
+            let stored = match msg {
+                Msg::Completion {
+                    stored: Some(s), ..
+                }
+                | Msg::Eviction(s) => s,
+                Msg::Completion { stored: None, .. } | Msg::Flush(_) => continue,
             };
-            let mut line = receipt.to_string();
-            line.push('\n');
-            if let Err(e) = file.write_all(line.as_bytes()) {
+            let written = file
+                .write_all(stored.line.as_bytes())
+                .and_then(|()| file.write_all(b"\n"));
+            if let Err(e) = written {
                 failed = Some(e);
             }
         }
@@ -313,14 +421,16 @@ fn write_loop(mut file: File, path: &Path, rx: Receiver<Msg>, recent: &Mutex<Rec
         for msg in batch {
             match msg {
                 Msg::Completion {
-                    receipt,
+                    stored,
                     record,
                     events,
                 } => {
-                    remember(recent, receipt);
+                    if let Some(s) = stored {
+                        remember(recent, s);
+                    }
                     let _ = events.send(Event::Done(Box::new(record.summary)));
                 }
-                Msg::Eviction(receipt) => remember(recent, receipt),
+                Msg::Eviction(s) => remember(recent, s),
                 Msg::Flush(done) => {
                     let _ = done.send(());
                 }
@@ -329,18 +439,12 @@ fn write_loop(mut file: File, path: &Path, rx: Receiver<Msg>, recent: &Mutex<Rec
     }
 }
 
-fn remember(recent: &Mutex<Recent>, receipt: Value) {
-    let Some(id) = receipt
-        .get("id")
-        .and_then(Value::as_str)
-        .map(str::to_string)
-    else {
-        return;
-    };
+fn remember(recent: &Mutex<Recent>, stored: Stored) {
     let mut r = recent
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    r.by_id.insert(id.clone(), Arc::new(receipt));
+    let id = stored.id.clone();
+    r.by_id.insert(id.clone(), Arc::new(stored));
     r.order.push_back(id);
     while r.order.len() > KEEP_IN_MEMORY {
         if let Some(old) = r.order.pop_front() {
@@ -361,7 +465,8 @@ fn store(req: &HttpRequest, state: &AppState) -> Result<Arc<ReceiptStore>, ApiEr
         })
 }
 
-/// `GET /v1/receipts/{id}`.
+/// `GET /v1/receipts/{id}`: the record as written to the log (a completion's typed v2
+/// receipt, which `bitnet-cli verify-receipt` checks, or an eviction record).
 pub async fn get(
     req: HttpRequest,
     id: web::Path<String>,
@@ -373,7 +478,9 @@ pub async fn get(
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))?;
     match found {
-        Ok(v) => Ok(HttpResponse::Ok().json(&*v)),
+        Ok(line) => Ok(HttpResponse::Ok()
+            .content_type("application/json")
+            .body(line)),
         Err(id) => Err(ApiError::NotFound {
             message: format!("no receipt with id '{id}'"),
             code: Some("receipt_not_found"),
@@ -381,7 +488,7 @@ pub async fn get(
     }
 }
 
-/// `GET /v1/receipts`: the receipts held in memory (id, kind, time).
+/// `GET /v1/receipts`: the records held in memory (id, kind, time).
 pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let store = store(&req, &state)?;
     Ok(HttpResponse::Ok().json(json!({"object": "list", "data": store.list()})))

@@ -64,22 +64,30 @@ async fn every_completion_and_eviction_has_a_durable_receipt() {
     let lines = log_lines(&log);
     let on_disk = lines
         .iter()
-        .find(|l| l["id"] == id.as_str())
+        .find(|l| l["server"]["id"] == id.as_str())
         .expect("receipt in the log");
 
     let (status, body) = get(&s.url(&format!("/v1/receipts/{id}"))).await;
     assert_eq!(status, 200, "{body}");
     let r: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(&r, on_disk);
-    assert_eq!(r["kind"], "completion");
-    assert_eq!(r["schema_version"], 1);
+    assert_eq!(r["server"]["kind"], "completion");
+    assert_eq!(r["server"]["id"], id.as_str());
+    assert_eq!(r["schema_version"], 2);
+    assert_eq!(
+        r["model"]["ref"],
+        std::fs::canonicalize(fixture()).unwrap().to_str().unwrap()
+    );
+    // The same typed schema the CLI writes and verifies.
+    let typed = bitnet_receipt::Receipt::parse(&body).unwrap();
+    assert_eq!(typed.tool.name, "bitnet-server");
     assert_eq!(r["model"]["sha256"], fixture_sha256());
     assert_eq!(
         r["model"]["bytes"],
         std::fs::metadata(fixture()).unwrap().len()
     );
-    assert_eq!(r["model"]["shapes"]["vocab"], 512);
-    assert_eq!(r["kernels"]["isa"], engine.kernel.id.as_str());
+    assert_eq!(r["shapes"]["vocab"], 512);
+    assert_eq!(r["kernels"]["id"], engine.kernel.id.as_str());
     let dispatched = r["kernels"]["dispatched"].as_array().unwrap();
     assert!(!dispatched.is_empty());
     for d in dispatched {
@@ -109,7 +117,11 @@ async fn every_completion_and_eviction_has_a_durable_receipt() {
     assert_eq!(r["output"]["text"], v["choices"][0]["text"]);
     assert_eq!(r["output"]["finish_reason"], "length");
     assert!(r["timings"]["total_ms"].as_f64().unwrap() > 0.0);
-    assert_eq!(r["endpoint"], "/v1/completions");
+    assert_eq!(r["server"]["endpoint"], "/v1/completions");
+    assert_eq!(
+        r["settings"]["stop_ids"],
+        serde_json::to_value(tok.stop_ids()).unwrap()
+    );
 
     // A different prompt with a one-session pool evicts the first prompt's cache.
     let (status, v2) = post(
@@ -184,7 +196,7 @@ async fn receipts_off_emits_nothing_and_the_endpoint_is_404() {
     cfg.kv_pool_sessions = 1;
     let s = TestServer::start(cfg);
     assert!(s.state.loaded().unwrap().receipts.is_none());
-    assert!(s.state.loaded().unwrap().engine.identity.sha256.is_none());
+    assert!(s.state.loaded().unwrap().engine.identity.is_none());
     let mut resp = client()
         .post(s.url("/v1/completions"))
         .send_json(&json!({"prompt": "no receipts", "max_tokens": 3}))

@@ -25,15 +25,18 @@ async fn tuned_choice_is_used_cached_and_reported() {
     let engine = s.state.loaded().unwrap().engine.clone();
     assert!(engine.kernel.tuned);
     let tuning = engine.kernel.tuning.clone().unwrap();
-    assert_eq!(tuning["cached"], false);
-    assert_eq!(tuning["kernel"], engine.kernel.id.as_str());
-    assert_eq!(tuning["threads"], engine.kernel.threads);
+    assert!(!tuning.cached);
+    assert_eq!(tuning.kernel, engine.kernel.id);
+    assert_eq!(tuning.threads, engine.kernel.threads);
     // The model runs what was chosen.
     assert_eq!(engine.model.kernels().ops().id(), engine.kernel.id);
     assert_eq!(engine.model.kernels().threads(), engine.kernel.threads);
-    let candidates = tuning["candidates"].as_array().unwrap();
-    assert_eq!(candidates.len(), bitnet_kernels::available().len() * 2);
-    assert_eq!(candidates[0]["kernel"], tuning["kernel"]);
+    let candidates = &tuning.candidates;
+    assert_eq!(
+        candidates.len(),
+        bitnet_engine::backend::available().len() * 2
+    );
+    assert_eq!(candidates[0].kernel, tuning.kernel);
 
     let m = get(&s.url("/metrics")).await.1;
     let info = format!(
@@ -53,7 +56,7 @@ async fn tuned_choice_is_used_cached_and_reported() {
         let (_, r) = get(&s.url(&format!("/v1/receipts/{id}"))).await;
         let r: Value = serde_json::from_str(&r).unwrap();
         assert_eq!(r["kernels"]["tuned"], true);
-        assert_eq!(r["kernels"]["tuning"]["kernel"], tuning["kernel"]);
+        assert_eq!(r["kernels"]["tuning"]["kernel"], tuning.kernel.as_str());
     }
     s.stop().await;
 
@@ -62,9 +65,6 @@ async fn tuned_choice_is_used_cached_and_reported() {
     assert_eq!(table.as_object().unwrap().len(), 1);
     let again = bitnet_server::Engine::load(&cfg).unwrap();
     let t2 = again.kernel.tuning.unwrap();
-    assert_eq!(t2["cached"], true);
-    assert_eq!(
-        (&t2["kernel"], &t2["threads"]),
-        (&tuning["kernel"], &tuning["threads"])
-    );
+    assert!(t2.cached);
+    assert_eq!((&t2.kernel, t2.threads), (&tuning.kernel, tuning.threads));
 }

@@ -10,7 +10,7 @@ use bitnet_tokenizer::ChatMessage;
 
 use crate::args::RunArgs;
 use crate::cmd::chat;
-use crate::cmd::receipt::{self, Receipt, RunRecord};
+use crate::cmd::receipt::{self, RunRecord};
 use crate::common;
 use crate::error::CliError;
 
@@ -172,7 +172,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         write_json(path, &value)?;
     }
     if let Some(path) = &args.receipt {
-        let receipt = Receipt::build(&record)?;
+        let receipt = receipt::build(&record)?;
         write_json(path, &serde_json::to_value(&receipt)?)?;
     }
     Ok(())

@@ -7,7 +7,7 @@
 
 use std::path::PathBuf;
 
-use crate::schema::SCHEMA_VERSION;
+use crate::SCHEMA_VERSION;
 
 /// Why a text is not a receipt this crate reads.
 #[derive(Debug, thiserror::Error)]

@@ -34,8 +34,11 @@ pub mod verify;
 pub use error::{IdentityError, Mismatch, ReadError, SchemaError, VerifyError};
 pub use identity::{ModelIdentity, hash_path, model_ref_text, sha256_hex};
 pub use schema::{
-    Batching, Dispatched, KernelInfo, ModelInfo, Output, Prompt, Receipt, Run, SCHEMA_VERSION,
-    ServerInfo, Settings, Shapes, Timings, Tool, finish_name, kv_type_name, parse_kv_type,
-    source_name, unix_now,
+    Batching, Dispatched, KernelInfo, ModelInfo, Output, Prompt, Receipt, Run, ServerInfo,
+    Settings, Shapes, Timings, Tool, kv_type_name, parse_kv_type, source_name, unix_now,
 };
 pub use verify::{Verified, VerifyOptions};
+
+/// The schema version this crate writes and reads (2: the typed receipt both front ends
+/// write; version 1 receipts of the old per-front-end formats are refused).
+pub const SCHEMA_VERSION: u32 = 2;

@@ -12,7 +12,7 @@
 //! - **Front-end specifics are optional sections**: the server adds [`ServerInfo`] (request
 //!   ids, prefix-cache hits, batching) and tuning; the CLI leaves them out. Fields a front
 //!   end does not measure are `None` and omitted from the JSON rather than written as 0.
-//! - **Names through one function**: finish reasons ([`finish_name`]), KV and head types
+//! - **Names through one function**: finish reasons ([`bitnet_engine::FinishReason::as_str`]), KV and head types
 //!   ([`kv_type_name`], `HeadType::as_str`), model sources ([`source_name`]).
 //! - Unknown fields are ignored when reading, so a newer writer's extra facts do not break
 //!   an older verifier; a different `schema_version` is refused with a clear message.
@@ -27,11 +27,9 @@ use bitnet_engine::{
 };
 use serde::{Deserialize, Serialize};
 
+use crate::SCHEMA_VERSION;
 use crate::error::{ReadError, SchemaError};
 use crate::identity::ModelIdentity;
-
-/// The schema version this crate writes and reads.
-pub const SCHEMA_VERSION: u32 = 2;
 
 /// A receipt: what ran, on what, with which settings, and what came out.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -276,7 +274,7 @@ pub struct Output {
     pub ids: Vec<u32>,
     /// Generated text, when the model has a tokenizer.
     pub text: Option<String>,
-    /// `length`, `stop_token`, `stop_string` or `context_full` ([`finish_name`]).
+    /// `length`, `stop_token`, `stop_string` or `context_full` ([`bitnet_engine::FinishReason::as_str`]).
     pub finish_reason: String,
 }
 
@@ -286,7 +284,7 @@ impl Output {
         Self {
             ids,
             text,
-            finish_reason: finish_name(finish).to_string(),
+            finish_reason: finish.as_str().to_string(),
         }
     }
 }
@@ -459,16 +457,6 @@ impl Receipt {
         let mut s = serde_json::to_string_pretty(self)?;
         s.push('\n');
         Ok(s)
-    }
-}
-
-/// The name receipts (and the CLI's summaries) use for a finish reason.
-pub fn finish_name(f: FinishReason) -> &'static str {
-    match f {
-        FinishReason::Length => "length",
-        FinishReason::StopToken => "stop_token",
-        FinishReason::StopString => "stop_string",
-        FinishReason::ContextFull => "context_full",
     }
 }
 

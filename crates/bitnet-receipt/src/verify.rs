@@ -15,7 +15,7 @@ use bitnet_engine::{Generation, GenerationParams, LoadOptions, Model, ModelRef, 
 
 use crate::error::{Mismatch, VerifyError};
 use crate::identity::{ModelIdentity, model_ref_text};
-use crate::schema::{Receipt, finish_name, parse_kv_type};
+use crate::schema::{Receipt, parse_kv_type};
 
 /// How to verify.
 #[derive(Debug, Clone, Default)]
@@ -180,10 +180,10 @@ impl Receipt {
             }
             .into());
         }
-        if finish_name(finish) != self.output.finish_reason {
+        if finish.as_str() != self.output.finish_reason {
             return Err(Mismatch::FinishReason {
                 receipt: self.output.finish_reason.clone(),
-                rerun: finish_name(finish),
+                rerun: finish.as_str(),
             }
             .into());
         }

@@ -294,8 +294,5 @@ fn old_foreign_and_broken_records_are_refused_clearly() {
         Some(SchemaError::Version1)
     ));
     // Finish reasons are written through one function.
-    assert_eq!(
-        bitnet_receipt::finish_name(FinishReason::ContextFull),
-        "context_full"
-    );
+    assert_eq!(FinishReason::ContextFull.as_str(), "context_full");
 }

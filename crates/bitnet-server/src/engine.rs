@@ -159,7 +159,7 @@ impl Engine {
         };
         #[cfg(feature = "receipts")]
         let identity = match cfg.receipts_log {
-            Some(_) => Some(crate::receipts::identify(&cfg.model)?),
+            Some(_) => Some(identify(&cfg.model)?),
             None => None,
         };
         Ok(Self {
@@ -196,4 +196,17 @@ impl Engine {
             KvType::F32 => "f32",
         }
     }
+}
+
+/// The identity of the served model for receipts (hashes it: call once, off the HTTP threads).
+#[cfg(feature = "receipts")]
+pub(crate) fn identify(
+    model: &bitnet_engine::ModelRef,
+) -> Result<bitnet_receipt::ModelIdentity, ServerError> {
+    bitnet_receipt::ModelIdentity::of(model).map_err(|e| {
+        ServerError::io(
+            format!("hashing the model {} for receipts", e.path.display()),
+            e.source,
+        )
+    })
 }

@@ -83,12 +83,6 @@ impl Listen {
     }
 }
 
-/// Our name for a finish reason (receipts, the `bitnet` response extension): the engine's
-/// canonical name.
-pub fn finish_name(f: FinishReason) -> &'static str {
-    f.as_str()
-}
-
 /// OpenAI's `finish_reason` for ours: `length` (token limit or full context) or `stop` (a
 /// stop id or stop string). Only the server knows OpenAI's vocabulary.
 pub fn openai_finish_reason(f: FinishReason) -> &'static str {

@@ -20,8 +20,7 @@ use std::sync::mpsc::{Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use actix_web::{HttpRequest, HttpResponse, web};
-use bitnet_engine::{GenerationParams, ModelRef};
+use bitnet_engine::GenerationParams;
 use bitnet_receipt::{
     Batching, ModelIdentity, Output, Prompt, Receipt, Run, SCHEMA_VERSION, ServerInfo, Timings,
     Tool, unix_now,
@@ -31,9 +30,8 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::engine::Engine;
-use crate::error::{ApiError, ServerError};
+use crate::error::ServerError;
 use crate::pool::{Eviction, PoolStats};
-use crate::routes::AppState;
 use crate::scheduler::{CompletionRecord, Event, Finisher};
 
 /// Records kept in memory for `GET /v1/receipts/{id}` without reading the log.
@@ -42,16 +40,6 @@ const KEEP_IN_MEMORY: usize = 4096;
 /// What `kernels.dispatched` means in a server receipt.
 const DISPATCHED_NOTE: &str =
     "server-wide counters over the request's lifetime; they include requests batched with it";
-
-/// The identity of the served model for receipts (hashes it: call once, off the HTTP threads).
-pub fn identify(model: &ModelRef) -> Result<ModelIdentity, ServerError> {
-    ModelIdentity::of(model).map_err(|e| {
-        ServerError::io(
-            format!("hashing the model {} for receipts", e.path.display()),
-            e.source,
-        )
-    })
-}
 
 /// A KV-pool eviction record (a line of the same log; not a generation receipt).
 #[derive(Debug, Serialize)]
@@ -166,7 +154,7 @@ impl ReceiptStore {
     pub fn open(path: &Path, engine: Arc<Engine>) -> Result<Self, ServerError> {
         let identity = match &engine.identity {
             Some(id) => id.clone(),
-            None => identify(&engine.model_ref)?,
+            None => crate::engine::identify(&engine.model_ref)?,
         };
         let file = OpenOptions::new()
             .create(true)
@@ -451,45 +439,4 @@ fn remember(recent: &Mutex<Recent>, stored: Stored) {
             r.by_id.remove(&old);
         }
     }
-}
-
-fn store(req: &HttpRequest, state: &AppState) -> Result<Arc<ReceiptStore>, ApiError> {
-    state.check_auth(req)?;
-    state
-        .loaded()
-        .and_then(|l| l.receipts.clone())
-        .ok_or_else(|| ApiError::NotFound {
-            message: "receipts are disabled on this server (start it with --receipts-log FILE)"
-                .into(),
-            code: Some("receipts_disabled"),
-        })
-}
-
-/// `GET /v1/receipts/{id}`: the record as written to the log (a completion's typed v2
-/// receipt, which `bitnet-cli verify-receipt` checks, or an eviction record).
-pub async fn get(
-    req: HttpRequest,
-    id: web::Path<String>,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, ApiError> {
-    let store = store(&req, &state)?;
-    let id = id.into_inner();
-    let found = web::block(move || store.get(&id).ok_or(id))
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
-    match found {
-        Ok(line) => Ok(HttpResponse::Ok()
-            .content_type("application/json")
-            .body(line)),
-        Err(id) => Err(ApiError::NotFound {
-            message: format!("no receipt with id '{id}'"),
-            code: Some("receipt_not_found"),
-        }),
-    }
-}
-
-/// `GET /v1/receipts`: the records held in memory (id, kind, time).
-pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let store = store(&req, &state)?;
-    Ok(HttpResponse::Ok().json(json!({"object": "list", "data": store.list()})))
 }

@@ -189,8 +189,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(resource("/ready").route(web::get().to(ready)))
         .service(resource("/metrics").route(web::get().to(metrics)));
     #[cfg(feature = "receipts")]
-    cfg.service(resource("/v1/receipts").route(web::get().to(crate::receipts::list)))
-        .service(resource("/v1/receipts/{id}").route(web::get().to(crate::receipts::get)));
+    cfg.service(resource("/v1/receipts").route(web::get().to(receipt_list)))
+        .service(resource("/v1/receipts/{id}").route(web::get().to(receipt)));
 }
 
 fn resource(path: &str) -> actix_web::Resource {
@@ -468,7 +468,7 @@ fn extension(summary: &Summary) -> Value {
         "token_ids": summary.output_ids,
         "receipt_id": summary.receipt_id,
         "session": summary.session,
-        "finish_detail": crate::finish_name(summary.finish),
+        "finish_detail": summary.finish.as_str(),
         "timings": summary.timings,
     })
 }
@@ -585,4 +585,54 @@ impl Sse {
         };
         Some(Bytes::from(out))
     }
+}
+
+#[cfg(feature = "receipts")]
+fn receipt_store(
+    req: &HttpRequest,
+    state: &AppState,
+) -> Result<Arc<crate::receipts::ReceiptStore>, ApiError> {
+    state.check_auth(req)?;
+    state
+        .loaded()
+        .and_then(|l| l.receipts.clone())
+        .ok_or_else(|| ApiError::NotFound {
+            message: "receipts are disabled on this server (start it with --receipts-log FILE)"
+                .into(),
+            code: Some("receipts_disabled"),
+        })
+}
+
+/// `GET /v1/receipts/{id}`: the record as written to the log (a completion's typed v2
+/// receipt, which `bitnet-cli verify-receipt` checks, or an eviction record).
+#[cfg(feature = "receipts")]
+async fn receipt(
+    req: HttpRequest,
+    id: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let store = receipt_store(&req, &state)?;
+    let id = id.into_inner();
+    let found = web::block(move || store.get(&id).ok_or(id))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    match found {
+        Ok(line) => Ok(HttpResponse::Ok()
+            .content_type("application/json")
+            .body(line)),
+        Err(id) => Err(ApiError::NotFound {
+            message: format!("no receipt with id '{id}'"),
+            code: Some("receipt_not_found"),
+        }),
+    }
+}
+
+/// `GET /v1/receipts`: the records held in memory (id, kind, time).
+#[cfg(feature = "receipts")]
+async fn receipt_list(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let store = receipt_store(&req, &state)?;
+    Ok(HttpResponse::Ok().json(json!({"object": "list", "data": store.list()})))
 }

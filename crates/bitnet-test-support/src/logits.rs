@@ -18,7 +18,7 @@ pub fn argmax(x: &[f32]) -> usize {
 pub fn compare(a: &[f32], b: &[f32], vocab: usize) -> (f32, f64) {
     assert_eq!(a.len(), b.len(), "logit matrices of different sizes");
     assert!(
-        vocab > 0 && a.len() % vocab == 0,
+        vocab > 0 && a.len().is_multiple_of(vocab),
         "not whole rows of {vocab}"
     );
     let max = a

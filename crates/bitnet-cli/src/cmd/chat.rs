@@ -154,7 +154,7 @@ pub fn run(args: ChatArgs) -> Result<()> {
                 stats.prefill_tokens_per_second(),
                 stats.generated_tokens,
                 stats.decode_tokens_per_second(),
-                super::receipt::finish_name(finish),
+                finish.as_str(),
             );
         }
         turn += 1;

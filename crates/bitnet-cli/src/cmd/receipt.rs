@@ -18,8 +18,6 @@ use bitnet_receipt::{
     ModelIdentity, Output, Prompt, Receipt, Run, Settings, Timings, Tool, VerifyOptions,
 };
 
-pub use bitnet_receipt::finish_name;
-
 use crate::args::VerifyReceiptArgs;
 use crate::common;
 use crate::error::CliError;

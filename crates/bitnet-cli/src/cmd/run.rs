@@ -144,7 +144,7 @@ pub fn run(args: RunArgs) -> Result<()> {
             stats.decode_tokens_per_second(),
             total.as_secs_f64() * 1e3,
             sampling.seed,
-            receipt::finish_name(finish),
+            finish.as_str(),
         );
     }
 

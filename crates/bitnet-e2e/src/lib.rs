@@ -17,22 +17,14 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-/// The workspace root (for fixtures).
-pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// A file under `fixtures/`.
-pub fn fixture(rel: &str) -> PathBuf {
-    workspace_root().join("fixtures").join(rel)
-}
+pub use bitnet_test_support::fixtures::{fixture, workspace_root};
 
 /// The tiny I2_S GGUF fixture (4 layers, vocabulary 512, a placeholder tokenizer).
 pub fn tiny_gguf() -> PathBuf {

@@ -3,5 +3,5 @@
 //! The binaries come from `target/<profile>/` (see `bitnet_e2e::bin_dir`); run these with
 //! `cargo test --workspace` or `cargo nextest run --workspace`, which build them.
 
-mod architecture;
+mod parity;
 mod receipts;

@@ -156,8 +156,8 @@ const ONLY: &[(&str, &[&str], &str)] = &[
     ),
     (
         "bitnet-test-support",
-        &[],
-        "test support is a dev-dependency only",
+        &["bitnet-e2e"],
+        "test support is for tests only (bitnet-e2e is a test crate)",
     ),
     (
         "bitnet-e2e",

@@ -13,6 +13,7 @@ use bitnet_schema::{Linear, Norm};
 use half::f16;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
 
 use crate::config::ModelConfig;
 use crate::weights::{DenseMatrix, LayerWeights, ModelWeights};
@@ -36,28 +37,48 @@ fn random_ternary(rng: &mut ChaCha8Rng, rows: usize, cols: usize) -> TernaryWeig
     }
 }
 
+/// Rows of the embedding generated from one random stream.
+const EMBEDDING_ROWS_PER_STREAM: usize = 1024;
+
+/// First random stream of the embedding (the linears use streams `1..`, far below).
+const EMBEDDING_STREAM: u64 = 1 << 40;
+
 /// Random weights for `cfg`, packed for `kernels`, reproducible from `seed`.
 ///
-/// The embedding uses stream 0 of the seeded generator and each linear its own stream
-/// (`1 + layer * 7 + index`), so the weights do not depend on how many threads build them:
-/// the blocks are generated and packed in parallel (on `kernels.threads()` threads).
+/// Every piece has its own stream of the seeded generator (linear `i` of block `l`: stream
+/// `1 + 7 * l + i`; rows `1024 * c..` of the embedding: stream `2^40 + c`), so the weights
+/// do not depend on how many threads build them: the embedding and the blocks are generated
+/// and packed in parallel on `kernels.threads()` threads.
 pub fn weights(cfg: &ModelConfig, seed: u64, kernels: &Kernels) -> ModelWeights {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let (h, dims) = (cfg.hidden_size, cfg.dims());
-    let embedding: Vec<f16> = (0..cfg.vocab_size * h)
-        .map(|_| f16::from_f32(rng.random_range(-0.05f32..0.05)))
-        .collect();
-    let embedding = Arc::new(DenseMatrix::from_f16(cfg.vocab_size, h, embedding));
-    let Ok(layers) = crate::weights::par_map(kernels.threads(), cfg.n_layers, |l| {
-        let linears = std::array::from_fn(|i| {
-            let (rows, cols) = Linear::ALL[i].shape(&dims);
-            let mut rng = ChaCha8Rng::seed_from_u64(seed);
-            rng.set_stream(1 + (l * Linear::ALL.len() + i) as u64);
-            kernels.pack(&random_ternary(&mut rng, rows, cols))
+    let stream = |s: u64| {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        rng.set_stream(s);
+        rng
+    };
+    let (embedding, layers) = crate::weights::on_load_pool(kernels.threads(), || {
+        let mut embedding = vec![f16::ZERO; cfg.vocab_size * h];
+        embedding
+            .par_chunks_mut(EMBEDDING_ROWS_PER_STREAM * h.max(1))
+            .enumerate()
+            .for_each(|(c, chunk)| {
+                let mut rng = stream(EMBEDDING_STREAM + c as u64);
+                for x in chunk {
+                    *x = f16::from_f32(rng.random_range(-0.05f32..0.05));
+                }
+            });
+        let Ok(layers) = crate::weights::par_map(cfg.n_layers, |l| {
+            let linears = std::array::from_fn(|i| {
+                let (rows, cols) = Linear::ALL[i].shape(&dims);
+                let mut rng = stream(1 + (l * Linear::ALL.len() + i) as u64);
+                kernels.pack(&random_ternary(&mut rng, rows, cols))
+            });
+            let norms = Norm::ALL.map(|n| vec![1.0; n.len(&dims)]);
+            Ok::<_, std::convert::Infallible>(LayerWeights::from_parts(norms, linears))
         });
-        let norms = Norm::ALL.map(|n| vec![1.0; n.len(&dims)]);
-        Ok::<_, std::convert::Infallible>(LayerWeights::from_parts(norms, linears))
+        (embedding, layers)
     });
+    let embedding = Arc::new(DenseMatrix::from_f16(cfg.vocab_size, h, embedding));
     ModelWeights {
         head: Arc::clone(&embedding),
         embedding,

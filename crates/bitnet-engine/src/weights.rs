@@ -263,23 +263,43 @@ impl ModelWeights {
     }
 }
 
-/// `f(0..n)` on a rayon pool of `threads` threads (the calling thread when `threads <= 1`
-/// or the pool cannot be built), results in index order; the error of the lowest failing
-/// index, so the message does not depend on scheduling. For load-time work only.
-pub(crate) fn par_map<T: Send, E: Send>(
-    threads: usize,
-    n: usize,
-    f: impl Fn(usize) -> std::result::Result<T, E> + Sync,
-) -> std::result::Result<Vec<T>, E> {
-    let run = || -> Vec<std::result::Result<T, E>> { (0..n).into_par_iter().map(&f).collect() };
-    let results = if threads <= 1 || n <= 1 {
-        (0..n).map(&f).collect()
-    } else {
-        match rayon::ThreadPoolBuilder::new().num_threads(threads).build() {
-            Ok(pool) => pool.install(run),
-            Err(_) => (0..n).map(&f).collect(),
-        }
+/// Runs `f` on a rayon pool of `threads` threads built for it: load-time work uses the
+/// thread count the user gave the kernels, and never the decode hot path, which keeps the
+/// kernels' own pool. The pool's threads are joined before this returns (after their
+/// thread-local destructors, which free and allocate), so nothing of the load runs, or
+/// allocates, while the model decodes. If no pool can be built, `f` runs on the caller's
+/// thread.
+pub(crate) fn on_load_pool<R: Send>(threads: usize, f: impl FnOnce() -> R + Send) -> R {
+    let mut handles = Vec::with_capacity(threads);
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads.max(1))
+        .spawn_handler(|thread| {
+            let handle = std::thread::Builder::new()
+                .name(format!("bitnet-load-{}", thread.index()))
+                .spawn(|| thread.run())?;
+            handles.push(handle);
+            Ok(())
+        })
+        .build();
+    let result = match pool {
+        Ok(pool) => pool.install(f),
+        Err(_) => f(),
     };
+    // The pool is dropped: its threads finish and exit.
+    for handle in handles {
+        // A load thread that panicked has already propagated its panic through `install`.
+        let _ = handle.join();
+    }
+    result
+}
+
+/// `f(0..n)` in parallel on the current rayon pool, results in index order; the error of the
+/// lowest failing index, so the message does not depend on scheduling.
+pub(crate) fn par_map<T: Send, E: Send>(
+    n: usize,
+    f: impl Fn(usize) -> std::result::Result<T, E> + Sync + Send,
+) -> std::result::Result<Vec<T>, E> {
+    let results: Vec<std::result::Result<T, E>> = (0..n).into_par_iter().map(f).collect();
     results.into_iter().collect()
 }
 
@@ -309,13 +329,15 @@ pub fn load_gguf(
     };
     let output_norm = vector_from_gguf(file, ModelTensor::OutputNorm.gguf_name(), cfg.hidden_size)?;
     let dims = cfg.dims();
-    let layers = par_map(kernels.threads(), cfg.n_layers, |l| {
-        let norms = Norm::ALL.map(|n| vector_from_gguf(file, &n.gguf_weight(l), n.len(&dims)));
-        let linears = Linear::ALL.map(|w| {
-            let (rows, cols) = w.shape(&dims);
-            packed_from_gguf(file, &w.gguf_base(l), rows, cols, kernels)
-        });
-        LayerWeights::try_from_parts(norms, linears)
+    let layers = on_load_pool(kernels.threads(), || {
+        par_map(cfg.n_layers, |l| {
+            let norms = Norm::ALL.map(|n| vector_from_gguf(file, &n.gguf_weight(l), n.len(&dims)));
+            let linears = Linear::ALL.map(|w| {
+                let (rows, cols) = w.shape(&dims);
+                packed_from_gguf(file, &w.gguf_base(l), rows, cols, kernels)
+            });
+            LayerWeights::try_from_parts(norms, linears)
+        })
     })?;
     Ok(ModelWeights {
         embedding,
@@ -566,14 +588,16 @@ pub fn load_checkpoint(
         ),
         None => (Arc::clone(&embedding), true),
     };
-    let layers = par_map(kernels.threads(), cfg.n_layers, |l| {
-        let norms = Norm::ALL.map(|n| ckpt.norm(l, n).map_err(EngineError::from));
-        let linears = Linear::ALL.map(|w| {
-            ckpt.linear(l, w)
-                .map(|t| kernels.pack(&t))
-                .map_err(EngineError::from)
-        });
-        LayerWeights::try_from_parts(norms, linears)
+    let layers = on_load_pool(kernels.threads(), || {
+        par_map(cfg.n_layers, |l| {
+            let norms = Norm::ALL.map(|n| ckpt.norm(l, n).map_err(EngineError::from));
+            let linears = Linear::ALL.map(|w| {
+                ckpt.linear(l, w)
+                    .map(|t| kernels.pack(&t))
+                    .map_err(EngineError::from)
+            });
+            LayerWeights::try_from_parts(norms, linears)
+        })
     })?;
     Ok(ModelWeights {
         embedding,
@@ -592,16 +616,21 @@ mod tests {
     #[test]
     fn par_map_keeps_order_and_reports_the_first_error() {
         for threads in [1, 2, 5] {
-            let ok: std::result::Result<Vec<usize>, String> = par_map(threads, 50, |i| Ok(i * i));
+            let ok: std::result::Result<Vec<usize>, String> =
+                on_load_pool(threads, || par_map(50, |i| Ok(i * i)));
             assert_eq!(ok.unwrap(), (0..50).map(|i| i * i).collect::<Vec<_>>());
-            let err = par_map(threads, 50, |i| {
-                if i % 7 == 3 {
-                    Err(format!("bad {i}"))
-                } else {
-                    Ok(i)
-                }
+            let err = on_load_pool(threads, || {
+                par_map(50, |i| {
+                    if i % 7 == 3 {
+                        Err(format!("bad {i}"))
+                    } else {
+                        Ok(i)
+                    }
+                })
             });
             assert_eq!(err.unwrap_err(), "bad 3", "{threads} threads");
+            let pool_size = on_load_pool(threads, rayon::current_num_threads);
+            assert_eq!(pool_size, threads);
         }
     }
 
@@ -617,12 +646,30 @@ mod tests {
             .collect()
     }
 
+    fn embedding(w: &ModelWeights) -> Vec<f32> {
+        let e = &w.embedding;
+        let mut out = vec![0.0; e.rows() * e.cols()];
+        for (r, row) in out.chunks_exact_mut(e.cols()).enumerate() {
+            e.row_into(r, row);
+        }
+        out
+    }
+
     #[test]
     fn synthetic_weights_do_not_depend_on_threads() {
-        let cfg = bitnet_schema::presets::preset("tiny").unwrap();
+        // More embedding rows than one random stream covers.
+        let cfg = ModelConfig {
+            vocab_size: 2500,
+            ..bitnet_schema::presets::preset("tiny").unwrap()
+        };
         let one = crate::synthetic::weights(&cfg, 7, &Kernels::new(1));
         let three = crate::synthetic::weights(&cfg, 7, &Kernels::new(3));
         assert_eq!(codes(&one), codes(&three));
+        assert_eq!(embedding(&one), embedding(&three));
+        assert_ne!(
+            embedding(&one)[..256],
+            embedding(&one)[1024 * 256..1025 * 256]
+        );
         let other_seed = crate::synthetic::weights(&cfg, 8, &Kernels::new(3));
         assert_ne!(codes(&one), codes(&other_seed));
     }

@@ -6,8 +6,8 @@
 //! sequential and streaming: the plan is cut into runs of at most [`BATCH_BYTES`] of output
 //! ([`Plan::batches`]), a run's tensors are converted in parallel and then written in order,
 //! and the embedding and head are converted in chunks of [`CHUNK_ELEMENTS`] whose pieces are
-//! converted in parallel. Each tensor's source pages are released once it is written, so
-//! peak memory is about one run plus one decoded tensor per thread, not the model. The
+//! converted in parallel. Each tensor's source pages are released once it is encoded, so
+//! peak memory is about one run's output plus one decoded tensor per thread, not the model. The
 //! output does not depend on the thread count (every piece is a pure function of its input).
 
 use std::io::IsTerminal;
@@ -36,15 +36,16 @@ fn gguf_err<'a>(action: &'static str, path: &'a Path) -> impl Fn(GgufError) -> C
     }
 }
 
-/// Drops the pages of a written tensor's sources from memory.
+/// Drops the pages of an encoded tensor's sources from memory.
 fn release(ckpt: &Checkpoint, t: &Planned) {
     for name in t.hf_sources() {
         ckpt.release(&name, 0, ckpt.tensor_len(&name));
     }
 }
 
-/// Converts and writes one run of linears and norms: converted in parallel, written in
-/// order; the first failure in file order is the error.
+/// Converts and writes one run of linears and norms: converted in parallel (each tensor's
+/// source pages released as soon as it is encoded, so a run holds its output, not its
+/// input), written in order; the first failure in file order is the error.
 fn write_batch(
     ckpt: &Checkpoint,
     dir: &Path,
@@ -56,7 +57,12 @@ fn write_batch(
     let out = writer.path().to_path_buf();
     let encoded: Vec<Result<Vec<u8>>> = batch
         .par_iter()
-        .map(|t| encode_tensor(ckpt, dir, plan.outtype, t))
+        .map(|t| {
+            let bytes = encode_tensor(ckpt, dir, plan.outtype, t);
+            // Encoded: its source pages are not needed any more (the bytes are owned).
+            release(ckpt, t);
+            bytes
+        })
         .collect();
     for (t, bytes) in batch.iter().zip(encoded) {
         let bytes = bytes?;
@@ -64,7 +70,6 @@ fn write_batch(
             .write_tensor(&t.name, &bytes)
             .map_err(gguf_err("writing", &out))?;
         pb.inc(bytes.len() as u64);
-        release(ckpt, t);
     }
     Ok(())
 }

@@ -97,15 +97,19 @@ pub fn verify(path: &Path, ckpt: &Checkpoint, dir: &Path, plan: &Plan) -> Result
         let results: Vec<std::result::Result<(), Mismatch>> = infos
             .par_iter()
             .zip(tensors)
-            .map(|(info, t)| check_tensor(ckpt, dir, plan, t, file.tensor_data(info)))
+            .map(|(info, t)| {
+                let result = check_tensor(ckpt, dir, plan, t, file.tensor_data(info));
+                // Checked: drop both sides' pages so verifying keeps memory as low as
+                // converting.
+                file.release(info);
+                for name in t.hf_sources() {
+                    ckpt.release(&name, 0, ckpt.tensor_len(&name));
+                }
+                result
+            })
             .collect();
-        for ((info, t), result) in infos.iter().zip(tensors).zip(results) {
+        for (t, result) in tensors.iter().zip(results) {
             result.map_err(|e| report(t, e))?;
-            // Checked: drop both sides' pages so verifying keeps memory as low as converting.
-            file.release(info);
-            for name in t.hf_sources() {
-                ckpt.release(&name, 0, ckpt.tensor_len(&name));
-            }
         }
     }
     Ok(())

@@ -41,6 +41,9 @@ pub enum CheckpointError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// `config.json` is malformed or a field has the wrong type.
+    #[error(transparent)]
+    Config(#[from] bitnet_schema::SchemaError),
     /// A JSON file is malformed or a field has the wrong type.
     #[error("{path}: {message}")]
     Json {

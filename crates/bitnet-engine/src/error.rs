@@ -39,20 +39,10 @@ pub enum EngineError {
         /// The underlying error.
         source: std::io::Error,
     },
-    /// `general.architecture` names a model this engine does not run.
-    #[error("unsupported architecture '{arch}' (supported: bitnet-b1.58, bitnet-25, bitnet)")]
-    UnsupportedArchitecture {
-        /// The architecture string from the file.
-        arch: String,
-    },
-    /// A metadata key holds a value the engine cannot use.
-    #[error("metadata key '{key}': {reason}")]
-    BadMetadata {
-        /// The key.
-        key: String,
-        /// What is wrong with it.
-        reason: String,
-    },
+    /// The hyper-parameters are missing, unsupported or inconsistent (the schema names the
+    /// GGUF key or `config.json` field).
+    #[error(transparent)]
+    Schema(#[from] bitnet_schema::SchemaError),
     /// A required tensor is absent.
     #[error("missing tensor '{name}'")]
     MissingTensor {

@@ -41,8 +41,18 @@ pub fn broken(
     edit: impl Fn(&mut Vec<(String, Dtype, Vec<usize>, Vec<u8>)>),
     edit_config: impl Fn(&mut serde_json::Value),
 ) -> tempfile::TempDir {
+    variant_of("packed", edit, edit_config)
+}
+
+/// A copy of the fixture checkpoint `layout` (`packed` or `master`) whose tensors pass
+/// through `edit` and whose config passes through `edit_config`.
+pub fn variant_of(
+    layout: &str,
+    edit: impl Fn(&mut Vec<(String, Dtype, Vec<usize>, Vec<u8>)>),
+    edit_config: impl Fn(&mut serde_json::Value),
+) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    let src = fixture("packed");
+    let src = fixture(layout);
     let bytes = std::fs::read(src.join("model.safetensors")).unwrap();
     let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
     let mut tensors: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = st

@@ -4,10 +4,10 @@
 
 use std::path::Path;
 
-use bitnet_checkpoint::{CheckpointError, HfConfig};
+use bitnet_schema::{HfConfig, SchemaError};
 use serde_json::json;
 
-fn parse(j: serde_json::Value) -> Result<HfConfig, CheckpointError> {
+fn parse(j: serde_json::Value) -> Result<HfConfig, SchemaError> {
     HfConfig::parse(Path::new("/x/config.json"), &j.to_string())
 }
 

@@ -22,6 +22,7 @@ use crate::error::{Result, SchemaError};
 use crate::hf::{HfConfig, SUPPORTED_MODEL_TYPES};
 use crate::keys;
 use crate::layers::{Dims, Linear, ModelTensor};
+pub use crate::param::Param;
 
 /// The architectures the engine runs (`general.architecture`): the converter writes only
 /// these.
@@ -37,97 +38,6 @@ const MAX_DIM: usize = 1 << 24;
 const MAX_HIDDEN: usize = 1 << 20;
 /// Largest head size accepted.
 const MAX_HEAD_DIM: usize = 1 << 16;
-
-/// A hyper-parameter of [`ModelConfig`], so that an error can name it as its source spells it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Param {
-    /// [`ModelConfig::architecture`].
-    Architecture,
-    /// [`ModelConfig::vocab_size`].
-    VocabSize,
-    /// [`ModelConfig::context_length`].
-    ContextLength,
-    /// [`ModelConfig::hidden_size`].
-    HiddenSize,
-    /// [`ModelConfig::n_layers`].
-    Layers,
-    /// [`ModelConfig::intermediate_size`].
-    IntermediateSize,
-    /// [`ModelConfig::rope_dim`].
-    RopeDim,
-    /// [`ModelConfig::n_heads`].
-    Heads,
-    /// [`ModelConfig::n_kv_heads`].
-    KvHeads,
-    /// [`ModelConfig::rms_norm_eps`].
-    RmsNormEps,
-    /// [`ModelConfig::rope_theta`].
-    RopeTheta,
-    /// [`ModelConfig::head_dim`].
-    HeadDim,
-    /// [`ModelConfig::activation`].
-    Activation,
-}
-
-impl Param {
-    /// The struct field's name.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Architecture => "architecture",
-            Self::VocabSize => "vocab_size",
-            Self::ContextLength => "context_length",
-            Self::HiddenSize => "hidden_size",
-            Self::Layers => "n_layers",
-            Self::IntermediateSize => "intermediate_size",
-            Self::RopeDim => "rope_dim",
-            Self::Heads => "n_heads",
-            Self::KvHeads => "n_kv_heads",
-            Self::RmsNormEps => "rms_norm_eps",
-            Self::RopeTheta => "rope_theta",
-            Self::HeadDim => "head_dim",
-            Self::Activation => "activation",
-        }
-    }
-
-    /// The GGUF key holding it in a file of architecture `arch`.
-    pub fn gguf_key(self, arch: &str) -> String {
-        let suffix = match self {
-            Self::Architecture => return keys::ARCHITECTURE.to_string(),
-            Self::VocabSize => keys::VOCAB_SIZE,
-            Self::ContextLength => keys::CONTEXT_LENGTH,
-            Self::HiddenSize => keys::EMBEDDING_LENGTH,
-            Self::Layers => keys::BLOCK_COUNT,
-            Self::IntermediateSize => keys::FEED_FORWARD_LENGTH,
-            Self::RopeDim => keys::ROPE_DIMENSION_COUNT,
-            Self::Heads => keys::HEAD_COUNT,
-            Self::KvHeads => keys::HEAD_COUNT_KV,
-            Self::RmsNormEps => keys::RMS_EPSILON,
-            Self::RopeTheta => keys::ROPE_FREQ_BASE,
-            Self::HeadDim => keys::KEY_LENGTH,
-            Self::Activation => keys::HIDDEN_ACTIVATION,
-        };
-        keys::arch_key(arch, suffix)
-    }
-
-    /// The `config.json` field it comes from (RoPE covers the whole head, so `rope_dim` is
-    /// `head_dim` there; the architecture is not in `config.json`, `model_type` stands for it).
-    pub fn hf_field(self) -> &'static str {
-        match self {
-            Self::Architecture => "model_type",
-            Self::VocabSize => "vocab_size",
-            Self::ContextLength => "max_position_embeddings",
-            Self::HiddenSize => "hidden_size",
-            Self::Layers => "num_hidden_layers",
-            Self::IntermediateSize => "intermediate_size",
-            Self::RopeDim | Self::HeadDim => "head_dim",
-            Self::Heads => "num_attention_heads",
-            Self::KvHeads => "num_key_value_heads",
-            Self::RmsNormEps => "rms_norm_eps",
-            Self::RopeTheta => "rope_theta",
-            Self::Activation => "hidden_act",
-        }
-    }
-}
 
 fn invalid(param: Param, reason: impl Into<String>) -> SchemaError {
     SchemaError::Invalid {

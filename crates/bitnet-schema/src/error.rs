@@ -6,7 +6,7 @@
 
 use std::path::PathBuf;
 
-use crate::config::Param;
+use crate::param::Param;
 
 /// A model description that cannot be used.
 #[derive(Debug, thiserror::Error)]

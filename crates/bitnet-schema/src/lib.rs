@@ -25,6 +25,7 @@ pub mod error;
 pub mod hf;
 pub mod keys;
 pub mod layers;
+pub mod param;
 pub mod presets;
 pub mod tokenizer;
 

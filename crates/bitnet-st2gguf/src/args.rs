@@ -16,6 +16,10 @@ use clap::{Parser, ValueEnum};
 #[derive(Debug, Parser)]
 #[command(name = "bitnet-st2gguf", version, about, long_about)]
 pub struct Args {
+    /// Logging (-v, --log-format; RUST_LOG overrides the level).
+    #[command(flatten)]
+    pub log: bitnet_app::LogArgs,
+
     /// Hugging Face checkpoint directory.
     #[arg(long, short, value_name = "DIR")]
     pub input: PathBuf,

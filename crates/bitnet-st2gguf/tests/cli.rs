@@ -117,7 +117,7 @@ fn fails_naming(input: &Path, needles: &[&str]) {
         .code(2);
     let stderr = String::from_utf8_lossy(&assert.get_output().stderr).into_owned();
     eprintln!("{stderr}");
-    assert!(stderr.starts_with("error: "), "{stderr}");
+    assert!(stderr.starts_with("bitnet-st2gguf: error: "), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
     for n in needles {
         assert!(stderr.contains(n), "stderr does not name '{n}': {stderr}");

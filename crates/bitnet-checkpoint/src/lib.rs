@@ -18,7 +18,7 @@ mod names;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
-pub use bitnet_kernels::TernaryWeights;
+pub use bitnet_formats::TernaryWeights;
 use memmap2::Mmap;
 pub use safetensors::Dtype;
 use serde_json::Value as Json;

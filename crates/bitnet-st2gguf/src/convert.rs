@@ -11,8 +11,8 @@ use std::time::Instant;
 
 use crate::ckpt::{Checkpoint, Dtype, Linear, Norm};
 use crate::gguf::{GgmlType, GgufWriter, TensorSpec, Value};
-use bitnet_kernels::TernaryWeights;
-use bitnet_kernels::formats::{self, FormatError};
+use bitnet_formats::TernaryWeights;
+use bitnet_formats::{self as formats, FormatError};
 use bitnet_tokenizer::GgufTokenizerData;
 use half::{bf16, f16};
 use indicatif::{ProgressBar, ProgressStyle};

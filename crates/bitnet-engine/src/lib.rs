@@ -25,14 +25,17 @@
 //! # }
 //! ```
 
+mod attention;
 pub mod config;
 pub mod error;
 pub mod generate;
 pub mod kv_cache;
+mod load;
 pub mod model;
 pub mod model_ref;
 pub mod rope;
 pub mod sampler;
+mod session;
 pub mod synthetic;
 pub mod tokenizer;
 pub mod weights;

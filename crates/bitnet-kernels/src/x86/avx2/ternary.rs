@@ -1,4 +1,4 @@
-//! AVX2 ternary matmul: the shared x86 tile loop ([`super::super::ternary`]) with
+//! AVX2 ternary matmul: the shared x86 tile loop ([`crate::x86::ternary`]) with
 //! `vpmaddubsw` + `vpmaddwd` as the dot step.
 
 use super::Avx2;

@@ -53,7 +53,7 @@ fn bench(c: &mut Criterion) {
         .collect();
     let w_t = Tensor::<NdArray, 2>::from_data(TensorData::new(dense_t, [DIM, DIM]), &device);
 
-    let mut group = c.benchmark_group(format!("bitlinear_{DIM}x{DIM}_{}", kernels.ops().id()));
+    let mut group = c.benchmark_group(format!("bitlinear_{DIM}x{DIM}_{}", kernels.backend().id()));
     group
         .sample_size(10)
         .warm_up_time(Duration::from_millis(500))

@@ -18,7 +18,7 @@ mod names;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
-pub use bitnet_kernels::TernaryWeights;
+pub use bitnet_formats::TernaryWeights;
 use bitnet_schema::ModelTensor;
 use memmap2::Mmap;
 pub use safetensors::Dtype;

@@ -117,7 +117,7 @@ fn log_loaded(model: &Model, name: &str, elapsed: Duration) {
         layers = c.n_layers,
         hidden = c.hidden_size,
         vocab = c.vocab_size,
-        kernel = model.kernels().ops().id(),
+        kernel = model.kernels().backend().id(),
         threads = model.kernels().threads(),
         head = model.head_type().as_str(),
         load_ms = elapsed.as_secs_f64() * 1e3,

@@ -25,16 +25,19 @@
 //! # }
 //! ```
 
+mod attention;
 pub mod backend;
 pub mod config;
 pub mod decode;
 pub mod error;
 pub mod generate;
 pub mod kv_cache;
+mod load;
 pub mod model;
 pub mod model_ref;
 pub mod rope;
 pub mod sampler;
+mod session;
 pub mod stop;
 pub mod synthetic;
 pub mod tokenizer;

@@ -98,7 +98,7 @@ impl Engine {
         let mut model = Model::open(&cfg.model, &opts)?;
         #[cfg_attr(not(feature = "tuning"), allow(unused_mut))]
         let mut kernel = KernelChoice {
-            id: model.kernels().ops().id().to_string(),
+            id: model.kernels().backend().id().to_string(),
             threads: model.kernels().threads(),
             tuned: false,
             tuning: None,
@@ -125,7 +125,7 @@ impl Engine {
                 model = Model::open(&cfg.model, &opts)?;
             }
             kernel = KernelChoice {
-                id: model.kernels().ops().id().to_string(),
+                id: model.kernels().backend().id().to_string(),
                 threads: model.kernels().threads(),
                 tuned: true,
                 tuning: Some(result),

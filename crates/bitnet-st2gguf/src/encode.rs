@@ -8,8 +8,8 @@
 
 use std::path::Path;
 
-use bitnet_kernels::TernaryWeights;
-use bitnet_kernels::formats::{self, FormatError};
+use bitnet_formats::TernaryWeights;
+use bitnet_formats::{self as formats, FormatError};
 use half::{bf16, f16};
 use rayon::prelude::*;
 

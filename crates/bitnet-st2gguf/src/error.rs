@@ -85,7 +85,7 @@ pub enum ConvertError {
         outtype: &'static str,
         /// The encoder's reason.
         #[source]
-        source: bitnet_kernels::formats::FormatError,
+        source: bitnet_formats::FormatError,
     },
     /// A tensor's shape does not fit the requested type's blocks (checked before writing).
     #[error(

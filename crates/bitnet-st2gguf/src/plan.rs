@@ -9,7 +9,7 @@
 use std::ops::Range;
 use std::path::Path;
 
-use bitnet_kernels::formats::{self, FormatError};
+use bitnet_formats::{self as formats, FormatError};
 use bitnet_schema::{BLOCK_ORDER, BlockTensor, HfConfig, Linear, ModelConfig, ModelTensor, Norm};
 use bitnet_tokenizer::GgufTokenizerData;
 

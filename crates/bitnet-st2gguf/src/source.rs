@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use bitnet_kernels::TernaryWeights;
+use bitnet_formats::TernaryWeights;
 use half::{bf16, f16};
 
 use crate::ckpt::{Checkpoint, CheckpointError, Dtype};

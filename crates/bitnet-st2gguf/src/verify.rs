@@ -9,8 +9,8 @@ use std::path::Path;
 
 use crate::ckpt::Checkpoint;
 use crate::gguf::{GgmlType, GgufFile};
-use bitnet_kernels::TernaryWeights;
-use bitnet_kernels::formats;
+use bitnet_formats as formats;
+use bitnet_formats::TernaryWeights;
 use half::{bf16, f16};
 
 use rayon::prelude::*;

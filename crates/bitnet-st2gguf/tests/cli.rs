@@ -378,8 +378,7 @@ fn linears_match_transformers_scales() {
             let name = format!("blk.{}.{gguf}.weight", parts[2]);
             let info = file.tensors().iter().find(|t| t.name == name).unwrap();
             let (cols, rows) = (info.dims[0] as usize, info.dims[1] as usize);
-            let w =
-                bitnet_kernels::formats::decode_i2s(file.tensor_data(info), rows, cols).unwrap();
+            let w = bitnet_formats::decode_i2s(file.tensor_data(info), rows, cols).unwrap();
             let want_scale = want[key].as_f64().unwrap() as f32;
             let rel = ((w.scale - want_scale) / want_scale).abs();
             // packed: the bf16 value exactly; master: transformers' f32 mean (summation order
@@ -439,7 +438,7 @@ fn bitlinear_divides_by_weight_scale() {
             .iter()
             .find(|t| t.name == "blk.0.attn_q.weight")
             .unwrap();
-        let w = bitnet_kernels::formats::decode_i2s(file.tensor_data(info), 256, 256).unwrap();
+        let w = bitnet_formats::decode_i2s(file.tensor_data(info), 256, 256).unwrap();
         assert_eq!(w.scale, want, "{tag}");
     }
 }

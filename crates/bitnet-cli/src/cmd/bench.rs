@@ -223,8 +223,8 @@ pub fn run(args: BenchArgs) -> Result<()> {
         let params = param_count(&c, w.tied);
         let head_type = w.head.type_name();
         let backend = match args.head_type {
-            HeadType::Stored => format!("CPU {}", model.kernels().ops().id()),
-            other => format!("CPU {} + {other} head", model.kernels().ops().id()),
+            HeadType::Stored => format!("CPU {}", model.kernels().backend().id()),
+            other => format!("CPU {} + {other} head", model.kernels().backend().id()),
         };
         let threads_used = model.kernels().threads();
         let row = |test: String, np: usize, ng: usize, samples: Vec<f64>| {

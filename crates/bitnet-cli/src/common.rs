@@ -82,30 +82,29 @@ pub fn load_model(args: &ModelArgs) -> Result<(Model, Duration)> {
     load_model_with(&args.model, &load_options(args))
 }
 
-/// Loads a model from `path` with `opts`.
+/// Loads the model `path` names (the embedded one for the `--model` default) with `opts`.
 pub fn load_model_with(path: &Path, opts: &LoadOptions) -> Result<(Model, Duration)> {
     require_exists(path)?;
-    if is_embedded(path) {
+    let model_ref = model_ref(path);
+    let mut opts = opts.clone();
+    let pb = if model_ref == ModelRef::Embedded {
         announce_embedded();
         // At 5 M parameters a token is ~0.3 ms of work on one core: handing it to a second
         // thread costs more in synchronisation than it saves (measured: ~4000 generated tokens/s
         // on one thread, 60-2000 on two of a busy 2-core machine). So "all cores" means one here.
-        let mut opts = opts.clone();
         if opts.threads == 0 {
             opts.threads = 1;
         }
-        let start = Instant::now();
-        let model = Model::open(&ModelRef::Embedded, &opts)?;
-        log_loaded(&model, bitnet_default_model::PSEUDO_PATH, start.elapsed());
-        return Ok((model, start.elapsed()));
-    }
-    let pb = spinner(&format!("loading {}", path.display()));
+        ProgressBar::hidden()
+    } else {
+        spinner(&format!("loading {}", path.display()))
+    };
     let start = Instant::now();
-    let model = Model::load(path, opts);
+    let model = Model::open(&model_ref, &opts);
     let elapsed = start.elapsed();
     pb.finish_and_clear();
     let model = model?;
-    log_loaded(&model, &path.display().to_string(), elapsed);
+    log_loaded(&model, &model_ref.to_string(), elapsed);
     Ok((model, elapsed))
 }
 

@@ -10,6 +10,9 @@
 //! All with one thread (burn-ndarray is built without its `multi-threads` feature).
 //! Run: `cargo bench -p bitnet-burn --bench burn_vs_kernels`.
 
+// `criterion_group!` defines a public function it cannot document.
+#![allow(missing_docs)]
+
 use bitnet_burn::{TernaryLinearWeights, ternary_linear};
 use bitnet_kernels::{Kernels, TernaryWeights};
 use burn::backend::NdArray;

@@ -25,6 +25,8 @@
 //! # }
 //! ```
 
+#![forbid(unsafe_code)]
+
 mod attention;
 pub mod backend;
 pub mod config;

@@ -10,6 +10,9 @@
 //!
 //! Quick run: `cargo bench -p bitnet-kernels -- --warm-up-time 1 --measurement-time 3`.
 
+// `criterion_group!` defines a public function it cannot document.
+#![allow(missing_docs)]
+
 use bitnet_kernels::{
     Kernels, OpKind, PackedTernary, Q8Activations, Q8Matrix, TernaryWeights, available,
 };

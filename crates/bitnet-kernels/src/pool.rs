@@ -132,7 +132,7 @@ impl Pool {
         }
         let _serial = self.caller.lock().unwrap_or_else(|e| e.into_inner());
         let sh = &*self.shared;
-        // SAFETY (lifetime erasure): we wait below until `pending == 0`, i.e. until no
+        // SAFETY: lifetime erasure; we wait below until `pending == 0`, i.e. until no
         // worker uses the pointer any more, before returning (also when `job(0)` panics).
         let ptr: *const Job =
             unsafe { std::mem::transmute::<&(dyn Fn(usize) + Sync + '_), &'static Job>(job) };

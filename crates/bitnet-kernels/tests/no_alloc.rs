@@ -3,33 +3,8 @@
 //! quantisation, dense-head and parallel-parts calls, with 1 and 2 threads.
 
 use bitnet_kernels::{Kernels, PartsMut, Q8Activations, Q8Matrix, TernaryWeights, available};
+use bitnet_test_support::alloc::{Counting, fewest_allocations};
 use half::f16;
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-
-struct Counting;
-
-static COUNTING: AtomicBool = AtomicBool::new(false);
-static ALLOCS: AtomicU64 = AtomicU64::new(0);
-
-// SAFETY: forwards to `System`, only counting.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if COUNTING.load(Ordering::Relaxed) {
-            ALLOCS.fetch_add(1, Ordering::Relaxed);
-        }
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if COUNTING.load(Ordering::Relaxed) {
-            ALLOCS.fetch_add(1, Ordering::Relaxed);
-        }
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
 
 #[global_allocator]
 static GLOBAL: Counting = Counting;
@@ -91,13 +66,11 @@ fn hot_path_allocates_nothing_after_warm_up() {
                 );
             };
             run(&k); // warm-up (thread start-up, lazy statics)
-            ALLOCS.store(0, Ordering::SeqCst);
-            COUNTING.store(true, Ordering::SeqCst);
-            for _ in 0..20 {
-                run(&k);
-            }
-            COUNTING.store(false, Ordering::SeqCst);
-            let allocs = ALLOCS.load(Ordering::SeqCst);
+            let allocs = fewest_allocations(3, || {
+                for _ in 0..20 {
+                    run(&k);
+                }
+            });
             assert_eq!(
                 allocs,
                 0,

@@ -19,6 +19,8 @@
 //! kernels. It depends only on the GGUF value types and the tokenizer's GGUF form; the
 //! checkpoint reader, the engine, the converter and the server depend on it.
 
+#![forbid(unsafe_code)]
+
 pub mod activation;
 pub mod config;
 pub mod error;

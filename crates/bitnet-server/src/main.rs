@@ -2,6 +2,8 @@
 //! turns green when it is loaded), and shuts down gracefully on SIGTERM or Ctrl-C: `/ready`
 //! and new requests answer 503, the listener closes, running requests finish, exit 0.
 
+#![forbid(unsafe_code)]
+
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

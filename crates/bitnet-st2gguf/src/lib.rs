@@ -17,6 +17,8 @@
 //! `args`, `error` <- `metadata` <- `plan` <- `source` <- `encode` <- `convert`, and
 //! `verify` (on `plan` and `source`) <- `convert`.
 
+#![forbid(unsafe_code)]
+
 pub mod args;
 pub mod convert;
 pub mod encode;

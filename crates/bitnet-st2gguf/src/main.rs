@@ -5,6 +5,8 @@
 //! cause once: the printer all three binaries share) and exit with status 2.
 //! Usage errors are clap's (status 2 as well); `--help` and `--version` exit 0.
 
+#![forbid(unsafe_code)]
+
 use std::process::ExitCode;
 
 use bitnet_st2gguf::{args, convert};

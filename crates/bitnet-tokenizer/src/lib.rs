@@ -11,6 +11,8 @@
 //!   2B4T format when the model has none.
 //! - [`TextStream`] turns generated ids into text deltas that never split a UTF-8 character.
 
+#![forbid(unsafe_code)]
+
 mod chat;
 mod error;
 pub mod gguf;

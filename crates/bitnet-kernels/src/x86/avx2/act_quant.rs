@@ -15,6 +15,7 @@ unsafe fn quantize_row(x: &[f32], q: &mut [i8]) -> f32 {
     assert_eq!(x.len(), q.len(), "quantize_row: x and q lengths differ");
     let n = x.len();
     let main = n / 32 * 32;
+    // SAFETY: only forwards this unsafe fn's own contract (the CPU features it is compiled for, pointers and lengths its safe caller checked); no further obligation.
     unsafe {
         let sign = _mm256_set1_ps(-0.0);
         let mut m = _mm256_setzero_ps();

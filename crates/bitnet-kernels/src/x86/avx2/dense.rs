@@ -57,6 +57,7 @@ trait Load8 {
 impl Load8 for f32 {
     #[inline(always)]
     unsafe fn load8(p: *const f32) -> __m256 {
+        // SAFETY: only forwards this unsafe fn's own contract (the CPU features it is compiled for, pointers and lengths its safe caller checked); no further obligation.
         unsafe { _mm256_loadu_ps(p) }
     }
     #[inline(always)]
@@ -68,6 +69,7 @@ impl Load8 for f32 {
 impl Load8 for f16 {
     #[inline(always)]
     unsafe fn load8(p: *const f16) -> __m256 {
+        // SAFETY: only forwards this unsafe fn's own contract (the CPU features it is compiled for, pointers and lengths its safe caller checked); no further obligation.
         unsafe { _mm256_cvtph_ps(_mm_loadu_si128(p as *const __m128i)) }
     }
     #[inline(always)]
@@ -78,6 +80,7 @@ impl Load8 for f16 {
 
 #[inline(always)]
 unsafe fn hsum_ps(v: __m256) -> f32 {
+    // SAFETY: only forwards this unsafe fn's own contract (the CPU features it is compiled for, pointers and lengths its safe caller checked); no further obligation.
     unsafe {
         let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
         let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
@@ -92,6 +95,7 @@ unsafe fn dense_tile<T: Load8 + Copy, const NT: usize>(
     wr: &[T],
     x: &[*const f32; NT],
 ) -> [f32; NT] {
+    // SAFETY: only forwards this unsafe fn's own contract (the CPU features it is compiled for, pointers and lengths its safe caller checked); no further obligation.
     unsafe {
         let cols = wr.len();
         let w = wr.as_ptr();
@@ -168,6 +172,7 @@ unsafe fn q8_tile<const NT: usize>(
     xq: &[*const i8; NT],
     xd: &[*const f32; NT],
 ) -> [f32; NT] {
+    // SAFETY: only forwards this unsafe fn's own contract (the CPU features it is compiled for, pointers and lengths its safe caller checked); no further obligation.
     unsafe {
         let nb = wd.len();
         debug_assert_eq!(wq.len(), nb * Q8_BLOCK);

@@ -18,6 +18,7 @@ impl DotStep for MaddStep {
 
     #[inline(always)]
     unsafe fn zero() -> __m256i {
+        // SAFETY: only forwards this unsafe fn's own contract (the CPU features it is compiled for, pointers and lengths its safe caller checked); no further obligation.
         unsafe { _mm256_setzero_si256() }
     }
 
@@ -28,6 +29,7 @@ impl DotStep for MaddStep {
 
     #[inline(always)]
     unsafe fn step(acc: __m256i, c: &[__m256i; 4], q: *const i8) -> __m256i {
+        // SAFETY: only forwards this unsafe fn's own contract (the CPU features it is compiled for, pointers and lengths its safe caller checked); no further obligation.
         unsafe {
             let p0 = _mm256_maddubs_epi16(c[0], _mm256_loadu_si256(q as *const __m256i));
             let p1 = _mm256_maddubs_epi16(c[1], _mm256_loadu_si256(q.add(32) as *const __m256i));

@@ -22,16 +22,19 @@ impl DotStep for VnniStep {
 
     #[inline(always)]
     unsafe fn zero() -> [__m256i; 4] {
+        // SAFETY: only forwards this unsafe fn's own contract (the CPU features it is compiled for, pointers and lengths its safe caller checked); no further obligation.
         unsafe { [_mm256_setzero_si256(); 4] }
     }
 
     #[inline(always)]
     unsafe fn reduce(a: [__m256i; 4]) -> __m256i {
+        // SAFETY: only forwards this unsafe fn's own contract (the CPU features it is compiled for, pointers and lengths its safe caller checked); no further obligation.
         unsafe { _mm256_add_epi32(_mm256_add_epi32(a[0], a[1]), _mm256_add_epi32(a[2], a[3])) }
     }
 
     #[inline(always)]
     unsafe fn step(a: [__m256i; 4], c: &[__m256i; 4], q: *const i8) -> [__m256i; 4] {
+        // SAFETY: only forwards this unsafe fn's own contract (the CPU features it is compiled for, pointers and lengths its safe caller checked); no further obligation.
         unsafe {
             [
                 _mm256_dpbusd_epi32(a[0], c[0], _mm256_loadu_si256(q as *const __m256i)),
@@ -57,16 +60,19 @@ impl DotStep for VnniGemmStep {
 
     #[inline(always)]
     unsafe fn zero() -> [__m256i; 2] {
+        // SAFETY: only forwards this unsafe fn's own contract (the CPU features it is compiled for, pointers and lengths its safe caller checked); no further obligation.
         unsafe { [_mm256_setzero_si256(); 2] }
     }
 
     #[inline(always)]
     unsafe fn reduce(a: [__m256i; 2]) -> __m256i {
+        // SAFETY: only forwards this unsafe fn's own contract (the CPU features it is compiled for, pointers and lengths its safe caller checked); no further obligation.
         unsafe { _mm256_add_epi32(a[0], a[1]) }
     }
 
     #[inline(always)]
     unsafe fn step(a: [__m256i; 2], c: &[__m256i; 4], q: *const i8) -> [__m256i; 2] {
+        // SAFETY: only forwards this unsafe fn's own contract (the CPU features it is compiled for, pointers and lengths its safe caller checked); no further obligation.
         unsafe {
             let a0 = _mm256_dpbusd_epi32(a[0], c[0], _mm256_loadu_si256(q as *const __m256i));
             let a1 =

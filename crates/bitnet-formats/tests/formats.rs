@@ -6,15 +6,7 @@ use half::f16;
 use proptest::prelude::*;
 
 fn ternary(rows: usize, cols: usize, seed: u64, scale: f32) -> TernaryWeights {
-    let mut s = seed;
-    let values = (0..rows * cols)
-        .map(|_| {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((s >> 33) % 3) as i8 - 1
-        })
-        .collect();
+    let values = bitnet_test_support::data::ternary_values(rows * cols, seed);
     TernaryWeights {
         rows,
         cols,

@@ -18,6 +18,7 @@
 
 use crate::FormatError;
 use half::f16;
+use rayon::prelude::*;
 
 /// Values per Q8_0 block.
 pub const Q8_BLOCK: usize = 32;
@@ -72,21 +73,35 @@ impl Q8Matrix {
         let nb = cols / Q8_BLOCK;
         let mut qs = vec![0i8; len];
         let mut d = vec![f16::ZERO; rows * nb];
-        let threads = threads.clamp(1, rows.max(1));
-        let per = rows.div_ceil(threads).max(1);
-        std::thread::scope(|s| {
-            let chunks = qs.chunks_mut(per * cols).zip(d.chunks_mut(per * nb));
-            for (c, (qc, dc)) in chunks.enumerate() {
-                let fill_row = &fill_row;
-                s.spawn(move || {
-                    let mut buf = vec![0.0f32; cols];
-                    for (i, (qr, dr)) in qc.chunks_mut(cols).zip(dc.chunks_mut(nb)).enumerate() {
-                        fill_row(c * per + i, &mut buf);
-                        quantize_row(&buf, qr, dr);
-                    }
-                });
+        // Load-time work: rows are quantised in parallel on a rayon pool of `threads` (not the
+        // kernels' decode pool, which stays free of load work); each task reuses one row
+        // buffer. The result does not depend on the thread count.
+        let rows_of = || {
+            qs.par_chunks_mut(cols)
+                .zip(d.par_chunks_mut(nb))
+                .enumerate()
+                .for_each_init(
+                    || vec![0.0f32; cols],
+                    |buf, (r, (qr, dr))| {
+                        fill_row(r, buf);
+                        quantize_row(buf, qr, dr);
+                    },
+                )
+        };
+        match rayon::ThreadPoolBuilder::new()
+            .num_threads(threads.clamp(1, rows.max(1)))
+            .build()
+        {
+            Ok(pool) => pool.install(rows_of),
+            // No threads to be had: the same work on the caller's thread.
+            Err(_) => {
+                let mut buf = vec![0.0f32; cols];
+                for (r, (qr, dr)) in qs.chunks_mut(cols).zip(d.chunks_mut(nb)).enumerate() {
+                    fill_row(r, &mut buf);
+                    quantize_row(&buf, qr, dr);
+                }
             }
-        });
+        }
         Ok(Self { rows, cols, qs, d })
     }
 

@@ -218,3 +218,24 @@ fn a_fifo_is_refused_as_model_or_prompt_file() {
         assert_error(cli(&args).timeout(timeout), 1, message);
     }
 }
+
+#[test]
+fn hostile_sizes_in_a_checkpoint_or_gguf_are_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(packed()).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_type().unwrap().is_file() {
+            std::fs::copy(entry.path(), dir.path().join(entry.file_name())).unwrap();
+        }
+    }
+    let config = dir.path().join("config.json");
+    let mut cfg: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&config).unwrap()).unwrap();
+    cfg["num_hidden_layers"] = (1u64 << 24).into();
+    std::fs::write(&config, cfg.to_string()).unwrap();
+    assert_error(
+        &mut cli(["run", "-m", dir.path().to_str().unwrap(), "--tokens", "1"]),
+        1,
+        "'num_hidden_layers'",
+    );
+}

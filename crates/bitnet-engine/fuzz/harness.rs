@@ -4,6 +4,8 @@
 //!
 //! Both loaders must return `Ok` or `Err` for any input, never panic, abort, hang or allocate
 //! far beyond the input's size; a model that loads must run a forward pass.
+// Each includer uses part of it (a fuzz target one loader, the replay test both).
+#![allow(dead_code)]
 
 use bitnet_engine::config::ModelConfig;
 use bitnet_engine::{LoadOptions, Model, SessionOptions};

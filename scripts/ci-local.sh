@@ -18,6 +18,8 @@
 #   bitnet-server-receipts  server feature builds, receipt/tuning tests, and the
 #                    official OpenAI Python client against the real binary
 #   nix-eval         evaluate the flake with ../shared/nix-eval when the snapshots exist
+#   fuzz-loaders     cargo-fuzz (nightly) on the GGUF parser and the GGUF and checkpoint
+#                    model loaders, FUZZ_SECONDS (default 20) each, from the kept inputs
 #   all              every mode above, in the order CI runs them
 set -euo pipefail
 
@@ -209,6 +211,30 @@ mode_bitnet_server_receipts() {
   BITNET_SERVER_FEATURES=cpu,receipts,tuning scripts/openai_client_check.sh
 }
 
+ensure_cargo_fuzz() {
+  rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
+  command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+}
+
+mode_fuzz_loaders() {
+  # Each target runs for a bounded time from its kept inputs (replayed by the normal tests,
+  # see crates/*/tests/*regressions.rs); new corpus entries go to the git-ignored corpus/.
+  # A crash fails the mode and leaves the input in fuzz/artifacts/ to add to the kept ones.
+  ensure_cargo_fuzz
+  local secs=${FUZZ_SECONDS:-20}
+  local spec dir target kept
+  for spec in bitnet-gguf:read:tests/regressions \
+    bitnet-engine:gguf_model:fuzz/regressions/gguf_model \
+    bitnet-engine:checkpoint_model:fuzz/regressions/checkpoint_model; do
+    IFS=: read -r dir target kept <<<"$spec"
+    log "fuzz-loaders: $dir $target for ${secs}s"
+    mkdir -p "crates/$dir/fuzz/corpus/$target"
+    (cd "crates/$dir/fuzz" &&
+      cargo +nightly fuzz run -O "$target" "corpus/$target" "../$kept" -- \
+        -max_total_time="$secs" -rss_limit_mb=2048 -timeout=10 -print_final_stats=1)
+  done
+}
+
 run_mode() {
   case "$1" in
     workspace) mode_workspace ;;
@@ -221,6 +247,7 @@ run_mode() {
     kernels-aarch64) mode_kernels_aarch64 ;;
     nix-eval) mode_nix_eval ;;
     bitnet-server-receipts) mode_bitnet_server_receipts ;;
+    fuzz-loaders) mode_fuzz_loaders ;;
     all)
       mode_workspace
       mode_deny

@@ -74,6 +74,18 @@ pub enum CheckpointError {
         /// The file holding it.
         file: PathBuf,
     },
+    /// `num_hidden_layers` needs more tensors than the safetensors files hold.
+    #[error(
+        "config.json field 'num_hidden_layers': {layers} layers need at least {needed} tensors, the checkpoint has {found}"
+    )]
+    TooFewTensors {
+        /// `num_hidden_layers`.
+        layers: usize,
+        /// Tensors those layers need.
+        needed: usize,
+        /// Tensors in the checkpoint.
+        found: usize,
+    },
     /// A tensor has the wrong shape.
     #[error("tensor '{name}': shape {found:?}, expected {expected}")]
     Shape {

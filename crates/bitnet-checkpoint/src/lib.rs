@@ -218,12 +218,7 @@ impl Checkpoint {
         let (shape, v) = self.tensor_f32(name)?;
         let expected = [self.config.vocab_size, self.config.hidden_size];
         self.expect_shape(name, &shape, &expected)?;
-        if let Some(i) = v.iter().position(|x| !x.is_finite()) {
-            return Err(CheckpointError::BadValue {
-                name: name.into(),
-                reason: format!("element {i} is {}", v[i]),
-            });
-        }
+        check_finite(name, &v)?;
         Ok((shape, v))
     }
 
@@ -331,12 +326,7 @@ impl Checkpoint {
             dtype: meta.dtype,
             expected: "U8 (packed), I8/float ternary with weight_scale, or F32/F16/BF16 master weights",
         })?;
-        if let Some(i) = w.iter().position(|x| !x.is_finite()) {
-            return Err(CheckpointError::BadValue {
-                name,
-                reason: format!("element {i} is {}", w[i]),
-            });
-        }
+        check_finite(&name, &w)?;
         Ok(absmean_ternarize(&w, rows, cols))
     }
 
@@ -378,6 +368,7 @@ impl Checkpoint {
     fn vector_f32(&self, name: &str, len: usize) -> Result<Vec<f32>> {
         let (shape, v) = self.tensor_f32(name)?;
         self.expect_shape(name, &shape, &[len])?;
+        check_finite(name, &v)?;
         Ok(v)
     }
 
@@ -385,6 +376,17 @@ impl Checkpoint {
     /// missing, none unknown (rotary `inv_freq` buffers and a tied `lm_head` copy allowed).
     pub fn check_tensor_set(&self) -> Result<()> {
         let c = &self.config;
+        // Every block has 11 tensors: a layer count the files cannot hold (2^24 from a
+        // hostile config.json) is refused before a name table is built for it.
+        let per_block = Norm::ALL.len() + Linear::ALL.len();
+        let needed = c.num_hidden_layers.saturating_mul(per_block);
+        if needed > self.tensors.len() {
+            return Err(CheckpointError::TooFewTensors {
+                layers: c.num_hidden_layers,
+                needed,
+                found: self.tensors.len(),
+            });
+        }
         let mut expected: HashMap<String, bool> = HashMap::new(); // name -> required
         expected.insert(ModelTensor::Embedding.hf_name().into(), true);
         expected.insert(ModelTensor::OutputNorm.hf_name().into(), true);
@@ -425,6 +427,21 @@ impl Checkpoint {
             });
         }
         Ok(())
+    }
+}
+
+/// Refuses NaN or infinite weights, naming the tensor and the first bad element: a NaN
+/// norm or embedding loads and runs, and every logit after it is garbage.
+fn check_finite(name: &str, v: &[f32]) -> Result<()> {
+    match v.iter().position(|x| !x.is_finite()) {
+        Some(i) => Err(CheckpointError::BadValue {
+            name: name.into(),
+            reason: format!(
+                "element {i} is {} (NaN or infinite values are not weights)",
+                v[i]
+            ),
+        }),
+        None => Ok(()),
     }
 }
 

@@ -52,6 +52,26 @@ pub fn require_exists(path: &Path) -> Result<(), CliError> {
     }
 }
 
+/// Fails unless `path` is a regular file (after symlinks): reading a FIFO, a socket or a
+/// device as a model or a prompt blocks forever or never ends, so it is refused with a message
+/// naming the file before anything opens it.
+pub fn require_regular_file(path: &Path) -> Result<(), CliError> {
+    require_exists(path)?;
+    let meta = std::fs::metadata(path).map_err(|e| CliError::file(path, &e))?;
+    if meta.is_file() {
+        return Ok(());
+    }
+    let what = if meta.is_dir() {
+        "is a directory"
+    } else {
+        "is not a regular file (a FIFO, socket or device is not read: it could block forever)"
+    };
+    Err(CliError::File {
+        path: path.to_path_buf(),
+        message: what.into(),
+    })
+}
+
 /// A spinner on stderr when it is a terminal; hidden otherwise (pipes and tests).
 pub fn spinner(message: &str) -> ProgressBar {
     if !std::io::stderr().is_terminal() {
@@ -192,7 +212,7 @@ pub fn sampling_params(args: &SamplingArgs) -> SamplingParams {
 
 /// Reads a text file, naming it on failure.
 pub fn read_text(path: &Path) -> Result<String, CliError> {
-    require_exists(path)?;
+    require_regular_file(path)?;
     std::fs::read_to_string(path).map_err(|e| CliError::file(path, &e))
 }
 

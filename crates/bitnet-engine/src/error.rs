@@ -77,6 +77,18 @@ pub enum EngineError {
         /// The decoding error.
         source: bitnet_kernels::formats::FormatError,
     },
+    /// The header's block count needs more tensors than the file has.
+    #[error(
+        "block count {layers} needs at least {needed} tensors, the file has {found} (a corrupt or hostile header)"
+    )]
+    TooFewTensors {
+        /// The block count from the metadata.
+        layers: usize,
+        /// Tensors those blocks need.
+        needed: usize,
+        /// Tensors in the file.
+        found: usize,
+    },
     /// A tensor holds NaN or infinite values or scales.
     #[error("tensor '{name}': {reason}")]
     BadTensor {

@@ -195,12 +195,24 @@ fn apply_head_type(
     }
 }
 
+/// Most kernel threads a model runs on. Every thread is spawned up front and joins every
+/// matrix product, so a count from a typo or a stale tuning cache (`--threads 100000`) would
+/// fail to spawn, or crawl; it is refused before any file is read.
+pub const MAX_THREADS: usize = 1024;
+
 fn make_kernels(opts: &LoadOptions) -> Result<Kernels> {
     let threads = if opts.threads == 0 {
         std::thread::available_parallelism().map_or(1, |n| n.get())
     } else {
         opts.threads
     };
+    if threads > MAX_THREADS {
+        return Err(EngineError::InvalidSetting {
+            name: "threads",
+            value: threads.to_string(),
+            reason: "more than 1024 threads (bitnet_engine::MAX_THREADS)",
+        });
+    }
     match &opts.kernel {
         None => Ok(Kernels::new(threads)),
         Some(id) => {

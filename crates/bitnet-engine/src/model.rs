@@ -74,6 +74,12 @@ impl Model {
         load::gguf(file, opts).map(|l| Self::assemble(l, opts))
     }
 
+    /// Copies every weight borrowed from a GGUF file's bytes into memory of its own, so the
+    /// file (and its bytes) can go (see [`Self::open_in_memory`]).
+    pub(crate) fn own_weights(&mut self) {
+        self.weights.own_file_data();
+    }
+
     fn assemble(l: Loaded, opts: &LoadOptions) -> Self {
         let c = &l.config;
         let rope = RopeTable::new(c.context_length, c.rope_dim, c.rope_theta);
@@ -125,7 +131,8 @@ impl Model {
         &self.source
     }
 
-    /// A new session with the model's full context and an f32 cache.
+    /// A new session with the model's context (at most [`crate::DEFAULT_CONTEXT`]) and an f32
+    /// cache.
     pub fn new_session(&self) -> Session {
         self.session(&SessionOptions::default())
     }

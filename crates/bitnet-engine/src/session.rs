@@ -12,10 +12,17 @@ use bitnet_kernels::Q8Activations;
 use crate::config::ModelConfig;
 use crate::kv_cache::{KvCache, KvType};
 
+/// Context of a session that asks for none: the model's, at most this many positions (as
+/// llama.cpp's default `-c 4096`). The KV cache is allocated up front, so sizing it by a
+/// file's `context_length` alone would let a 1 MB file claiming 16 M positions allocate
+/// gigabytes; a longer context is asked for explicitly (`--ctx-size`).
+pub const DEFAULT_CONTEXT: usize = 4096;
+
 /// Options for a new [`Session`].
 #[derive(Debug, Clone)]
 pub struct SessionOptions {
-    /// Context length (positions in the KV cache); `None` = the model's.
+    /// Context length (positions in the KV cache), at most the model's; `None` = the
+    /// model's, at most [`DEFAULT_CONTEXT`].
     pub context: Option<usize>,
     /// KV cache element type.
     pub kv_type: KvType,
@@ -49,7 +56,7 @@ impl Session {
         let ctx = opts
             .context
             .filter(|&n| n > 0)
-            .unwrap_or(c.context_length)
+            .unwrap_or(DEFAULT_CONTEXT)
             .min(c.context_length);
         let batch = opts.max_batch.clamp(1, ctx);
         Self {

@@ -112,6 +112,24 @@ impl DenseMatrix {
         })
     }
 
+    /// This matrix with its data in memory of its own when it borrows a file's bytes
+    /// (`None` when it already owns them).
+    fn owned_copy(&self) -> Option<Self> {
+        match self.data {
+            DenseData::F16Mapped { .. } => Some(Self {
+                rows: self.rows,
+                cols: self.cols,
+                data: DenseData::F16(self.f16_slice()?.to_vec()),
+            }),
+            _ => None,
+        }
+    }
+
+    /// Whether the data is borrowed from a GGUF file's bytes.
+    pub fn borrows_file(&self) -> bool {
+        matches!(self.data, DenseData::F16Mapped { .. })
+    }
+
     fn f16_slice(&self) -> Option<&[f16]> {
         match &self.data {
             DenseData::F16(v) => Some(v),
@@ -272,6 +290,21 @@ pub struct ModelWeights {
 }
 
 impl ModelWeights {
+    /// Copies the embedding and head out of the GGUF file's bytes when they borrow them,
+    /// keeping a tied head the same matrix as the embedding.
+    pub(crate) fn own_file_data(&mut self) {
+        let tied = Arc::ptr_eq(&self.embedding, &self.head);
+        if let Some(e) = self.embedding.owned_copy() {
+            self.embedding = Arc::new(e);
+            if tied {
+                self.head = Arc::clone(&self.embedding);
+            }
+        }
+        if !tied && let Some(h) = self.head.owned_copy() {
+            self.head = Arc::new(h);
+        }
+    }
+
     /// Bytes one decoded token streams through the weights: every ternary matrix in its packed
     /// layout plus the head (the embedding row is negligible). The memory roofline is
     /// `bandwidth / this`.
@@ -351,6 +384,7 @@ pub fn load_gguf(
         None => (Arc::clone(&embedding), true),
     };
     let output_norm = vector_from_gguf(file, ModelTensor::OutputNorm.gguf_name(), cfg.hidden_size)?;
+    check_block_count(file, cfg)?;
     let dims = cfg.dims();
     let layers = on_load_pool(kernels.threads(), || {
         par_map(cfg.n_layers, |l| {
@@ -369,6 +403,39 @@ pub fn load_gguf(
         output_norm,
         layers,
     })
+}
+
+/// Tensors every block has (four norms, seven linears).
+const TENSORS_PER_BLOCK: usize = Norm::ALL.len() + Linear::ALL.len();
+
+/// Refuses a block count the file cannot hold before anything is sized by it: every block
+/// has [`TENSORS_PER_BLOCK`] tensors, so a header claiming 2^24 blocks in a file of a few
+/// hundred tensors is an error naming the count, not millions of lookups and results.
+fn check_block_count(file: &GgufFile, cfg: &ModelConfig) -> Result<()> {
+    let found = file.tensors().len();
+    let needed = cfg.n_layers.saturating_mul(TENSORS_PER_BLOCK);
+    if needed > found {
+        return Err(EngineError::TooFewTensors {
+            layers: cfg.n_layers,
+            needed,
+            found,
+        });
+    }
+    Ok(())
+}
+
+/// Refuses a float tensor holding NaN or infinity, naming it and the first bad element: such
+/// an embedding or head loads and decodes to garbage without any other error.
+fn check_finite(name: &str, values: impl Iterator<Item = f32>) -> Result<()> {
+    for (i, x) in values.enumerate() {
+        if !x.is_finite() {
+            return Err(EngineError::BadTensor {
+                name: name.to_string(),
+                reason: format!("element {i} is {x} (NaN or infinite values are not weights)"),
+            });
+        }
+    }
+    Ok(())
 }
 
 fn tensor_info<'a>(file: &'a GgufFile, name: &str) -> Result<&'a TensorInfo> {
@@ -418,12 +485,7 @@ fn vector_from_gguf(file: &GgufFile, name: &str, len: usize) -> Result<Vec<f32>>
     let info = tensor_info(file, name)?;
     check_dims(info, &[len as u64])?;
     let v = float_values(info, file.tensor_data(info))?;
-    if v.iter().any(|x| !x.is_finite()) {
-        return Err(EngineError::BadTensor {
-            name: name.to_string(),
-            reason: "contains NaN or infinite values".to_string(),
-        });
-    }
+    check_finite(name, v.iter().copied())?;
     Ok(v)
 }
 
@@ -435,6 +497,15 @@ fn dense_from_gguf(
 ) -> Result<DenseMatrix> {
     let info = tensor_info(file, name)?;
     check_dims(info, &[cols as u64, rows as u64])?;
+    if info.ggml_type == GgmlType::F16 {
+        let bytes = file.tensor_data(info);
+        check_finite(
+            name,
+            bytes
+                .chunks_exact(2)
+                .map(|b| f16::from_le_bytes([b[0], b[1]]).to_f32()),
+        )?;
+    }
     let data = match info.ggml_type {
         GgmlType::F16 if file.tensor_data(info).as_ptr().align_offset(2) == 0 => {
             let index = file
@@ -453,7 +524,11 @@ fn dense_from_gguf(
                 .map(|b| f16::from_le_bytes([b[0], b[1]]))
                 .collect(),
         ),
-        _ => DenseData::F32(float_values(info, file.tensor_data(info))?),
+        _ => {
+            let v = float_values(info, file.tensor_data(info))?;
+            check_finite(name, v.iter().copied())?;
+            DenseData::F32(v)
+        }
     };
     Ok(DenseMatrix { rows, cols, data })
 }

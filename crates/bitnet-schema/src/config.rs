@@ -38,6 +38,14 @@ const MAX_DIM: usize = 1 << 24;
 const MAX_HIDDEN: usize = 1 << 20;
 /// Largest head size accepted.
 const MAX_HEAD_DIM: usize = 1 << 16;
+/// Largest number of transformer blocks accepted: the deepest published LLMs have ~130, and
+/// every block costs a name table entry, a KV cache slice and eleven tensors, so a count from a
+/// hostile header (2^24, 2^40) is refused here rather than sizing anything.
+pub const MAX_LAYERS: usize = 1 << 12;
+/// Largest context (positions) accepted from a file: 16 M, far above any trained context.
+/// Nothing is sized by the model's context alone (sessions and the RoPE table are sized by
+/// what a request can use), so this only bounds arithmetic.
+pub const MAX_CONTEXT: usize = 1 << 24;
 
 fn invalid(param: Param, reason: impl Into<String>) -> SchemaError {
     SchemaError::Invalid {
@@ -131,12 +139,12 @@ impl ModelConfig {
         let counts = [
             (Param::VocabSize, self.vocab_size, MAX_DIM),
             (Param::HiddenSize, self.hidden_size, MAX_HIDDEN),
-            (Param::Layers, self.n_layers, MAX_DIM),
+            (Param::Layers, self.n_layers, MAX_LAYERS),
             (Param::Heads, self.n_heads, MAX_DIM),
             (Param::KvHeads, self.n_kv_heads, MAX_DIM),
             (Param::HeadDim, self.head_dim, MAX_HEAD_DIM),
             (Param::IntermediateSize, self.intermediate_size, MAX_DIM),
-            (Param::ContextLength, self.context_length, MAX_DIM),
+            (Param::ContextLength, self.context_length, MAX_CONTEXT),
         ];
         for (param, v, max) in counts {
             if v == 0 {
@@ -545,6 +553,25 @@ mod tests {
         let differ = Value::Array(bitnet_gguf::Array::U32(vec![512, 256, 512, 512]));
         let e = set(differ).unwrap_err().to_string();
         assert!(e.contains("different sizes"), "{e}");
+    }
+
+    #[test]
+    fn hostile_counts_in_gguf_are_refused_naming_the_key() {
+        let cfg = presets::preset("tiny").unwrap();
+        let set = |key: &str, v: Value| {
+            let mut m = with_arch(&cfg);
+            m.iter_mut().find(|(k, _)| k == key).unwrap().1 = v;
+            ModelConfig::from_gguf(&gguf(m)).unwrap_err().to_string()
+        };
+        for v in [1u64 << 24, 1 << 40, 1 << 62] {
+            let e = set("bitnet-b1.58.block_count", Value::U64(v));
+            assert!(
+                e.contains("'bitnet-b1.58.block_count'") && e.contains("implausibly large"),
+                "{v}: {e}"
+            );
+        }
+        let e = set("bitnet-b1.58.context_length", Value::U64(1 << 40));
+        assert!(e.contains("'bitnet-b1.58.context_length'"), "{e}");
     }
 
     #[test]

@@ -17,6 +17,11 @@ use crate::layers::Dims;
 /// `config.json` `model_type` values that describe a BitNet b1.58 model.
 pub const SUPPORTED_MODEL_TYPES: [&str; 1] = ["bitnet"];
 
+/// `quantization_config.linear_class` values transformers writes for BitNet (compared
+/// case-insensitively). Anything else is refused: the class decides whether `weight_scale`
+/// multiplies or divides, so guessing would silently load different weights.
+pub const KNOWN_LINEAR_CLASSES: [&str; 2] = ["bitlinear", "autobitlinear"];
+
 /// `quantization_config` of `config.json`.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Quantization {
@@ -66,6 +71,25 @@ pub struct HfConfig {
     pub dtype: Option<String>,
     /// `quantization_config`.
     pub quantization: Option<Quantization>,
+}
+
+/// `quantization_config.linear_class`: absent or null, or one of [`KNOWN_LINEAR_CLASSES`].
+fn linear_class(q: &Json) -> std::result::Result<Option<String>, String> {
+    match q.get("linear_class") {
+        None | Some(Json::Null) => Ok(None),
+        Some(Json::String(class))
+            if KNOWN_LINEAR_CLASSES
+                .iter()
+                .any(|k| k.eq_ignore_ascii_case(class)) =>
+        {
+            Ok(Some(class.clone()))
+        }
+        Some(v) => Err(format!(
+            "field 'quantization_config.linear_class' is {v}, not a known linear class \
+             (known: {}); it decides whether weight_scale multiplies or divides",
+            KNOWN_LINEAR_CLASSES.join(", ")
+        )),
+    }
 }
 
 impl HfConfig {
@@ -123,20 +147,20 @@ impl HfConfig {
                 .collect::<Result<_>>()?,
             Some(v) => vec![token_id("eos_token_id", v)?],
         };
-        let quantization = j.get("quantization_config").map(|q| Quantization {
-            quant_method: q
-                .get("quant_method")
-                .and_then(Json::as_str)
-                .map(str::to_owned),
-            linear_class: q
-                .get("linear_class")
-                .and_then(Json::as_str)
-                .map(str::to_owned),
-            quantization_mode: q
-                .get("quantization_mode")
-                .and_then(Json::as_str)
-                .map(str::to_owned),
-        });
+        let quantization = match j.get("quantization_config") {
+            None | Some(Json::Null) => None,
+            Some(q) => Some(Quantization {
+                quant_method: q
+                    .get("quant_method")
+                    .and_then(Json::as_str)
+                    .map(str::to_owned),
+                linear_class: linear_class(q).map_err(err)?,
+                quantization_mode: q
+                    .get("quantization_mode")
+                    .and_then(Json::as_str)
+                    .map(str::to_owned),
+            }),
+        };
         Ok(Self {
             model_type,
             hidden_size: req("hidden_size")?,

@@ -33,8 +33,9 @@ pub mod tokenizer;
 
 pub use activation::Activation;
 pub use config::{
-    DEFAULT_ARCHITECTURE, ModelConfig, Param, SUPPORTED_ARCHITECTURES, linear_shapes,
+    DEFAULT_ARCHITECTURE, MAX_CONTEXT, MAX_LAYERS, ModelConfig, Param, SUPPORTED_ARCHITECTURES,
+    linear_shapes,
 };
 pub use error::{Result, SchemaError};
-pub use hf::{HfConfig, Quantization, SUPPORTED_MODEL_TYPES};
+pub use hf::{HfConfig, KNOWN_LINEAR_CLASSES, Quantization, SUPPORTED_MODEL_TYPES};
 pub use layers::{BLOCK_ORDER, BlockTensor, Dims, Linear, ModelTensor, Norm};

@@ -201,3 +201,36 @@ fn errors_name_file_and_field() {
         .to_string();
     assert!(e.contains("/x/config.json: invalid JSON"), "{e}");
 }
+
+#[test]
+fn unknown_linear_class_is_refused_with_the_known_list() {
+    let e = err_text(with(
+        "quantization_config",
+        json!({"quant_method": "bitnet", "linear_class": "fancylinear"}),
+    ));
+    assert!(
+        e.contains("quantization_config.linear_class")
+            && e.contains("fancylinear")
+            && e.contains("bitlinear, autobitlinear"),
+        "{e}"
+    );
+    let e = err_text(with(
+        "quantization_config",
+        json!({"quant_method": "bitnet", "linear_class": 3}),
+    ));
+    assert!(e.contains("quantization_config.linear_class"), "{e}");
+}
+
+#[test]
+fn absurd_layer_counts_are_refused_by_from_hf() {
+    for layers in [1u64 << 24, 1 << 40] {
+        let cfg = parse(with("num_hidden_layers", json!(layers))).unwrap();
+        let e = bitnet_schema::ModelConfig::from_hf(&cfg)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("'num_hidden_layers'") && e.contains("implausibly large"),
+            "{layers}: {e}"
+        );
+    }
+}

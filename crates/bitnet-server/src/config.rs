@@ -32,6 +32,8 @@ pub enum KvTypeArg {
 pub struct Args {
     /// The model: a .gguf file or a Hugging Face checkpoint directory [default: the embedded
     /// bitnet-rust-docs-5m model, a small BitNet b1.58 trained on the Rust documentation].
+    /// The file is read into memory, not mapped: replacing or truncating it while the server
+    /// runs changes nothing (a mapped file would crash with SIGBUS, as llama.cpp's mmap can).
     #[arg(long, value_name = "FILE|DIR")]
     pub model: Option<PathBuf>,
     /// Serve a model with random weights and the shapes of PRESET (2b4t, 3b, 700m, tiny)
@@ -55,7 +57,13 @@ pub struct Args {
     #[arg(long, default_value_t = 8)]
     pub max_batch: usize,
     /// Context length of each KV session, in tokens (default: the model's, at most 2048).
-    #[arg(long)]
+    /// Every session's KV cache is allocated for it up front.
+    #[arg(
+        short = 'c',
+        long = "ctx-size",
+        visible_alias = "ctx",
+        value_name = "N"
+    )]
     pub ctx: Option<usize>,
     /// KV cache element type.
     #[arg(long, value_enum, default_value = "f32")]
@@ -174,7 +182,7 @@ impl ServerConfig {
             return Err(bad("max-batch", "must be at most 256"));
         }
         if args.ctx == Some(0) {
-            return Err(bad("ctx", "must be at least 1"));
+            return Err(bad("ctx-size", "must be at least 1"));
         }
         let pool = args.kv_pool_sessions.unwrap_or(args.max_batch + 4);
         if pool < args.max_batch {

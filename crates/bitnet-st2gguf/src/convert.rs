@@ -179,6 +179,7 @@ pub fn run(args: &Args) -> Result<PathBuf> {
 fn run_on_pool(args: &Args) -> Result<PathBuf> {
     let started = Instant::now();
     let dir = args.input.as_path();
+    crate::output::check_not_input(dir, &args.output)?;
     if args.output.exists() && !args.force {
         return Err(ConvertError::OutputExists {
             path: args.output.clone(),
@@ -201,8 +202,10 @@ fn run_on_pool(args: &Args) -> Result<PathBuf> {
     let tokenizer = read_tokenizer(&ckpt, dir, cfg.vocab_size, args.quiet)?;
     let plan = plan(&cfg, ckpt.config(), dir, args, tokenizer.as_ref())?;
     let out = args.output.as_path();
+    crate::output::remove_stale_temp_files(out, args.quiet);
     let mut writer = GgufWriter::create(out, args.force, plan.metadata.clone(), plan.specs())
         .map_err(gguf_err("creating", out))?;
+    let _registered = crate::output::TempRegistration::new(writer.temp_path());
 
     let total = plan.total_bytes();
     let pb = progress_bar(total as u64, args.quiet);

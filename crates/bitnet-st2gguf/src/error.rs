@@ -124,6 +124,16 @@ pub enum ConvertError {
         /// `vocab_size`.
         vocab: usize,
     },
+    /// The output is one of the checkpoint's own files (refused even with `--force`).
+    #[error(
+        "the output {output} is the input file {input}; writing it would destroy the checkpoint (choose another --output)"
+    )]
+    OutputIsInput {
+        /// The output path given.
+        output: PathBuf,
+        /// The input file it is.
+        input: PathBuf,
+    },
     /// The output exists and `--force` was not given.
     #[error("{path} exists; pass --force to replace it")]
     OutputExists {

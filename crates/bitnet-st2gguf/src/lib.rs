@@ -6,7 +6,8 @@
 //!   [`metadata`]: the GGUF keys (the schema's) and the tokenizer fitted to the vocabulary.
 //! - [`source`]: reading a planned tensor from the checkpoint; [`encode`]: turning it into
 //!   the stored bytes; [`convert`]: the parallel convert / sequential write loop;
-//!   [`verify`]: `--verify`.
+//!   [`verify`]: `--verify`; [`output`]: the output is never an input, and no temporary file
+//!   outlives an interrupted run.
 //! - [`ckpt`] (the `bitnet-checkpoint` crate): Hugging Face checkpoint reading (config,
 //!   memory-mapped safetensors, the packed / unpacked-ternary / master layouts decoded to
 //!   `TernaryWeights`); [`gguf`] (the `bitnet-gguf` crate): GGUF writing (streamed to a
@@ -15,7 +16,7 @@
 //!
 //! Modules depend in one direction only (a test checks that no two import each other):
 //! `args`, `error` <- `metadata` <- `plan` <- `source` <- `encode` <- `convert`, and
-//! `verify` (on `plan` and `source`) <- `convert`.
+//! `verify` (on `plan` and `source`) <- `convert`, `output` (on `error`) <- `convert`.
 
 #![forbid(unsafe_code)]
 
@@ -24,6 +25,7 @@ pub mod convert;
 pub mod encode;
 pub mod error;
 pub mod metadata;
+pub mod output;
 pub mod plan;
 pub mod source;
 pub mod verify;

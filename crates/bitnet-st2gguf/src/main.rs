@@ -15,6 +15,11 @@ use clap::Parser;
 fn main() -> ExitCode {
     let args = args::Args::parse();
     bitnet_app::logging::init(&args.log, "warn");
+    if let Err(e) = bitnet_st2gguf::output::install_signal_cleanup() {
+        eprintln!(
+            "bitnet-st2gguf: warning: no signal handler ({e}); an interrupted run may leave its temporary file"
+        );
+    }
     match convert::run(&args) {
         Ok(_) => ExitCode::SUCCESS,
         Err(err) => {

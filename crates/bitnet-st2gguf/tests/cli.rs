@@ -442,3 +442,23 @@ fn bitlinear_divides_by_weight_scale() {
         assert_eq!(w.scale, want, "{tag}");
     }
 }
+
+#[test]
+fn error_absurd_layer_count_or_linear_class_in_config() {
+    for layers in [1u64 << 24, 1 << 40] {
+        let d = broken(|_| {}, |c| c["num_hidden_layers"] = layers.into());
+        fails_naming(d.path(), &["num_hidden_layers", "implausibly large"]);
+    }
+    let d = broken(
+        |_| {},
+        |c| c["quantization_config"]["linear_class"] = "wideLinear".into(),
+    );
+    fails_naming(
+        d.path(),
+        &[
+            "quantization_config.linear_class",
+            "wideLinear",
+            "autobitlinear",
+        ],
+    );
+}

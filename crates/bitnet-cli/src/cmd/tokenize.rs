@@ -24,6 +24,7 @@ fn load_tokenizer(path: &Path) -> Result<Tokenizer> {
             None
         }
     } else {
+        common::require_regular_file(path)?;
         let file = bitnet_gguf::GgufFile::open(path)?;
         bitnet_engine::tokenizer::from_gguf(&file)?
     };

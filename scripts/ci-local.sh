@@ -17,6 +17,8 @@
 #   kernels-aarch64  cross-build bitnet-kernels for aarch64, run its tests under qemu-user
 #   bitnet-server-receipts  server feature builds, receipt/tuning tests, and the
 #                    official OpenAI Python client against the real binary
+#   fuzz-server      bitnet-server's fuzz targets (OpenAI request parser, chat templates)
+#                    for FUZZ_SECONDS each (default 20) on nightly, from the kept inputs
 #   nix-eval         evaluate the flake with ../shared/nix-eval when the snapshots exist
 #   all              every mode above, in the order CI runs them
 set -euo pipefail
@@ -209,6 +211,21 @@ mode_bitnet_server_receipts() {
   BITNET_SERVER_FEATURES=cpu,receipts,tuning scripts/openai_client_check.sh
 }
 
+mode_fuzz_server() {
+  # cargo-fuzz targets of bitnet-server, each for a bounded time, starting from the inputs kept
+  # in the repo (tests/fuzz_regressions/, also replayed by `cargo test`). A crash fails the mode.
+  local secs=${FUZZ_SECONDS:-20} t
+  rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
+  command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+  for t in openai_request chat_template; do
+    log "fuzz-server: $t for ${secs}s"
+    mkdir -p "crates/bitnet-server/fuzz/corpus/$t"
+    cp -n crates/bitnet-server/tests/fuzz_regressions/$t/* "crates/bitnet-server/fuzz/corpus/$t/"
+    (cd crates/bitnet-server/fuzz && cargo +nightly fuzz run "$t" -- \
+      -max_total_time="$secs" -rss_limit_mb=2048 -timeout=10)
+  done
+}
+
 run_mode() {
   case "$1" in
     workspace) mode_workspace ;;
@@ -221,6 +238,7 @@ run_mode() {
     kernels-aarch64) mode_kernels_aarch64 ;;
     nix-eval) mode_nix_eval ;;
     bitnet-server-receipts) mode_bitnet_server_receipts ;;
+    fuzz-server) mode_fuzz_server ;;
     all)
       mode_workspace
       mode_deny

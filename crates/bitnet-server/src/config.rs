@@ -89,8 +89,8 @@ pub struct Args {
     #[arg(long, default_value_t = 5, value_name = "SECS")]
     pub header_timeout: u64,
     /// Seconds a client may take to send the whole request body (408 after): a client that
-    /// sends a body slowly cannot hold a connection for ever.
-    #[arg(long, default_value_t = 30, value_name = "SECS")]
+    /// sends a body slowly cannot hold a connection for ever (a 1 MiB body needs 70 KiB/s).
+    #[arg(long, default_value_t = 15, value_name = "SECS")]
     pub body_timeout: u64,
     /// Seconds an idle keep-alive connection stays open (0 turns keep-alive off).
     #[arg(long, default_value_t = 5, value_name = "SECS")]
@@ -308,7 +308,7 @@ impl ServerConfig {
             max_body_bytes: 1 << 20,
             api_keys: Vec::new(),
             share_prefix_cache: false,
-            body_timeout: std::time::Duration::from_secs(30),
+            body_timeout: std::time::Duration::from_secs(15),
             kernel: None,
             head_type: bitnet_engine::HeadType::Stored,
             receipts_log: None,

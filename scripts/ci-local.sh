@@ -17,6 +17,8 @@
 #   kernels-aarch64  cross-build bitnet-kernels for aarch64, run its tests under qemu-user
 #   bitnet-server-receipts  server feature builds, receipt/tuning tests, and the
 #                    official OpenAI Python client against the real binary
+#   fuzz-server      bitnet-server's fuzz targets (OpenAI request parser, chat templates)
+#                    for FUZZ_SECONDS each (default 20) on nightly, from the kept inputs
 #   nix-eval         evaluate the flake with ../shared/nix-eval when the snapshots exist
 #   fuzz-loaders     cargo-fuzz (nightly) on the GGUF parser and the GGUF and checkpoint
 #                    model loaders, FUZZ_SECONDS (default 20) each, from the kept inputs
@@ -235,6 +237,20 @@ mode_fuzz_loaders() {
   done
 }
 
+mode_fuzz_server() {
+  # cargo-fuzz targets of bitnet-server, each for a bounded time, starting from the inputs kept
+  # in the repo (tests/fuzz_regressions/, also replayed by `cargo test`). A crash fails the mode.
+  local secs=${FUZZ_SECONDS:-20} t
+  ensure_cargo_fuzz
+  for t in openai_request chat_template; do
+    log "fuzz-server: $t for ${secs}s"
+    mkdir -p "crates/bitnet-server/fuzz/corpus/$t"
+    cp -n crates/bitnet-server/tests/fuzz_regressions/$t/* "crates/bitnet-server/fuzz/corpus/$t/"
+    (cd crates/bitnet-server/fuzz && cargo +nightly fuzz run "$t" -- \
+      -max_total_time="$secs" -rss_limit_mb=2048 -timeout=10)
+  done
+}
+
 run_mode() {
   case "$1" in
     workspace) mode_workspace ;;
@@ -248,6 +264,7 @@ run_mode() {
     nix-eval) mode_nix_eval ;;
     bitnet-server-receipts) mode_bitnet_server_receipts ;;
     fuzz-loaders) mode_fuzz_loaders ;;
+    fuzz-server) mode_fuzz_server ;;
     all)
       mode_workspace
       mode_deny

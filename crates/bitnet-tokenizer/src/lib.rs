@@ -20,7 +20,7 @@ mod hf;
 mod stream;
 mod tokenizer;
 
-pub use chat::{BITNET_2B4T_CHAT_TEMPLATE, ChatMessage, ChatTemplate, render_chat};
+pub use chat::{BITNET_2B4T_CHAT_TEMPLATE, ChatLimits, ChatMessage, ChatTemplate, render_chat};
 pub use error::TokenizerError;
 pub use gguf::{GgufTokenizerData, LLAMA3_SPLIT_REGEX};
 pub use stream::TextStream;

@@ -165,6 +165,18 @@ mode_nix_eval() {
   cat >"$kitcopy/nixpkgs-stub/default.nix" <<'NIX'
 args: import ./stub-base.nix (args // { overlays = [ (import ./bitnet-extras.nix) ] ++ (args.overlays or [ ]); })
 NIX
+  # In a git worktree, .git is a file naming a git dir outside the tree; Nix reads the
+  # flake through libgit2 and needs that dir inside the kit's chroot as well.
+  local gitdir
+  gitdir=$(git -C "$ROOT" rev-parse --path-format=absolute --git-common-dir)
+  case "$gitdir" in
+    "$ROOT"/*) ;;
+    *)
+      sed -i "s|for d in \"\$W\" \"\$F\"; do|for d in \"\$W\" \"\$F\" \"$gitdir\"; do|" "$kitcopy/validate-crane-flake.sh"
+      grep -qF "\"$gitdir\"; do" "$kitcopy/validate-crane-flake.sh" ||
+        { log "nix-eval: could not add the git dir $gitdir to the kit's mounts"; return 1; }
+      ;;
+  esac
   # advisory-db (the audit check's database) is a fourth input: the fetched
   # snapshot when there is one, else an empty stand-in (evaluation needs a path only).
   local w=${NIXCHECK_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/nix-eval/check}

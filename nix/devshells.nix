@@ -1,12 +1,13 @@
-# `nix develop`: stable Rust (rust-src, clippy, rustfmt, rust-analyzer) and the
-# tools the checks use. `nix develop .#msrv`: the MSRV toolchain.
+# `nix develop`: rust-toolchain.toml's Rust (clippy, rustfmt, rust-src, plus
+# rust-analyzer) and the tools the checks use. `nix develop .#msrv`: the MSRV toolchain.
 { pkgs, bitnet }:
 let
   tools = [
     pkgs.cargo-nextest
     pkgs.cargo-deny
+    pkgs.cargo-audit
     pkgs.pkg-config
-    pkgs.python3
+    bitnet.python
     pkgs.jq
   ];
   # No sccache or other wrapper from the user's environment; no incremental

@@ -4,30 +4,46 @@
 # The Nix flake runs the same checks as separate derivations (see flake.nix and
 # nix/checks/); this script is how a machine without Nix (a developer's, or CI
 # in .ci/run) runs them. Each mode installs what it needs when it is missing
-# (rustup toolchains, cargo tools, Debian and PyPI packages), so a fresh
-# machine needs nothing but this script.
+# (the MSRV toolchain, cargo tools, Debian and PyPI packages), so a fresh
+# machine needs nothing but this script and rustup; rustup takes the toolchain
+# from rust-toolchain.toml, the one the Nix checks use too.
 #
 # Modes:
 #   workspace        clean build, nextest (ci profile), clippy -D warnings,
-#                    fmt check, docs with -D warnings, MSRV (1.89.0) build
+#                    fmt check, docs with -D warnings, MSRV (1.89.0) check
 #   nextest          the test suite only (cargo nextest, ci profile)
 #   lint             clippy -D warnings and fmt check only
-#   deny             cargo deny check licenses bans sources
+#   msrv             every target and feature compiles with Rust 1.89.0
+#   deny             cargo deny check advisories licenses bans sources
+#   audit            cargo audit (RustSec), ignores as in deny.toml and unexpired
 #   interop          Python `gguf` package reads our GGUF output (scripts/interop/)
 #   kernels-aarch64  cross-build bitnet-kernels for aarch64, run its tests under qemu-user
 #   bitnet-server-receipts  server feature builds, receipt/tuning tests, and the
 #                    official OpenAI Python client against the real binary
 #   fuzz-server      bitnet-server's fuzz targets (OpenAI request parser, chat templates)
 #                    for FUZZ_SECONDS each (default 20) on nightly, from the kept inputs
-#   nix-eval         evaluate the flake with ../shared/nix-eval when the snapshots exist
 #   fuzz-loaders     cargo-fuzz (nightly) on the GGUF parser and the GGUF and checkpoint
 #                    model loaders, FUZZ_SECONDS (default 20) each, from the kept inputs
+#   k8s              kubernetes-validate --strict on deploy/kubernetes/
+#   nix-eval         evaluate the flake with ../shared/nix-eval when the snapshots exist
+#   nix-rehearse     run every Nix check's own commands as its derivation does, outside
+#                    Nix: no network, vendored sources, the locked toolchain, no
+#                    rustup/apt/pip (scripts/nix_rehearse.py; needs what nix-eval needs;
+#                    NIX_REHEARSE_ARGS passes e.g. "--only clippy,audit" or "--graph")
 #   all              every mode above, in the order CI runs them
+#
+# CI_CARGO_PROFILE: the cargo profile of the bitnet-server-receipts builds, as crane's
+# cargoWithProfile reads CARGO_PROFILE (empty: dev; `release`: --release). The Nix check
+# sets it so its builds find the dependency layer's.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 MSRV=1.89.0
+# kubernetes-validate (PyPI) and the Kubernetes versions the manifests must be valid for:
+# the oldest with the preStop `sleep` action on by default, and the newest it knows.
+KUBERNETES_VALIDATE_VERSION=1.37.0
+KUBERNETES_VERSIONS="1.30.0 1.37.0"
 export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
 export CARGO_INCREMENTAL=0
 export RUSTC_WRAPPER=""
@@ -57,9 +73,26 @@ ensure_msrv() {
 }
 
 ensure_components() {
-  # Inside Nix the tools come from the toolchain derivation and there is no rustup.
+  # rust-toolchain.toml lists clippy and rustfmt, so rustup has them; inside Nix they
+  # come from the toolchain derivation and there is no rustup.
   command -v cargo-clippy >/dev/null || rustup component add clippy
   command -v rustfmt >/dev/null || rustup component add rustfmt
+}
+
+# cargo SUBCOMMAND ARGS with the profile CI_CARGO_PROFILE names, the way crane's
+# cargoWithProfile does: empty for cargo's default, `release` for --release.
+cargo_p() {
+  local sub=$1
+  shift
+  case "${CI_CARGO_PROFILE:-}" in
+    "") cargo "$sub" "$@" ;;
+    release) cargo "$sub" --release "$@" ;;
+    *) cargo "$sub" --profile "$CI_CARGO_PROFILE" "$@" ;;
+  esac
+}
+
+ensure_audit() {
+  command -v cargo-audit >/dev/null || cargo install cargo-audit --locked
 }
 
 ensure_deny() {
@@ -99,14 +132,17 @@ mode_doc() {
 }
 
 mode_msrv() {
-  if [ -n "${CARGO_MSRV:-}" ]; then # a cargo binary of Rust $MSRV (the Nix checks set it; no rustup there)
-    log "MSRV build with $CARGO_MSRV"
-    RUSTC="$(dirname "$CARGO_MSRV")/rustc" "$CARGO_MSRV" build --workspace --locked --target-dir target/msrv
+  # The same command as the Nix msrv check (nix/lib.nix msrvCommand): check mode is
+  # what holds the sources to Rust $MSRV; every target and feature.
+  local args=(check --workspace --all-targets --all-features --locked --target-dir target/msrv)
+  if [ -n "${CARGO_MSRV:-}" ]; then # a cargo binary of Rust $MSRV, where there is no rustup
+    log "MSRV check with $CARGO_MSRV"
+    RUSTC="$(dirname "$CARGO_MSRV")/rustc" "$CARGO_MSRV" "${args[@]}"
     return
   fi
   ensure_msrv
-  log "MSRV build with Rust $MSRV"
-  cargo "+$MSRV" build --workspace --locked --target-dir target/msrv
+  log "MSRV check with Rust $MSRV"
+  cargo "+$MSRV" "${args[@]}"
 }
 
 mode_workspace() {
@@ -119,10 +155,49 @@ mode_workspace() {
   mode_msrv
 }
 
+# Each advisory ignore in deny.toml carries "Expires YYYY-MM-DD"; fail on one without,
+# on an expired one, and when .cargo/audit.toml ignores other ids than deny.toml.
+# (The Nix audit check does the same against the pinned database's date.)
+check_advisory_ignores() {
+  local today ids audit_ids bad=0 id until
+  today=$(date -u +%Y-%m-%d)
+  ids=$(sed -n 's/^id = "\(RUSTSEC-[0-9-]*\)"$/\1/p' deny.toml | sort)
+  audit_ids=$(sed -n '/^ignore = \[/,/\]/p' .cargo/audit.toml | grep -o 'RUSTSEC-[0-9-]*' | sort)
+  if [ "$ids" != "$audit_ids" ]; then
+    log "advisory ignores differ: deny.toml [$(echo $ids)], .cargo/audit.toml [$(echo $audit_ids)]"
+    return 1
+  fi
+  for id in $ids; do
+    until=$(sed -n "/^id = \"$id\"/,/^\[/p" deny.toml | grep -o 'Expires [0-9]\{4\}-[0-9]\{2\}-[0-9]\{2\}' | head -n1 | cut -d' ' -f2)
+    if [ -z "$until" ]; then
+      log "deny.toml: the ignore of $id has no \"Expires YYYY-MM-DD\" in its reason"
+      bad=1
+    elif [[ "$until" < "$today" ]]; then
+      log "deny.toml: the ignore of $id expired on $until: upgrade away from the crate or argue the ignore again"
+      bad=1
+    fi
+  done
+  return $bad
+}
+
 mode_deny() {
   ensure_deny
-  log "cargo deny check licenses bans sources"
-  cargo deny --locked check licenses bans sources
+  check_advisory_ignores
+  log "cargo deny check advisories licenses bans sources"
+  cargo deny --locked check advisories licenses bans sources
+}
+
+# ADVISORY_DB: a checkout of github.com/rustsec/advisory-db to use offline (e.g. the one
+# flake.lock pins); without it cargo-audit fetches the current database.
+mode_audit() {
+  ensure_audit
+  check_advisory_ignores
+  log "cargo audit"
+  if [ -n "${ADVISORY_DB:-}" ]; then
+    cargo audit -n -d "$ADVISORY_DB" --ignore yanked
+  else
+    cargo audit
+  fi
 }
 
 mode_interop() {
@@ -169,6 +244,18 @@ mode_nix_eval() {
   cat >"$kitcopy/nixpkgs-stub/default.nix" <<'NIX'
 args: import ./stub-base.nix (args // { overlays = [ (import ./bitnet-extras.nix) ] ++ (args.overlays or [ ]); })
 NIX
+  # In a git worktree, .git is a file naming a git dir outside the tree; Nix reads the
+  # flake through libgit2 and needs that dir inside the kit's chroot as well.
+  local gitdir
+  gitdir=$(git -C "$ROOT" rev-parse --path-format=absolute --git-common-dir)
+  case "$gitdir" in
+    "$ROOT"/*) ;;
+    *)
+      sed -i "s|for d in \"\$W\" \"\$F\"; do|for d in \"\$W\" \"\$F\" \"$gitdir\"; do|" "$kitcopy/validate-crane-flake.sh"
+      grep -qF "\"$gitdir\"; do" "$kitcopy/validate-crane-flake.sh" ||
+        { log "nix-eval: could not add the git dir $gitdir to the kit's mounts"; return 1; }
+      ;;
+  esac
   # advisory-db (the audit check's database) is a fourth input: the fetched
   # snapshot when there is one, else an empty stand-in (evaluation needs a path only).
   local w=${NIXCHECK_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/nix-eval/check}
@@ -186,30 +273,29 @@ NIX
 }
 
 mode_bitnet_server_receipts() {
-  # bitnet-server: baseline check, lint, docs, MSRV, feature combinations, the receipt tests
-  # (happy and guard path) and the official OpenAI Python client against the real binary.
+  # bitnet-server: lint, docs, feature combinations, the receipt tests (happy and guard
+  # path) and the official OpenAI Python client against the real binary. The MSRV of
+  # every feature is mode msrv's. The Nix check runs this mode in its sandbox, with
+  # CI_CARGO_PROFILE=release; its dependency layer (nix/lib.nix) ran these invocations.
   ensure_components
-  ensure_msrv
-  log "bitnet-server: cargo check (cpu)"
-  cargo check -p bitnet-server --all-targets --locked
   log "bitnet-server: clippy (cpu)"
-  cargo clippy -p bitnet-server --no-deps --all-targets --locked -- -D warnings
+  cargo_p clippy -p bitnet-server --no-deps --all-targets --locked -- -D warnings
   log "bitnet-server: fmt"
   cargo fmt -p bitnet-server -- --check
   log "bitnet-server: docs"
-  RUSTDOCFLAGS="-D warnings" cargo doc -p bitnet-server --no-deps --all-features --locked
-  log "bitnet-server: MSRV $MSRV (all features)"
-  cargo "+$MSRV" check -p bitnet-server --all-features --all-targets --locked --target-dir target/msrv
+  RUSTDOCFLAGS="-D warnings" cargo_p doc -p bitnet-server --no-deps --all-features --locked
   local f
   for f in cpu,receipts cpu,receipts,tuning; do
     log "bitnet-server: clippy --features $f"
-    cargo clippy -p bitnet-server --no-deps --all-targets --no-default-features --features "$f" --locked -- -D warnings
+    cargo_p clippy -p bitnet-server --no-deps --all-targets --no-default-features --features "$f" --locked -- -D warnings
   done
   log "bitnet-server: receipt tests (happy and guard path) and tuning"
-  cargo test -p bitnet-server --no-default-features --features cpu,receipts,tuning --locked \
+  cargo_p test -p bitnet-server --no-default-features --features cpu,receipts,tuning --locked \
     --test receipts --test tuning
   log "bitnet-server: OpenAI Python client (scripts/openai_client_check.sh)"
-  python3 -m venv --help >/dev/null 2>&1 || apt_install python3-venv
+  if ! python3 -c 'import openai' 2>/dev/null; then
+    python3 -m venv --help >/dev/null 2>&1 || apt_install python3-venv
+  fi
   BITNET_SERVER_FEATURES=cpu,receipts,tuning scripts/openai_client_check.sh
 }
 
@@ -251,6 +337,40 @@ mode_fuzz_server() {
   done
 }
 
+mode_k8s() {
+  # kubernetes-validate checks each manifest against the Kubernetes OpenAPI schemas it
+  # ships (no cluster needed); --strict also rejects fields the schema does not know.
+  local venv="$ROOT/target/k8s-venv"
+  [ -x "$venv/bin/kubernetes-validate" ] || {
+    python3 -m venv "$venv" && "$venv/bin/pip" install -q "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION"
+  }
+  local k
+  for k in $KUBERNETES_VERSIONS; do
+    log "kubernetes-validate --strict deploy/kubernetes/*.yaml (Kubernetes $k)"
+    "$venv/bin/kubernetes-validate" --strict --kubernetes-version "$k" deploy/kubernetes/*.yaml
+  done
+}
+
+mode_nix_rehearse() {
+  # Every Nix check's phases, read from its derivation, run the way the sandbox would:
+  # see scripts/nix_rehearse.py. It evaluates with the nix-eval kit, so nix-eval runs
+  # first (and skips, loudly, without MIRROR). The host stands in for the tools the
+  # derivations declare, so they are installed here, outside the sandbox.
+  local kit=${NIX_EVAL_KIT:-"$ROOT/../shared/nix-eval"}
+  if [ -z "${MIRROR:-}" ] || [ ! -x "$kit/validate-crane-flake.sh" ]; then
+    log "nix-rehearse: SKIPPED, nothing was checked (needs MIRROR and $kit, as nix-eval does)"
+    return 0
+  fi
+  mode_nix_eval
+  ensure_nextest
+  ensure_deny
+  ensure_audit
+  command -v rsync >/dev/null || apt_install rsync
+  command -v ip >/dev/null || apt_install iproute2
+  log "nix-rehearse: the Nix checks' phases, sandboxed, outside Nix"
+  NIX_EVAL_KIT=$kit python3 scripts/nix_rehearse.py ${NIX_REHEARSE_ARGS:-}
+}
+
 run_mode() {
   case "$1" in
     workspace) mode_workspace ;;
@@ -262,16 +382,24 @@ run_mode() {
     interop) mode_interop ;;
     kernels-aarch64) mode_kernels_aarch64 ;;
     nix-eval) mode_nix_eval ;;
+    nix-rehearse) mode_nix_rehearse ;;
+    audit) mode_audit ;;
+    k8s) mode_k8s ;;
     bitnet-server-receipts) mode_bitnet_server_receipts ;;
     fuzz-loaders) mode_fuzz_loaders ;;
     fuzz-server) mode_fuzz_server ;;
     all)
       mode_workspace
       mode_deny
+      mode_audit
       mode_interop
       mode_kernels_aarch64
       mode_bitnet_server_receipts
+      FUZZ_SECONDS=${FUZZ_SECONDS:-10} mode_fuzz_loaders
+      FUZZ_SECONDS=${FUZZ_SECONDS:-10} mode_fuzz_server
+      mode_k8s
       mode_nix_eval
+      mode_nix_rehearse
       ;;
     *)
       echo "ci-local.sh: unknown mode '$1' (see the header of $0 for the list)" >&2

@@ -1,28 +1,39 @@
 #!/usr/bin/env bash
 # scripts/openai_client_check.sh: proves the official `openai` Python client works against
-# bitnet-server. Creates a venv under target/, installs `openai`, builds and starts
-# bitnet-server on the tiny fixture on 127.0.0.1 (a free port), runs
-# scripts/openai_client_check.py (which waits for /ready), then stops the server with
-# SIGTERM and requires a graceful exit 0.
+# bitnet-server. Builds and starts bitnet-server on the tiny fixture on 127.0.0.1 (a free
+# port), runs scripts/openai_client_check.py (which waits for /ready), then stops the
+# server with SIGTERM and requires a graceful exit 0.
+#
+# Python: `python3` when it imports openai (the Nix check's, from nixpkgs), else a venv
+# under target/ with openai from PyPI.
 #
 # Environment: BITNET_SERVER_FEATURES (cargo features to build with, default: the default);
-# BITNET_SERVER_BIN (use this binary instead of building one).
+# BITNET_SERVER_BIN (use this binary instead of building one); CI_CARGO_PROFILE (the cargo
+# profile to build with, as in scripts/ci-local.sh: empty for dev, `release`, or a name).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
-VENV="$ROOT/target/openai-venv"
 
-if [ ! -x "$VENV/bin/python" ]; then
-  python3 -m venv "$VENV"
+if python3 -c 'import openai' 2>/dev/null; then
+  PY=python3
+else
+  VENV="$ROOT/target/openai-venv"
+  [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
+  "$VENV/bin/python" -c 'import openai' 2>/dev/null || "$VENV/bin/pip" install -q openai
+  PY="$VENV/bin/python"
 fi
-"$VENV/bin/python" -c 'import openai' 2>/dev/null || "$VENV/bin/pip" install -q openai
 
 if [ -n "${BITNET_SERVER_BIN:-}" ]; then
   BIN=$BITNET_SERVER_BIN
 else
-  cargo build -q -p bitnet-server --locked ${BITNET_SERVER_FEATURES:+--features "$BITNET_SERVER_FEATURES"}
-  BIN="$ROOT/target/debug/bitnet-server"
+  case "${CI_CARGO_PROFILE:-}" in
+    "" | dev) profile_args=() dir=debug ;;
+    release) profile_args=(--release) dir=release ;;
+    *) profile_args=(--profile "$CI_CARGO_PROFILE") dir=$CI_CARGO_PROFILE ;;
+  esac
+  cargo build -q "${profile_args[@]}" -p bitnet-server --locked ${BITNET_SERVER_FEATURES:+--features "$BITNET_SERVER_FEATURES"}
+  BIN="${CARGO_TARGET_DIR:-$ROOT/target}/$dir/bitnet-server"
 fi
 
 WORK=$(mktemp -d)
@@ -46,7 +57,7 @@ URL=$(sed -n 's/^bitnet-server listening on //p' "$WORK/stdout")
 echo "bitnet-server at $URL (pid $PID)"
 
 status=0
-"$VENV/bin/python" scripts/openai_client_check.py --base-url "$URL/v1" --api-key "$KEY" || status=$?
+"$PY" scripts/openai_client_check.py --base-url "$URL/v1" --api-key "$KEY" || status=$?
 
 kill -TERM "$PID"
 rc=0

@@ -1,9 +1,9 @@
-# `nix flake check`: each check is its own derivation, all on the shared
-# dependency layer, plus the packages themselves.
+# `nix flake check`: each check is its own derivation, and none repeats another's work:
+# the compiling ones share the one dependency layer (the msrv check has its own, for its
+# own compiler), fmt, deny and audit need no build. The packages build as checks too.
 { pkgs, bitnet, packages }:
 let
   check = file: import file { inherit pkgs bitnet; };
-  ciLocal = import ./ci-local.nix { inherit pkgs bitnet; };
 
   checks = {
     clippy = check ./clippy.nix;
@@ -13,12 +13,10 @@ let
     deny = check ./deny.nix;
     audit = check ./audit.nix;
     msrv = check ./msrv.nix;
-    # The scripts/ci-local.sh modes, run hermetically on the vendored dependencies.
-    workspace = ciLocal "workspace";
-    bitnet-server-receipts = ciLocal "bitnet-server-receipts";
+    bitnet-server-receipts = check ./server-receipts.nix;
   };
 
-  # The packages build as part of the checks too (`default` is only an alias).
+  # `default` is only an alias.
   packageChecks = builtins.removeAttrs packages [ "default" ];
 in
 checks // packageChecks

@@ -1,14 +1,10 @@
-# The workspace builds with the MSRV (rust-version in Cargo.toml, 1.89.0).
-# A different compiler cannot reuse the stable dependency layer, so the MSRV
-# gets its own, built with the same arguments.
+# The workspace compiles with the MSRV (rust-version in Cargo.toml): every target, every
+# feature, in check mode. A different compiler cannot reuse the shared dependency layer,
+# so this check has its own (nix/lib.nix msrvArtifacts), which compiled the dependencies
+# once, with this same command.
 { bitnet, ... }:
-let
-  args = bitnet.commonArgs // {
-    pname = "bitnet-rs-msrv";
-    src = bitnet.cargoSrc;
-    cargoExtraArgs = "--locked --workspace";
-  };
-in
-bitnet.craneLibMsrv.cargoBuild (args // {
-  cargoArtifacts = bitnet.craneLibMsrv.buildDepsOnly args;
+bitnet.craneLibMsrv.mkCargoDerivation (bitnet.msrvArgs // {
+  cargoArtifacts = bitnet.msrvArtifacts;
+  buildPhaseCargoCommand = bitnet.msrvCommand;
+  doInstallCargoArtifacts = false;
 })

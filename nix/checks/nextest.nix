@@ -6,6 +6,8 @@ bitnet.craneLib.cargoNextest (bitnet.commonArgs // {
   inherit (bitnet) cargoArtifacts;
   cargoExtraArgs = "--locked";
   cargoNextestExtraArgs = "--workspace --all-targets --profile ci";
+  # Server and end-to-end tests talk to a server on 127.0.0.1.
+  __darwinAllowLocalNetworking = true;
   postCheck = ''
     cp "''${CARGO_TARGET_DIR:-target}/nextest/ci/junit.xml" "$out/junit.xml"
     cargoWithProfile test --workspace --doc --locked

@@ -1,11 +1,14 @@
 # EVALUATION ONLY: an overlay adding to ../shared/nix-eval's nixpkgs stub the
-# two real nixpkgs attributes the flake reaches that the stub lacks
-# (scripts/ci-local.sh nix-eval uses it; the flake never does):
+# real nixpkgs attributes the flake reaches that the stub lacks
+# (scripts/ci-local.sh nix-eval and nix-rehearse use it; the flake never does):
 # - dockerTools (bitnet-server-image). The argument sets copy nixpkgs'
 #   pkgs/build-support/docker/default.nix: streamLayeredImage takes a closed
 #   set, so a misspelled argument fails evaluation here as with nixpkgs.
 # - darwin.signingUtils (crane's removeReferencesToVendoredSources on
 #   aarch64-darwin, where binaries must be re-signed).
+# - python3.withPackages and the python3Packages the checks name (nix/lib.nix
+#   pythonModules; nixpkgs has openai, gguf and numpy under these names). The
+#   environment is named as nixpkgs names it, python3-<version>-env.
 # The derivations come from the stub and cannot be built.
 _final: prev:
 let
@@ -61,8 +64,17 @@ let
             ;
         };
       } "";
+  python3Packages = prev.lib.genAttrs [ "openai" "gguf" "numpy" ] (
+    name: prev.runCommand "python3.13-${name}-0-stub" { } ""
+  );
 in
 {
+  inherit python3Packages;
+  python3 = prev.python3 // {
+    pkgs = python3Packages;
+    withPackages = select: prev.runCommand "python3-3.13.0-env" { paths = select python3Packages; } "";
+  };
+
   darwin = (prev.darwin or { }) // {
     signingUtils = prev.runCommand "signing-utils" { } "";
   };

@@ -1,21 +1,26 @@
 # One workspace binary as its own package (crane's build-workspace-subset FAQ):
-# `cargo build -p NAME`, reusing the shared dependency layer. pname is the
-# binary's name so `nix run` finds result/bin/NAME.
+# `cargo build -p NAME` on a source holding only the crates NAME reaches, reusing the
+# shared dependency layer, which ran this very invocation on its dummy source (nix/lib.nix,
+# so no dependency is compiled here). pname is the binary's name so `nix run` finds
+# result/bin/NAME.
 { pkgs, bitnet }:
 { name
 , description
-, features ? [ ]
 }:
 let
   inherit (pkgs) lib;
-  featureArgs = lib.optionalString (features != [ ]) " --features ${lib.concatStringsSep "," features}";
 in
 bitnet.craneLib.buildPackage (bitnet.commonArgs // {
   inherit (bitnet) cargoArtifacts;
   pname = name;
-  # Only Rust and Cargo files: fixture or script edits do not rebuild binaries.
-  src = bitnet.cargoSrc;
-  cargoExtraArgs = "--locked -p ${name}${featureArgs}";
+  # Only the Rust and Cargo files of NAME's crates: fixture, script or other binaries'
+  # edits do not rebuild it.
+  src = bitnet.crateSrc name;
+  # No --locked: with the other members' crates absent, Cargo drops their entries from
+  # Cargo.lock, which --locked refuses. The versions still are the locked ones: the
+  # sandbox has no network and the vendored sources hold exactly Cargo.lock's versions;
+  # every check on the full source keeps --locked.
+  cargoExtraArgs = bitnet.packageCargoArgs name;
   # The tests run once, in the nextest check.
   doCheck = false;
   meta = {

@@ -1,4 +1,5 @@
-# The flake's packages: the three binaries and, on Linux, the server's OCI image.
+# The flake's packages: the three binaries (features: nix/lib.nix packageFeatures) and,
+# on Linux, the server's OCI image.
 { pkgs, bitnet }:
 let
   bin = import ./bin.nix { inherit pkgs bitnet; };
@@ -13,7 +14,6 @@ let
   };
   bitnet-server = bin {
     name = "bitnet-server";
-    features = [ "cpu" ];
     description = "OpenAI-compatible HTTP server for BitNet b1.58 models";
   };
 

@@ -390,7 +390,7 @@ fn big_prompts_are_tokenised_off_the_http_workers() {
     assert!(worst < Duration::from_secs(1), "/health took {worst:?}");
 }
 
-#[cfg(unix)]
+#[cfg(all(unix, feature = "receipts"))]
 #[test]
 fn receipt_lookups_use_the_index_and_the_log_is_private() {
     use std::os::unix::fs::PermissionsExt;
@@ -436,6 +436,7 @@ fn receipt_lookups_use_the_index_and_the_log_is_private() {
     assert_eq!(srv.get(&format!("/v1/receipts/{id}")).0, 200);
 }
 
+#[cfg(feature = "receipts")]
 #[test]
 fn prefix_cache_and_receipts_are_partitioned_per_key() {
     let a = [("Authorization", "Bearer key-alice")];

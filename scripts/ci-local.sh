@@ -50,6 +50,14 @@ export RUSTC_WRAPPER=""
 
 log() { printf '\n==> %s\n' "$*" >&2; }
 
+# Modes (or parts) that could not run here, with why: listed again at the end, so a run that
+# skipped something never ends on a bare "all passed".
+SKIPPED=()
+skip() {
+  SKIPPED+=("$1: $2")
+  log "$1: SKIPPED: $2"
+}
+
 # --- installers: each checks first, so a prepared machine does nothing ---
 
 apt_updated=0
@@ -180,23 +188,60 @@ check_advisory_ignores() {
   return $bad
 }
 
+# The RustSec database: ADVISORY_DB (a checkout, e.g. the one flake.lock pins), else one that
+# cargo-deny fetched before ($CARGO_HOME/advisory-dbs), else the network copy if GitHub answers.
+# Machines that reach only the package registries (CI here) have none of these: the advisory
+# checks are then skipped, loudly and in the final summary, and the rest still runs.
+advisory_db() {
+  if [ -n "${ADVISORY_DB:-}" ] && [ -d "$ADVISORY_DB/crates" ]; then
+    echo "$ADVISORY_DB"
+    return 0
+  fi
+  local d
+  for d in "${CARGO_HOME:-$HOME/.cargo}"/advisory-dbs/*/; do
+    [ -d "$d/crates" ] && { echo "${d%/}"; return 0; }
+  done
+  if timeout 15 git ls-remote https://github.com/rustsec/advisory-db HEAD >/dev/null 2>&1; then
+    echo "fetch"
+    return 0
+  fi
+  return 1
+}
+
 mode_deny() {
   ensure_deny
   check_advisory_ignores
-  log "cargo deny check advisories licenses bans sources"
-  cargo deny --locked check advisories licenses bans sources
+  local db
+  if db=$(advisory_db); then
+    log "cargo deny check advisories licenses bans sources (advisory database: $db)"
+    if [ "$db" = fetch ]; then
+      cargo deny --locked check advisories licenses bans sources
+    else
+      mkdir -p "${CARGO_HOME:-$HOME/.cargo}/advisory-dbs"
+      [ "$db" = "${ADVISORY_DB:-}" ] &&
+        ln -sfn "$db" "${CARGO_HOME:-$HOME/.cargo}/advisory-dbs/advisory-db-offline"
+      cargo deny --locked check --disable-fetch advisories licenses bans sources
+    fi
+  else
+    skip "deny advisories" "no RustSec database here (set ADVISORY_DB to a checkout of rustsec/advisory-db)"
+    log "cargo deny check licenses bans sources"
+    cargo deny --locked check licenses bans sources
+  fi
 }
 
-# ADVISORY_DB: a checkout of github.com/rustsec/advisory-db to use offline (e.g. the one
-# flake.lock pins); without it cargo-audit fetches the current database.
 mode_audit() {
-  ensure_audit
   check_advisory_ignores
-  log "cargo audit"
-  if [ -n "${ADVISORY_DB:-}" ]; then
-    cargo audit -n -d "$ADVISORY_DB" --ignore yanked
-  else
+  local db
+  if ! db=$(advisory_db); then
+    skip "audit" "no RustSec database here (set ADVISORY_DB to a checkout of rustsec/advisory-db)"
+    return 0
+  fi
+  ensure_audit
+  log "cargo audit (advisory database: $db)"
+  if [ "$db" = fetch ]; then
     cargo audit
+  else
+    cargo audit -n -d "$db" --ignore yanked
   fi
 }
 
@@ -230,7 +275,7 @@ mode_nix_eval() {
   if [ -z "${MIRROR:-}" ] || [ ! -x "$kit/validate-crane-flake.sh" ] ||
     [ ! -d "$MIRROR/ipetkov+crane/repo" ] || [ ! -d "$MIRROR/oxalica+rust-overlay/repo" ] ||
     [ ! -d "$MIRROR/nix-community+nixpkgs.lib/repo" ]; then
-    log "nix-eval: SKIPPED, nothing was checked (needs MIRROR=<folder with ipetkov+crane, oxalica+rust-overlay, nix-community+nixpkgs.lib snapshots> and $kit; see its README.md)"
+    skip "nix-eval" "needs MIRROR=<folder with ipetkov+crane, oxalica+rust-overlay, nix-community+nixpkgs.lib snapshots> and $kit (see its README.md)"
     return 0
   fi
   # The kit's nixpkgs stub lacks dockerTools (the OCI image) and darwin.signingUtils
@@ -358,7 +403,7 @@ mode_nix_rehearse() {
   # derivations declare, so they are installed here, outside the sandbox.
   local kit=${NIX_EVAL_KIT:-"$ROOT/../shared/nix-eval"}
   if [ -z "${MIRROR:-}" ] || [ ! -x "$kit/validate-crane-flake.sh" ]; then
-    log "nix-rehearse: SKIPPED, nothing was checked (needs MIRROR and $kit, as nix-eval does)"
+    skip "nix-rehearse" "needs MIRROR and $kit, as nix-eval does"
     return 0
   fi
   mode_nix_eval
@@ -411,4 +456,8 @@ run_mode() {
 [ $# -ge 1 ] || { sed -n '2,/^set -euo/p' "$0" | sed '$d' >&2; exit 2; }
 start=$(date +%s)
 for m in "$@"; do run_mode "$m"; done
-log "ci-local.sh $*: all passed in $(( $(date +%s) - start ))s"
+if [ ${#SKIPPED[@]} -gt 0 ]; then
+  log "skipped (nothing was checked for these):"
+  printf '    %s\n' "${SKIPPED[@]}" >&2
+fi
+log "ci-local.sh $*: all passed in $(( $(date +%s) - start ))s (${#SKIPPED[@]} skipped)"

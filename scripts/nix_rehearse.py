@@ -268,7 +268,7 @@ class Rehearsal:
 
     def vendor(self) -> Path:
         lock = (self.flake / "Cargo.lock").read_bytes()
-        d = self.dir / f"vendor-{hashlib.sha256(lock).hexdigest()[:16]}"
+        d = self.dir / f"vendor-{hashlib.sha256(lock).hexdigest()[:16]}-1"
         if not (d / "config.toml").exists():
             log("cargo vendor (outside the sandbox, as Nix fetches crane's vendored crates)")
             crates = d / "crates"
@@ -278,6 +278,10 @@ class Rehearsal:
             if vend.returncode != 0:
                 sys.stderr.write(vend.stderr)
                 die("cargo vendor failed")
+            # As in the Nix store, every file dated 1970-01-01T00:00:01: the dependency
+            # layer's target/ is too (crane archives it so), and a build script that
+            # reruns on a changed file must see its vendored file as old as the layer.
+            run(["find", str(crates), "-exec", "touch", "-h", "-d", "@1", "{}", "+"])
             (d / "config.toml").write_text(
                 '[source.crates-io]\nreplace-with = "rehearse-vendored"\n'
                 f'[source.rehearse-vendored]\ndirectory = "{crates}"\n')
@@ -380,13 +384,18 @@ class Rehearsal:
         stamp = self.dir / "passed" / key
         if layer:
             out = self.dir / "layers" / key.removesuffix(".drv")
-            done = (out / ".complete").exists()
+            # Built from the same derivation and the same vendored crates (their path is
+            # part of what the units record, as the store path is in Nix).
+            marker = out / ".complete"
+            done = marker.exists() and marker.read_text() == str(self.vendor())
         else:
             out = self.dir / "out" / key.removesuffix(".drv")
             done = stamp.exists() and not self.rebuild
+        logfile = self.dir / "logs" / f"{name}.log"
         if done:
             log(f"{label}: passed before (same derivation), not run again")
-            self.results[key] = {"name": name, "ok": True, "cached": True, "reasons": [], "secs": 0}
+            self.results[key] = {"name": name, "ok": True, "cached": True, "reasons": [], "secs": 0,
+                                 "info": layer_info(logfile) if layer else []}
             return self.results[key]
 
         if "cargoHelperFunctionsHook" not in env.get("nativeBuildInputs", ""):
@@ -485,7 +494,6 @@ class Rehearsal:
         unshare = ["unshare", "-n", "-m", "--propagation", "private"]
         if os.geteuid() != 0:
             unshare.insert(1, "-r")
-        logfile = self.dir / "logs" / f"{name}.log"
         logfile.parent.mkdir(parents=True, exist_ok=True)
         t0 = time.time()
         with open(logfile, "w") as f:
@@ -505,14 +513,17 @@ class Rehearsal:
             reasons = [f"exit {rc}"]
         if ok:
             if layer:
-                (out / ".complete").touch()
+                (out / ".complete").write_text(str(self.vendor()))
             else:
                 stamp.parent.mkdir(parents=True, exist_ok=True)
                 stamp.touch()
         log(f"{label}: {'passed' if ok else 'FAILED'} in {secs:.0f}s (log: {logfile})")
         for r in reasons:
             log(f"  {r}")
-        self.results[key] = {"name": name, "ok": ok, "cached": False, "secs": secs, "reasons": reasons}
+        self.results[key] = {"name": name, "ok": ok, "cached": False, "secs": secs, "reasons": reasons,
+                             "info": layer_info(logfile) if layer else []}
+        for i in self.results[key]["info"]:
+            log(f"  {i}")
         return self.results[key]
 
     def reasons(self, text: str, rc: int, forbidden: list[str], layer: bool, has_layer: bool,
@@ -559,9 +570,30 @@ class Rehearsal:
         return list(dict.fromkeys(out))
 
 
-# nixpkgs stdenv's hook runner (pkgs/stdenv/generic/setup.sh), which crane's hooks use.
+def layer_info(logfile: Path) -> list[str]:
+    """How many dependency units each cargo invocation of a layer compiled."""
+    if not logfile.exists():
+        return []
+    counts: list[tuple[str, int]] = []
+    for line in logfile.read_text(errors="replace").splitlines():
+        m = re.match(r"^\++ command cargo (\S+)(.*)$", line)
+        if m:
+            if m.group(1) != "--version":
+                counts.append((f"{m.group(1)}{m.group(2)}", 0))
+            continue
+        u = UNIT_LINE.match(line)
+        if u and counts and u.group(1) in ("Compiling", "Checking") and not u.group(4):
+            counts[-1] = (counts[-1][0], counts[-1][1] + 1)
+    total = sum(n for _, n in counts)
+    return [f"layer: {total} dependency units in {len(counts)} cargo invocation(s)"] + \
+        [f"  {n:>4}  cargo {cmd.strip()}" for cmd, n in counts]
+
+
+# nixpkgs stdenv's hook runner (pkgs/stdenv/generic/setup.sh), which crane's hooks use. The
+# builder runs the phases with errexit and pipefail, not nounset (setup.sh sets -u only
+# while it is sourced).
 STDENV_FUNCTIONS = r"""
-set -eu -o pipefail
+set -e -o pipefail
 _eval() { if declare -F "$1" >/dev/null 2>&1; then "$@"; else eval "$1"; fi; }
 _callImplicitHook() {
   local def="$1" hookName="$2"
@@ -635,6 +667,13 @@ def main() -> None:
     chosen = [n for n in sorted(r.checks) if not args.only or n in args.only.split(",")]
     for name in chosen:
         r.run_drv(name, r.checks[name])
+    print("\nnix-rehearse: dependency layers")
+    for key in sorted(r.layers_needed):
+        res = r.results.get(key)
+        if res:
+            print(f"  {key}")
+            for i in res.get("info", []):
+                print(f"    {i}")
     print("\nnix-rehearse summary:")
     failed = 0
     for name in chosen:

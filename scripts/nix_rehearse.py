@@ -44,6 +44,7 @@ REHEARSE_DIR (default: FLAKE/target/nix-rehearse).
 from __future__ import annotations
 
 import argparse
+import fcntl
 import hashlib
 import json
 import os
@@ -161,6 +162,12 @@ class Rehearsal:
         self.flake = Path(args.flake).resolve()
         self.dir = Path(os.environ.get("REHEARSE_DIR") or self.flake / "target/nix-rehearse").resolve()
         self.dir.mkdir(parents=True, exist_ok=True)
+        # One rehearsal per directory: they share the build directory and the layers.
+        self.lock = open(self.dir / ".lock", "w")
+        try:
+            fcntl.flock(self.lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            die(f"another nix-rehearse is running in {self.dir}")
         self.system = args.system
         self.rebuild = args.rebuild
         self.kit = Kit(self.flake, self.dir)

@@ -20,6 +20,10 @@
 #   kernels-aarch64  cross-build bitnet-kernels for aarch64, run its tests under qemu-user
 #   bitnet-server-receipts  server feature builds, receipt/tuning tests, and the
 #                    official OpenAI Python client against the real binary
+#   fuzz-server      bitnet-server's fuzz targets (OpenAI request parser, chat templates)
+#                    for FUZZ_SECONDS each (default 20) on nightly, from the kept inputs
+#   fuzz-loaders     cargo-fuzz (nightly) on the GGUF parser and the GGUF and checkpoint
+#                    model loaders, FUZZ_SECONDS (default 20) each, from the kept inputs
 #   k8s              kubernetes-validate --strict on deploy/kubernetes/
 #   nix-eval         evaluate the flake with ../shared/nix-eval when the snapshots exist
 #   nix-rehearse     run every Nix check's own commands as its derivation does, outside
@@ -45,6 +49,14 @@ export CARGO_INCREMENTAL=0
 export RUSTC_WRAPPER=""
 
 log() { printf '\n==> %s\n' "$*" >&2; }
+
+# Modes (or parts) that could not run here, with why: listed again at the end, so a run that
+# skipped something never ends on a bare "all passed".
+SKIPPED=()
+skip() {
+  SKIPPED+=("$1: $2")
+  log "$1: SKIPPED: $2"
+}
 
 # --- installers: each checks first, so a prepared machine does nothing ---
 
@@ -176,23 +188,60 @@ check_advisory_ignores() {
   return $bad
 }
 
+# The RustSec database: ADVISORY_DB (a checkout, e.g. the one flake.lock pins), else one that
+# cargo-deny fetched before ($CARGO_HOME/advisory-dbs), else the network copy if GitHub answers.
+# Machines that reach only the package registries (CI here) have none of these: the advisory
+# checks are then skipped, loudly and in the final summary, and the rest still runs.
+advisory_db() {
+  if [ -n "${ADVISORY_DB:-}" ] && [ -d "$ADVISORY_DB/crates" ]; then
+    echo "$ADVISORY_DB"
+    return 0
+  fi
+  local d
+  for d in "${CARGO_HOME:-$HOME/.cargo}"/advisory-dbs/*/; do
+    [ -d "$d/crates" ] && { echo "${d%/}"; return 0; }
+  done
+  if timeout 15 git ls-remote https://github.com/rustsec/advisory-db HEAD >/dev/null 2>&1; then
+    echo "fetch"
+    return 0
+  fi
+  return 1
+}
+
 mode_deny() {
   ensure_deny
   check_advisory_ignores
-  log "cargo deny check advisories licenses bans sources"
-  cargo deny --locked check advisories licenses bans sources
+  local db
+  if db=$(advisory_db); then
+    log "cargo deny check advisories licenses bans sources (advisory database: $db)"
+    if [ "$db" = fetch ]; then
+      cargo deny --locked check advisories licenses bans sources
+    else
+      mkdir -p "${CARGO_HOME:-$HOME/.cargo}/advisory-dbs"
+      [ "$db" = "${ADVISORY_DB:-}" ] &&
+        ln -sfn "$db" "${CARGO_HOME:-$HOME/.cargo}/advisory-dbs/advisory-db-offline"
+      cargo deny --locked check --disable-fetch advisories licenses bans sources
+    fi
+  else
+    skip "deny advisories" "no RustSec database here (set ADVISORY_DB to a checkout of rustsec/advisory-db)"
+    log "cargo deny check licenses bans sources"
+    cargo deny --locked check licenses bans sources
+  fi
 }
 
-# ADVISORY_DB: a checkout of github.com/rustsec/advisory-db to use offline (e.g. the one
-# flake.lock pins); without it cargo-audit fetches the current database.
 mode_audit() {
-  ensure_audit
   check_advisory_ignores
-  log "cargo audit"
-  if [ -n "${ADVISORY_DB:-}" ]; then
-    cargo audit -n -d "$ADVISORY_DB" --ignore yanked
-  else
+  local db
+  if ! db=$(advisory_db); then
+    skip "audit" "no RustSec database here (set ADVISORY_DB to a checkout of rustsec/advisory-db)"
+    return 0
+  fi
+  ensure_audit
+  log "cargo audit (advisory database: $db)"
+  if [ "$db" = fetch ]; then
     cargo audit
+  else
+    cargo audit -n -d "$db" --ignore yanked
   fi
 }
 
@@ -226,7 +275,7 @@ mode_nix_eval() {
   if [ -z "${MIRROR:-}" ] || [ ! -x "$kit/validate-crane-flake.sh" ] ||
     [ ! -d "$MIRROR/ipetkov+crane/repo" ] || [ ! -d "$MIRROR/oxalica+rust-overlay/repo" ] ||
     [ ! -d "$MIRROR/nix-community+nixpkgs.lib/repo" ]; then
-    log "nix-eval: SKIPPED, nothing was checked (needs MIRROR=<folder with ipetkov+crane, oxalica+rust-overlay, nix-community+nixpkgs.lib snapshots> and $kit; see its README.md)"
+    skip "nix-eval" "needs MIRROR=<folder with ipetkov+crane, oxalica+rust-overlay, nix-community+nixpkgs.lib snapshots> and $kit (see its README.md)"
     return 0
   fi
   # The kit's nixpkgs stub lacks dockerTools (the OCI image) and darwin.signingUtils
@@ -295,6 +344,44 @@ mode_bitnet_server_receipts() {
   BITNET_SERVER_FEATURES=cpu,receipts,tuning scripts/openai_client_check.sh
 }
 
+ensure_cargo_fuzz() {
+  rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
+  command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+}
+
+mode_fuzz_loaders() {
+  # Each target runs for a bounded time from its kept inputs (replayed by the normal tests,
+  # see crates/*/tests/*regressions.rs); new corpus entries go to the git-ignored corpus/.
+  # A crash fails the mode and leaves the input in fuzz/artifacts/ to add to the kept ones.
+  ensure_cargo_fuzz
+  local secs=${FUZZ_SECONDS:-20}
+  local spec dir target kept
+  for spec in bitnet-gguf:read:tests/regressions \
+    bitnet-engine:gguf_model:fuzz/regressions/gguf_model \
+    bitnet-engine:checkpoint_model:fuzz/regressions/checkpoint_model; do
+    IFS=: read -r dir target kept <<<"$spec"
+    log "fuzz-loaders: $dir $target for ${secs}s"
+    mkdir -p "crates/$dir/fuzz/corpus/$target"
+    (cd "crates/$dir/fuzz" &&
+      cargo +nightly fuzz run -O "$target" "corpus/$target" "../$kept" -- \
+        -max_total_time="$secs" -rss_limit_mb=2048 -timeout=10 -print_final_stats=1)
+  done
+}
+
+mode_fuzz_server() {
+  # cargo-fuzz targets of bitnet-server, each for a bounded time, starting from the inputs kept
+  # in the repo (tests/fuzz_regressions/, also replayed by `cargo test`). A crash fails the mode.
+  local secs=${FUZZ_SECONDS:-20} t
+  ensure_cargo_fuzz
+  for t in openai_request chat_template; do
+    log "fuzz-server: $t for ${secs}s"
+    mkdir -p "crates/bitnet-server/fuzz/corpus/$t"
+    cp -n crates/bitnet-server/tests/fuzz_regressions/$t/* "crates/bitnet-server/fuzz/corpus/$t/"
+    (cd crates/bitnet-server/fuzz && cargo +nightly fuzz run "$t" -- \
+      -max_total_time="$secs" -rss_limit_mb=2048 -timeout=10)
+  done
+}
+
 mode_k8s() {
   # kubernetes-validate checks each manifest against the Kubernetes OpenAPI schemas it
   # ships (no cluster needed); --strict also rejects fields the schema does not know.
@@ -316,7 +403,7 @@ mode_nix_rehearse() {
   # derivations declare, so they are installed here, outside the sandbox.
   local kit=${NIX_EVAL_KIT:-"$ROOT/../shared/nix-eval"}
   if [ -z "${MIRROR:-}" ] || [ ! -x "$kit/validate-crane-flake.sh" ]; then
-    log "nix-rehearse: SKIPPED, nothing was checked (needs MIRROR and $kit, as nix-eval does)"
+    skip "nix-rehearse" "needs MIRROR and $kit, as nix-eval does"
     return 0
   fi
   mode_nix_eval
@@ -344,6 +431,8 @@ run_mode() {
     audit) mode_audit ;;
     k8s) mode_k8s ;;
     bitnet-server-receipts) mode_bitnet_server_receipts ;;
+    fuzz-loaders) mode_fuzz_loaders ;;
+    fuzz-server) mode_fuzz_server ;;
     all)
       mode_workspace
       mode_deny
@@ -351,6 +440,8 @@ run_mode() {
       mode_interop
       mode_kernels_aarch64
       mode_bitnet_server_receipts
+      FUZZ_SECONDS=${FUZZ_SECONDS:-10} mode_fuzz_loaders
+      FUZZ_SECONDS=${FUZZ_SECONDS:-10} mode_fuzz_server
       mode_k8s
       mode_nix_eval
       mode_nix_rehearse
@@ -365,4 +456,8 @@ run_mode() {
 [ $# -ge 1 ] || { sed -n '2,/^set -euo/p' "$0" | sed '$d' >&2; exit 2; }
 start=$(date +%s)
 for m in "$@"; do run_mode "$m"; done
-log "ci-local.sh $*: all passed in $(( $(date +%s) - start ))s"
+if [ ${#SKIPPED[@]} -gt 0 ]; then
+  log "skipped (nothing was checked for these):"
+  printf '    %s\n' "${SKIPPED[@]}" >&2
+fi
+log "ci-local.sh $*: all passed in $(( $(date +%s) - start ))s (${#SKIPPED[@]} skipped)"

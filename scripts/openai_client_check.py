@@ -114,14 +114,15 @@ def main():
           and usage.completion_tokens == r.usage.completion_tokens
           and usage.prompt_tokens == r.usage.prompt_tokens, usage)
 
-    # Errors surface as the client's typed exceptions.
-    expect_error("empty messages -> UnprocessableEntityError (422)", openai.UnprocessableEntityError, 422,
+    # Errors surface as the client's typed exceptions; invalid requests are 400 as OpenAI
+    # answers them (BadRequestError), never 422.
+    expect_error("empty messages -> BadRequestError (400)", openai.BadRequestError, 400,
                  lambda: client.chat.completions.create(model=model, messages=[], max_tokens=2))
-    expect_error("temperature out of range -> UnprocessableEntityError (422)",
-                 openai.UnprocessableEntityError, 422,
+    expect_error("temperature out of range -> BadRequestError (400)",
+                 openai.BadRequestError, 400,
                  lambda: client.completions.create(model=model, prompt="x", max_tokens=2, temperature=5))
-    expect_error("max_tokens beyond the context -> UnprocessableEntityError (422)",
-                 openai.UnprocessableEntityError, 422,
+    expect_error("max_tokens beyond the context -> BadRequestError (400)",
+                 openai.BadRequestError, 400,
                  lambda: client.completions.create(model=model, prompt="x", max_tokens=100000))
     expect_error("wrong type -> BadRequestError (400)", openai.BadRequestError, 400,
                  lambda: client.completions.create(model=model, prompt="x", extra_body={"max_tokens": "ten"}))

@@ -10,6 +10,9 @@
 //! All with one thread (burn-ndarray is built without its `multi-threads` feature).
 //! Run: `cargo bench -p bitnet-burn --bench burn_vs_kernels`.
 
+// `criterion_group!` defines a public function it cannot document.
+#![allow(missing_docs)]
+
 use bitnet_burn::{TernaryLinearWeights, ternary_linear};
 use bitnet_kernels::{Kernels, TernaryWeights};
 use burn::backend::NdArray;
@@ -53,7 +56,7 @@ fn bench(c: &mut Criterion) {
         .collect();
     let w_t = Tensor::<NdArray, 2>::from_data(TensorData::new(dense_t, [DIM, DIM]), &device);
 
-    let mut group = c.benchmark_group(format!("bitlinear_{DIM}x{DIM}_{}", kernels.ops().id()));
+    let mut group = c.benchmark_group(format!("bitlinear_{DIM}x{DIM}_{}", kernels.backend().id()));
     group
         .sample_size(10)
         .warm_up_time(Duration::from_millis(500))

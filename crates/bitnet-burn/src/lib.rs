@@ -43,6 +43,8 @@
 //! # Ok::<(), bitnet_burn::BurnError>(())
 //! ```
 
+#![forbid(unsafe_code)]
+
 mod dense;
 mod error;
 pub mod forward;

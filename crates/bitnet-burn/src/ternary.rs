@@ -159,7 +159,7 @@ impl<'a> TernaryLinearRef<'a> {
         if packed.layout_id() != expected {
             return Err(BurnError::LayoutMismatch {
                 layout: packed.layout_id(),
-                kernels: kernels.ops().id(),
+                kernels: kernels.backend().id(),
                 expected,
             });
         }

@@ -5,6 +5,7 @@
 
 use bitnet_burn::{BurnError, BurnModel, model_logits};
 use bitnet_engine::{HeadType, LoadOptions, Model};
+use bitnet_test_support::logits::argmax_rows;
 use burn::backend::NdArray;
 use std::path::{Path, PathBuf};
 
@@ -68,20 +69,6 @@ fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
         .fold(0.0, f32::max)
 }
 
-fn argmax_rows(logits: &[f32], vocab: usize) -> Vec<usize> {
-    logits
-        .chunks_exact(vocab)
-        .map(|row| {
-            row.iter()
-                .enumerate()
-                .fold((0, f32::NEG_INFINITY), |best, (i, &v)| {
-                    if v > best.1 { (i, v) } else { best }
-                })
-                .0
-        })
-        .collect()
-}
-
 /// Burn vs engine on every prompt; returns the largest max |d logit|.
 fn compare(model: &Model, what: &str, check: impl Fn(usize, &[f32], &[f32])) -> f32 {
     let mut worst = 0f32;
@@ -128,7 +115,7 @@ fn without_activation_quantisation_matches_transformers_to_1e4() {
     let model = load(&fixture("packed"), false, 1, HeadType::Stored);
     for (i, p) in prompts().iter().enumerate() {
         let path = fixture(&format!("packed/ref_noactq/logits_p{i}.npy"));
-        let reference = read_npy(&path);
+        let reference = bitnet_test_support::npy::read_f32(&path).1;
         let d = max_abs_diff(&model_logits(&model, p).unwrap(), &reference);
         eprintln!("packed vs transformers p{i}: max |d logit| {d:e}");
         assert!(d <= 1e-4, "prompt {i}: max |d logit| vs transformers = {d}");
@@ -210,18 +197,4 @@ fn bad_token_sequences_are_errors() {
             ctx + 1
         )
     );
-}
-
-/// Reads a little-endian float32 C-order `.npy` file (version 1.0 header).
-fn read_npy(path: &Path) -> Vec<f32> {
-    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    assert_eq!(&bytes[..6], b"\x93NUMPY");
-    let header_len = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
-    let header = std::str::from_utf8(&bytes[10..10 + header_len]).unwrap();
-    assert!(header.contains("'descr': '<f4'"), "{header}");
-    assert!(header.contains("'fortran_order': False"), "{header}");
-    bytes[10 + header_len..]
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect()
 }

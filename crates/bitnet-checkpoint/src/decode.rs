@@ -1,7 +1,7 @@
 //! Decoding of the stored values: float widening, the packed 2-bit layout, unpacked ternary
 //! values and absmean ternarisation of master weights.
 
-use bitnet_kernels::TernaryWeights;
+use bitnet_formats::TernaryWeights;
 use half::{bf16, f16};
 use safetensors::Dtype;
 

@@ -41,6 +41,9 @@ pub enum CheckpointError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// `config.json` is malformed or a field has the wrong type.
+    #[error(transparent)]
+    Config(#[from] bitnet_schema::SchemaError),
     /// A JSON file is malformed or a field has the wrong type.
     #[error("{path}: {message}")]
     Json {
@@ -70,6 +73,18 @@ pub enum CheckpointError {
         name: String,
         /// The file holding it.
         file: PathBuf,
+    },
+    /// `num_hidden_layers` needs more tensors than the safetensors files hold.
+    #[error(
+        "config.json field 'num_hidden_layers': {layers} layers need at least {needed} tensors, the checkpoint has {found}"
+    )]
+    TooFewTensors {
+        /// `num_hidden_layers`.
+        layers: usize,
+        /// Tensors those layers need.
+        needed: usize,
+        /// Tensors in the checkpoint.
+        found: usize,
     },
     /// A tensor has the wrong shape.
     #[error("tensor '{name}': shape {found:?}, expected {expected}")]

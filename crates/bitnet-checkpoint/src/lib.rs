@@ -18,7 +18,8 @@ mod names;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
-pub use bitnet_kernels::TernaryWeights;
+pub use bitnet_formats::TernaryWeights;
+use bitnet_schema::ModelTensor;
 use memmap2::Mmap;
 pub use safetensors::Dtype;
 use serde_json::Value as Json;
@@ -189,7 +190,7 @@ impl Checkpoint {
 
     /// The layout of the linear weights (from layer 0's `q_proj`).
     pub fn layout(&self) -> Result<Layout> {
-        let base = format!("model.layers.0.{}", Linear::QProj.hf_path());
+        let base = Linear::QProj.hf_base(0);
         let (meta, _) = self.raw_tensor(&format!("{base}.weight"))?;
         Ok(if meta.dtype == Dtype::U8 {
             Layout::Packed
@@ -202,7 +203,7 @@ impl Checkpoint {
 
     /// `model.embed_tokens.weight` as `[vocab, hidden]` f32, checked against the config.
     pub fn embedding(&self) -> Result<(Vec<usize>, Vec<f32>)> {
-        self.matrix_f32("model.embed_tokens.weight")
+        self.matrix_f32(ModelTensor::Embedding.hf_name())
     }
 
     /// `lm_head.weight` when the head is not tied (`tie_word_embeddings: false`), else `None`.
@@ -210,19 +211,14 @@ impl Checkpoint {
         if self.config.tie_word_embeddings {
             return Ok(None);
         }
-        self.matrix_f32("lm_head.weight").map(Some)
+        self.matrix_f32(ModelTensor::Output.hf_name()).map(Some)
     }
 
     fn matrix_f32(&self, name: &str) -> Result<(Vec<usize>, Vec<f32>)> {
         let (shape, v) = self.tensor_f32(name)?;
         let expected = [self.config.vocab_size, self.config.hidden_size];
         self.expect_shape(name, &shape, &expected)?;
-        if let Some(i) = v.iter().position(|x| !x.is_finite()) {
-            return Err(CheckpointError::BadValue {
-                name: name.into(),
-                reason: format!("element {i} is {}", v[i]),
-            });
-        }
+        check_finite(name, &v)?;
         Ok((shape, v))
     }
 
@@ -280,32 +276,16 @@ impl Checkpoint {
         Ok(())
     }
 
-    /// `[rows, cols]` of a projection, from the config.
+    /// `[rows, cols]` of a projection, from the config (the schema's layer table).
     pub fn linear_shape(&self, which: Linear) -> (usize, usize) {
-        let c = &self.config;
-        let hd = c.head_dim();
-        // Saturating: an absurd config gives a shape no tensor has (a shape error), not an
-        // overflow panic.
-        let (h, q, kv, i) = (
-            c.hidden_size,
-            c.num_attention_heads.saturating_mul(hd),
-            c.num_key_value_heads.saturating_mul(hd),
-            c.intermediate_size,
-        );
-        match which {
-            Linear::QProj => (q, h),
-            Linear::KProj | Linear::VProj => (kv, h),
-            Linear::OProj => (h, q),
-            Linear::GateProj | Linear::UpProj => (i, h),
-            Linear::DownProj => (h, i),
-        }
+        which.shape(&self.config.dims())
     }
 
     /// A projection decoded to ternary values and one scale, from any of the three layouts:
     /// packed U8 `[out/4, in]` + `weight_scale`; unpacked ternary (any numeric dtype holding
     /// only -1/0/+1) + `weight_scale`; float master weights (absmean ternarisation).
     pub fn linear(&self, layer: usize, which: Linear) -> Result<TernaryWeights> {
-        let base = format!("model.layers.{layer}.{}", which.hf_path());
+        let base = which.hf_base(layer);
         let name = format!("{base}.weight");
         let (rows, cols) = self.linear_shape(which);
         let (meta, bytes) = self.raw_tensor(&name)?;
@@ -346,12 +326,7 @@ impl Checkpoint {
             dtype: meta.dtype,
             expected: "U8 (packed), I8/float ternary with weight_scale, or F32/F16/BF16 master weights",
         })?;
-        if let Some(i) = w.iter().position(|x| !x.is_finite()) {
-            return Err(CheckpointError::BadValue {
-                name,
-                reason: format!("element {i} is {}", w[i]),
-            });
-        }
+        check_finite(&name, &w)?;
         Ok(absmean_ternarize(&w, rows, cols))
     }
 
@@ -382,26 +357,18 @@ impl Checkpoint {
 
     /// A block's norm weight.
     pub fn norm(&self, layer: usize, which: Norm) -> Result<Vec<f32>> {
-        let name = format!("model.layers.{layer}.{}.weight", which.hf_path());
-        let len = match which {
-            Norm::FfnSub => self.config.intermediate_size,
-            Norm::AttnSub => self
-                .config
-                .num_attention_heads
-                .saturating_mul(self.config.head_dim()),
-            _ => self.config.hidden_size,
-        };
-        self.vector_f32(&name, len)
+        self.vector_f32(&which.hf_weight(layer), which.len(&self.config.dims()))
     }
 
     /// `model.norm.weight`.
     pub fn final_norm(&self) -> Result<Vec<f32>> {
-        self.vector_f32("model.norm.weight", self.config.hidden_size)
+        self.vector_f32(ModelTensor::OutputNorm.hf_name(), self.config.hidden_size)
     }
 
     fn vector_f32(&self, name: &str, len: usize) -> Result<Vec<f32>> {
         let (shape, v) = self.tensor_f32(name)?;
         self.expect_shape(name, &shape, &[len])?;
+        check_finite(name, &v)?;
         Ok(v)
     }
 
@@ -409,16 +376,27 @@ impl Checkpoint {
     /// missing, none unknown (rotary `inv_freq` buffers and a tied `lm_head` copy allowed).
     pub fn check_tensor_set(&self) -> Result<()> {
         let c = &self.config;
+        // Every block has 11 tensors: a layer count the files cannot hold (2^24 from a
+        // hostile config.json) is refused before a name table is built for it.
+        let per_block = Norm::ALL.len() + Linear::ALL.len();
+        let needed = c.num_hidden_layers.saturating_mul(per_block);
+        if needed > self.tensors.len() {
+            return Err(CheckpointError::TooFewTensors {
+                layers: c.num_hidden_layers,
+                needed,
+                found: self.tensors.len(),
+            });
+        }
         let mut expected: HashMap<String, bool> = HashMap::new(); // name -> required
-        expected.insert("model.embed_tokens.weight".into(), true);
-        expected.insert("model.norm.weight".into(), true);
-        expected.insert("lm_head.weight".into(), !c.tie_word_embeddings);
+        expected.insert(ModelTensor::Embedding.hf_name().into(), true);
+        expected.insert(ModelTensor::OutputNorm.hf_name().into(), true);
+        expected.insert(ModelTensor::Output.hf_name().into(), !c.tie_word_embeddings);
         for l in 0..c.num_hidden_layers {
             for n in Norm::ALL {
-                expected.insert(format!("model.layers.{l}.{}.weight", n.hf_path()), true);
+                expected.insert(n.hf_weight(l), true);
             }
             for w in Linear::ALL {
-                let base = format!("model.layers.{l}.{}", w.hf_path());
+                let base = w.hf_base(l);
                 let packed = self
                     .tensors
                     .get(&format!("{base}.weight"))
@@ -449,6 +427,21 @@ impl Checkpoint {
             });
         }
         Ok(())
+    }
+}
+
+/// Refuses NaN or infinite weights, naming the tensor and the first bad element: a NaN
+/// norm or embedding loads and runs, and every logit after it is garbage.
+fn check_finite(name: &str, v: &[f32]) -> Result<()> {
+    match v.iter().position(|x| !x.is_finite()) {
+        Some(i) => Err(CheckpointError::BadValue {
+            name: name.into(),
+            reason: format!(
+                "element {i} is {} (NaN or infinite values are not weights)",
+                v[i]
+            ),
+        }),
+        None => Ok(()),
     }
 }
 

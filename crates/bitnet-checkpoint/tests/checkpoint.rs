@@ -548,3 +548,59 @@ fn error_tensor_in_two_shards() {
         ],
     );
 }
+
+/// Writes NaN (as the tensor's dtype) over element 3 of a float tensor.
+fn poison_nan(t: &mut Tensors, name: &str) {
+    let x = tensor_mut(t, name);
+    match x.1 {
+        Dtype::F32 => x.3[12..16].copy_from_slice(&f32::NAN.to_le_bytes()),
+        Dtype::BF16 | Dtype::F16 => x.3[6..8].copy_from_slice(&0x7fc0u16.to_le_bytes()),
+        other => panic!("{name}: {other:?}"),
+    }
+}
+
+#[test]
+fn error_nan_final_norm_and_block_norm() {
+    for name in [
+        "model.norm.weight",
+        "model.layers.1.post_attention_layernorm.weight",
+    ] {
+        let d = edited_packed(|t| poison_nan(t, name));
+        let c = Checkpoint::open(d.path()).unwrap();
+        let e = if name == "model.norm.weight" {
+            c.final_norm().unwrap_err()
+        } else {
+            c.norm(1, Norm::PostAttention).unwrap_err()
+        };
+        assert_names(&e.to_string(), &[name, "element 3 is NaN"]);
+    }
+}
+
+#[test]
+fn error_layer_count_the_checkpoint_cannot_hold() {
+    let mut cfg = config("packed");
+    cfg["num_hidden_layers"] = (1u64 << 24).into();
+    let t = read_tensors(&fixture("packed/model.safetensors"));
+    let d = checkpoint_dir(&t, &cfg);
+    let c = Checkpoint::open(d.path()).unwrap();
+    let e = c.check_tensor_set().unwrap_err();
+    assert!(matches!(e, CheckpointError::TooFewTensors { .. }), "{e}");
+    assert_names(&e.to_string(), &["num_hidden_layers", "16777216 layers"]);
+}
+
+#[test]
+fn error_unknown_linear_class() {
+    let mut cfg = config("packed");
+    cfg["quantization_config"]["linear_class"] = "superlinear".into();
+    let t = read_tensors(&fixture("packed/model.safetensors"));
+    let d = checkpoint_dir(&t, &cfg);
+    assert_names(
+        &open_err(d.path()),
+        &[
+            "config.json",
+            "linear_class",
+            "superlinear",
+            "bitlinear, autobitlinear",
+        ],
+    );
+}

@@ -109,8 +109,9 @@ impl KvTypeArg {
 /// Session (KV cache) settings.
 #[derive(Debug, Args, Clone)]
 pub struct SessionArgs {
-    /// Context length in tokens (default: the model's).
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    /// Context length in tokens: the KV cache is sized by it [default: the model's, at most
+    /// 4096].
+    #[arg(short = 'c', long = "ctx-size", visible_alias = "ctx", value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub ctx: Option<u64>,
     /// KV cache element type.
     #[arg(long, value_enum, default_value_t = KvTypeArg::F32)]
@@ -120,7 +121,7 @@ pub struct SessionArgs {
 /// Sampling settings (defaults as llama.cpp's).
 #[derive(Debug, Args, Clone)]
 pub struct SamplingArgs {
-    /// Most new tokens.
+    /// Most new tokens (clamped to the room the context leaves after the prompt).
     #[arg(short = 'n', long, default_value_t = 128, value_name = "N")]
     pub max_tokens: usize,
     /// Softmax temperature (0 = greedy).
@@ -326,7 +327,7 @@ pub struct PerplexityArgs {
     #[arg(short, long, value_name = "FILE")]
     pub file: PathBuf,
     /// Window length in tokens [default: 512, or the model's context length when shorter].
-    #[arg(long, value_parser = clap::value_parser!(u64).range(2..))]
+    #[arg(short = 'c', long = "ctx-size", visible_alias = "ctx", value_parser = clap::value_parser!(u64).range(2..))]
     pub ctx: Option<u64>,
     /// Score at most this many windows.
     #[arg(long, value_name = "N")]

@@ -52,6 +52,26 @@ pub fn require_exists(path: &Path) -> Result<(), CliError> {
     }
 }
 
+/// Fails unless `path` is a regular file (after symlinks): reading a FIFO, a socket or a
+/// device as a model or a prompt blocks forever or never ends, so it is refused with a message
+/// naming the file before anything opens it.
+pub fn require_regular_file(path: &Path) -> Result<(), CliError> {
+    require_exists(path)?;
+    let meta = std::fs::metadata(path).map_err(|e| CliError::file(path, &e))?;
+    if meta.is_file() {
+        return Ok(());
+    }
+    let what = if meta.is_dir() {
+        "is a directory"
+    } else {
+        "is not a regular file (a FIFO, socket or device is not read: it could block forever)"
+    };
+    Err(CliError::File {
+        path: path.to_path_buf(),
+        message: what.into(),
+    })
+}
+
 /// A spinner on stderr when it is a terminal; hidden otherwise (pipes and tests).
 pub fn spinner(message: &str) -> ProgressBar {
     if !std::io::stderr().is_terminal() {
@@ -82,30 +102,29 @@ pub fn load_model(args: &ModelArgs) -> Result<(Model, Duration)> {
     load_model_with(&args.model, &load_options(args))
 }
 
-/// Loads a model from `path` with `opts`.
+/// Loads the model `path` names (the embedded one for the `--model` default) with `opts`.
 pub fn load_model_with(path: &Path, opts: &LoadOptions) -> Result<(Model, Duration)> {
     require_exists(path)?;
-    if is_embedded(path) {
+    let model_ref = model_ref(path);
+    let mut opts = opts.clone();
+    let pb = if model_ref == ModelRef::Embedded {
         announce_embedded();
         // At 5 M parameters a token is ~0.3 ms of work on one core: handing it to a second
         // thread costs more in synchronisation than it saves (measured: ~4000 generated tokens/s
         // on one thread, 60-2000 on two of a busy 2-core machine). So "all cores" means one here.
-        let mut opts = opts.clone();
         if opts.threads == 0 {
             opts.threads = 1;
         }
-        let start = Instant::now();
-        let model = Model::open(&ModelRef::Embedded, &opts)?;
-        log_loaded(&model, bitnet_default_model::PSEUDO_PATH, start.elapsed());
-        return Ok((model, start.elapsed()));
-    }
-    let pb = spinner(&format!("loading {}", path.display()));
+        ProgressBar::hidden()
+    } else {
+        spinner(&format!("loading {}", path.display()))
+    };
     let start = Instant::now();
-    let model = Model::load(path, opts);
+    let model = Model::open(&model_ref, &opts);
     let elapsed = start.elapsed();
     pb.finish_and_clear();
     let model = model?;
-    log_loaded(&model, &path.display().to_string(), elapsed);
+    log_loaded(&model, &model_ref.to_string(), elapsed);
     Ok((model, elapsed))
 }
 
@@ -117,7 +136,7 @@ fn log_loaded(model: &Model, name: &str, elapsed: Duration) {
         layers = c.n_layers,
         hidden = c.hidden_size,
         vocab = c.vocab_size,
-        kernel = model.kernels().ops().id(),
+        kernel = model.kernels().backend().id(),
         threads = model.kernels().threads(),
         head = model.head_type().as_str(),
         load_ms = elapsed.as_secs_f64() * 1e3,
@@ -193,7 +212,7 @@ pub fn sampling_params(args: &SamplingArgs) -> SamplingParams {
 
 /// Reads a text file, naming it on failure.
 pub fn read_text(path: &Path) -> Result<String, CliError> {
-    require_exists(path)?;
+    require_regular_file(path)?;
     std::fs::read_to_string(path).map_err(|e| CliError::file(path, &e))
 }
 

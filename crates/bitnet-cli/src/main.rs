@@ -5,6 +5,8 @@
 //! stderr and an exit code: 0 on success and on a closed pipe (`bitnet-cli run ... | head`),
 //! 1 on errors, 2 on usage errors (clap).
 
+#![forbid(unsafe_code)]
+
 mod args;
 mod cmd;
 mod common;

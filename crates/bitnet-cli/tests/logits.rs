@@ -3,6 +3,7 @@
 //! `--backend engine` within 1e-4 without activation quantisation and gives the same argmax
 //! at every position with it.
 
+use bitnet_test_support::logits::argmax_rows;
 use std::path::Path;
 
 use bitnet_engine::{LoadOptions, Model};
@@ -73,17 +74,6 @@ fn logits_without_activation_quantisation_match_reference_closely() {
         d <= 1e-4,
         "max |d logit| vs transformers (no act quant) = {d}"
     );
-}
-
-fn argmax_rows(logits: &[f32], vocab: usize) -> Vec<usize> {
-    logits
-        .chunks_exact(vocab)
-        .map(|row| {
-            (0..vocab)
-                .reduce(|best, i| if row[i] > row[best] { i } else { best })
-                .unwrap()
-        })
-        .collect()
 }
 
 #[test]

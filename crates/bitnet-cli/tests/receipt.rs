@@ -164,3 +164,32 @@ fn a_moved_model_verifies_with_model_and_another_does_not() {
         "receipt mismatch: model size differs: receipt has",
     );
 }
+
+/// A run whose kernels fall back to another implementation for some op names the code that
+/// ran: without activation quantisation the ternary matmul takes f32 activations, which no
+/// SIMD backend implements, so the receipt must say `i2s/scalar:f32` whatever the CPU, and
+/// never `<simd backend>:f32`.
+#[test]
+fn a_receipt_names_the_fallback_that_ran() {
+    let dir = tempfile::tempdir().unwrap();
+    let receipt = write_receipt(dir.path(), &i2s(), &["--greedy", "--no-act-quant"]);
+    let v = load(&receipt);
+    let ids: Vec<&str> = v["kernels"]["dispatched"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["id"].as_str().unwrap())
+        .collect();
+    assert!(ids.contains(&"i2s/scalar:f32"), "{ids:?}");
+    for id in &ids {
+        if id.ends_with(":f32") {
+            assert_eq!(
+                *id, "i2s/scalar:f32",
+                "a fallback reported as SIMD: {ids:?}"
+            );
+        }
+    }
+    // And the receipt of that run verifies (the rerun takes the same fallback).
+    let out = stdout_of(&mut cli(["verify-receipt", receipt.to_str().unwrap()]));
+    assert!(out.starts_with("receipt verified"), "{out}");
+}

@@ -64,41 +64,7 @@ pub fn assert_error(cmd: &mut Command, code: i32, message: &str) {
     }
 }
 
-/// Reads a little-endian float32 .npy file: (shape, data).
-pub fn read_npy(path: &Path) -> (Vec<usize>, Vec<f32>) {
-    let bytes = std::fs::read(path).expect("npy file");
-    assert_eq!(&bytes[..6], b"\x93NUMPY");
-    let (hlen, start) = if bytes[6] == 1 {
-        (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10)
-    } else {
-        (
-            u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
-            12,
-        )
-    };
-    let header = std::str::from_utf8(&bytes[start..start + hlen]).unwrap();
-    assert!(header.contains("'<f4'"), "{header}");
-    assert!(header.contains("'fortran_order': False"), "{header}");
-    let shape_txt = header
-        .split("'shape': (")
-        .nth(1)
-        .unwrap()
-        .split(')')
-        .next()
-        .unwrap();
-    let shape: Vec<usize> = shape_txt
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(|s| s.parse().unwrap())
-        .collect();
-    let data: Vec<f32> = bytes[start + hlen..]
-        .chunks_exact(4)
-        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect();
-    assert_eq!(shape.iter().product::<usize>(), data.len());
-    (shape, data)
-}
+pub use bitnet_test_support::npy::read_f32 as read_npy;
 
 /// Greedy reference tokens of prompt `i` (transformers) from `packed/ref/greedy.json`.
 pub fn reference_greedy(i: usize) -> (Vec<u32>, Vec<u32>) {

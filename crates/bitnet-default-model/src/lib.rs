@@ -14,6 +14,8 @@
 //! A crate of its own so the 3.4 MB of model bytes are compiled once and shared by both
 //! binaries, and so the engine and CLI crates stay free of build-time data.
 
+#![forbid(unsafe_code)]
+
 /// The model's name, as the binaries print it and receipts record it.
 pub const NAME: &str = "bitnet-rust-docs-5m";
 

@@ -15,6 +15,8 @@
 //! - Helpers panic with a message naming what failed (like `assert_cmd`): they are test
 //!   code, and a panic is how a test reports.
 
+#![forbid(unsafe_code)]
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;

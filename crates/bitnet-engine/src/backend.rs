@@ -7,7 +7,7 @@
 //! up); routing them through this module keeps the kernels crate free to change everything
 //! else, and keeps one place that says what the front ends may rely on.
 
-pub use bitnet_kernels::{TernaryOps, available, by_id, cpu_features, detect, known_ids, tuning};
+pub use bitnet_kernels::{Backend, available, by_id, cpu_features, detect, known_ids, tuning};
 
 /// Ids of every kernel implementation this CPU runs, best first (for messages such as "not a
 /// kernel this CPU can run (available: ...)").

@@ -126,7 +126,14 @@ impl<'t> Decoder<'t> {
         prompt: &[u32],
     ) -> Result<Self> {
         let sampler = Sampler::new(params.sampling.clone(), vocab)?;
-        let mut history = Vec::with_capacity(prompt.len() + params.max_tokens + 1);
+        // A sequence never outgrows the largest context a model may have, whatever
+        // `max_tokens` says (a client's or a command line's 10^11 must not abort here).
+        let reserve = prompt
+            .len()
+            .saturating_add(params.max_tokens)
+            .saturating_add(1)
+            .min(bitnet_schema::MAX_CONTEXT + 1);
+        let mut history = Vec::with_capacity(reserve);
         history.extend_from_slice(prompt);
         Ok(Self {
             sampler,

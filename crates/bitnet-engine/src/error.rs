@@ -39,20 +39,10 @@ pub enum EngineError {
         /// The underlying error.
         source: std::io::Error,
     },
-    /// `general.architecture` names a model this engine does not run.
-    #[error("unsupported architecture '{arch}' (supported: bitnet-b1.58, bitnet-25, bitnet)")]
-    UnsupportedArchitecture {
-        /// The architecture string from the file.
-        arch: String,
-    },
-    /// A metadata key holds a value the engine cannot use.
-    #[error("metadata key '{key}': {reason}")]
-    BadMetadata {
-        /// The key.
-        key: String,
-        /// What is wrong with it.
-        reason: String,
-    },
+    /// The hyper-parameters are missing, unsupported or inconsistent (the schema names the
+    /// GGUF key or `config.json` field).
+    #[error(transparent)]
+    Schema(#[from] bitnet_schema::SchemaError),
     /// A required tensor is absent.
     #[error("missing tensor '{name}'")]
     MissingTensor {
@@ -86,6 +76,18 @@ pub enum EngineError {
         name: String,
         /// The decoding error.
         source: bitnet_kernels::formats::FormatError,
+    },
+    /// The header's block count needs more tensors than the file has.
+    #[error(
+        "block count {layers} needs at least {needed} tensors, the file has {found} (a corrupt or hostile header)"
+    )]
+    TooFewTensors {
+        /// The block count from the metadata.
+        layers: usize,
+        /// Tensors those blocks need.
+        needed: usize,
+        /// Tensors in the file.
+        found: usize,
     },
     /// A tensor holds NaN or infinite values or scales.
     #[error("tensor '{name}': {reason}")]

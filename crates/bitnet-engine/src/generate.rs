@@ -79,6 +79,16 @@ impl<'a> Generation<'a> {
         params: GenerationParams,
         tokenizer: Option<&'a Tokenizer>,
     ) -> Result<Self> {
+        // No more tokens can be generated than the session has room for after the prompt, so
+        // `max_tokens` is clamped to that (a `-n` of 10^11 or u64::MAX must not size anything).
+        let room = session
+            .capacity()
+            .saturating_sub(session.position())
+            .saturating_sub(prompt.len());
+        let params = GenerationParams {
+            max_tokens: params.max_tokens.min(room.max(1)),
+            ..params
+        };
         let mut decoder = Decoder::new(&params, model.config().vocab_size, tokenizer, prompt)?;
         let start = Instant::now();
         let logits = model.forward(session, prompt)?;

@@ -25,16 +25,21 @@
 //! # }
 //! ```
 
+#![forbid(unsafe_code)]
+
+mod attention;
 pub mod backend;
 pub mod config;
 pub mod decode;
 pub mod error;
 pub mod generate;
 pub mod kv_cache;
+mod load;
 pub mod model;
 pub mod model_ref;
 pub mod rope;
 pub mod sampler;
+mod session;
 pub mod stop;
 pub mod synthetic;
 pub mod tokenizer;
@@ -45,7 +50,9 @@ pub use decode::{Accepted, Decoder, FinishReason, GenerationParams};
 pub use error::{EngineError, Result};
 pub use generate::{GeneratedToken, Generation, GenerationStats};
 pub use kv_cache::KvType;
+pub use load::MAX_THREADS;
 pub use model::{HeadType, LoadOptions, Model, ModelSource, Session, SessionOptions};
 pub use model_ref::ModelRef;
 pub use sampler::{Sampler, SamplingParams};
+pub use session::DEFAULT_CONTEXT;
 pub use stop::{StopCheck, StopMatcher};

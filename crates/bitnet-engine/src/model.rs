@@ -14,107 +14,29 @@
 //!
 //! A [`Model`] is immutable and shared; a [`Session`] holds one sequence's KV cache and every
 //! scratch buffer, all allocated up front, so decoding a token allocates nothing.
+//!
+//! The model is split by concern: `model.rs` (this: the [`Model`], its entry points and the
+//! transformer) uses `load.rs` (options and load paths), `session.rs` (sessions and scratch
+//! buffers) and `attention.rs` (attention over the KV cache, split across the kernel
+//! threads), none of which uses `model.rs` or each other, so the modules form no cycle.
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
-use bitnet_checkpoint::Checkpoint;
 use bitnet_gguf::GgufFile;
-use bitnet_kernels::{Kernels, PackedTernary, Q8Activations};
+use bitnet_kernels::{Kernels, PackedTernary};
 use bitnet_tokenizer::Tokenizer;
 
+use crate::attention::Attention;
 use crate::config::ModelConfig;
 use crate::error::{EngineError, Result};
-use crate::kv_cache::{KvCache, KvType};
+use crate::load::{self, Loaded};
 use crate::rope::RopeTable;
-use crate::weights::{self, ModelWeights};
+use crate::session::{BatchRows, RowCaches, Scratch, SingleRows};
+use crate::weights::ModelWeights;
 
-/// How to load a model.
-#[derive(Debug, Clone)]
-pub struct LoadOptions {
-    /// Worker threads for the kernels (0 = all available cores).
-    pub threads: usize,
-    /// Quantise activations to int8 (W1.58A8, the model as trained). `false` keeps them in
-    /// f32: not the model as trained, but isolates everything but int8 rounding when
-    /// cross-checking against a reference.
-    pub activation_quantization: bool,
-    /// Force a kernel implementation by id (e.g. `i2s/scalar`); `None` picks the fastest.
-    pub kernel: Option<String>,
-    /// Storage of the output head: as in the file (F16 in BitNet GGUFs), or Q8_0.
-    pub head_type: HeadType,
-}
-
-impl Default for LoadOptions {
-    fn default() -> Self {
-        Self {
-            threads: 0,
-            activation_quantization: true,
-            kernel: None,
-            head_type: HeadType::Stored,
-        }
-    }
-}
-
-/// How the output head is held in memory.
-///
-/// Decoding streams the whole head once per token; for the 2B4T shape its F16 form is 0.66 GB
-/// of ~1.18 GB. `Q8_0` quantises it at load time (ggml's numerics, 1.0625 bytes per weight),
-/// trading a small logit error for bandwidth. A tied embedding stays in its stored type
-/// (token lookups are exact); the head becomes a quantised copy.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum HeadType {
-    /// The type stored in the model (F16 in BitNet GGUFs; F32 or widened BF16 otherwise).
-    #[default]
-    Stored,
-    /// ggml-style Q8_0: int8 blocks of 32 with an f16 scale each.
-    Q8_0,
-}
-
-impl HeadType {
-    /// The names [`HeadType::from_str`](std::str::FromStr) accepts, for help texts.
-    pub const NAMES: [&'static str; 2] = ["stored", "q8_0"];
-
-    /// The canonical name (`"stored"`, `"q8_0"`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            HeadType::Stored => "stored",
-            HeadType::Q8_0 => "q8_0",
-        }
-    }
-}
-
-impl std::fmt::Display for HeadType {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl std::str::FromStr for HeadType {
-    type Err = String;
-
-    /// `stored` (also `f16`, `file`) or `q8_0` (also `q8`), case-insensitive.
-    fn from_str(s: &str) -> std::result::Result<Self, String> {
-        match s.to_ascii_lowercase().as_str() {
-            "stored" | "file" | "f16" => Ok(HeadType::Stored),
-            "q8_0" | "q8" => Ok(HeadType::Q8_0),
-            _ => Err(format!(
-                "unknown head type '{s}' (expected one of: {})",
-                HeadType::NAMES.join(", ")
-            )),
-        }
-    }
-}
-
-/// Where a model came from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ModelSource {
-    /// A GGUF file.
-    Gguf,
-    /// A Hugging Face checkpoint directory.
-    HuggingFace,
-    /// Random weights built in memory.
-    Synthetic,
-}
+pub use crate::load::{HeadType, LoadOptions, ModelSource};
+pub use crate::session::{Session, SessionOptions};
 
 /// A loaded model: configuration, weights in kernel layout, tokenizer, kernels.
 pub struct Model {
@@ -127,55 +49,19 @@ pub struct Model {
     head_type: HeadType,
     source: ModelSource,
     /// Activation buffers of [`Model::forward_batch`] (one scheduler drives it at a time).
-    batch_scratch: std::sync::Mutex<Option<Scratch>>,
+    batch_scratch: Mutex<Option<Scratch>>,
 }
 
 impl Model {
     /// Loads a GGUF file or a Hugging Face checkpoint directory.
     pub fn load(path: &Path, opts: &LoadOptions) -> Result<Self> {
-        let kernels = make_kernels(opts)?;
-        if path.is_dir() {
-            let ckpt = Checkpoint::open(path)?;
-            let config = ModelConfig::from_hf(ckpt.config())?;
-            let mut weights = weights::load_checkpoint(&ckpt, &config, &kernels)?;
-            apply_head_type(&mut weights, opts, &kernels)?;
-            let tokenizer = if path.join("tokenizer.json").is_file() {
-                Some(Tokenizer::from_hf_dir(path)?)
-            } else {
-                None
-            };
-            Ok(Self::assemble(
-                config,
-                weights,
-                kernels,
-                tokenizer,
-                opts,
-                ModelSource::HuggingFace,
-            ))
-        } else if path.is_file() {
-            let file = Arc::new(GgufFile::open(path)?);
-            Self::from_gguf(file, opts, kernels)
-        } else {
-            Err(EngineError::NotAModel {
-                path: path.to_path_buf(),
-            })
-        }
+        load::path(path, opts).map(|l| Self::assemble(l, opts))
     }
 
     /// A model with random ternary weights and the shapes of `config` (see
     /// [`crate::synthetic`]): for benchmarks without a model file. It has no tokenizer.
     pub fn synthetic(config: ModelConfig, seed: u64, opts: &LoadOptions) -> Result<Self> {
-        let kernels = make_kernels(opts)?;
-        let mut weights = crate::synthetic::weights(&config, seed, &kernels);
-        apply_head_type(&mut weights, opts, &kernels)?;
-        Ok(Self::assemble(
-            config,
-            weights,
-            kernels,
-            None,
-            opts,
-            ModelSource::Synthetic,
-        ))
+        load::synthetic(config, seed, opts).map(|l| Self::assemble(l, opts))
     }
 
     /// Loads a model from GGUF bytes held in memory.
@@ -185,44 +71,28 @@ impl Model {
 
     /// Loads a model from a parsed GGUF file.
     pub fn from_gguf_file(file: Arc<GgufFile>, opts: &LoadOptions) -> Result<Self> {
-        let kernels = make_kernels(opts)?;
-        Self::from_gguf(file, opts, kernels)
+        load::gguf(file, opts).map(|l| Self::assemble(l, opts))
     }
 
-    fn from_gguf(file: Arc<GgufFile>, opts: &LoadOptions, kernels: Kernels) -> Result<Self> {
-        let config = ModelConfig::from_gguf(&file)?;
-        let mut weights = weights::load_gguf(&file, &config, &kernels)?;
-        apply_head_type(&mut weights, opts, &kernels)?;
-        let tokenizer = crate::tokenizer::from_gguf(&file)?;
-        Ok(Self::assemble(
-            config,
-            weights,
-            kernels,
-            tokenizer,
-            opts,
-            ModelSource::Gguf,
-        ))
+    /// Copies every weight borrowed from a GGUF file's bytes into memory of its own, so the
+    /// file (and its bytes) can go (see [`Self::open_in_memory`]).
+    pub(crate) fn own_weights(&mut self) {
+        self.weights.own_file_data();
     }
 
-    fn assemble(
-        config: ModelConfig,
-        weights: ModelWeights,
-        kernels: Kernels,
-        tokenizer: Option<Tokenizer>,
-        opts: &LoadOptions,
-        source: ModelSource,
-    ) -> Self {
-        let rope = RopeTable::new(config.context_length, config.rope_dim, config.rope_theta);
+    fn assemble(l: Loaded, opts: &LoadOptions) -> Self {
+        let c = &l.config;
+        let rope = RopeTable::new(c.context_length, c.rope_dim, c.rope_theta);
         Self {
-            config,
-            weights,
-            kernels,
+            config: l.config,
+            weights: l.weights,
+            kernels: l.kernels,
             rope,
-            tokenizer,
+            tokenizer: l.tokenizer,
             act_quant: opts.activation_quantization,
             head_type: opts.head_type,
-            source,
-            batch_scratch: std::sync::Mutex::new(None),
+            source: l.source,
+            batch_scratch: Mutex::new(None),
         }
     }
 
@@ -261,27 +131,15 @@ impl Model {
         &self.source
     }
 
-    /// A new session with the model's full context and an f32 cache.
+    /// A new session with the model's context (at most [`crate::DEFAULT_CONTEXT`]) and an f32
+    /// cache.
     pub fn new_session(&self) -> Session {
         self.session(&SessionOptions::default())
     }
 
     /// A new session.
     pub fn session(&self, opts: &SessionOptions) -> Session {
-        let c = &self.config;
-        let ctx = opts
-            .context
-            .filter(|&n| n > 0)
-            .unwrap_or(c.context_length)
-            .min(c.context_length);
-        let batch = opts.max_batch.clamp(1, ctx);
-        Session {
-            kv: KvCache::new(c.n_layers, ctx, c.kv_dim(), opts.kv_type),
-            pos: 0,
-            // One attention score row per kernel thread (prompts split attention by token).
-            scores: vec![0.0; ctx * self.kernels.threads()],
-            scratch: Scratch::new(c, batch),
-        }
+        Session::new(&self.config, opts, self.kernels.threads())
     }
 
     fn check_tokens(&self, session: &Session, tokens: &[u32]) -> Result<()> {
@@ -357,9 +215,9 @@ impl Model {
         let mut guard = self
             .batch_scratch
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+            .unwrap_or_else(PoisonError::into_inner);
         if guard.as_ref().is_none_or(|sc| sc.batch < sessions.len()) {
-            let mut scratch = Scratch::new(&self.config, sessions.len());
+            let mut scratch = Scratch::new(&self.config, sessions.len(), self.kernels.threads());
             scratch.logits.resize(sessions.len() * vocab, 0.0);
             *guard = Some(scratch);
         }
@@ -511,15 +369,24 @@ impl Model {
                     &sc.v[t * kvd..(t + 1) * kvd],
                 );
             }
+            let attention = self.attention();
             match rows.single_sequence() {
                 // A prompt: its tokens' attention split across the kernel threads.
-                Some((kv, scores, pos0)) if n > 1 && self.kernels.threads() > 1 => self
-                    .attention_tokens(kv, scores, l, pos0, &sc.q[..n * qd], &mut sc.attn[..n * qd]),
+                Some((kv, scores, pos0)) if n > 1 && self.kernels.threads() > 1 => attention
+                    .tokens(
+                        kv,
+                        scores,
+                        &mut sc.bounds,
+                        l,
+                        pos0,
+                        &sc.q[..n * qd],
+                        &mut sc.attn[..n * qd],
+                    ),
                 _ => {
                     for t in 0..n {
                         let pos = rows.pos(t);
                         let (kv, scores) = rows.cache(t);
-                        self.attention_row(
+                        attention.row(
                             kv,
                             scores,
                             l,
@@ -604,317 +471,11 @@ impl Model {
         }
     }
 
-    /// Attention of `q.len() / q_dim` consecutive tokens of one sequence (positions `pos0..`)
-    /// on every kernel thread. Token `t` costs `pos0 + t + 1` key/value rows, so the tokens are
-    /// split into contiguous ranges of equal total cost; each thread uses its own `ctx`-long
-    /// part of `scores` (`threads * ctx` long) and writes only its tokens' rows of `out`.
-    fn attention_tokens(
-        &self,
-        kv: &KvCache,
-        scores: &mut [f32],
-        layer: usize,
-        pos0: usize,
-        q: &[f32],
-        out: &mut [f32],
-    ) {
-        let qd = self.config.q_dim();
-        let n = q.len() / qd;
-        let threads = self.kernels.threads();
-        let share = scores.len() / threads;
-        assert!(
-            share >= pos0 + n,
-            "scores: {share} per thread < {} positions",
-            pos0 + n
-        );
-        assert_eq!(out.len(), n * qd, "attention output length");
-        // Cost of tokens 0..t, and the first token of thread i's range.
-        let cost = |t: usize| t * pos0 + t * (t + 1) / 2;
-        let total = cost(n);
-        let start = |i: usize| -> usize {
-            if i >= threads {
-                return n;
-            }
-            let goal = total * i / threads;
-            (0..n).find(|&t| cost(t) >= goal).unwrap_or(n)
-        };
-        let out = SharedMut::new(out);
-        let scores = SharedMut::new(scores);
-        self.kernels.run_parallel(&|i| {
-            let (t0, t1) = (start(i), start(i + 1));
-            if t0 >= t1 {
-                return;
-            }
-            // SAFETY: thread `i` alone uses scores[i * share..] and the rows of tokens
-            // t0..t1, ranges that `start` makes disjoint across threads.
-            let s = unsafe { scores.slice(i * share..(i + 1) * share) };
-            for t in t0..t1 {
-                let o = unsafe { out.slice(t * qd..(t + 1) * qd) };
-                self.attention(kv, s, layer, pos0 + t, &q[t * qd..(t + 1) * qd], o);
-            }
-        });
-    }
-
-    /// Causal grouped-query attention of one query row at absolute position `pos` over the
-    /// cache of `layer` (positions `0..=pos`).
-    fn attention(
-        &self,
-        kv: &KvCache,
-        scores: &mut [f32],
-        layer: usize,
-        pos: usize,
-        q_row: &[f32],
-        out_row: &mut [f32],
-    ) {
-        self.attention_heads(
-            kv,
-            scores,
-            layer,
-            pos,
-            q_row,
-            out_row,
-            0..self.config.n_heads,
-        );
-    }
-
-    /// One token's attention, its heads split across the kernel threads when the context is
-    /// long enough to pay for the hand-off: decoding reads the whole KV cache once per token
-    /// (at 2048 positions of the 2B4T shape, 0.3 GB in f32), so one thread would leave half
-    /// the memory bandwidth unused. Each thread uses its own `ctx`-long part of `scores`
-    /// (`threads * ctx` long) and writes only its heads' part of `out_row`; every head's
-    /// arithmetic is the same as on one thread.
-    fn attention_row(
-        &self,
-        kv: &KvCache,
-        scores: &mut [f32],
-        layer: usize,
-        pos: usize,
-        q_row: &[f32],
-        out_row: &mut [f32],
-    ) {
-        /// Below this many cached positions one thread is faster than a hand-off.
-        const MIN_PARALLEL_POSITIONS: usize = 64;
-        let threads = self.kernels.threads();
-        let heads = self.config.n_heads;
-        if threads <= 1 || pos < MIN_PARALLEL_POSITIONS || heads < 2 {
-            self.attention(kv, scores, layer, pos, q_row, out_row);
-            return;
-        }
-        let share = scores.len() / threads;
-        assert!(share > pos, "scores: {share} per thread <= position {pos}");
-        let hd = self.config.head_dim;
-        let out = SharedMut::new(out_row);
-        let scores = SharedMut::new(scores);
-        self.kernels.run_parallel(&|i| {
-            let h = chunk_range(heads, threads, i);
-            if h.is_empty() {
-                return;
-            }
-            // SAFETY: thread `i` alone uses scores[i * share..] and the columns of heads `h`,
-            // ranges that `chunk_range` makes disjoint across threads.
-            let (s, o) = unsafe {
-                (
-                    scores.slice(i * share..(i + 1) * share),
-                    out.slice(h.start * hd..h.end * hd),
-                )
-            };
-            self.attention_heads(kv, s, layer, pos, q_row, o, h);
-        });
-    }
-
-    /// Attention of heads `heads` of one query row; `out` holds just those heads' columns.
-    #[allow(clippy::too_many_arguments)]
-    fn attention_heads(
-        &self,
-        kv: &KvCache,
-        scores: &mut [f32],
-        layer: usize,
-        pos: usize,
-        q_row: &[f32],
-        out: &mut [f32],
-        heads: std::ops::Range<usize>,
-    ) {
-        let c = &self.config;
-        let hd = c.head_dim;
-        let group = c.n_heads / c.n_kv_heads;
-        let scale = 1.0 / (hd as f32).sqrt();
-        let first = heads.start;
-        for head in heads {
-            let kv_start = (head / group) * hd;
-            let q = &q_row[head * hd..(head + 1) * hd];
-            let scores = &mut scores[..=pos];
-            let mut max = f32::NEG_INFINITY;
-            for (j, sc) in scores.iter_mut().enumerate() {
-                *sc = kv.key_dot(layer, j, kv_start, q) * scale;
-                max = max.max(*sc);
-            }
-            let mut sum = 0.0f32;
-            for sc in scores.iter_mut() {
-                *sc = (*sc - max).exp();
-                sum += *sc;
-            }
-            let inv = 1.0 / sum;
-            let out = &mut out[(head - first) * hd..(head - first + 1) * hd];
-            out.fill(0.0);
-            for (j, &w) in scores.iter().enumerate() {
-                kv.add_value(layer, j, kv_start, w * inv, out);
-            }
-        }
-    }
-}
-
-/// Part `i` of `0..len` split into `parts` contiguous ranges differing in length by at most one.
-fn chunk_range(len: usize, parts: usize, i: usize) -> std::ops::Range<usize> {
-    let (base, extra) = (len / parts, len % parts);
-    let start = i * base + i.min(extra);
-    start..start + base + usize::from(i < extra)
-}
-
-/// Where each row of a forward pass keeps its keys and values, and its position.
-trait RowCaches {
-    fn pos(&self, t: usize) -> usize;
-    fn cache(&mut self, t: usize) -> (&mut KvCache, &mut [f32]);
-    /// When every row belongs to one sequence at consecutive positions: its cache, its
-    /// scores buffer and the first row's position.
-    fn single_sequence(&mut self) -> Option<(&KvCache, &mut [f32], usize)> {
-        None
-    }
-}
-
-/// A buffer that several threads write in disjoint ranges (attention rows, score buffers).
-struct SharedMut<T> {
-    ptr: *mut T,
-    len: usize,
-}
-
-// SAFETY: only hands out `&mut [T]` through the unsafe `slice`, whose callers keep the
-// ranges disjoint; `T: Send` lets those slices be used from other threads.
-unsafe impl<T: Send> Sync for SharedMut<T> {}
-
-impl<T> SharedMut<T> {
-    fn new(buf: &mut [T]) -> Self {
-        Self {
-            ptr: buf.as_mut_ptr(),
-            len: buf.len(),
-        }
-    }
-
-    /// # Safety
-    /// Slices alive at the same time must not overlap, and the buffer passed to `new` must
-    /// outlive them and not be used otherwise meanwhile.
-    #[allow(clippy::mut_from_ref)]
-    unsafe fn slice(&self, r: std::ops::Range<usize>) -> &mut [T] {
-        assert!(r.start <= r.end && r.end <= self.len, "range out of bounds");
-        // SAFETY: in bounds (checked); exclusivity is the caller's promise.
-        unsafe { std::slice::from_raw_parts_mut(self.ptr.add(r.start), r.len()) }
-    }
-}
-
-/// Consecutive tokens of one sequence.
-struct SingleRows<'a> {
-    kv: &'a mut KvCache,
-    scores: &'a mut [f32],
-    pos0: usize,
-}
-
-impl RowCaches for SingleRows<'_> {
-    fn pos(&self, t: usize) -> usize {
-        self.pos0 + t
-    }
-    fn cache(&mut self, _t: usize) -> (&mut KvCache, &mut [f32]) {
-        (self.kv, self.scores)
-    }
-    fn single_sequence(&mut self) -> Option<(&KvCache, &mut [f32], usize)> {
-        Some((self.kv, self.scores, self.pos0))
-    }
-}
-
-/// One token of each of several sequences.
-struct BatchRows<'a, 'b> {
-    sessions: &'a mut [&'b mut Session],
-}
-
-impl RowCaches for BatchRows<'_, '_> {
-    fn pos(&self, t: usize) -> usize {
-        self.sessions[t].pos
-    }
-    fn cache(&mut self, t: usize) -> (&mut KvCache, &mut [f32]) {
-        let s = &mut *self.sessions[t];
-        (&mut s.kv, &mut s.scores)
-    }
-}
-
-/// Activation buffers for up to `batch` rows, allocated once.
-pub(crate) struct Scratch {
-    batch: usize,
-    x: Vec<f32>,
-    h: Vec<f32>,
-    q8: Vec<i8>,
-    q8_scale: Vec<f32>,
-    q: Vec<f32>,
-    k: Vec<f32>,
-    v: Vec<f32>,
-    attn: Vec<f32>,
-    gate: Vec<f32>,
-    up: Vec<f32>,
-    out: Vec<f32>,
-    logits: Vec<f32>,
-    /// The head's quantised input when it is Q8_0 (rows of `h` it reads).
-    head_act: Q8Activations,
-}
-
-impl Scratch {
-    fn new(c: &ModelConfig, batch: usize) -> Self {
-        let wide = c.hidden_size.max(c.intermediate_size).max(c.q_dim());
-        Self {
-            batch,
-            x: vec![0.0; batch * c.hidden_size],
-            h: vec![0.0; batch * wide],
-            q8: vec![0; batch * wide],
-            q8_scale: vec![0.0; batch],
-            q: vec![0.0; batch * c.q_dim()],
-            k: vec![0.0; batch * c.kv_dim()],
-            v: vec![0.0; batch * c.kv_dim()],
-            attn: vec![0.0; batch * c.q_dim()],
-            gate: vec![0.0; batch * c.intermediate_size],
-            up: vec![0.0; batch * c.intermediate_size],
-            out: vec![0.0; batch * c.hidden_size],
-            // One row suffices for a session; forward_batch's shared scratch holds one per row.
-            logits: vec![0.0; c.vocab_size],
-            head_act: Q8Activations::new(batch, c.hidden_size),
-        }
-    }
-}
-
-/// Re-stores the head as `opts.head_type` asks (quantising on the kernels' thread count).
-fn apply_head_type(
-    weights: &mut ModelWeights,
-    opts: &LoadOptions,
-    kernels: &Kernels,
-) -> Result<()> {
-    match opts.head_type {
-        HeadType::Stored => Ok(()),
-        HeadType::Q8_0 => {
-            weights.head = Arc::new(weights.head.to_q8_0(kernels.threads())?);
-            Ok(())
-        }
-    }
-}
-
-fn make_kernels(opts: &LoadOptions) -> Result<Kernels> {
-    let threads = if opts.threads == 0 {
-        std::thread::available_parallelism().map_or(1, |n| n.get())
-    } else {
-        opts.threads
-    };
-    match &opts.kernel {
-        None => Ok(Kernels::new(threads)),
-        Some(id) => {
-            let ops = bitnet_kernels::by_id(id).ok_or_else(|| EngineError::InvalidSetting {
-                name: "kernel",
-                value: id.clone(),
-                reason: "not a kernel id available on this CPU",
-            })?;
-            Ok(Kernels::with_ops(ops, threads))
+    /// Attention for this model's shapes on its kernels' threads.
+    fn attention(&self) -> Attention<'_> {
+        Attention {
+            config: &self.config,
+            kernels: &self.kernels,
         }
     }
 }
@@ -927,66 +488,5 @@ pub fn rms_norm(x: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) {
     let inv = 1.0 / (mean + eps).sqrt();
     for ((o, &v), &w) in out.iter_mut().zip(x).zip(weight) {
         *o = w * (v * inv);
-    }
-}
-
-/// Options for a new [`Session`].
-#[derive(Debug, Clone)]
-pub struct SessionOptions {
-    /// Context length (positions in the KV cache); `None` = the model's.
-    pub context: Option<usize>,
-    /// KV cache element type.
-    pub kv_type: KvType,
-    /// Most tokens processed in one forward batch (prefill uses the GEMM path).
-    pub max_batch: usize,
-}
-
-impl Default for SessionOptions {
-    fn default() -> Self {
-        Self {
-            context: None,
-            kv_type: KvType::F32,
-            max_batch: 64,
-        }
-    }
-}
-
-/// One sequence's state: KV cache, position and scratch buffers, allocated once.
-pub struct Session {
-    kv: KvCache,
-    pos: usize,
-    scores: Vec<f32>,
-    scratch: Scratch,
-}
-
-impl Session {
-    /// Tokens processed so far (the next token's position).
-    pub fn position(&self) -> usize {
-        self.pos
-    }
-
-    /// Positions the session can hold.
-    pub fn capacity(&self) -> usize {
-        self.kv.capacity()
-    }
-
-    /// Bytes held by the KV cache.
-    pub fn kv_bytes(&self) -> usize {
-        self.kv.size_bytes()
-    }
-
-    /// Forgets everything after the first `pos` tokens (to reuse a shared prefix).
-    pub fn truncate(&mut self, pos: usize) {
-        self.pos = self.pos.min(pos);
-    }
-
-    /// Forgets everything.
-    pub fn reset(&mut self) {
-        self.pos = 0;
-    }
-
-    /// The next-token logits of the last forward call (`[vocab]`).
-    pub fn logits(&self) -> &[f32] {
-        &self.scratch.logits
     }
 }

@@ -80,6 +80,35 @@ impl fmt::Display for ModelRef {
 }
 
 impl Model {
+    /// Loads the model `r` names so that nothing it runs on is a mapping of a file: what a
+    /// long-running server wants. A GGUF file is read into memory with `read` (no `mmap`, so
+    /// a file truncated or overwritten while it loads is a parse error, never SIGBUS) and the
+    /// weights that [`Self::open`] would borrow from the mapping (F16 embedding and head) are
+    /// copied out, so the file's bytes are freed after loading and the model cannot change
+    /// under the process. A checkpoint directory is already copied into owned weights at load.
+    /// llama.cpp maps the file by default and has the same SIGBUS hazard as [`Self::open`].
+    ///
+    /// # Errors
+    /// As [`Self::open`], or the file cannot be read.
+    pub fn open_in_memory(r: &ModelRef, opts: &LoadOptions) -> Result<Self> {
+        match r {
+            ModelRef::Path(p) if !p.is_dir() => {
+                if !p.is_file() {
+                    return Err(EngineError::NotAModel { path: p.clone() });
+                }
+                let bytes = std::fs::read(p).map_err(|source| EngineError::Io {
+                    path: p.clone(),
+                    source,
+                })?;
+                let file = Arc::new(GgufFile::from_bytes_named(bytes, p.clone())?);
+                let mut model = Self::from_gguf_file(file, opts)?;
+                model.own_weights();
+                Ok(model)
+            }
+            _ => Self::open(r, opts),
+        }
+    }
+
     /// Loads the model `r` names.
     pub fn open(r: &ModelRef, opts: &LoadOptions) -> Result<Self> {
         match r {

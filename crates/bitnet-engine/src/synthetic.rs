@@ -9,67 +9,17 @@
 use std::sync::Arc;
 
 use bitnet_kernels::{Kernels, TernaryWeights};
+use bitnet_schema::{Linear, Norm};
 use half::f16;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
 
-use crate::config::{Activation, ModelConfig};
+use crate::config::ModelConfig;
 use crate::weights::{DenseMatrix, LayerWeights, ModelWeights};
 
-/// Names accepted by [`preset`].
-pub const PRESETS: [&str; 4] = ["2b4t", "3b", "700m", "tiny"];
-
-/// Shapes of a known BitNet model by name.
-///
-/// - `2b4t`: microsoft/bitnet-b1.58-2B-4T (hidden 2560, 30 layers, FFN 6912, 20 heads, 5 KV
-///   heads, vocabulary 128256, context 4096).
-/// - `3b`: 1bitLLM/bitnet_b1_58-3B (hidden 3200, 26 layers, FFN 8640, 32 heads).
-/// - `700m`: 1bitLLM/bitnet_b1_58-large (hidden 1536, 24 layers, FFN 4096, 16 heads).
-/// - `tiny`: the test fixture (hidden 256, 4 layers, FFN 512, 4 heads, 2 KV heads, vocab 512).
-pub fn preset(name: &str) -> Option<ModelConfig> {
-    let base = |hidden, layers, ffn, heads, kv, vocab, ctx, act| ModelConfig {
-        architecture: "bitnet-b1.58".to_string(),
-        vocab_size: vocab,
-        hidden_size: hidden,
-        n_layers: layers,
-        n_heads: heads,
-        n_kv_heads: kv,
-        head_dim: hidden / heads,
-        intermediate_size: ffn,
-        context_length: ctx,
-        rms_norm_eps: 1e-5,
-        rope_theta: 500_000.0,
-        rope_dim: hidden / heads,
-        activation: act,
-    };
-    match name.to_ascii_lowercase().as_str() {
-        "2b4t" | "2b" => Some(base(
-            2560,
-            30,
-            6912,
-            20,
-            5,
-            128_256,
-            4096,
-            Activation::Relu2,
-        )),
-        "3b" => Some(ModelConfig {
-            architecture: "bitnet".to_string(),
-            rope_theta: 10_000.0,
-            ..base(3200, 26, 8640, 32, 32, 32_002, 2048, Activation::Silu)
-        }),
-        "700m" | "large" => Some(ModelConfig {
-            architecture: "bitnet".to_string(),
-            rope_theta: 10_000.0,
-            ..base(1536, 24, 4096, 16, 16, 32_002, 2048, Activation::Silu)
-        }),
-        "tiny" => Some(ModelConfig {
-            context_length: 256,
-            ..base(256, 4, 512, 4, 2, 512, 256, Activation::Relu2)
-        }),
-        _ => None,
-    }
-}
+/// Names accepted by [`preset`] (the schema's known models).
+pub use bitnet_schema::presets::{PRESETS, preset};
 
 fn random_ternary(rng: &mut ChaCha8Rng, rows: usize, cols: usize) -> TernaryWeights {
     let values = (0..rows * cols)
@@ -87,36 +37,48 @@ fn random_ternary(rng: &mut ChaCha8Rng, rows: usize, cols: usize) -> TernaryWeig
     }
 }
 
+/// Rows of the embedding generated from one random stream.
+const EMBEDDING_ROWS_PER_STREAM: usize = 1024;
+
+/// First random stream of the embedding (the linears use streams `1..`, far below).
+const EMBEDDING_STREAM: u64 = 1 << 40;
+
 /// Random weights for `cfg`, packed for `kernels`, reproducible from `seed`.
+///
+/// Every piece has its own stream of the seeded generator (linear `i` of block `l`: stream
+/// `1 + 7 * l + i`; rows `1024 * c..` of the embedding: stream `2^40 + c`), so the weights
+/// do not depend on how many threads build them: the embedding and the blocks are generated
+/// and packed in parallel on `kernels.threads()` threads.
 pub fn weights(cfg: &ModelConfig, seed: u64, kernels: &Kernels) -> ModelWeights {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let (h, q, kv, i) = (
-        cfg.hidden_size,
-        cfg.q_dim(),
-        cfg.kv_dim(),
-        cfg.intermediate_size,
-    );
-    let embedding: Vec<f16> = (0..cfg.vocab_size * h)
-        .map(|_| f16::from_f32(rng.random_range(-0.05f32..0.05)))
-        .collect();
-    let embedding = Arc::new(DenseMatrix::from_f16(cfg.vocab_size, h, embedding));
-    let mut layers = Vec::with_capacity(cfg.n_layers);
-    for _ in 0..cfg.n_layers {
-        let mut lin = |rows, cols| kernels.pack(&random_ternary(&mut rng, rows, cols));
-        layers.push(LayerWeights {
-            attn_norm: vec![1.0; h],
-            wq: lin(q, h),
-            wk: lin(kv, h),
-            wv: lin(kv, h),
-            attn_sub_norm: vec![1.0; q],
-            wo: lin(h, q),
-            ffn_norm: vec![1.0; h],
-            w_gate: lin(i, h),
-            w_up: lin(i, h),
-            ffn_sub_norm: vec![1.0; i],
-            w_down: lin(h, i),
+    let (h, dims) = (cfg.hidden_size, cfg.dims());
+    let stream = |s: u64| {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        rng.set_stream(s);
+        rng
+    };
+    let (embedding, layers) = crate::weights::on_load_pool(kernels.threads(), || {
+        let mut embedding = vec![f16::ZERO; cfg.vocab_size * h];
+        embedding
+            .par_chunks_mut(EMBEDDING_ROWS_PER_STREAM * h.max(1))
+            .enumerate()
+            .for_each(|(c, chunk)| {
+                let mut rng = stream(EMBEDDING_STREAM + c as u64);
+                for x in chunk {
+                    *x = f16::from_f32(rng.random_range(-0.05f32..0.05));
+                }
+            });
+        let Ok(layers) = crate::weights::par_map(cfg.n_layers, |l| {
+            let linears = std::array::from_fn(|i| {
+                let (rows, cols) = Linear::ALL[i].shape(&dims);
+                let mut rng = stream(1 + (l * Linear::ALL.len() + i) as u64);
+                kernels.pack(&random_ternary(&mut rng, rows, cols))
+            });
+            let norms = Norm::ALL.map(|n| vec![1.0; n.len(&dims)]);
+            Ok::<_, std::convert::Infallible>(LayerWeights::from_parts(norms, linears))
         });
-    }
+        (embedding, layers)
+    });
+    let embedding = Arc::new(DenseMatrix::from_f16(cfg.vocab_size, h, embedding));
     ModelWeights {
         head: Arc::clone(&embedding),
         embedding,

@@ -5,13 +5,21 @@
 //! kernels' layout; norms become `f32`; the embedding (and tied head) stays in its file type
 //! where the kernels can stream it (F16 straight from the memory map, no copy), otherwise it is
 //! widened to `f32`.
+//!
+//! Tensor names and shapes come from the schema's layer table (`bitnet_schema::layers`), the
+//! one the converter writes by. The blocks are decoded and packed in parallel, one block per
+//! task on a rayon pool of the kernels' thread count built for the load and dropped after it
+//! (the decode hot path keeps the kernels' own pool); the result does not depend on the
+//! thread count, and a failure reports the first bad block in file order.
 
 use std::sync::Arc;
 
-use bitnet_checkpoint::{Checkpoint, Linear, Norm};
+use bitnet_checkpoint::Checkpoint;
 use bitnet_gguf::{GgmlType, GgufFile, TensorInfo};
 use bitnet_kernels::{Kernels, PackedTernary, Q8Activations, Q8Matrix, TernaryWeights, formats};
+use bitnet_schema::{Linear, ModelTensor, Norm};
 use half::{bf16, f16};
+use rayon::prelude::*;
 
 use crate::config::ModelConfig;
 use crate::error::{EngineError, Result};
@@ -102,6 +110,24 @@ impl DenseMatrix {
             cols: self.cols,
             data: DenseData::Q8(q),
         })
+    }
+
+    /// This matrix with its data in memory of its own when it borrows a file's bytes
+    /// (`None` when it already owns them).
+    fn owned_copy(&self) -> Option<Self> {
+        match self.data {
+            DenseData::F16Mapped { .. } => Some(Self {
+                rows: self.rows,
+                cols: self.cols,
+                data: DenseData::F16(self.f16_slice()?.to_vec()),
+            }),
+            _ => None,
+        }
+    }
+
+    /// Whether the data is borrowed from a GGUF file's bytes.
+    pub fn borrows_file(&self) -> bool {
+        matches!(self.data, DenseData::F16Mapped { .. })
     }
 
     fn f16_slice(&self) -> Option<&[f16]> {
@@ -202,6 +228,39 @@ pub struct LayerWeights {
 }
 
 impl LayerWeights {
+    /// A block from its tensors in the schema's forward order: norms as [`Norm::ALL`]
+    /// (input, attention sub-norm, post-attention, FFN sub-norm), linears as [`Linear::ALL`]
+    /// (q, k, v, o, gate, up, down). Every loader builds blocks through this one mapping.
+    pub fn from_parts(norms: [Vec<f32>; 4], linears: [PackedTernary; 7]) -> Self {
+        let Ok(block) =
+            Self::try_from_parts::<std::convert::Infallible>(norms.map(Ok), linears.map(Ok));
+        block
+    }
+
+    /// [`Self::from_parts`] of loaded tensors: the first error in file order
+    /// ([`bitnet_schema::BLOCK_ORDER`]: attn_norm, q, k, v, attn_sub_norm, o, ...).
+    fn try_from_parts<E>(
+        norms: [std::result::Result<Vec<f32>, E>; 4],
+        linears: [std::result::Result<PackedTernary, E>; 7],
+    ) -> std::result::Result<Self, E> {
+        let [attn_norm, attn_sub_norm, ffn_norm, ffn_sub_norm] = norms;
+        let [wq, wk, wv, wo, w_gate, w_up, w_down] = linears;
+        // Fields are evaluated in the order written: BLOCK_ORDER.
+        Ok(Self {
+            attn_norm: attn_norm?,
+            wq: wq?,
+            wk: wk?,
+            wv: wv?,
+            attn_sub_norm: attn_sub_norm?,
+            wo: wo?,
+            ffn_norm: ffn_norm?,
+            w_gate: w_gate?,
+            w_up: w_up?,
+            ffn_sub_norm: ffn_sub_norm?,
+            w_down: w_down?,
+        })
+    }
+
     /// The ternary matrices of the block, in forward order.
     pub fn linears(&self) -> [&PackedTernary; 7] {
         [
@@ -231,6 +290,21 @@ pub struct ModelWeights {
 }
 
 impl ModelWeights {
+    /// Copies the embedding and head out of the GGUF file's bytes when they borrow them,
+    /// keeping a tied head the same matrix as the embedding.
+    pub(crate) fn own_file_data(&mut self) {
+        let tied = Arc::ptr_eq(&self.embedding, &self.head);
+        if let Some(e) = self.embedding.owned_copy() {
+            self.embedding = Arc::new(e);
+            if tied {
+                self.head = Arc::clone(&self.embedding);
+            }
+        }
+        if !tied && let Some(h) = self.head.owned_copy() {
+            self.head = Arc::new(h);
+        }
+    }
+
     /// Bytes one decoded token streams through the weights: every ternary matrix in its packed
     /// layout plus the head (the embedding row is negligible). The memory roofline is
     /// `bandwidth / this`.
@@ -245,23 +319,44 @@ impl ModelWeights {
     }
 }
 
-/// Which GGUF tensor (`blk.N.<name>`) feeds which field, with its expected `[rows, cols]`.
-fn ternary_shapes(cfg: &ModelConfig) -> [(&'static str, usize, usize); 7] {
-    let (h, q, kv, i) = (
-        cfg.hidden_size,
-        cfg.q_dim(),
-        cfg.kv_dim(),
-        cfg.intermediate_size,
-    );
-    [
-        ("attn_q", q, h),
-        ("attn_k", kv, h),
-        ("attn_v", kv, h),
-        ("attn_output", h, q),
-        ("ffn_gate", i, h),
-        ("ffn_up", i, h),
-        ("ffn_down", h, i),
-    ]
+/// Runs `f` on a rayon pool of `threads` threads built for it: load-time work uses the
+/// thread count the user gave the kernels, and never the decode hot path, which keeps the
+/// kernels' own pool. The pool's threads are joined before this returns (after their
+/// thread-local destructors, which free and allocate), so nothing of the load runs, or
+/// allocates, while the model decodes. If no pool can be built, `f` runs on the caller's
+/// thread.
+pub(crate) fn on_load_pool<R: Send>(threads: usize, f: impl FnOnce() -> R + Send) -> R {
+    let mut handles = Vec::with_capacity(threads);
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads.max(1))
+        .spawn_handler(|thread| {
+            let handle = std::thread::Builder::new()
+                .name(format!("bitnet-load-{}", thread.index()))
+                .spawn(|| thread.run())?;
+            handles.push(handle);
+            Ok(())
+        })
+        .build();
+    let result = match pool {
+        Ok(pool) => pool.install(f),
+        Err(_) => f(),
+    };
+    // The pool is dropped: its threads finish and exit.
+    for handle in handles {
+        // A load thread that panicked has already propagated its panic through `install`.
+        let _ = handle.join();
+    }
+    result
+}
+
+/// `f(0..n)` in parallel on the current rayon pool, results in index order; the error of the
+/// lowest failing index, so the message does not depend on scheduling.
+pub(crate) fn par_map<T: Send, E: Send>(
+    n: usize,
+    f: impl Fn(usize) -> std::result::Result<T, E> + Sync + Send,
+) -> std::result::Result<Vec<T>, E> {
+    let results: Vec<std::result::Result<T, E>> = (0..n).into_par_iter().map(f).collect();
+    results.into_iter().collect()
 }
 
 /// Loads weights from a GGUF file.
@@ -272,15 +367,15 @@ pub fn load_gguf(
 ) -> Result<ModelWeights> {
     let embedding = Arc::new(dense_from_gguf(
         file,
-        "token_embd.weight",
+        ModelTensor::Embedding.gguf_name(),
         cfg.vocab_size,
         cfg.hidden_size,
     )?);
-    let (head, tied) = match file.tensor("output.weight") {
+    let (head, tied) = match file.tensor(ModelTensor::Output.gguf_name()) {
         Some(_) => (
             Arc::new(dense_from_gguf(
                 file,
-                "output.weight",
+                ModelTensor::Output.gguf_name(),
                 cfg.vocab_size,
                 cfg.hidden_size,
             )?),
@@ -288,28 +383,19 @@ pub fn load_gguf(
         ),
         None => (Arc::clone(&embedding), true),
     };
-    let output_norm = vector_from_gguf(file, "output_norm.weight", cfg.hidden_size)?;
-    let mut layers = Vec::with_capacity(cfg.n_layers);
-    for l in 0..cfg.n_layers {
-        let norm =
-            |n: &str, len: usize| vector_from_gguf(file, &format!("blk.{l}.{n}.weight"), len);
-        let [q, k, v, o, g, u, d] = ternary_shapes(cfg).map(|(name, rows, cols)| {
-            packed_from_gguf(file, &format!("blk.{l}.{name}"), rows, cols, kernels)
-        });
-        layers.push(LayerWeights {
-            attn_norm: norm("attn_norm", cfg.hidden_size)?,
-            wq: q?,
-            wk: k?,
-            wv: v?,
-            attn_sub_norm: norm("attn_sub_norm", cfg.q_dim())?,
-            wo: o?,
-            ffn_norm: norm("ffn_norm", cfg.hidden_size)?,
-            w_gate: g?,
-            w_up: u?,
-            ffn_sub_norm: norm("ffn_sub_norm", cfg.intermediate_size)?,
-            w_down: d?,
-        });
-    }
+    let output_norm = vector_from_gguf(file, ModelTensor::OutputNorm.gguf_name(), cfg.hidden_size)?;
+    check_block_count(file, cfg)?;
+    let dims = cfg.dims();
+    let layers = on_load_pool(kernels.threads(), || {
+        par_map(cfg.n_layers, |l| {
+            let norms = Norm::ALL.map(|n| vector_from_gguf(file, &n.gguf_weight(l), n.len(&dims)));
+            let linears = Linear::ALL.map(|w| {
+                let (rows, cols) = w.shape(&dims);
+                packed_from_gguf(file, &w.gguf_base(l), rows, cols, kernels)
+            });
+            LayerWeights::try_from_parts(norms, linears)
+        })
+    })?;
     Ok(ModelWeights {
         embedding,
         head,
@@ -317,6 +403,39 @@ pub fn load_gguf(
         output_norm,
         layers,
     })
+}
+
+/// Tensors every block has (four norms, seven linears).
+const TENSORS_PER_BLOCK: usize = Norm::ALL.len() + Linear::ALL.len();
+
+/// Refuses a block count the file cannot hold before anything is sized by it: every block
+/// has [`TENSORS_PER_BLOCK`] tensors, so a header claiming 2^24 blocks in a file of a few
+/// hundred tensors is an error naming the count, not millions of lookups and results.
+fn check_block_count(file: &GgufFile, cfg: &ModelConfig) -> Result<()> {
+    let found = file.tensors().len();
+    let needed = cfg.n_layers.saturating_mul(TENSORS_PER_BLOCK);
+    if needed > found {
+        return Err(EngineError::TooFewTensors {
+            layers: cfg.n_layers,
+            needed,
+            found,
+        });
+    }
+    Ok(())
+}
+
+/// Refuses a float tensor holding NaN or infinity, naming it and the first bad element: such
+/// an embedding or head loads and decodes to garbage without any other error.
+fn check_finite(name: &str, values: impl Iterator<Item = f32>) -> Result<()> {
+    for (i, x) in values.enumerate() {
+        if !x.is_finite() {
+            return Err(EngineError::BadTensor {
+                name: name.to_string(),
+                reason: format!("element {i} is {x} (NaN or infinite values are not weights)"),
+            });
+        }
+    }
+    Ok(())
 }
 
 fn tensor_info<'a>(file: &'a GgufFile, name: &str) -> Result<&'a TensorInfo> {
@@ -366,12 +485,7 @@ fn vector_from_gguf(file: &GgufFile, name: &str, len: usize) -> Result<Vec<f32>>
     let info = tensor_info(file, name)?;
     check_dims(info, &[len as u64])?;
     let v = float_values(info, file.tensor_data(info))?;
-    if v.iter().any(|x| !x.is_finite()) {
-        return Err(EngineError::BadTensor {
-            name: name.to_string(),
-            reason: "contains NaN or infinite values".to_string(),
-        });
-    }
+    check_finite(name, v.iter().copied())?;
     Ok(v)
 }
 
@@ -383,6 +497,15 @@ fn dense_from_gguf(
 ) -> Result<DenseMatrix> {
     let info = tensor_info(file, name)?;
     check_dims(info, &[cols as u64, rows as u64])?;
+    if info.ggml_type == GgmlType::F16 {
+        let bytes = file.tensor_data(info);
+        check_finite(
+            name,
+            bytes
+                .chunks_exact(2)
+                .map(|b| f16::from_le_bytes([b[0], b[1]]).to_f32()),
+        )?;
+    }
     let data = match info.ggml_type {
         GgmlType::F16 if file.tensor_data(info).as_ptr().align_offset(2) == 0 => {
             let index = file
@@ -401,7 +524,11 @@ fn dense_from_gguf(
                 .map(|b| f16::from_le_bytes([b[0], b[1]]))
                 .collect(),
         ),
-        _ => DenseData::F32(float_values(info, file.tensor_data(info))?),
+        _ => {
+            let v = float_values(info, file.tensor_data(info))?;
+            check_finite(name, v.iter().copied())?;
+            DenseData::F32(v)
+        }
     };
     Ok(DenseMatrix { rows, cols, data })
 }
@@ -559,23 +686,17 @@ pub fn load_checkpoint(
         ),
         None => (Arc::clone(&embedding), true),
     };
-    let mut layers = Vec::with_capacity(cfg.n_layers);
-    for l in 0..cfg.n_layers {
-        let lin = |which| ckpt.linear(l, which).map(|w| kernels.pack(&w));
-        layers.push(LayerWeights {
-            attn_norm: ckpt.norm(l, Norm::Input)?,
-            wq: lin(Linear::QProj)?,
-            wk: lin(Linear::KProj)?,
-            wv: lin(Linear::VProj)?,
-            attn_sub_norm: ckpt.norm(l, Norm::AttnSub)?,
-            wo: lin(Linear::OProj)?,
-            ffn_norm: ckpt.norm(l, Norm::PostAttention)?,
-            w_gate: lin(Linear::GateProj)?,
-            w_up: lin(Linear::UpProj)?,
-            ffn_sub_norm: ckpt.norm(l, Norm::FfnSub)?,
-            w_down: lin(Linear::DownProj)?,
-        });
-    }
+    let layers = on_load_pool(kernels.threads(), || {
+        par_map(cfg.n_layers, |l| {
+            let norms = Norm::ALL.map(|n| ckpt.norm(l, n).map_err(EngineError::from));
+            let linears = Linear::ALL.map(|w| {
+                ckpt.linear(l, w)
+                    .map(|t| kernels.pack(&t))
+                    .map_err(EngineError::from)
+            });
+            LayerWeights::try_from_parts(norms, linears)
+        })
+    })?;
     Ok(ModelWeights {
         embedding,
         head,
@@ -583,4 +704,96 @@ pub fn load_checkpoint(
         output_norm: ckpt.final_norm()?,
         layers,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{LoadOptions, Model};
+
+    #[test]
+    fn par_map_keeps_order_and_reports_the_first_error() {
+        for threads in [1, 2, 5] {
+            let ok: std::result::Result<Vec<usize>, String> =
+                on_load_pool(threads, || par_map(50, |i| Ok(i * i)));
+            assert_eq!(ok.unwrap(), (0..50).map(|i| i * i).collect::<Vec<_>>());
+            let err = on_load_pool(threads, || {
+                par_map(50, |i| {
+                    if i % 7 == 3 {
+                        Err(format!("bad {i}"))
+                    } else {
+                        Ok(i)
+                    }
+                })
+            });
+            assert_eq!(err.unwrap_err(), "bad 3", "{threads} threads");
+            let pool_size = on_load_pool(threads, rayon::current_num_threads);
+            assert_eq!(pool_size, threads);
+        }
+    }
+
+    fn codes(w: &ModelWeights) -> Vec<u8> {
+        w.layers
+            .iter()
+            .flat_map(|l| l.linears())
+            .flat_map(|p| {
+                (0..p.rows())
+                    .flat_map(|r| p.row(r).to_vec())
+                    .chain(p.scale().to_le_bytes())
+            })
+            .collect()
+    }
+
+    fn embedding(w: &ModelWeights) -> Vec<f32> {
+        let e = &w.embedding;
+        let mut out = vec![0.0; e.rows() * e.cols()];
+        for (r, row) in out.chunks_exact_mut(e.cols()).enumerate() {
+            e.row_into(r, row);
+        }
+        out
+    }
+
+    #[test]
+    fn synthetic_weights_do_not_depend_on_threads() {
+        // More embedding rows than one random stream covers.
+        let cfg = ModelConfig {
+            vocab_size: 2500,
+            ..bitnet_schema::presets::preset("tiny").unwrap()
+        };
+        let one = crate::synthetic::weights(&cfg, 7, &Kernels::new(1));
+        let three = crate::synthetic::weights(&cfg, 7, &Kernels::new(3));
+        assert_eq!(codes(&one), codes(&three));
+        assert_eq!(embedding(&one), embedding(&three));
+        assert_ne!(
+            embedding(&one)[..256],
+            embedding(&one)[1024 * 256..1025 * 256]
+        );
+        let other_seed = crate::synthetic::weights(&cfg, 8, &Kernels::new(3));
+        assert_ne!(codes(&one), codes(&other_seed));
+    }
+
+    #[test]
+    fn parallel_load_equals_sequential_load() {
+        let fixtures =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/tiny-bitnet");
+        for path in [
+            fixtures.join("i2s/model-i2_s.gguf"),
+            fixtures.join("packed"),
+        ] {
+            let load = |threads| {
+                let opts = LoadOptions {
+                    threads,
+                    ..LoadOptions::default()
+                };
+                Model::load(&path, &opts).unwrap()
+            };
+            let (one, three) = (load(1), load(3));
+            assert_eq!(codes(one.weights()), codes(three.weights()));
+            let logits = |m: &Model| {
+                let mut s = m.new_session();
+                m.forward_all(&mut s, &[1, 10, 20, 30]).unwrap()
+            };
+            assert_eq!(logits(&one), logits(&three), "{}", path.display());
+        }
+    }
 }

@@ -4,29 +4,8 @@
 
 mod common;
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
-
 use bitnet_engine::{LoadOptions, Model, Sampler, SamplingParams};
-
-struct Counting;
-
-static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
-
-// SAFETY: forwards to the system allocator, only counting calls.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
+use bitnet_test_support::alloc::{Counting, fewest_allocations};
 
 #[global_allocator]
 static GLOBAL: Counting = Counting;
@@ -45,7 +24,7 @@ fn decode_allocations(threads: usize) -> usize {
         ..SamplingParams::default()
     };
     let mut sampler = Sampler::new(params, model.config().vocab_size).unwrap();
-    let mut history = Vec::with_capacity(64);
+    let mut history = Vec::with_capacity(128);
     history.extend_from_slice(&[1u32, 10, 20, 30]);
     let logits = model.forward(&mut session, &history).unwrap();
     let mut next = sampler.sample(logits, &history);
@@ -55,13 +34,14 @@ fn decode_allocations(threads: usize) -> usize {
         let logits = model.forward(&mut session, &[next]).unwrap();
         next = sampler.sample(logits, &history);
     }
-    let before = ALLOCATIONS.load(Ordering::SeqCst);
-    for _ in 0..16 {
-        history.push(next);
-        let logits = model.forward(&mut session, &[next]).unwrap();
-        next = sampler.sample(logits, &history);
-    }
-    ALLOCATIONS.load(Ordering::SeqCst) - before
+    // Three windows of 16 steps: a per-token allocation shows in each.
+    fewest_allocations(3, || {
+        for _ in 0..16 {
+            history.push(next);
+            let logits = model.forward(&mut session, &[next]).unwrap();
+            next = sampler.sample(logits, &history);
+        }
+    })
 }
 
 #[test]

@@ -5,8 +5,8 @@
 //! typed arrays, and F32, F16 and TQ2_0 tensors; `interop dump FILE.gguf` prints any GGUF's
 //! metadata and its F32/F16 tensors as JSON for the script to compare.
 
+use bitnet_formats::{self as formats, TernaryWeights};
 use bitnet_gguf::{Array, GgmlType, GgufFile, GgufWriter, TensorSpec, Value};
-use bitnet_kernels::{TernaryWeights, formats};
 use half::f16;
 use serde_json::{Value as Json, json};
 

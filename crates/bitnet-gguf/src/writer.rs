@@ -178,7 +178,58 @@ impl std::fmt::Debug for GgufWriter {
     }
 }
 
+/// The temporary file a writer of `path` run by process `pid` writes (`.<name>.<pid>.tmp`
+/// beside it).
+fn temp_path_for(path: &Path, file_name: &str, pid: u32) -> PathBuf {
+    path.with_file_name(format!(".{file_name}.{pid}.tmp"))
+}
+
+/// Temporary files beside `output` left by writers of it whose process no longer runs (a
+/// conversion killed with SIGKILL, or by a power loss), with the dead process's id: what a
+/// new run names and removes. Liveness is read from `/proc`; where there is none, nothing is
+/// reported (a running writer's file must never be taken for stale).
+pub fn stale_temp_files(output: &Path) -> Vec<(PathBuf, u32)> {
+    let proc = Path::new("/proc/self");
+    let (Some(name), Some(dir)) = (output.file_name(), output.parent()) else {
+        return Vec::new();
+    };
+    if !proc.exists() {
+        return Vec::new();
+    }
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    let prefix = format!(".{}.", name.to_string_lossy());
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut stale: Vec<(PathBuf, u32)> = entries
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let file = e.file_name().to_string_lossy().into_owned();
+            let pid: u32 = file
+                .strip_prefix(&prefix)?
+                .strip_suffix(".tmp")?
+                .parse()
+                .ok()?;
+            let alive =
+                pid == std::process::id() || Path::new("/proc").join(pid.to_string()).exists();
+            (!alive && e.file_type().is_ok_and(|t| t.is_file())).then(|| (e.path(), pid))
+        })
+        .collect();
+    stale.sort();
+    stale
+}
+
 impl GgufWriter {
+    /// The temporary file being written (renamed to the output by [`Self::finish`]): what a
+    /// signal handler removes when the process is interrupted, since `Drop` does not run then.
+    pub fn temp_path(&self) -> &Path {
+        &self.tmp
+    }
+
     /// Validates the declaration, creates the temporary file and writes the header, metadata
     /// and tensor infos. Fails with [`GgufError::Exists`] if `path` exists and `overwrite` is
     /// false.
@@ -199,7 +250,7 @@ impl GgufWriter {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| "out.gguf".into());
-        let tmp = path.with_file_name(format!(".{file_name}.{}.tmp", std::process::id()));
+        let tmp = temp_path_for(path, &file_name, std::process::id());
         let io = |source| GgufError::Io {
             path: tmp.clone(),
             source,

@@ -10,7 +10,12 @@
 //!
 //! Quick run: `cargo bench -p bitnet-kernels -- --warm-up-time 1 --measurement-time 3`.
 
-use bitnet_kernels::{Kernels, PackedTernary, Q8Activations, Q8Matrix, TernaryWeights, available};
+// `criterion_group!` defines a public function it cannot document.
+#![allow(missing_docs)]
+
+use bitnet_kernels::{
+    Kernels, OpKind, PackedTernary, Q8Activations, Q8Matrix, TernaryWeights, available,
+};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use std::hint::black_box;
 
@@ -30,15 +35,7 @@ fn cold_bytes() -> usize {
 }
 
 fn weights(rows: usize, cols: usize, seed: u64) -> TernaryWeights {
-    let mut s = seed;
-    let values = (0..rows * cols)
-        .map(|_| {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((s >> 33) % 3) as i8 - 1
-        })
-        .collect();
+    let values = bitnet_test_support::data::ternary_values(rows * cols, seed);
     TernaryWeights {
         rows,
         cols,
@@ -87,7 +84,7 @@ fn ternary(c: &mut Criterion) {
         let mut g = c.benchmark_group(format!("ternary_{name}"));
         g.sample_size(10);
         for ops in available() {
-            let packed_one = Kernels::with_ops(ops, 1).pack(&w);
+            let packed_one = Kernels::with_backend(ops, 1).pack(&w);
             let copies = cold_bytes().div_ceil(packed_one.size_bytes()).max(1);
             let packed: Vec<PackedTernary> = (0..copies).map(|_| packed_one.clone()).collect();
             for n in [1usize, 128] {
@@ -99,7 +96,7 @@ fn ternary(c: &mut Criterion) {
                     .map(|i| ((i * 7919) % 2001) as f32 / 1000.0 - 1.0)
                     .collect();
                 for threads in [1usize, 2] {
-                    let k = Kernels::with_ops(ops, threads);
+                    let k = Kernels::with_backend(ops, threads);
                     let mut q = vec![0i8; n * cols];
                     let mut s = vec![0f32; n];
                     k.quantize_rows(&x, n, &mut q, &mut s);
@@ -133,11 +130,18 @@ fn f16_head(c: &mut Criterion) {
     let mut g = c.benchmark_group("f16_head_32768x2560");
     g.sample_size(10);
     g.throughput(Throughput::Bytes((rows * cols * 2) as u64));
+    // Backends sharing a head kernel (AVX-512 runs the AVX2 one) are measured once.
+    let mut seen = Vec::new();
     for ops in available() {
+        let id = ops.kernel_id(OpKind::F16);
+        if seen.contains(&id) {
+            continue;
+        }
+        seen.push(id);
         for threads in [1usize, 2] {
-            let k = Kernels::with_ops(ops, threads);
+            let k = Kernels::with_backend(ops, threads);
             g.bench_function(
-                BenchmarkId::new(format!("f16/{}/n1", ops.isa()), format!("t{threads}")),
+                BenchmarkId::new(format!("{id}/n1"), format!("t{threads}")),
                 |b| {
                     b.iter(|| {
                         k.f16_matmul(&w, rows, cols, &x, 1, &mut y);
@@ -165,11 +169,17 @@ fn q8_head(c: &mut Criterion) {
     let mut g = c.benchmark_group("q8_head_32768x2560");
     g.sample_size(10);
     g.throughput(Throughput::Bytes(w.size_bytes() as u64));
+    let mut seen = Vec::new();
     for ops in available() {
+        let id = ops.kernel_id(OpKind::Q8_0);
+        if seen.contains(&id) {
+            continue;
+        }
+        seen.push(id);
         for threads in [1usize, 2] {
-            let k = Kernels::with_ops(ops, threads);
+            let k = Kernels::with_backend(ops, threads);
             g.bench_function(
-                BenchmarkId::new(format!("q8_0/{}/n1", ops.isa()), format!("t{threads}")),
+                BenchmarkId::new(format!("{id}/n1"), format!("t{threads}")),
                 |b| {
                     b.iter(|| {
                         k.q8_matmul(&w, &x, 1, &mut act, &mut y);

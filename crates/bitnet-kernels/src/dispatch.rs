@@ -1,19 +1,19 @@
-//! Run-time ISA selection: detect once, keep every usable implementation reachable.
+//! Run-time ISA selection: detect once, keep every usable backend reachable.
 //!
-//! [`detect`] picks the best implementation for this CPU the first time it is called and
-//! caches it in a `OnceLock`; [`available`] lists every implementation the CPU can run
-//! (tests compare each against scalar); [`by_id`] selects one explicitly (for tuning or
-//! to reproduce a receipt). Scalar is always available, so selection never fails.
+//! [`detect`] picks the best backend for this CPU the first time it is called and caches it
+//! in a `OnceLock`; [`available`] lists every backend the CPU can run (tests compare each
+//! against scalar); [`by_id`] selects one explicitly (for tuning or to reproduce a
+//! receipt). Scalar is always available, so selection never fails.
 
-use crate::op::TernaryOps;
+use crate::backend::Backend;
 use crate::scalar::Scalar;
 use std::sync::OnceLock;
 
 static SCALAR: Scalar = Scalar;
 
 #[cfg(target_arch = "x86_64")]
-fn simd_candidates() -> Vec<&'static dyn TernaryOps> {
-    let mut v: Vec<&'static dyn TernaryOps> = Vec::new();
+fn simd_candidates() -> Vec<&'static dyn Backend> {
+    let mut v: Vec<&'static dyn Backend> = Vec::new();
     if let Some(ops) = crate::x86::avx512::Avx512Vnni::get() {
         v.push(ops);
     }
@@ -24,34 +24,34 @@ fn simd_candidates() -> Vec<&'static dyn TernaryOps> {
 }
 
 #[cfg(target_arch = "aarch64")]
-fn simd_candidates() -> Vec<&'static dyn TernaryOps> {
+fn simd_candidates() -> Vec<&'static dyn Backend> {
     vec![crate::arm::neon::Neon::get()]
 }
 
 #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
-fn simd_candidates() -> Vec<&'static dyn TernaryOps> {
+fn simd_candidates() -> Vec<&'static dyn Backend> {
     Vec::new()
 }
 
-/// Every implementation usable on this CPU, best first; the last is always scalar.
-pub fn available() -> Vec<&'static dyn TernaryOps> {
+/// Every backend usable on this CPU, best first; the last is always scalar.
+pub fn available() -> Vec<&'static dyn Backend> {
     let mut v = simd_candidates();
     v.push(&SCALAR);
     v
 }
 
-/// The best implementation for this CPU, detected once.
-pub fn detect() -> &'static dyn TernaryOps {
-    static BEST: OnceLock<&'static dyn TernaryOps> = OnceLock::new();
+/// The best backend for this CPU, detected once.
+pub fn detect() -> &'static dyn Backend {
+    static BEST: OnceLock<&'static dyn Backend> = OnceLock::new();
     *BEST.get_or_init(|| available()[0])
 }
 
-/// The implementation with id `id` (e.g. `"i2s/avx2"`), if this CPU can run it.
-pub fn by_id(id: &str) -> Option<&'static dyn TernaryOps> {
+/// The backend with id `id` (e.g. `"i2s/avx2"`), if this CPU can run it.
+pub fn by_id(id: &str) -> Option<&'static dyn Backend> {
     available().into_iter().find(|o| o.id() == id)
 }
 
-/// Ids of every implementation compiled for this architecture (usable or not).
+/// Ids of every backend compiled for this architecture (usable or not).
 pub fn known_ids() -> &'static [&'static str] {
     #[cfg(target_arch = "x86_64")]
     {

@@ -1,10 +1,21 @@
-//! [`Kernels`]: what the engine calls. The chosen ops, a persistent thread pool, and
+//! [`Kernels`]: what the engine calls. The chosen backend, a persistent thread pool, and
 //! per-kernel call counters for receipts.
+//!
+//! Every public method is an entry point that checks its operands once (by building the
+//! checked operand types of [`crate::ops`], panicking with the [`ShapeError`] message on a
+//! mismatch) and then hands row ranges of the output to the backend on each thread. The
+//! counters are per op and per GEMV/GEMM, and a receipt names each with the id the backend
+//! declares for that op ([`Backend::kernel_id`]). The backend's methods return the id of the
+//! code that actually ran; debug builds compare the two on every call, so a test that runs an
+//! op on a backend fails if the backend declares a kernel that did not run.
 
 use crate::TernaryWeights;
+use crate::backend::{Backend, OpKind};
 use crate::dispatch::detect;
-use crate::op::TernaryOps;
+use crate::error::{ShapeError, check_len};
+use crate::ops::{DenseMatmul, KernelId, Q8Matmul, TernaryF32Matmul, TernaryMatmul};
 use crate::packed::{OutRows, PackedTernary};
+use crate::parts::{Part, PartsMut};
 use crate::pool::{Pool, chunk};
 use crate::q8::{Q8Activations, Q8Matrix};
 use half::f16;
@@ -13,11 +24,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// Below this many weight elements per call a second thread costs more than it saves.
 const MIN_PARALLEL_WORK: usize = 1 << 16;
 
+/// A dispatch counter: an op, split into GEMV (`n == 1`) and GEMM for the matmuls.
 #[derive(Clone, Copy)]
-enum Op {
+enum Counter {
     Quantize,
-    Gemv,
-    Gemm,
+    TernaryGemv,
+    TernaryGemm,
     TernaryF32,
     F16Gemv,
     F16Gemm,
@@ -27,75 +39,106 @@ enum Op {
     Q8Gemm,
 }
 
-const OPS: [Op; 10] = [
-    Op::Quantize,
-    Op::Gemv,
-    Op::Gemm,
-    Op::TernaryF32,
-    Op::F16Gemv,
-    Op::F16Gemm,
-    Op::F32Gemv,
-    Op::F32Gemm,
-    Op::Q8Gemv,
-    Op::Q8Gemm,
+const COUNTERS: [Counter; 10] = [
+    Counter::Quantize,
+    Counter::TernaryGemv,
+    Counter::TernaryGemm,
+    Counter::TernaryF32,
+    Counter::F16Gemv,
+    Counter::F16Gemm,
+    Counter::F32Gemv,
+    Counter::F32Gemm,
+    Counter::Q8Gemv,
+    Counter::Q8Gemm,
 ];
 
-impl Op {
-    fn name(self, ops: &dyn TernaryOps) -> String {
-        let (id, isa) = (ops.id(), ops.isa());
+impl Counter {
+    /// The counter of matmul `op` on `n` tokens.
+    fn matmul(op: OpKind, n: usize) -> Self {
+        let gemv = n == 1;
+        match op {
+            OpKind::Quantize => Counter::Quantize,
+            OpKind::Ternary if gemv => Counter::TernaryGemv,
+            OpKind::Ternary => Counter::TernaryGemm,
+            OpKind::TernaryF32 => Counter::TernaryF32,
+            OpKind::F16 if gemv => Counter::F16Gemv,
+            OpKind::F16 => Counter::F16Gemm,
+            OpKind::F32 if gemv => Counter::F32Gemv,
+            OpKind::F32 => Counter::F32Gemm,
+            OpKind::Q8_0 if gemv => Counter::Q8Gemv,
+            OpKind::Q8_0 => Counter::Q8Gemm,
+        }
+    }
+
+    fn op(self) -> OpKind {
         match self {
-            Op::Quantize => format!("act_i8/{isa}:quantize"),
-            Op::Gemv => format!("{id}:gemv"),
-            Op::Gemm => format!("{id}:gemm"),
-            Op::TernaryF32 => format!("{id}:f32"),
-            Op::F16Gemv => format!("f16/{isa}:gemv"),
-            Op::F16Gemm => format!("f16/{isa}:gemm"),
-            Op::F32Gemv => format!("f32/{isa}:gemv"),
-            Op::F32Gemm => format!("f32/{isa}:gemm"),
-            Op::Q8Gemv => format!("q8_0/{isa}:gemv"),
-            Op::Q8Gemm => format!("q8_0/{isa}:gemm"),
+            Counter::Quantize => OpKind::Quantize,
+            Counter::TernaryGemv | Counter::TernaryGemm => OpKind::Ternary,
+            Counter::TernaryF32 => OpKind::TernaryF32,
+            Counter::F16Gemv | Counter::F16Gemm => OpKind::F16,
+            Counter::F32Gemv | Counter::F32Gemm => OpKind::F32,
+            Counter::Q8Gemv | Counter::Q8Gemm => OpKind::Q8_0,
+        }
+    }
+
+    /// The part of the receipt name after the kernel id.
+    fn suffix(self) -> &'static str {
+        match self {
+            Counter::Quantize => "quantize",
+            Counter::TernaryF32 => "f32",
+            Counter::TernaryGemv | Counter::F16Gemv | Counter::F32Gemv | Counter::Q8Gemv => "gemv",
+            Counter::TernaryGemm | Counter::F16Gemm | Counter::F32Gemm | Counter::Q8Gemm => "gemm",
         }
     }
 }
 
-/// The ops chosen for this CPU, a persistent thread pool, and per-kernel call counters.
+/// Unwraps checked operands; a mismatch is a programming error of the caller.
+#[track_caller]
+fn checked<T>(r: Result<T, ShapeError>) -> T {
+    r.unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The backend chosen for this CPU, a persistent thread pool, and per-kernel call counters.
 ///
 /// Every matmul splits the output rows into one contiguous chunk per thread (the caller's
 /// thread runs the first); with `threads == 1` everything runs inline. No method allocates
-/// on the heap (tested with a counting allocator).
+/// on the heap (tested with a counting allocator). A parallel method called from inside a
+/// job of the same `Kernels` (e.g. a matmul inside [`Kernels::run_parallel`]) runs inline
+/// on the calling thread rather than waiting for the busy pool.
 pub struct Kernels {
-    ops: &'static dyn TernaryOps,
+    backend: &'static dyn Backend,
     pool: Pool,
-    counts: [AtomicU64; OPS.len()],
+    counts: [AtomicU64; COUNTERS.len()],
 }
 
 impl std::fmt::Debug for Kernels {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Kernels")
-            .field("ops", &self.ops.id())
+            .field("backend", &self.backend.id())
             .field("threads", &self.pool.threads())
             .finish()
     }
 }
 
 impl Kernels {
-    /// The best ops for this CPU ([`detect`]) on `threads` threads (0 is taken as 1).
+    /// The best backend for this CPU ([`detect`]) on `threads` threads (0 is taken as 1).
     pub fn new(threads: usize) -> Self {
-        Self::with_ops(detect(), threads)
+        Self::with_backend(detect(), threads)
     }
 
-    /// Explicit ops (e.g. from [`crate::by_id`]) on `threads` threads (0 is taken as 1).
-    pub fn with_ops(ops: &'static dyn TernaryOps, threads: usize) -> Self {
+    /// An explicit backend (e.g. from [`crate::by_id`]) on `threads` threads (0 is taken
+    /// as 1).
+    pub fn with_backend(backend: &'static dyn Backend, threads: usize) -> Self {
         Self {
-            ops,
+            backend,
             pool: Pool::new(threads),
             counts: Default::default(),
         }
     }
 
-    /// The ops in use.
-    pub fn ops(&self) -> &'static dyn TernaryOps {
-        self.ops
+    /// The backend in use.
+    pub fn backend(&self) -> &'static dyn Backend {
+        self.backend
     }
 
     /// Threads used per call (including the caller's).
@@ -103,29 +146,43 @@ impl Kernels {
         self.pool.threads()
     }
 
-    /// Packs weights for these ops (once, at load time).
+    /// Packs weights in the layout this backend streams (once, at load time).
     ///
     /// # Panics
     /// If `w` breaks its invariants (`values.len() != rows * cols`, non-ternary values).
     pub fn pack(&self, w: &TernaryWeights) -> PackedTernary {
-        self.ops.pack(w)
+        PackedTernary::pack(w, self.backend.layout())
     }
 
-    fn count(&self, op: Op) {
-        self.counts[op as usize].fetch_add(1, Ordering::Relaxed);
+    fn count(&self, c: Counter) {
+        self.counts[c as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Checks in debug builds that the code that ran for `op` is the one the backend
+    /// declares (what receipts report).
+    #[inline]
+    fn witness(&self, op: OpKind, ran: KernelId) {
+        debug_assert_eq!(
+            ran,
+            self.backend.kernel_id(op),
+            "backend {} declares kernel {} for {op:?}, but {ran} ran",
+            self.backend.id(),
+            self.backend.kernel_id(op),
+        );
     }
 
     /// Runs `f` on one contiguous chunk of `out`'s rows per thread.
     fn split_rows(
         &self,
+        op: OpKind,
         out: &mut OutRows<'_>,
         work: usize,
-        f: &(dyn Fn(&mut OutRows<'_>) + Sync),
+        f: &(dyn Fn(&mut OutRows<'_>) -> KernelId + Sync),
     ) {
         let rows = out.stride();
         let threads = self.pool.threads().min(rows.max(1));
         if threads <= 1 || work < MIN_PARALLEL_WORK {
-            f(out);
+            self.witness(op, f(out));
             return;
         }
         let shared: &OutRows<'_> = out;
@@ -136,15 +193,60 @@ impl Kernels {
             // SAFETY: `chunk` gives each thread a disjoint row range, and `out` is only
             // reached through these views until `run` returns.
             let mut part = unsafe { shared.sub(chunk(rows, threads, i)) };
-            f(&mut part);
+            self.witness(op, f(&mut part));
         });
     }
 
     /// Runs `job(i)` for every `i in 0..self.threads()` on the pool (`job(0)` on the calling
     /// thread) and returns when all are done: for work besides the matmuls that is worth
-    /// splitting, such as attention over a long prompt. Allocates nothing.
+    /// splitting. Allocates nothing. To write disjoint parts of buffers from the jobs, use
+    /// [`Kernels::for_each_part_mut`].
     pub fn run_parallel(&self, job: &(dyn Fn(usize) + Sync)) {
         self.pool.run(job);
+    }
+
+    /// Runs `f(i, parts_i)` for every `i in 0..self.threads()` on the pool (`i == 0` on the
+    /// calling thread), where `parts_i[k]` is part `i` of buffer `k` as `bufs[k]` cuts it, and
+    /// returns when all are done. The parts of one buffer are disjoint, so each job gets
+    /// exclusive `&mut` access to its own; allocates nothing.
+    ///
+    /// ```
+    /// use bitnet_kernels::{Kernels, PartsMut};
+    /// let k = Kernels::new(2);
+    /// let (mut rows, mut scratch) = (vec![0u32; 10], vec![0u32; 2 * 4]);
+    /// k.for_each_part_mut(
+    ///     [PartsMut::even(&mut rows, 5), PartsMut::chunks(&mut scratch, 4)],
+    ///     &|i, [mut rows, mut scratch]| {
+    ///         scratch.fill(i as u32);
+    ///         let first = rows.start();
+    ///         for (j, r) in rows.iter_mut().enumerate() {
+    ///             *r = (first + j) as u32 + scratch[0];
+    ///         }
+    ///     },
+    /// );
+    /// assert_eq!(rows, [0, 1, 2, 3, 4, 6, 7, 8, 9, 10]);
+    /// ```
+    ///
+    /// # Panics
+    /// If a [`PartsMut::at`] buffer has more parts than there are threads, or `f` panics.
+    pub fn for_each_part_mut<T: Send, const K: usize>(
+        &self,
+        bufs: [PartsMut<'_, T>; K],
+        f: &(dyn Fn(usize, [Part<'_, T>; K]) + Sync),
+    ) {
+        let threads = self.pool.threads();
+        for b in &bufs {
+            b.check(threads);
+        }
+        let bufs = &bufs;
+        self.pool.run(&|i| {
+            // SAFETY: the pool runs the job once per index `i` (inline, one after another,
+            // when nested), so part `i` of each buffer is made once and lives only during
+            // this call.
+            let parts: [Part<'_, T>; K] =
+                std::array::from_fn(|k| unsafe { bufs[k].part(i, threads) });
+            f(i, parts);
+        });
     }
 
     /// Quantises `n` activation rows: `x: [n][cols]` f32 -> `q: [n][cols]` i8 and
@@ -154,24 +256,22 @@ impl Kernels {
     /// If `n == 0` with non-empty `x`, `x.len() % n != 0`, `q.len() != x.len()` or
     /// `scales.len() != n`.
     pub fn quantize_rows(&self, x: &[f32], n: usize, q: &mut [i8], scales: &mut [f32]) {
-        assert_eq!(q.len(), x.len(), "quantize_rows: q and x lengths differ");
-        assert_eq!(scales.len(), n, "quantize_rows: scales.len() != n");
+        const OP: &str = "quantize_rows";
+        checked(check_len(OP, "q", "x.len()", x.len(), q.len()));
+        checked(check_len(OP, "scales", "n", n, scales.len()));
         if n == 0 {
-            assert!(x.is_empty(), "quantize_rows: n == 0 with non-empty x");
+            checked(check_len(OP, "x", "0 when n == 0", 0, x.len()));
             return;
         }
-        assert_eq!(
-            x.len() % n,
-            0,
-            "quantize_rows: x.len() is not a multiple of n"
+        assert!(
+            x.len().is_multiple_of(n),
+            "shape mismatch in {OP}: x holds {} values, not a multiple of n = {n}",
+            x.len()
         );
-        self.count(Op::Quantize);
-        let cols = x.len() / n;
+        self.count(Counter::Quantize);
         // Quantisation is O(n * cols), negligible next to the matmul: run it inline.
-        for (t, s) in scales.iter_mut().enumerate() {
-            let span = t * cols..(t + 1) * cols;
-            *s = self.ops.quantize_row(&x[span.clone()], &mut q[span]);
-        }
+        let ran = self.backend.quantize_rows(x, x.len() / n, q, scales);
+        self.witness(OpKind::Quantize, ran);
     }
 
     /// Ternary matmul on quantised activations:
@@ -180,7 +280,7 @@ impl Kernels {
     /// `scales: [n]`, `y: [n][w.rows()]`. `n == 1` counts as GEMV, `n > 1` as GEMM.
     ///
     /// # Panics
-    /// On wrong slice lengths, or weights packed for a layout these ops do not stream.
+    /// On wrong slice lengths, or weights packed in a layout this backend does not stream.
     pub fn ternary_matmul(
         &self,
         w: &PackedTernary,
@@ -189,28 +289,53 @@ impl Kernels {
         n: usize,
         y: &mut [f32],
     ) {
-        let mut out = OutRows::new(y, n, w.rows());
-        crate::op::check_ternary(w, q, scales.len(), &out);
-        self.count(if n == 1 { Op::Gemv } else { Op::Gemm });
-        let ops = self.ops;
-        self.split_rows(&mut out, w.rows() * w.cols() * n.max(1), &|part| {
-            ops.ternary_rows(w, q, scales, part)
-        });
+        let m = checked(TernaryMatmul::new(w, q, scales, n));
+        let mut out = self.output("ternary_matmul", w, n, y);
+        self.count(Counter::matmul(OpKind::Ternary, n));
+        let b = self.backend;
+        self.split_rows(
+            OpKind::Ternary,
+            &mut out,
+            w.rows() * w.cols() * n.max(1),
+            &|part| b.ternary_rows(&m, part),
+        );
     }
 
     /// Ternary matmul without activation quantisation (cross-checking):
     /// `y[t][r] = (sum_c values[r][c] * x[t][c]) * w.scale()` in f32.
     ///
     /// # Panics
-    /// On wrong slice lengths.
+    /// On wrong slice lengths, or weights packed in a layout this backend does not stream.
     pub fn ternary_matmul_f32(&self, w: &PackedTernary, x: &[f32], n: usize, y: &mut [f32]) {
-        let mut out = OutRows::new(y, n, w.rows());
-        crate::op::check_ternary(w, x, n, &out);
-        self.count(Op::TernaryF32);
-        let ops = self.ops;
-        self.split_rows(&mut out, w.rows() * w.cols() * n.max(1), &|part| {
-            ops.ternary_f32_rows(w, x, part)
-        });
+        let m = checked(TernaryF32Matmul::new(w, x, n));
+        let mut out = self.output("ternary_matmul_f32", w, n, y);
+        self.count(Counter::TernaryF32);
+        let b = self.backend;
+        self.split_rows(
+            OpKind::TernaryF32,
+            &mut out,
+            w.rows() * w.cols() * n.max(1),
+            &|part| b.ternary_f32_rows(&m, part),
+        );
+    }
+
+    /// The output view of a ternary matmul, after checking `y` and the weights' layout.
+    fn output<'y>(
+        &self,
+        op: &'static str,
+        w: &PackedTernary,
+        n: usize,
+        y: &'y mut [f32],
+    ) -> OutRows<'y> {
+        assert_eq!(
+            w.layout(),
+            self.backend.layout(),
+            "{op}: weights packed in layout {}, but backend {} streams {}",
+            w.layout(),
+            self.backend.id(),
+            self.backend.layout()
+        );
+        dense_output(op, w.rows(), n, y)
     }
 
     /// Dense f16 head: `w: [rows][cols]` f16 row-major, `y[t][r] = sum_c f32(w[r][c]) * x[t][c]`
@@ -227,12 +352,12 @@ impl Kernels {
         n: usize,
         y: &mut [f32],
     ) {
-        let mut out = OutRows::new(y, n, rows);
-        crate::op::check_dense(w, cols, x, &out);
-        self.count(if n == 1 { Op::F16Gemv } else { Op::F16Gemm });
-        let ops = self.ops;
-        self.split_rows(&mut out, rows * cols * n.max(1), &|part| {
-            ops.f16_rows(w, cols, x, part)
+        let m = checked(DenseMatmul::new(w, rows, cols, x, n));
+        let mut out = dense_output("f16_matmul", rows, n, y);
+        self.count(Counter::matmul(OpKind::F16, n));
+        let b = self.backend;
+        self.split_rows(OpKind::F16, &mut out, rows * cols * n.max(1), &|part| {
+            b.f16_rows(&m, part)
         });
     }
 
@@ -249,12 +374,12 @@ impl Kernels {
         n: usize,
         y: &mut [f32],
     ) {
-        let mut out = OutRows::new(y, n, rows);
-        crate::op::check_dense(w, cols, x, &out);
-        self.count(if n == 1 { Op::F32Gemv } else { Op::F32Gemm });
-        let ops = self.ops;
-        self.split_rows(&mut out, rows * cols * n.max(1), &|part| {
-            ops.f32_rows(w, cols, x, part)
+        let m = checked(DenseMatmul::new(w, rows, cols, x, n));
+        let mut out = dense_output("f32_matmul", rows, n, y);
+        self.count(Counter::matmul(OpKind::F32, n));
+        let b = self.backend;
+        self.split_rows(OpKind::F32, &mut out, rows * cols * n.max(1), &|part| {
+            b.f32_rows(&m, part)
         });
     }
 
@@ -272,25 +397,47 @@ impl Kernels {
         act: &mut Q8Activations,
         y: &mut [f32],
     ) {
-        let mut out = OutRows::new(y, n, w.rows());
+        let mut out = dense_output("q8_matmul", w.rows(), n, y);
         act.quantize(x, n);
-        crate::q8::check_q8(w, act, &out);
-        self.count(if n == 1 { Op::Q8Gemv } else { Op::Q8Gemm });
-        let ops = self.ops;
         let act: &Q8Activations = act;
-        self.split_rows(&mut out, w.rows() * w.cols() * n.max(1), &|part| {
-            ops.q8_rows(w, act, part)
-        });
+        let m = checked(Q8Matmul::new(w, act));
+        self.count(Counter::matmul(OpKind::Q8_0, n));
+        let b = self.backend;
+        self.split_rows(
+            OpKind::Q8_0,
+            &mut out,
+            w.rows() * w.cols() * n.max(1),
+            &|part| b.q8_rows(&m, part),
+        );
     }
 
     /// Kernel ids actually dispatched, with call counts, e.g.
-    /// `[("i2s/avx2:gemv", 123), ("f16/avx2:gemv", 16)]` (zero counts omitted).
+    /// `[("i2s/avx2:gemv", 123), ("f16/avx2:gemv", 16)]` (zero counts omitted). Each name is
+    /// `<kernel id>:<quantize|gemv|gemm|f32>`, the kernel id being that of the code that ran
+    /// ([`Backend::kernel_id`]): a backend without its own version of an op names the
+    /// fallback, e.g. `i2s/scalar:f32` on AVX2.
     pub fn dispatch_counts(&self) -> Vec<(String, u64)> {
-        OPS.iter()
-            .filter_map(|&op| {
-                let c = self.counts[op as usize].load(Ordering::Relaxed);
-                (c > 0).then(|| (op.name(self.ops), c))
+        COUNTERS
+            .iter()
+            .filter_map(|&c| {
+                let n = self.counts[c as usize].load(Ordering::Relaxed);
+                let id = self.backend.kernel_id(c.op());
+                (n > 0).then(|| (format!("{id}:{}", c.suffix()), n))
             })
             .collect()
     }
+}
+
+/// The output view `y: [n][rows]` of `op`, after checking `y`'s length.
+fn dense_output<'y>(op: &'static str, rows: usize, n: usize, y: &'y mut [f32]) -> OutRows<'y> {
+    let expected = checked(crate::error::product(
+        op,
+        "output",
+        "n * rows",
+        n,
+        rows,
+        y.len(),
+    ));
+    checked(check_len(op, "output", "n * rows", expected, y.len()));
+    OutRows::new(y, n, rows)
 }

@@ -16,6 +16,7 @@
 //! handed to a thread. For `cols % 128 == 0` a row is byte-identical to the I2_S bytes.
 
 use crate::TernaryWeights;
+use std::fmt;
 use std::marker::PhantomData;
 use std::ops::Range;
 use std::ptr::NonNull;
@@ -24,18 +25,44 @@ use std::ptr::NonNull;
 pub const BLOCK: usize = 128;
 /// Bytes per packed block.
 pub const BLOCK_BYTES: usize = 32;
-/// Id of the one packed layout all current kernels stream.
-pub const LAYOUT_I2S128: &str = "i2s128";
+/// A packed weight layout some backend streams.
+///
+/// An enum rather than an id string: a backend `match`es the layout of the weights it is
+/// handed, so adding a layout is a compile error in every backend until it either streams
+/// the new layout or refuses it, instead of a run-time string comparison each of them must
+/// remember. [`crate::Kernels`] checks once per call that the weights are in the layout its
+/// backend declares ([`crate::TernaryMatmulOps::layout`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PackedLayout {
+    /// 2-bit codes in 128-column blocks with the I2_S interleave, each row padded on its own
+    /// (see the module doc).
+    I2s128,
+}
+
+impl PackedLayout {
+    /// The layout's id, e.g. `"i2s128"` (reported in receipts).
+    pub fn id(self) -> &'static str {
+        match self {
+            PackedLayout::I2s128 => "i2s128",
+        }
+    }
+}
+
+impl fmt::Display for PackedLayout {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.id())
+    }
+}
 
 /// Ternary weights repacked once at load time into the layout the kernels stream (see the
-/// module doc). Opaque: build it with [`crate::Kernels::pack`] or [`crate::TernaryOps::pack`].
+/// module doc). Opaque: build it with [`crate::Kernels::pack`] or [`PackedTernary::pack`].
 #[derive(Clone, PartialEq)]
 pub struct PackedTernary {
     rows: usize,
     cols: usize,
     row_bytes: usize,
     scale: f32,
-    layout: &'static str,
+    layout: PackedLayout,
     data: Vec<u8>,
 }
 
@@ -52,6 +79,16 @@ impl std::fmt::Debug for PackedTernary {
 }
 
 impl PackedTernary {
+    /// Packs `w` into `layout`.
+    ///
+    /// # Panics
+    /// As [`PackedTernary::pack_i2s128`].
+    pub fn pack(w: &TernaryWeights, layout: PackedLayout) -> Self {
+        match layout {
+            PackedLayout::I2s128 => Self::pack_i2s128(w),
+        }
+    }
+
     /// Packs `w` into layout `i2s128`.
     ///
     /// # Panics
@@ -92,14 +129,14 @@ impl PackedTernary {
             cols: w.cols,
             row_bytes,
             scale: w.scale,
-            layout: LAYOUT_I2S128,
+            layout: PackedLayout::I2s128,
             data,
         }
     }
 
     /// Takes bytes that are already in layout `i2s128` with no padding (`cols % 128 == 0`):
-    /// the code bytes of an I2_S tensor are exactly that (see
-    /// [`crate::formats::i2s_to_packed`], which validates them first).
+    /// the code bytes of a validated I2_S tensor are exactly that (see
+    /// [`crate::formats::i2s_to_packed`]).
     pub(crate) fn from_unpadded_i2s128(
         data: Vec<u8>,
         rows: usize,
@@ -112,7 +149,7 @@ impl PackedTernary {
             cols,
             row_bytes: cols / BLOCK * BLOCK_BYTES,
             scale,
-            layout: LAYOUT_I2S128,
+            layout: PackedLayout::I2s128,
             data,
         }
     }
@@ -136,9 +173,13 @@ impl PackedTernary {
     pub fn scale(&self) -> f32 {
         self.scale
     }
-    /// Id of the packed layout (part of the kernel ids reported in receipts).
-    pub fn layout_id(&self) -> &'static str {
+    /// The packed layout.
+    pub fn layout(&self) -> PackedLayout {
         self.layout
+    }
+    /// Id of the packed layout (reported in receipts).
+    pub fn layout_id(&self) -> &'static str {
+        self.layout.id()
     }
     /// Bytes of packed weights: what one GEMV streams from memory.
     pub fn size_bytes(&self) -> usize {

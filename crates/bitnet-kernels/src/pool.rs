@@ -12,7 +12,17 @@
 //! Both sides therefore spin briefly on atomics first (workers on the epoch, the caller on
 //! the pending count) and only then sleep on a condvar; notifications are only sent when
 //! somebody sleeps. `Mutex`/`Condvar` are futex based on Linux: no allocation.
+//!
+//! # Re-entrancy
+//! A job that calls [`Pool::run`] on its own pool (a kernel called from inside
+//! `run_parallel`, say) cannot wait for the pool: every worker is busy with the outer job,
+//! and the outer caller holds the lock that serialises callers. Such a nested call runs its
+//! parts inline instead, one after another on the calling thread (each index once, so the
+//! result is the same). A thread-local records which pool's job a thread is running. Calls
+//! that cycle through two pools (a job of A runs B, whose job runs A) are not detected and
+//! must be avoided.
 
+use std::cell::Cell;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -47,6 +57,11 @@ struct Shared {
     epoch: AtomicU64,
     /// Workers that have not finished the current job.
     pending: AtomicUsize,
+}
+
+thread_local! {
+    /// The pool (address of its `Shared`) whose job this thread is running, 0 if none.
+    static RUNNING: Cell<usize> = const { Cell::new(0) };
 }
 
 fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
@@ -101,15 +116,23 @@ impl Pool {
     }
 
     /// Runs `job(i)` for every `i in 0..threads` concurrently (`job(0)` on the caller) and
-    /// returns when all are done. A panic in any part is re-raised here.
+    /// returns when all are done. A panic in any part is re-raised here. Called from inside
+    /// one of this pool's jobs, it runs the parts inline (see the module doc).
     pub(crate) fn run(&self, job: &(dyn Fn(usize) + Sync + '_)) {
         if self.threads == 1 {
             job(0);
             return;
         }
+        let me = Arc::as_ptr(&self.shared) as usize;
+        if RUNNING.with(Cell::get) == me {
+            for i in 0..self.threads {
+                job(i);
+            }
+            return;
+        }
         let _serial = self.caller.lock().unwrap_or_else(|e| e.into_inner());
         let sh = &*self.shared;
-        // SAFETY (lifetime erasure): we wait below until `pending == 0`, i.e. until no
+        // SAFETY: lifetime erasure; we wait below until `pending == 0`, i.e. until no
         // worker uses the pointer any more, before returning (also when `job(0)` panics).
         let ptr: *const Job =
             unsafe { std::mem::transmute::<&(dyn Fn(usize) + Sync + '_), &'static Job>(job) };
@@ -123,7 +146,9 @@ impl Pool {
                 sh.start.notify_all();
             }
         }
+        let outer = RUNNING.with(|r| r.replace(me));
         let mine = catch_unwind(AssertUnwindSafe(|| job(0)));
+        RUNNING.with(|r| r.set(outer));
         let mut spins = 0;
         while sh.pending.load(Ordering::Acquire) > 0 && spins < SPIN {
             std::hint::spin_loop();
@@ -146,6 +171,8 @@ impl Pool {
 }
 
 fn worker(shared: &Shared, index: usize) {
+    // A worker only ever runs this pool's jobs.
+    RUNNING.with(|r| r.set(shared as *const Shared as usize));
     let mut seen = 0u64;
     loop {
         // Spin a little: the next call usually follows within microseconds.
@@ -253,5 +280,34 @@ mod tests {
             n.fetch_add(1, Ordering::Relaxed);
         });
         assert_eq!(n.load(Ordering::Relaxed), 2);
+    }
+
+    #[test]
+    fn nested_run_on_the_same_pool_runs_inline() {
+        // Each outer part runs the whole inner job: from the caller (part 0) and from a
+        // worker (part 1). Waiting on the pool there would deadlock, so the test runs on a
+        // thread of its own and fails after a timeout instead of hanging.
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let pool = Pool::new(2);
+            let hits: Vec<AtomicU32> = (0..4).map(|_| AtomicU32::new(0)).collect();
+            pool.run(&|i| {
+                pool.run(&|j| {
+                    hits[i * 2 + j].fetch_add(1, Ordering::Relaxed);
+                })
+            });
+            // The pool is still usable normally afterwards.
+            let n = AtomicU32::new(0);
+            pool.run(&|_| {
+                n.fetch_add(1, Ordering::Relaxed);
+            });
+            let hits: Vec<u32> = hits.iter().map(|h| h.load(Ordering::Relaxed)).collect();
+            tx.send((hits, n.load(Ordering::Relaxed))).unwrap();
+        });
+        let (hits, n) = rx
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .expect("a nested Pool::run deadlocked");
+        assert_eq!(hits, [1, 1, 1, 1]);
+        assert_eq!(n, 2);
     }
 }

@@ -18,6 +18,7 @@
 
 use crate::FormatError;
 use half::f16;
+use rayon::prelude::*;
 
 /// Values per Q8_0 block.
 pub const Q8_BLOCK: usize = 32;
@@ -72,21 +73,35 @@ impl Q8Matrix {
         let nb = cols / Q8_BLOCK;
         let mut qs = vec![0i8; len];
         let mut d = vec![f16::ZERO; rows * nb];
-        let threads = threads.clamp(1, rows.max(1));
-        let per = rows.div_ceil(threads).max(1);
-        std::thread::scope(|s| {
-            let chunks = qs.chunks_mut(per * cols).zip(d.chunks_mut(per * nb));
-            for (c, (qc, dc)) in chunks.enumerate() {
-                let fill_row = &fill_row;
-                s.spawn(move || {
-                    let mut buf = vec![0.0f32; cols];
-                    for (i, (qr, dr)) in qc.chunks_mut(cols).zip(dc.chunks_mut(nb)).enumerate() {
-                        fill_row(c * per + i, &mut buf);
-                        quantize_row(&buf, qr, dr);
-                    }
-                });
+        // Load-time work: rows are quantised in parallel on a rayon pool of `threads` (not the
+        // kernels' decode pool, which stays free of load work); each task reuses one row
+        // buffer. The result does not depend on the thread count.
+        let rows_of = || {
+            qs.par_chunks_mut(cols)
+                .zip(d.par_chunks_mut(nb))
+                .enumerate()
+                .for_each_init(
+                    || vec![0.0f32; cols],
+                    |buf, (r, (qr, dr))| {
+                        fill_row(r, buf);
+                        quantize_row(buf, qr, dr);
+                    },
+                )
+        };
+        match rayon::ThreadPoolBuilder::new()
+            .num_threads(threads.clamp(1, rows.max(1)))
+            .build()
+        {
+            Ok(pool) => pool.install(rows_of),
+            // No threads to be had: the same work on the caller's thread.
+            Err(_) => {
+                let mut buf = vec![0.0f32; cols];
+                for (r, (qr, dr)) in qs.chunks_mut(cols).zip(d.chunks_mut(nb)).enumerate() {
+                    fill_row(r, &mut buf);
+                    quantize_row(&buf, qr, dr);
+                }
             }
-        });
+        }
         Ok(Self { rows, cols, qs, d })
     }
 
@@ -238,45 +253,5 @@ impl Q8Activations {
     /// Block scales of the rows held, `[n][cols / 32]`.
     pub fn scales(&self) -> &[f32] {
         &self.d[..self.n * self.cols / Q8_BLOCK]
-    }
-}
-
-/// Checks a Q8 matmul's operands against each other and the output view.
-pub(crate) fn check_q8(w: &Q8Matrix, x: &Q8Activations, out: &crate::OutRows<'_>) {
-    assert_eq!(
-        out.stride(),
-        w.rows(),
-        "output rows ({}) != weight rows ({})",
-        out.stride(),
-        w.rows()
-    );
-    assert_eq!(x.cols(), w.cols(), "activation columns != weight columns");
-    assert_eq!(x.n(), out.n(), "activation rows != output tokens");
-}
-
-/// The scalar reference: per block an exact i32 dot, then `sum += isum * (dw * dx)`.
-pub(crate) fn scalar_q8_rows(w: &Q8Matrix, x: &Q8Activations, out: &mut crate::OutRows<'_>) {
-    check_q8(w, x, out);
-    let (cols, nb) = (w.cols(), w.blocks_per_row());
-    let rows = out.rows();
-    for t in 0..out.n() {
-        let xq = &x.quants()[t * cols..(t + 1) * cols];
-        let xd = &x.scales()[t * nb..(t + 1) * nb];
-        let y = out.token(t);
-        for (yr, r) in y.iter_mut().zip(rows.clone()) {
-            let wq = &w.quants()[r * cols..(r + 1) * cols];
-            let wd = &w.scales()[r * nb..(r + 1) * nb];
-            let mut sum = 0.0f32;
-            for b in 0..nb {
-                let span = b * Q8_BLOCK..(b + 1) * Q8_BLOCK;
-                let isum: i32 = wq[span.clone()]
-                    .iter()
-                    .zip(&xq[span])
-                    .map(|(&a, &b)| i32::from(a) * i32::from(b))
-                    .sum();
-                sum += isum as f32 * (wd[b].to_f32() * xd[b]);
-            }
-            *yr = sum;
-        }
     }
 }

@@ -10,7 +10,8 @@
 //! tails live on the stack.
 
 use crate::act_quant::finish;
-use crate::packed::{BLOCK, OutRows, PackedTernary};
+use crate::ops::TernaryMatmul;
+use crate::packed::{BLOCK, OutRows};
 
 /// Rows per cache block in GEMM.
 const ROW_BLOCK: usize = 16;
@@ -41,24 +42,24 @@ pub(crate) trait TileDot {
     ) -> [i32; NT];
 }
 
-/// The whole ternary op for the rows of `out` (lengths checked by the caller).
+/// The whole ternary op for the rows of `out`, for tokens `0..m.n()`.
+///
+/// Memory safety rests on `m`'s checked shapes (`q: [n][cols]`, `scales: [n]`) and the
+/// packed rows' length (`ceil(cols / 128)` blocks, an invariant of `PackedTernary`);
+/// `out` is written through its checked accessors.
 ///
 /// # Safety
 /// Needs the CPU features `D` needs; must be inlined into a function enabling them.
-/// Slice lengths must have been checked (`check_ternary`).
 #[inline(always)]
-pub(crate) unsafe fn ternary_rows<D: TileDot>(
-    w: &PackedTernary,
-    q: &[i8],
-    scales: &[f32],
-    out: &mut OutRows<'_>,
-) {
+pub(crate) unsafe fn ternary_rows<D: TileDot>(m: &TernaryMatmul<'_>, out: &mut OutRows<'_>) {
+    debug_assert!(m.fits(out), "output view does not fit the operands");
+    let (w, q, scales) = (m.w(), m.q(), m.scales());
     let cols = w.cols();
     let full = cols / BLOCK;
     let tail_len = cols % BLOCK;
     let has_tail = tail_len != 0;
     let rows = out.rows();
-    let n = out.n();
+    let n = m.n();
     let w_scale = w.scale();
     let mut sums = [0i32; TOKEN_CHUNK];
     let mut tails = [[0i8; BLOCK]; TOKEN_CHUNK];
@@ -87,8 +88,9 @@ pub(crate) unsafe fn ternary_rows<D: TileDot>(
                             std::array::from_fn(|k| q[(t + k) * cols..].as_ptr());
                         let tp: [*const i8; $nt] = std::array::from_fn(|k| tails[i + k].as_ptr());
                         for r in r0..r1 {
-                            // SAFETY: the row has `full (+1 if tail)` blocks; every q row has
-                            // `full * 128` columns before the tail; tails are 128 bytes.
+                            // SAFETY: the row has `full (+1 if tail)` blocks; `t + k < n` and
+                            // `q: [n][cols]` (checked by `TernaryMatmul::new`), so every q row
+                            // has `full * 128` columns before the tail; tails are 128 bytes.
                             let acc = unsafe {
                                 D::dot::<$nt>(w.row(r).as_ptr(), full, &qp, &tp, has_tail)
                             };

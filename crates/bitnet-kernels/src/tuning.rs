@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Kernels, PackedTernary, TernaryOps, TernaryWeights};
+use crate::{Backend, Kernels, PackedTernary, TernaryWeights};
 
 /// One configuration's measurement.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -229,12 +229,12 @@ fn time(mut f: impl FnMut()) -> Duration {
 }
 
 fn measure(
-    ops: &'static dyn TernaryOps,
+    ops: &'static dyn Backend,
     threads: usize,
     packed: &[PackedTernary],
     batch: usize,
 ) -> Candidate {
-    let kernels = Kernels::with_ops(ops, threads);
+    let kernels = Kernels::with_backend(ops, threads);
     let widest_in = packed.iter().map(PackedTernary::cols).max().unwrap_or(1);
     let widest_out = packed.iter().map(PackedTernary::rows).max().unwrap_or(1);
     let q: Vec<i8> = (0..batch * widest_in).map(|i| (i % 255) as i8).collect();
@@ -275,7 +275,10 @@ pub fn measure_all(spec: &TuneSpec<'_>) -> Result<TuneResult, TuneError> {
         .collect();
     let mut candidates = Vec::new();
     for ops in crate::available() {
-        let packed: Vec<PackedTernary> = weights.iter().map(|w| ops.pack(w)).collect();
+        let packed: Vec<PackedTernary> = weights
+            .iter()
+            .map(|w| PackedTernary::pack(w, ops.layout()))
+            .collect();
         for &t in &thread_candidates(spec.threads_limit()) {
             candidates.push(measure(ops, t, &packed, batch));
         }

@@ -188,7 +188,7 @@ fn i2s_fixture_matches_hf_packed_checkpoint() {
 
         // Packing for the kernels keeps the values.
         for ops in available() {
-            let p = Kernels::with_ops(ops, 1).pack(&w);
+            let p = Kernels::with_backend(ops, 1).pack(&w);
             assert_eq!(
                 p.unpack(),
                 TernaryWeights {

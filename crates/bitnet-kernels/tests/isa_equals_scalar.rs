@@ -8,7 +8,7 @@
 mod common;
 
 use bitnet_kernels::{
-    Kernels, TernaryOps, TernaryWeights, available, by_id, quantize_row_reference,
+    Backend, Kernels, OpKind, TernaryWeights, available, by_id, quantize_row_reference,
 };
 use common::Rng;
 use half::f16;
@@ -25,7 +25,7 @@ fn weights(rng: &mut Rng, rows: usize, cols: usize) -> TernaryWeights {
     }
 }
 
-fn ops_name(ops: &dyn TernaryOps) -> &'static str {
+fn ops_name(ops: &dyn Backend) -> &'static str {
     ops.id()
 }
 
@@ -83,8 +83,9 @@ fn check_quantize(x: &[f32]) {
     let s_ref = quantize_row_reference(x, &mut q_ref);
     for ops in available() {
         let mut q = vec![0i8; x.len()];
-        let s = ops.quantize_row(x, &mut q);
-        assert_eq!(s.to_bits(), s_ref.to_bits(), "{}: scale", ops.id());
+        let mut s = [0f32];
+        ops.quantize_rows(x, x.len(), &mut q, &mut s);
+        assert_eq!(s[0].to_bits(), s_ref.to_bits(), "{}: scale", ops.id());
         assert_eq!(q, q_ref, "{}: codes", ops.id());
     }
 }
@@ -123,7 +124,7 @@ fn run_ternary(rows: usize, cols: usize, n: usize, seed: u64) {
     let q: Vec<i8> = (0..n * cols).map(|_| rng.next() as i8).collect();
     let scales: Vec<f32> = (0..n).map(|_| 1.0 + rng.f32().abs() * 100.0).collect();
 
-    let scalar = Kernels::with_ops(by_id("i2s/scalar").unwrap(), 1);
+    let scalar = Kernels::with_backend(by_id("i2s/scalar").unwrap(), 1);
     let pw = scalar.pack(&w);
     let mut y_ref = vec![0f32; n * rows];
     scalar.ternary_matmul(&pw, &q, &scales, n, &mut y_ref);
@@ -138,7 +139,7 @@ fn run_ternary(rows: usize, cols: usize, n: usize, seed: u64) {
     }
     for ops in available() {
         for threads in [1, 2] {
-            let k = Kernels::with_ops(ops, threads);
+            let k = Kernels::with_backend(ops, threads);
             let p = k.pack(&w);
             let mut y = vec![f32::NAN; n * rows];
             k.ternary_matmul(&p, &q, &scales, n, &mut y);
@@ -162,7 +163,7 @@ fn run_quantize_and_float(rows: usize, cols: usize, n: usize, seed: u64) {
     let wf16: Vec<f16> = (0..rows * cols).map(|_| f16::from_f32(rng.f32())).collect();
     let wf32: Vec<f32> = wf16.iter().map(|v| v.to_f32()).collect();
     for ops in available() {
-        let k = Kernels::with_ops(ops, 2);
+        let k = Kernels::with_backend(ops, 2);
         // Quantisation: identical to the reference, row by row.
         let mut q = vec![0i8; n * cols];
         let mut s = vec![0f32; n];
@@ -276,7 +277,7 @@ fn dispatch_counts_are_recorded() {
     k.ternary_matmul(&p, &q[..8], &s[..1], 1, &mut y[..4]);
     k.ternary_matmul(&p, &q, &s, 2, &mut y);
     assert_eq!(y, vec![8.0; 8]);
-    let id = k.ops().id();
+    let id = k.backend().kernel_id(OpKind::Ternary);
     assert_eq!(
         k.dispatch_counts(),
         vec![(format!("{id}:gemv"), 2), (format!("{id}:gemm"), 1)]

@@ -1,35 +1,10 @@
 //! Proves the steady-state hot path does not touch the heap: a counting global allocator
 //! (only in this test binary) sees zero allocations across repeated GEMV, GEMM,
-//! quantisation and dense-head calls, with 1 and 2 threads.
+//! quantisation, dense-head and parallel-parts calls, with 1 and 2 threads.
 
-use bitnet_kernels::{Kernels, Q8Activations, Q8Matrix, TernaryWeights, available};
+use bitnet_kernels::{Kernels, PartsMut, Q8Activations, Q8Matrix, TernaryWeights, available};
+use bitnet_test_support::alloc::{Counting, fewest_allocations};
 use half::f16;
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-
-struct Counting;
-
-static COUNTING: AtomicBool = AtomicBool::new(false);
-static ALLOCS: AtomicU64 = AtomicU64::new(0);
-
-// SAFETY: forwards to `System`, only counting.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if COUNTING.load(Ordering::Relaxed) {
-            ALLOCS.fetch_add(1, Ordering::Relaxed);
-        }
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if COUNTING.load(Ordering::Relaxed) {
-            ALLOCS.fetch_add(1, Ordering::Relaxed);
-        }
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
 
 #[global_allocator]
 static GLOBAL: Counting = Counting;
@@ -62,11 +37,13 @@ fn hot_path_allocates_nothing_after_warm_up() {
     let mut act = Q8Activations::new(n, q8_cols);
     for ops in available() {
         for threads in [1, 2] {
-            let k = Kernels::with_ops(ops, threads);
+            let k = Kernels::with_backend(ops, threads);
             let p = k.pack(&w);
             let mut q = vec![0i8; n * cols];
             let mut s = vec![0f32; n];
             let mut y = vec![0f32; n * rows];
+            let mut scratch = vec![0f32; 2 * cols];
+            let bounds = [0, 1, n];
             let mut run = |k: &Kernels| {
                 k.quantize_rows(&x[..cols], 1, &mut q[..cols], &mut s[..1]);
                 k.ternary_matmul(&p, &q[..cols], &s[..1], 1, &mut y[..rows]);
@@ -76,15 +53,24 @@ fn hot_path_allocates_nothing_after_warm_up() {
                 k.f16_matmul(&head, rows, cols, &x[..cols], 1, &mut y[..rows]);
                 k.q8_matmul(&q8, &x[..q8_cols], 1, &mut act, &mut y[..rows]);
                 k.q8_matmul(&q8, &x[..n * q8_cols], n, &mut act, &mut y);
+                let (y, s) = (&mut y[..n * rows], &mut scratch[..threads * cols]);
+                k.for_each_part_mut(
+                    [
+                        PartsMut::at(y, &bounds[..=threads]),
+                        PartsMut::chunks(s, cols),
+                    ],
+                    &|_, [mut y, mut s]| {
+                        s[0] = 1.0;
+                        y.fill(s[0]);
+                    },
+                );
             };
             run(&k); // warm-up (thread start-up, lazy statics)
-            ALLOCS.store(0, Ordering::SeqCst);
-            COUNTING.store(true, Ordering::SeqCst);
-            for _ in 0..20 {
-                run(&k);
-            }
-            COUNTING.store(false, Ordering::SeqCst);
-            let allocs = ALLOCS.load(Ordering::SeqCst);
+            let allocs = fewest_allocations(3, || {
+                for _ in 0..20 {
+                    run(&k);
+                }
+            });
             assert_eq!(
                 allocs,
                 0,

@@ -155,7 +155,7 @@ impl KernelInfo {
     pub fn of(model: &Model, dispatched: &[(String, u64)]) -> Self {
         let k = model.kernels();
         Self {
-            id: k.ops().id().to_string(),
+            id: k.backend().id().to_string(),
             threads: k.threads(),
             dispatched: dispatched
                 .iter()

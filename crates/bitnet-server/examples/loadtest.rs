@@ -12,6 +12,12 @@
 //! cargo run --release -p bitnet-server --example loadtest -- throughput \
 //!     --server target/release/bitnet-server --concurrency 1,4,16 --seconds 30 --max-tokens 32 \
 //!     -- --synthetic 2b4t --ctx 256 --max-batch 16
+//!
+//! # sse-gap: the longest pause between SSE chunks of running streams (and the slowest
+//! # /health) while two large prompts arrive, against a quiet baseline.
+//! cargo run --release -p bitnet-server --example loadtest -- sse-gap \
+//!     --server target/release/bitnet-server --prompt-bytes 1000000 \
+//!     -- --model fixtures/tiny-bitnet/i2s/model-i2_s.gguf --max-body-bytes 4000000
 //! ```
 //!
 //! The server is spawned as a child on 127.0.0.1 with `--port 0`; only loopback is used.
@@ -50,6 +56,24 @@ enum Mode {
         /// Distinct requests cycled through.
         #[arg(long, default_value_t = 48)]
         distinct: usize,
+        /// Server arguments.
+        #[arg(last = true)]
+        server_args: Vec<String>,
+    },
+    /// SSE chunk gaps and /health latency while large prompts arrive.
+    SseGap {
+        /// The server binary.
+        #[arg(long, default_value = "target/release/bitnet-server")]
+        server: PathBuf,
+        /// Bytes of each large prompt.
+        #[arg(long, default_value_t = 1_000_000)]
+        prompt_bytes: usize,
+        /// Large prompts sent at once.
+        #[arg(long, default_value_t = 2)]
+        prompts: usize,
+        /// Concurrent streaming clients whose gaps are measured.
+        #[arg(long, default_value_t = 2)]
+        streams: usize,
         /// Server arguments.
         #[arg(last = true)]
         server_args: Vec<String>,
@@ -228,17 +252,20 @@ async fn soak(
     let done = Arc::new(AtomicU64::new(0));
     let tokens = Arc::new(AtomicU64::new(0));
     let errors = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let latencies = Arc::new(std::sync::Mutex::new(Vec::<f64>::new()));
+    let rss_before = srv.rss_kb();
     let start = Instant::now();
     let end = start + Duration::from_secs(seconds);
     let mut handles = Vec::new();
     for client_id in 0..clients {
-        let (requests, reference, done, tokens, errors, base) = (
+        let (requests, reference, done, tokens, errors, base, latencies) = (
             Arc::clone(&requests),
             Arc::clone(&reference),
             Arc::clone(&done),
             Arc::clone(&tokens),
             Arc::clone(&errors),
             base.clone(),
+            Arc::clone(&latencies),
         );
         handles.push(actix_web::rt::spawn(async move {
             let c = client();
@@ -246,7 +273,13 @@ async fn soak(
             while Instant::now() < end {
                 let i = (client_id + k * clients) % requests.len();
                 k += 1;
-                match stream_once(&c, &base, &requests[i]).await {
+                let t = Instant::now();
+                let result = stream_once(&c, &base, &requests[i]).await;
+                latencies
+                    .lock()
+                    .unwrap()
+                    .push(t.elapsed().as_secs_f64() * 1e3);
+                match result {
                     Ok(got) if got == reference[i] => {
                         tokens.fetch_add(got.0.len() as u64, Ordering::Relaxed);
                         done.fetch_add(1, Ordering::Relaxed);
@@ -291,7 +324,20 @@ async fn soak(
         "  tokens/s:           {:.1}",
         tokens.load(Ordering::Relaxed) as f64 / elapsed
     );
-    println!("  RSS (KiB): at 5 s {warm}, at end {last}, max {max}");
+    let mut lat = latencies.lock().unwrap().clone();
+    lat.sort_by(f64::total_cmp);
+    let pct = |p: f64| {
+        lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(0.0)
+    };
+    println!(
+        "  requests:           {} (latency p50 {:.1} ms, p99 {:.1} ms)",
+        lat.len(),
+        pct(0.50),
+        pct(0.99)
+    );
+    println!("  RSS (KiB): before load {rss_before}, at 5 s {warm}, at end {last}, max {max}");
     for line in metrics.lines().filter(|l| {
         l.starts_with("bitnet_decode_batch_size_sum")
             || l.starts_with("bitnet_decode_batch_size_count")
@@ -382,6 +428,117 @@ async fn throughput(
     ok
 }
 
+/// Streams requests back to back for `until`; every gap between chunks (and each time to the
+/// first chunk), in ms.
+async fn stream_gaps(base: String, until: Instant) -> Vec<f64> {
+    let c = client();
+    let mut gaps = Vec::new();
+    let mut k = 0u64;
+    while Instant::now() < until {
+        k += 1;
+        let body = json!({"prompt": "gap", "max_tokens": 200, "seed": k, "stream": true});
+        let t = Instant::now();
+        let Ok(mut resp) = c
+            .post(format!("{base}/v1/completions"))
+            .send_json(&body)
+            .await
+        else {
+            continue;
+        };
+        let mut last = t;
+        while let Some(chunk) = resp.next().await {
+            if chunk.is_err() {
+                break;
+            }
+            let now = Instant::now();
+            gaps.push((now - last).as_secs_f64() * 1e3);
+            last = now;
+        }
+    }
+    gaps
+}
+
+/// Slowest /health answers until `until`, in ms.
+async fn health_times(base: String, until: Instant) -> Vec<f64> {
+    let c = client();
+    let mut out = Vec::new();
+    while Instant::now() < until {
+        let t = Instant::now();
+        let _ = c.get(format!("{base}/health")).send().await;
+        out.push(t.elapsed().as_secs_f64() * 1e3);
+        actix_web::rt::time::sleep(Duration::from_millis(10)).await;
+    }
+    out
+}
+
+async fn sse_gap(
+    server: PathBuf,
+    prompt_bytes: usize,
+    prompts: usize,
+    streams: usize,
+    args: Vec<String>,
+) -> bool {
+    let srv = Server::spawn(&server, &args);
+    let base = srv.base.clone();
+    wait_ready(&base).await;
+    let max = |v: &[f64]| v.iter().copied().fold(0.0, f64::max);
+    let median = |v: &[f64]| {
+        let mut v = v.to_vec();
+        v.sort_by(f64::total_cmp);
+        v.get(v.len() / 2).copied().unwrap_or(0.0)
+    };
+    for phase in ["baseline", "with large prompts"] {
+        let until = Instant::now() + Duration::from_secs(4);
+        let gap_tasks: Vec<_> = (0..streams)
+            .map(|_| actix_web::rt::spawn(stream_gaps(base.clone(), until)))
+            .collect();
+        let health = actix_web::rt::spawn(health_times(base.clone(), until));
+        let mut big = Vec::new();
+        let mut big_ms = Vec::new();
+        if phase != "baseline" {
+            actix_web::rt::time::sleep(Duration::from_millis(500)).await;
+            for i in 0..prompts {
+                let base = base.clone();
+                big.push(actix_web::rt::spawn(async move {
+                    let text =
+                        format!("{i} ") + &"lorem ipsum dolor sit amet ".repeat(prompt_bytes / 27);
+                    let t = Instant::now();
+                    let status = client()
+                        .post(format!("{base}/v1/completions"))
+                        .send_json(&json!({"prompt": text, "max_tokens": 1}))
+                        .await
+                        .map(|r| r.status().as_u16())
+                        .unwrap_or(0);
+                    (status, t.elapsed().as_secs_f64() * 1e3)
+                }));
+            }
+        }
+        let mut gaps = Vec::new();
+        for t in gap_tasks {
+            gaps.extend(t.await.unwrap_or_default());
+        }
+        let health = health.await.unwrap_or_default();
+        for b in big {
+            if let Ok((status, ms)) = b.await {
+                big_ms.push(format!("{status} in {ms:.0} ms"));
+            }
+        }
+        println!(
+            "{phase:>20}: {} chunks, gap median {:.2} ms, max {:.1} ms; /health max {:.1} ms{}",
+            gaps.len(),
+            median(&gaps),
+            max(&gaps),
+            max(&health),
+            if big_ms.is_empty() {
+                String::new()
+            } else {
+                format!("; large prompts answered {}", big_ms.join(", "))
+            }
+        );
+    }
+    srv.stop()
+}
+
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let ok = actix_web::rt::System::new().block_on(async move {
@@ -393,6 +550,13 @@ fn main() -> std::process::ExitCode {
                 distinct,
                 server_args,
             } => soak(server, clients, seconds, distinct, server_args).await,
+            Mode::SseGap {
+                server,
+                prompt_bytes,
+                prompts,
+                streams,
+                server_args,
+            } => sse_gap(server, prompt_bytes, prompts, streams, server_args).await,
             Mode::Throughput {
                 server,
                 concurrency,

@@ -3,7 +3,7 @@
 //!
 //! Parsing is strict where it matters: a body that is not JSON, or a field of the wrong type,
 //! is a 400 naming the field; an unknown field, or a known OpenAI field this server cannot
-//! honour with the value given (`n > 1`, `logprobs`, penalties, tools, ...), is a 422 naming
+//! honour with the value given (`n > 1`, `logprobs`, penalties, tools, ...), is a 400 naming
 //! it, rather than being silently ignored and returning something other than what was asked.
 
 use bitnet_engine::SamplingParams;
@@ -213,8 +213,8 @@ impl Body for ChatRequest {
     ];
 }
 
-/// Parses a JSON body: 400 for malformed JSON, missing/wrong-typed fields; 422 for unknown
-/// fields. The offending field is found by parsing each top-level field on its own.
+/// Parses a JSON body: 400 for malformed JSON, missing/wrong-typed fields and unknown
+/// fields (code `unknown_parameter`). The offending field is found by parsing each top-level field on its own.
 pub fn parse_body<T: Body>(bytes: &[u8]) -> Result<T, ApiError> {
     let value: Value = serde_json::from_slice(bytes).map_err(|e| {
         ApiError::bad_request(format!("the request body is not valid JSON: {e}"), None)
@@ -607,7 +607,14 @@ impl ChatRequest {
         };
         let rendered = template
             .render(&chat, true, &engine.bos_token, &engine.eos_token)
-            .map_err(|e| ApiError::invalid(format!("the chat template failed: {e}"), "messages"))?;
+            .map_err(|e| match e {
+                // The model's template misbehaved (a loop, a runaway output): a server error.
+                bitnet_tokenizer::TokenizerError::ChatTemplateLimit { .. } => {
+                    ApiError::TemplateLimit(e.to_string())
+                }
+                // `raise_exception` and friends: the template refusing these messages.
+                e => ApiError::invalid(format!("the chat template failed: {e}"), "messages"),
+            })?;
         let tok = engine
             .model
             .tokenizer()

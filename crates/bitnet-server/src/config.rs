@@ -32,6 +32,8 @@ pub enum KvTypeArg {
 pub struct Args {
     /// The model: a .gguf file or a Hugging Face checkpoint directory [default: the embedded
     /// bitnet-rust-docs-5m model, a small BitNet b1.58 trained on the Rust documentation].
+    /// The file is read into memory, not mapped: replacing or truncating it while the server
+    /// runs changes nothing (a mapped file would crash with SIGBUS, as llama.cpp's mmap can).
     #[arg(long, value_name = "FILE|DIR")]
     pub model: Option<PathBuf>,
     /// Serve a model with random weights and the shapes of PRESET (2b4t, 3b, 700m, tiny)
@@ -55,7 +57,13 @@ pub struct Args {
     #[arg(long, default_value_t = 8)]
     pub max_batch: usize,
     /// Context length of each KV session, in tokens (default: the model's, at most 2048).
-    #[arg(long)]
+    /// Every session's KV cache is allocated for it up front.
+    #[arg(
+        short = 'c',
+        long = "ctx-size",
+        visible_alias = "ctx",
+        value_name = "N"
+    )]
     pub ctx: Option<usize>,
     /// KV cache element type.
     #[arg(long, value_enum, default_value = "f32")]
@@ -70,9 +78,35 @@ pub struct Args {
     /// Largest request body accepted, in bytes; larger ones are answered 413.
     #[arg(long, default_value_t = 1 << 20)]
     pub max_body_bytes: usize,
-    /// Require `Authorization: Bearer KEY` on /v1 routes.
-    #[arg(long, env = "BITNET_API_KEY", hide_env_values = true)]
-    pub api_key: Option<String>,
+    /// Require `Authorization: Bearer KEY` on /v1 routes. Repeat the flag (or separate keys
+    /// with commas) for several clients: each key gets its own prefix cache and sees only its
+    /// own receipts.
+    #[arg(
+        long,
+        env = "BITNET_API_KEY",
+        hide_env_values = true,
+        value_delimiter = ','
+    )]
+    pub api_key: Vec<String>,
+    /// Let requests reuse prefixes cached for other API keys (single-tenant use: faster, but
+    /// `cached_tokens` and timing then tell one key how much of another key's prompt a guess
+    /// matches).
+    #[arg(long)]
+    pub share_prefix_cache: bool,
+    /// Seconds a client may take to send the request line and headers (408 after).
+    #[arg(long, default_value_t = 5, value_name = "SECS")]
+    pub header_timeout: u64,
+    /// Seconds a client may take to send the whole request body (408 after): a client that
+    /// sends a body slowly cannot hold a connection for ever (a 1 MiB body needs 70 KiB/s).
+    #[arg(long, default_value_t = 15, value_name = "SECS")]
+    pub body_timeout: u64,
+    /// Seconds an idle keep-alive connection stays open (0 turns keep-alive off).
+    #[arg(long, default_value_t = 5, value_name = "SECS")]
+    pub keep_alive: u64,
+    /// Most open connections over all HTTP workers; more wait in the listen backlog. Keeps
+    /// the process well inside its file-descriptor limit.
+    #[arg(long, default_value_t = 512)]
+    pub max_connections: usize,
     /// Log format (logs go to stderr; RUST_LOG filters them).
     #[arg(long, value_enum, default_value = "text")]
     pub log_format: LogFormat,
@@ -128,8 +162,12 @@ pub struct ServerConfig {
     pub max_queue: usize,
     /// Body limit.
     pub max_body_bytes: usize,
-    /// API key, if required.
-    pub api_key: Option<String>,
+    /// API keys; empty when none is required.
+    pub api_keys: Vec<String>,
+    /// Prefix-cache reuse across API keys (`--share-prefix-cache`).
+    pub share_prefix_cache: bool,
+    /// Time allowed for a request body.
+    pub body_timeout: std::time::Duration,
     /// Forced kernel.
     pub kernel: Option<String>,
     /// Output head storage.
@@ -174,7 +212,7 @@ impl ServerConfig {
             return Err(bad("max-batch", "must be at most 256"));
         }
         if args.ctx == Some(0) {
-            return Err(bad("ctx", "must be at least 1"));
+            return Err(bad("ctx-size", "must be at least 1"));
         }
         let pool = args.kv_pool_sessions.unwrap_or(args.max_batch + 4);
         if pool < args.max_batch {
@@ -192,10 +230,23 @@ impl ServerConfig {
         if args.http_workers == 0 {
             return Err(bad("http-workers", "must be at least 1"));
         }
-        if let Some(key) = &args.api_key
-            && key.is_empty()
-        {
+        if args.api_key.iter().any(String::is_empty) {
             return Err(bad("api-key", "must not be empty"));
+        }
+        if args.body_timeout == 0 {
+            return Err(bad("body-timeout", "must be at least 1 second"));
+        }
+        if args.header_timeout == 0 {
+            return Err(bad("header-timeout", "must be at least 1 second"));
+        }
+        if args.max_connections < args.http_workers {
+            return Err(ServerError::InvalidOption {
+                flag: "max-connections",
+                reason: format!(
+                    "{} is less than --http-workers {} (each worker needs one)",
+                    args.max_connections, args.http_workers
+                ),
+            });
         }
         if args.receipts_log.is_some() && !cfg!(feature = "receipts") {
             return Err(ServerError::FeatureMissing {
@@ -234,7 +285,9 @@ impl ServerConfig {
             kv_pool_sessions: pool,
             max_queue: args.max_queue,
             max_body_bytes: args.max_body_bytes,
-            api_key: args.api_key.clone(),
+            api_keys: args.api_key.clone(),
+            share_prefix_cache: args.share_prefix_cache,
+            body_timeout: std::time::Duration::from_secs(args.body_timeout),
             kernel: args.kernel.clone(),
             head_type: args.head_type,
             receipts_log: args.receipts_log.clone(),
@@ -261,7 +314,9 @@ impl ServerConfig {
             kv_pool_sessions: 12,
             max_queue: 64,
             max_body_bytes: 1 << 20,
-            api_key: None,
+            api_keys: Vec::new(),
+            share_prefix_cache: false,
+            body_timeout: std::time::Duration::from_secs(15),
             kernel: None,
             head_type: bitnet_engine::HeadType::Stored,
             receipts_log: None,

@@ -4,6 +4,12 @@
 //! The identity is `bitnet_receipt::ModelIdentity` (the one rule every front end uses) and is
 //! computed here, on the loader thread, because hashing a large model takes seconds; it is
 //! computed only when receipts are on.
+//!
+//! The model is loaded with [`Model::open_in_memory`]: the GGUF file is read, not mapped, and
+//! nothing the server runs on refers to the file after the load, so truncating or overwriting
+//! the served file (`cp new.gguf served.gguf`) cannot crash the server with SIGBUS or change
+//! its weights mid-stream (issue 14). The cost is the model's weights in anonymous memory
+//! rather than shared page cache; llama.cpp maps by default and has the SIGBUS hazard.
 
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -16,7 +22,7 @@ use serde::Serialize;
 use crate::config::ServerConfig;
 use crate::error::ServerError;
 
-/// Default context when `--ctx` is not given: the model's, at most this (a full 4096-position
+/// Default context when `--ctx-size` is not given: the model's, at most this (a full 4096-position
 /// f32 cache of the 2B4T model is 630 MB per session).
 pub const DEFAULT_MAX_CTX: usize = 2048;
 
@@ -95,10 +101,10 @@ impl Engine {
             head_type: cfg.head_type,
         };
         #[cfg_attr(not(feature = "tuning"), allow(unused_mut))]
-        let mut model = Model::open(&cfg.model, &opts)?;
+        let mut model = Model::open_in_memory(&cfg.model, &opts)?;
         #[cfg_attr(not(feature = "tuning"), allow(unused_mut))]
         let mut kernel = KernelChoice {
-            id: model.kernels().ops().id().to_string(),
+            id: model.kernels().backend().id().to_string(),
             threads: model.kernels().threads(),
             tuned: false,
             tuning: None,
@@ -122,10 +128,10 @@ impl Engine {
             if result.kernel != kernel.id || result.threads != kernel.threads {
                 opts.kernel = Some(result.kernel.clone());
                 opts.threads = result.threads;
-                model = Model::open(&cfg.model, &opts)?;
+                model = Model::open_in_memory(&cfg.model, &opts)?;
             }
             kernel = KernelChoice {
-                id: model.kernels().ops().id().to_string(),
+                id: model.kernels().backend().id().to_string(),
                 threads: model.kernels().threads(),
                 tuned: true,
                 tuning: Some(result),

@@ -38,7 +38,10 @@ pub enum ApiError {
         /// The limit.
         limit: usize,
     },
-    /// 422: well-formed but semantically invalid (out-of-range value, prompt too long, ...).
+    /// Well-formed but semantically invalid (out-of-range value, unknown parameter, prompt too
+    /// long, ...). Answered 400 as OpenAI does (its API never answers 422), with the
+    /// parameter and a code (`context_length_exceeded`, ...) telling it apart from malformed
+    /// JSON.
     #[error("{message}")]
     Unprocessable {
         /// What is wrong.
@@ -48,6 +51,16 @@ pub enum ApiError {
         /// OpenAI's code (`context_length_exceeded`, ...).
         code: Option<&'static str>,
     },
+    /// 408: the client did not send its request body within `--body-timeout`.
+    #[error("the request body did not arrive within {secs} s")]
+    RequestTimeout {
+        /// The limit in seconds.
+        secs: u64,
+    },
+    /// 500: the model's chat template hit a render limit (fuel or output size). A server
+    /// error: the template comes with the model, not from the client.
+    #[error("the model's chat template failed: {0}")]
+    TemplateLimit(String),
     /// 429: the request queue is full.
     #[error("the server is busy: {queued} requests are queued (limit {limit}); retry later")]
     QueueFull {
@@ -73,7 +86,7 @@ impl ApiError {
         }
     }
 
-    /// A 422 naming `param`.
+    /// A 400 (semantically invalid) naming `param`.
     pub fn invalid(message: impl Into<String>, param: &str) -> Self {
         Self::Unprocessable {
             message: message.into(),
@@ -89,7 +102,7 @@ impl ApiError {
             Self::NotFound { .. } => "not_found_error",
             Self::QueueFull { .. } => "rate_limit_error",
             Self::Unavailable(_) => "service_unavailable",
-            Self::Internal(_) => "server_error",
+            Self::Internal(_) | Self::TemplateLimit(_) => "server_error",
             _ => "invalid_request_error",
         }
     }
@@ -107,6 +120,8 @@ impl ApiError {
             Self::NotFound { code, .. } | Self::Unprocessable { code, .. } => *code,
             Self::PayloadTooLarge { .. } => Some("request_too_large"),
             Self::QueueFull { .. } => Some("queue_full"),
+            Self::RequestTimeout { .. } => Some("request_timeout"),
+            Self::TemplateLimit(_) => Some("chat_template_limit"),
             _ => None,
         }
     }
@@ -153,7 +168,9 @@ impl ResponseError for ApiError {
             Self::NotFound { .. } => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Unprocessable { .. } => StatusCode::BAD_REQUEST,
+            Self::RequestTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
+            Self::TemplateLimit(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Self::QueueFull { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,

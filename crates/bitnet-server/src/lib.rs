@@ -31,6 +31,8 @@
 //! # Ok(()) }
 //! ```
 
+#![forbid(unsafe_code)]
+
 pub mod api;
 pub mod config;
 pub mod engine;
@@ -69,6 +71,12 @@ pub struct Listen {
     pub workers: usize,
     /// Grace period for running requests at shutdown.
     pub shutdown_timeout: Duration,
+    /// Time allowed for the request line and headers (actix `client_request_timeout`).
+    pub header_timeout: Duration,
+    /// Idle keep-alive time (`None` turns keep-alive off).
+    pub keep_alive: Option<Duration>,
+    /// Most open connections over all workers (actix's `max_connections` is per worker).
+    pub max_connections: usize,
 }
 
 impl Listen {
@@ -79,6 +87,9 @@ impl Listen {
             port,
             workers: 2,
             shutdown_timeout: Duration::from_secs(30),
+            header_timeout: Duration::from_secs(5),
+            keep_alive: Some(Duration::from_secs(5)),
+            max_connections: 512,
         }
     }
 }
@@ -139,6 +150,22 @@ pub fn bind(
             .wrap(TracingLogger::default())
     })
     .workers(listen.workers)
+    // Slow or idle clients cannot hold connections for ever (slowloris): the head must arrive
+    // in time (the body has its own deadline, see `routes::read_body`), idle keep-alive
+    // connections close, and the connection count stays inside the descriptor limit (extra
+    // clients wait in the backlog instead of making accept fail).
+    .client_request_timeout(listen.header_timeout)
+    .client_disconnect_timeout(Duration::from_secs(1))
+    .keep_alive(match listen.keep_alive {
+        Some(d) => actix_web::http::KeepAlive::Timeout(d),
+        None => actix_web::http::KeepAlive::Disabled,
+    })
+    .max_connections(
+        listen
+            .max_connections
+            .div_ceil(listen.workers.max(1))
+            .max(1),
+    )
     .disable_signals()
     .shutdown_timeout(listen.shutdown_timeout.as_secs())
     .bind((listen.host, listen.port))

@@ -9,6 +9,11 @@
 //! hand out), sessions are allocated lazily up to `max_sessions`, each for the full context, and
 //! when every session is taken an idle one is evicted in least-recently-used order.
 //!
+//! Every session belongs to a **partition** (one per API key unless the server shares its cache
+//! across keys): a request reuses only prefixes cached in its own partition. Otherwise
+//! `cached_tokens` (and the prefill time) would tell one client how much of another client's
+//! prompt a guess matches, an oracle for secrets in prompts.
+//!
 //! Reusing a prefix gives the same numbers as recomputing it: every K/V row depends only on its
 //! own token and the rows before it, and the kernels' integer dot products are exact whatever
 //! the batch, so a truncated session holds exactly what a fresh prefill would put there.
@@ -102,6 +107,8 @@ struct Slot<S> {
     id: u64,
     /// The tokens whose K/V the session holds (`session.position()` of them).
     cached: Vec<u32>,
+    /// Whose prefix `cached` is: only requests of this partition may reuse it.
+    partition: u64,
     busy: bool,
     last_used: u64,
 }
@@ -135,27 +142,40 @@ impl<S: PoolSession> KvPool<S> {
         }
     }
 
-    /// Leases a session for `prompt` (non-empty), built with `make` if a new one is needed.
-    /// `None` when every session is busy.
+    /// Leases a session for `prompt` (non-empty) of `partition`, built with `make` if a new
+    /// one is needed. `None` when every session is busy. Prefixes cached by another partition
+    /// count as nothing shared: they are never reused, and evicted whole.
     ///
     /// Choice: the idle session sharing the longest prefix with `prompt` if that is at least one
     /// block (or the whole prompt but its last token); otherwise a fresh or empty session while
     /// the pool has room; otherwise the least recently used idle session, evicted. At least
     /// the prompt's last token is always left to prefill, since its logits are needed.
-    pub fn acquire(&mut self, prompt: &[u32], make: impl FnOnce() -> S) -> Option<Lease> {
+    pub fn acquire(
+        &mut self,
+        prompt: &[u32],
+        partition: u64,
+        make: impl FnOnce() -> S,
+    ) -> Option<Lease> {
         let limit = prompt.len().saturating_sub(1);
+        let shared = |s: &Slot<S>| {
+            if s.partition == partition {
+                common_prefix(&s.cached, prompt).min(limit)
+            } else {
+                0
+            }
+        };
         let best = self
             .slots
             .iter()
             .enumerate()
             .filter(|(_, s)| !s.busy)
-            .map(|(i, s)| (i, common_prefix(&s.cached, prompt).min(limit), s.last_used))
+            .map(|(i, s)| (i, shared(s), s.last_used))
             .max_by_key(|&(_, n, used)| (n, used));
         if let Some((i, n, _)) = best
             && n > 0
             && (n >= BLOCK_TOKENS || n == limit)
         {
-            return Some(self.lease(i, n));
+            return Some(self.lease(i, n, partition));
         }
         if self.slots.len() < self.max_sessions {
             let id = self.next_id;
@@ -164,18 +184,19 @@ impl<S: PoolSession> KvPool<S> {
                 session: make(),
                 id,
                 cached: Vec::new(),
+                partition,
                 busy: false,
                 last_used: 0,
             });
             let i = self.slots.len() - 1;
-            return Some(self.lease(i, 0));
+            return Some(self.lease(i, 0, partition));
         }
         if let Some(i) = self
             .slots
             .iter()
             .position(|s| !s.busy && s.cached.is_empty())
         {
-            return Some(self.lease(i, 0));
+            return Some(self.lease(i, 0, partition));
         }
         let victim = self
             .slots
@@ -184,12 +205,12 @@ impl<S: PoolSession> KvPool<S> {
             .filter(|(_, s)| !s.busy)
             .min_by_key(|(_, s)| s.last_used)
             .map(|(i, _)| i)?;
-        let keep = common_prefix(&self.slots[victim].cached, prompt).min(limit);
+        let keep = shared(&self.slots[victim]);
         let before = self.stats();
         let old = self.slots[victim].cached.len();
         let per_block = self.bytes_per_block(victim);
         let dropped_blocks = blocks(old) - blocks(keep);
-        let mut lease = self.lease(victim, keep);
+        let mut lease = self.lease(victim, keep, partition);
         lease.eviction = Some(Eviction {
             session: self.slots[victim].id,
             tokens: old - keep,
@@ -202,9 +223,10 @@ impl<S: PoolSession> KvPool<S> {
         Some(lease)
     }
 
-    fn lease(&mut self, i: usize, keep: usize) -> Lease {
+    fn lease(&mut self, i: usize, keep: usize, partition: u64) -> Lease {
         self.clock += 1;
         let slot = &mut self.slots[i];
+        slot.partition = partition;
         slot.session.truncate(keep);
         slot.cached.truncate(keep);
         slot.busy = true;
@@ -317,10 +339,32 @@ mod tests {
 
     /// Simulates serving: the session ends up holding `tokens`.
     fn serve(pool: &mut KvPool<Fake>, tokens: &[u32]) -> Lease {
-        let lease = pool.acquire(tokens, fake).expect("a session");
+        serve_in(pool, tokens, 0)
+    }
+
+    fn serve_in(pool: &mut KvPool<Fake>, tokens: &[u32], partition: u64) -> Lease {
+        let lease = pool.acquire(tokens, partition, fake).expect("a session");
         pool.session_mut(lease.slot).pos = tokens.len();
         pool.release(lease.slot, tokens.to_vec());
         lease
+    }
+
+    #[test]
+    fn prefixes_are_reused_only_within_their_partition() {
+        // One session: the other key's request must take it over without reusing anything.
+        let mut pool = KvPool::new(1, 64);
+        let secret: Vec<u32> = (0..40).collect();
+        assert_eq!(serve_in(&mut pool, &secret, 1).reused, 0);
+        let guess: Vec<u32> = (0..40).chain([7]).collect();
+        let lease = serve_in(&mut pool, &guess, 2);
+        assert_eq!(lease.reused, 0, "a prefix leaked across partitions");
+        let ev = lease
+            .eviction
+            .expect("the other key's prefix is evicted whole");
+        assert_eq!((ev.tokens, ev.kept_tokens), (40, 0));
+        // Within a partition the same guess is a hit.
+        let again: Vec<u32> = (0..41).collect();
+        assert_eq!(serve_in(&mut pool, &again, 2).reused, 40);
     }
 
     #[test]
@@ -381,17 +425,17 @@ mod tests {
     #[test]
     fn busy_sessions_are_never_taken() {
         let mut pool = KvPool::new(1, 64);
-        let lease = pool.acquire(&[1, 2], fake).unwrap();
-        assert!(pool.acquire(&[1, 2], fake).is_none());
+        let lease = pool.acquire(&[1, 2], 0, fake).unwrap();
+        assert!(pool.acquire(&[1, 2], 0, fake).is_none());
         pool.release(lease.slot, Vec::new());
-        assert!(pool.acquire(&[1, 2], fake).is_some());
+        assert!(pool.acquire(&[1, 2], 0, fake).is_some());
     }
 
     #[test]
     fn sessions_mut_returns_the_requested_order() {
         let mut pool = KvPool::new(3, 64);
         for p in [[1u32, 2], [3, 4], [5, 6]] {
-            let l = pool.acquire(&p, fake).unwrap();
+            let l = pool.acquire(&p, 0, fake).unwrap();
             pool.session_mut(l.slot).pos = l.slot + 10;
         }
         let got: Vec<usize> = pool.sessions_mut(&[2, 0]).iter().map(|s| s.pos).collect();

@@ -9,12 +9,19 @@
 //! a completion end, its receipt is on disk. Writes are grouped (every record waiting is
 //! written before one `fsync`), so the cost does not grow with concurrency. Each record is
 //! serialised once; the same line is written, kept in memory for `GET /v1/receipts/{id}` and
-//! served as is, and older ones are found by scanning the log. Receipts are on only when
+//! served as is. Older ones are found through an index (id -> byte offset, length, owner)
+//! built by one scan of the log at start and extended by the writer: a lookup reads one line,
+//! and an unknown id costs one hash-map miss, never a scan. Receipts are on only when
 //! `--receipts-log` is given; otherwise none is written and the endpoints answer 404.
+//!
+//! Receipts hold prompts and outputs, so each belongs to the API key that caused it: the
+//! line starts with `"owner"`, a fingerprint of that key (a salted SHA-256 prefix, not the
+//! key), and only that key reads it. The log file is created with mode 0600 (and an existing
+//! one is narrowed to it).
 
 use std::collections::{HashMap, VecDeque};
 use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, Sender};
 use std::sync::{Arc, Mutex};
@@ -89,7 +96,27 @@ struct Stored {
     id: String,
     kind: &'static str,
     created_unix: u64,
+    owner: Option<String>,
     line: String,
+}
+
+/// Where a record sits in the log.
+#[derive(Debug, Clone)]
+struct Entry {
+    offset: u64,
+    len: usize,
+    owner: Option<String>,
+}
+
+/// Prepends `"owner"` to a serialised record (the fingerprint is hex, nothing to escape).
+fn with_owner(line: String, owner: Option<&str>) -> String {
+    match (owner, line.strip_prefix('{')) {
+        (Some(o), Some(rest)) if rest.trim_start().starts_with('}') => {
+            format!("{{\"owner\":\"{o}\"{rest}")
+        }
+        (Some(o), Some(rest)) => format!("{{\"owner\":\"{o}\",{rest}"),
+        _ => line,
+    }
 }
 
 enum Msg {
@@ -106,6 +133,8 @@ enum Msg {
 struct Recent {
     by_id: HashMap<String, Arc<Stored>>,
     order: VecDeque<String>,
+    /// Every record in the log.
+    index: HashMap<String, Entry>,
 }
 
 /// The receipt log and its writer thread.
@@ -156,19 +185,31 @@ impl ReceiptStore {
             Some(id) => id.clone(),
             None => crate::engine::identify(&engine.model_ref)?,
         };
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .map_err(|e| ServerError::io(format!("opening receipts log {}", path.display()), e))?;
+        let ctx = || format!("opening receipts log {}", path.display());
+        let mut opts = OpenOptions::new();
+        opts.create(true).append(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+        let file = opts.open(path).map_err(|e| ServerError::io(ctx(), e))?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            file.set_permissions(std::fs::Permissions::from_mode(0o600))
+                .map_err(|e| ServerError::io(ctx(), e))?;
+        }
+        let (index, end) = build_index(path).map_err(|e| ServerError::io(ctx(), e))?;
+        tracing::info!(path = %path.display(), records = index.len(), "receipt index built");
         let (tx, rx) = std::sync::mpsc::channel();
-        let recent = Arc::new(Mutex::new(Recent::default()));
+        let recent = Arc::new(Mutex::new(Recent {
+            index,
+            ..Recent::default()
+        }));
         let writer = {
             let recent = Arc::clone(&recent);
             let path = path.to_path_buf();
             std::thread::Builder::new()
                 .name("bitnet-receipts".into())
-                .spawn(move || write_loop(file, &path, rx, &recent))
+                .spawn(move || write_loop(file, end, &path, rx, &recent))
                 .map_err(|e| ServerError::io("starting the receipt writer", e))?
         };
         Ok(Self {
@@ -201,31 +242,40 @@ impl ReceiptStore {
         let _ = rx.recv();
     }
 
-    /// A record's JSON by id: from memory, else from the log.
-    pub fn get(&self, id: &str) -> Option<String> {
-        if let Some(s) = self
-            .recent
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .by_id
-            .get(id)
-        {
-            return Some(s.line.clone());
+    /// A record's JSON by id, if `owner` (the caller's key fingerprint, `None` without keys)
+    /// made it: from memory, else one line of the log read at its indexed offset.
+    pub fn get(&self, id: &str, owner: Option<&str>) -> Option<String> {
+        let entry = {
+            let r = self
+                .recent
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Some(s) = r.by_id.get(id) {
+                return (s.owner.as_deref() == owner).then(|| s.line.clone());
+            }
+            r.index.get(id)?.clone()
+        };
+        if entry.owner.as_deref() != owner {
+            return None;
         }
-        let file = File::open(&self.path).ok()?;
-        BufReader::new(file)
-            .lines()
-            .map_while(Result::ok)
-            .filter(|l| l.contains(id))
-            .find(|l| {
-                serde_json::from_str::<Value>(l)
-                    .ok()
-                    .is_some_and(|v| record_id(&v) == Some(id))
-            })
+        let mut file = File::open(&self.path).ok()?;
+        file.seek(SeekFrom::Start(entry.offset)).ok()?;
+        let mut line = vec![0; entry.len];
+        file.read_exact(&mut line).ok()?;
+        String::from_utf8(line).ok()
     }
 
-    /// Ids, kinds and times of the records in memory, oldest first.
-    pub fn list(&self) -> Vec<Value> {
+    /// Records in the log (indexed).
+    pub fn indexed(&self) -> usize {
+        self.recent
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .index
+            .len()
+    }
+
+    /// Ids, kinds and times of `owner`'s records in memory, oldest first.
+    pub fn list(&self, owner: Option<&str>) -> Vec<Value> {
         let r = self
             .recent
             .lock()
@@ -233,6 +283,7 @@ impl ReceiptStore {
         r.order
             .iter()
             .filter_map(|id| r.by_id.get(id))
+            .filter(|s| s.owner.as_deref() == owner)
             .map(|s| json!({"id": s.id, "kind": s.kind, "created_unix": s.created_unix}))
             .collect()
     }
@@ -302,23 +353,17 @@ impl ReceiptStore {
     }
 }
 
-/// The id of a log line: `server.id` of a completion receipt, `id` of an eviction record.
-fn record_id(v: &Value) -> Option<&str> {
-    v.get("server")
-        .and_then(|s| s.get("id"))
-        .or_else(|| v.get("id"))
-        .and_then(Value::as_str)
-}
-
 impl Finisher for ReceiptStore {
     fn finish(&self, mut record: CompletionRecord, events: UnboundedSender<Event>) {
         record.summary.receipt_id = Some(record.id.clone());
         let receipt = self.completion_receipt(&record);
+        let owner = record.meta.owner.clone();
         let stored = to_line(&receipt, &record.id).map(|line| Stored {
             id: record.id.clone(),
             kind: "completion",
             created_unix: receipt.created_unix,
-            line,
+            line: with_owner(line, owner.as_deref()),
+            owner,
         });
         self.send(Msg::Completion {
             stored,
@@ -327,7 +372,7 @@ impl Finisher for ReceiptStore {
         });
     }
 
-    fn eviction(&self, ev: &Eviction, request_id: &str) {
+    fn eviction(&self, ev: &Eviction, request_id: &str, owner: Option<&str>) {
         let record = EvictionRecord {
             schema_version: SCHEMA_VERSION,
             kind: "kv_eviction",
@@ -352,7 +397,8 @@ impl Finisher for ReceiptStore {
                 id: record.id.clone(),
                 kind: record.kind,
                 created_unix: record.created_unix,
-                line,
+                owner: owner.map(str::to_string),
+                line: with_owner(line, owner),
             }));
         }
     }
@@ -380,11 +426,63 @@ impl Drop for ReceiptStore {
     }
 }
 
-fn write_loop(mut file: File, path: &Path, rx: Receiver<Msg>, recent: &Mutex<Recent>) {
+/// The fields of a log line the index needs (the rest is skipped).
+#[derive(serde::Deserialize)]
+struct LineHead {
+    id: Option<String>,
+    owner: Option<String>,
+    server: Option<ServerHead>,
+}
+
+#[derive(serde::Deserialize)]
+struct ServerHead {
+    id: Option<String>,
+}
+
+/// Scans the log once: every record's id -> offset, length, owner; and the end offset. Lines
+/// that do not parse (a torn last write) are skipped.
+fn build_index(path: &Path) -> std::io::Result<(HashMap<String, Entry>, u64)> {
+    let mut index = HashMap::new();
+    let mut reader = BufReader::new(File::open(path)?);
+    let mut offset = 0u64;
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        let n = reader.read_until(b'\n', &mut line)?;
+        if n == 0 {
+            break;
+        }
+        let body = line.strip_suffix(b"\n").unwrap_or(&line);
+        if let Ok(head) = serde_json::from_slice::<LineHead>(body) {
+            let id = head.server.and_then(|s| s.id).or(head.id);
+            if let Some(id) = id {
+                index.insert(
+                    id,
+                    Entry {
+                        offset,
+                        len: body.len(),
+                        owner: head.owner,
+                    },
+                );
+            }
+        }
+        offset += n as u64;
+    }
+    Ok((index, offset))
+}
+
+fn write_loop(
+    mut file: File,
+    mut end: u64,
+    path: &Path,
+    rx: Receiver<Msg>,
+    recent: &Mutex<Recent>,
+) {
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         batch.extend(rx.try_iter());
         let mut failed = None;
+        let mut written_at = Vec::with_capacity(batch.len());
         for msg in &batch {
             let stored = match msg {
                 Msg::Completion {
@@ -396,8 +494,29 @@ fn write_loop(mut file: File, path: &Path, rx: Receiver<Msg>, recent: &Mutex<Rec
             let written = file
                 .write_all(stored.line.as_bytes())
                 .and_then(|()| file.write_all(b"\n"));
-            if let Err(e) = written {
-                failed = Some(e);
+            match written {
+                Ok(()) => {
+                    written_at.push((
+                        stored.id.clone(),
+                        end,
+                        stored.line.len(),
+                        stored.owner.clone(),
+                    ));
+                    end += stored.line.len() as u64 + 1;
+                }
+                Err(e) => {
+                    // Where the file ends now is unknown (a partial line): find out.
+                    end = file.metadata().map_or(end, |m| m.len());
+                    failed = Some(e);
+                }
+            }
+        }
+        {
+            let mut r = recent
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            for (id, offset, len, owner) in written_at {
+                r.index.insert(id, Entry { offset, len, owner });
             }
         }
         if let Err(e) = file.sync_data() {

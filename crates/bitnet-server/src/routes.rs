@@ -2,7 +2,7 @@
 //! `/v1/receipts`), operations (`/health`, `/ready`, `/metrics`) and OpenAI-style errors for
 //! everything else.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -11,6 +11,7 @@ use actix_web::web::{self, Bytes, BytesMut};
 use actix_web::{HttpMessage, HttpRequest, HttpResponse};
 use futures_util::StreamExt;
 use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
 use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
 use tracing_actix_web::RequestId;
 
@@ -32,6 +33,39 @@ pub struct Loaded {
     pub receipts: Option<Arc<crate::receipts::ReceiptStore>>,
 }
 
+/// Who made a request, as far as isolation goes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Tenant {
+    /// Prefix-cache partition: the key's number (1-based), or 0 when the server needs no key
+    /// or shares its cache (`--share-prefix-cache`).
+    pub partition: u64,
+    /// Fingerprint of the key (receipt ownership); `None` when the server needs no key.
+    pub owner: Option<String>,
+}
+
+/// A key as the server keeps it: SHA-256 digests, so that comparing takes the same time
+/// whatever the key's length, and the owner fingerprint written into receipts.
+struct Key {
+    digest: [u8; 32],
+    owner: String,
+}
+
+impl Key {
+    fn new(key: &str) -> Self {
+        let mut h = Sha256::new();
+        h.update(b"bitnet-server receipt owner\0");
+        h.update(key.as_bytes());
+        let owner: String = h.finalize()[..16]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        Self {
+            digest: Sha256::digest(key.as_bytes()).into(),
+            owner,
+        }
+    }
+}
+
 /// State shared by every HTTP worker.
 pub struct AppState {
     /// The configuration.
@@ -40,6 +74,25 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     loaded: OnceLock<Loaded>,
     shutting_down: AtomicBool,
+    keys: Vec<Key>,
+    /// Generation responses not yet fully handed to their clients (shutdown waits for them).
+    open_responses: Arc<AtomicUsize>,
+}
+
+/// Counts a generation response as open until dropped (its stream ended or its client left).
+struct OpenResponse(Arc<AtomicUsize>);
+
+impl OpenResponse {
+    fn new(counter: &Arc<AtomicUsize>) -> Self {
+        counter.fetch_add(1, Ordering::SeqCst);
+        Self(Arc::clone(counter))
+    }
+}
+
+impl Drop for OpenResponse {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl std::fmt::Debug for AppState {
@@ -54,10 +107,27 @@ impl AppState {
     /// State for `config`, model not loaded yet.
     pub fn new(config: ServerConfig) -> Self {
         Self {
-            config,
             metrics: Arc::new(Metrics::new()),
             loaded: OnceLock::new(),
             shutting_down: AtomicBool::new(false),
+            keys: config.api_keys.iter().map(|k| Key::new(k)).collect(),
+            open_responses: Arc::new(AtomicUsize::new(0)),
+            config,
+        }
+    }
+
+    /// Generation responses whose end has not reached the client yet (streams being read,
+    /// requests being generated). Shutdown waits for this to reach 0.
+    pub fn open_responses(&self) -> usize {
+        self.open_responses.load(Ordering::SeqCst)
+    }
+
+    /// Ends every running and queued generation now (after `--shutdown-timeout`): each
+    /// client gets what was generated, then an error saying the server shut down (a final
+    /// SSE error event and `[DONE]` for streams).
+    pub fn cut_generation(&self) {
+        if let Some(l) = self.loaded.get() {
+            l.scheduler.abort();
         }
     }
 
@@ -152,10 +222,12 @@ impl AppState {
             .ok_or_else(|| ApiError::Unavailable("the model is still loading".into()))
     }
 
-    pub(crate) fn check_auth(&self, req: &HttpRequest) -> Result<(), ApiError> {
-        let Some(key) = &self.config.api_key else {
-            return Ok(());
-        };
+    /// Checks `Authorization: Bearer KEY` (the scheme is case-insensitive, RFC 7235) and says
+    /// which key it was.
+    pub(crate) fn check_auth(&self, req: &HttpRequest) -> Result<Tenant, ApiError> {
+        if self.keys.is_empty() {
+            return Ok(Tenant::default());
+        }
         let Some(value) = req.headers().get(header::AUTHORIZATION) else {
             return Err(ApiError::Unauthorized(
                 "missing API key: send 'Authorization: Bearer <key>'".into(),
@@ -164,19 +236,39 @@ impl AppState {
         let given = value
             .to_str()
             .ok()
-            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim)
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, key)| key.trim_start())
             .unwrap_or_default();
-        if constant_time_eq(given.as_bytes(), key.as_bytes()) {
-            Ok(())
-        } else {
-            Err(ApiError::Unauthorized("incorrect API key provided".into()))
+        let given: [u8; 32] = Sha256::digest(given.as_bytes()).into();
+        // Every key is compared, each over its whole 32-byte digest: the time depends neither
+        // on the configured keys' lengths nor on where the given key first differs. (Hashing
+        // the given key takes time by its own length, which the client knows already.)
+        let mut found = None;
+        for (i, key) in self.keys.iter().enumerate() {
+            if digests_equal(&given, &key.digest) && found.is_none() {
+                found = Some(i);
+            }
         }
+        let Some(i) = found else {
+            return Err(ApiError::Unauthorized("incorrect API key provided".into()));
+        };
+        Ok(Tenant {
+            partition: if self.config.share_prefix_cache {
+                0
+            } else {
+                i as u64 + 1
+            },
+            owner: Some(self.keys[i].owner.clone()),
+        })
     }
 }
 
-/// Compares without an early exit on the first differing byte.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+/// Compares two digests without an early exit (the `subtle` crate's `ct_eq` does the same
+/// over equal-length slices; a 32-byte fold needs no dependency).
+fn digests_equal(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    std::hint::black_box(a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y))) == 0
 }
 
 /// Registers every route.
@@ -259,12 +351,16 @@ async fn model(
     Ok(HttpResponse::Ok().json(model_object(&loaded.engine)))
 }
 
-/// Reads the body up to `limit` bytes (413 beyond, decided from Content-Length when sent).
+/// Reads the body up to `limit` bytes (413 beyond, decided from Content-Length when sent),
+/// all of it within `timeout` (408 after: a client trickling a body cannot hold the
+/// connection, actix's own timeout covers only the head).
 pub(crate) async fn read_body(
     req: &HttpRequest,
     mut body: web::Payload,
     limit: usize,
+    timeout: std::time::Duration,
 ) -> Result<Bytes, ApiError> {
+    let deadline = tokio::time::Instant::now() + timeout;
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -274,7 +370,13 @@ pub(crate) async fn read_body(
         return Err(ApiError::PayloadTooLarge { limit });
     }
     let mut buf = BytesMut::new();
-    while let Some(chunk) = body.next().await {
+    loop {
+        let next = tokio::time::timeout_at(deadline, body.next())
+            .await
+            .map_err(|_| ApiError::RequestTimeout {
+                secs: timeout.as_secs(),
+            })?;
+        let Some(chunk) = next else { break };
         let chunk =
             chunk.map_err(|e| ApiError::bad_request(format!("reading the body: {e}"), None))?;
         if buf.len() + chunk.len() > limit {
@@ -314,7 +416,7 @@ impl Kind {
     }
 }
 
-trait Validate: Body {
+trait Validate: Body + Send + 'static {
     fn check(&self, engine: &Engine) -> Result<Validated, ApiError>;
 }
 
@@ -381,12 +483,22 @@ async fn generate<T: Validate>(
     kind: Kind,
 ) -> Result<HttpResponse, ApiError> {
     let received = Instant::now();
-    state.check_auth(&req)?;
+    let tenant = state.check_auth(&req)?;
     let loaded = state.serving()?;
-    let bytes = read_body(&req, body, state.config.max_body_bytes).await?;
-    let parsed: T = parse_body(&bytes)?;
+    let bytes = read_body(
+        &req,
+        body,
+        state.config.max_body_bytes,
+        state.config.body_timeout,
+    )
+    .await?;
+    // JSON parsing, the chat template and tokenisation take milliseconds to seconds on a large
+    // prompt: on the blocking pool, so the async workers keep streaming and answering.
+    let engine_arc = Arc::clone(&loaded.engine);
+    let v = web::block(move || parse_body::<T>(&bytes).and_then(|p| p.check(&engine_arc)))
+        .await
+        .map_err(|e| ApiError::Internal(format!("the request worker failed: {e}")))??;
     let engine = &loaded.engine;
-    let v = parsed.check(engine)?;
     let request_id = req
         .extensions()
         .get::<RequestId>()
@@ -412,12 +524,15 @@ async fn generate<T: Validate>(
         stop_strings: v.stop,
         events: tx,
         received,
+        partition: tenant.partition,
         meta: RequestMeta {
             endpoint: kind.endpoint(),
             prompt_text: v.prompt_text,
             chat: kind == Kind::Chat,
+            owner: tenant.owner,
         },
     })?;
+    let open = OpenResponse::new(&state.open_responses);
     state
         .metrics
         .queue_depth
@@ -434,6 +549,7 @@ async fn generate<T: Validate>(
             started: false,
             finished: false,
             include_usage: v.include_usage,
+            _open: open,
         };
         let stream = futures_util::stream::unfold(sse, |mut s| async move {
             let frame = s.next_frame().await?;
@@ -444,7 +560,9 @@ async fn generate<T: Validate>(
             .insert_header((header::CACHE_CONTROL, "no-cache"))
             .streaming(stream));
     }
-    let summary = wait_done(rx).await?;
+    let summary = wait_done(rx).await;
+    drop(open);
+    let summary = summary?;
     Ok(resp.json(full_response(&head, &summary)))
 }
 
@@ -506,6 +624,8 @@ struct Sse {
     started: bool,
     finished: bool,
     include_usage: bool,
+    /// Dropped with the stream: when its last frame was handed to actix, or the client left.
+    _open: OpenResponse,
 }
 
 fn frame(v: &Value) -> String {
@@ -591,29 +711,32 @@ impl Sse {
 fn receipt_store(
     req: &HttpRequest,
     state: &AppState,
-) -> Result<Arc<crate::receipts::ReceiptStore>, ApiError> {
-    state.check_auth(req)?;
-    state
+) -> Result<(Arc<crate::receipts::ReceiptStore>, Tenant), ApiError> {
+    let tenant = state.check_auth(req)?;
+    let store = state
         .loaded()
         .and_then(|l| l.receipts.clone())
         .ok_or_else(|| ApiError::NotFound {
             message: "receipts are disabled on this server (start it with --receipts-log FILE)"
                 .into(),
             code: Some("receipts_disabled"),
-        })
+        })?;
+    Ok((store, tenant))
 }
 
 /// `GET /v1/receipts/{id}`: the record as written to the log (a completion's typed v2
-/// receipt, which `bitnet-cli verify-receipt` checks, or an eviction record).
+/// receipt, which `bitnet-cli verify-receipt` checks, or an eviction record). Only the key
+/// that made a record reads it; another key gets the same 404 as for an unknown id, so ids
+/// cannot be probed.
 #[cfg(feature = "receipts")]
 async fn receipt(
     req: HttpRequest,
     id: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let store = receipt_store(&req, &state)?;
+    let (store, tenant) = receipt_store(&req, &state)?;
     let id = id.into_inner();
-    let found = web::block(move || store.get(&id).ok_or(id))
+    let found = web::block(move || store.get(&id, tenant.owner.as_deref()).ok_or(id))
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))?;
     match found {
@@ -627,12 +750,13 @@ async fn receipt(
     }
 }
 
-/// `GET /v1/receipts`: the records held in memory (id, kind, time).
+/// `GET /v1/receipts`: the caller's records held in memory (id, kind, time).
 #[cfg(feature = "receipts")]
 async fn receipt_list(
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let store = receipt_store(&req, &state)?;
-    Ok(HttpResponse::Ok().json(json!({"object": "list", "data": store.list()})))
+    let (store, tenant) = receipt_store(&req, &state)?;
+    let list = store.list(tenant.owner.as_deref());
+    Ok(HttpResponse::Ok().json(json!({"object": "list", "data": list})))
 }

@@ -54,6 +54,9 @@ pub struct GenRequest {
     pub events: UnboundedSender<Event>,
     /// Arrival time (for time to first token).
     pub received: Instant,
+    /// The prefix-cache partition (per API key unless the cache is shared): the request
+    /// reuses only prefixes cached by its own partition.
+    pub partition: u64,
     /// What receipts record about the request.
     pub meta: RequestMeta,
 }
@@ -67,6 +70,9 @@ pub struct RequestMeta {
     pub prompt_text: Option<String>,
     /// Whether the chat template was applied.
     pub chat: bool,
+    /// Who may read the receipt: a fingerprint of the API key that made the request (`None`
+    /// when the server needs no key).
+    pub owner: Option<String>,
 }
 
 /// What a request's receiver gets.
@@ -139,8 +145,8 @@ fn queue_error(e: TrySendError<GenRequest>, queued: usize, limit: usize) -> ApiE
 pub trait Finisher: Send + Sync {
     /// Delivers `summary` to `events` (after recording whatever it records).
     fn finish(&self, record: CompletionRecord, events: UnboundedSender<Event>);
-    /// Records a KV eviction.
-    fn eviction(&self, eviction: &Eviction, request_id: &str);
+    /// Records a KV eviction caused by `request_id` (whose key, `owner`, may read the record).
+    fn eviction(&self, eviction: &Eviction, request_id: &str, owner: Option<&str>);
 }
 
 /// Everything known about a finished completion.
@@ -175,8 +181,13 @@ pub struct Scheduler {
     queued: Arc<AtomicUsize>,
     max_queue: usize,
     stop: Arc<AtomicBool>,
+    abort: Arc<AtomicBool>,
     thread: Mutex<Option<JoinHandle<()>>>,
 }
+
+/// What a request cut by [`Scheduler::abort`] is told.
+pub const ABORTED: &str =
+    "the server shut down (--shutdown-timeout passed) before this completion finished";
 
 impl std::fmt::Debug for Scheduler {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -200,7 +211,9 @@ impl Scheduler {
         let (tx, rx) = std::sync::mpsc::sync_channel(max_queue.max(1));
         let queued = Arc::new(AtomicUsize::new(0));
         let stop = Arc::new(AtomicBool::new(false));
+        let abort = Arc::new(AtomicBool::new(false));
         let worker = Worker {
+            abort: Arc::clone(&abort),
             engine,
             metrics,
             rx,
@@ -219,6 +232,7 @@ impl Scheduler {
             queued,
             max_queue: max_queue.max(1),
             stop,
+            abort,
             thread: Mutex::new(thread),
         }
     }
@@ -246,6 +260,17 @@ impl Scheduler {
     /// Requests waiting.
     pub fn queued(&self) -> usize {
         self.queued.load(Ordering::SeqCst)
+    }
+
+    /// Ends every running and queued request now: each gets what it generated so far, then
+    /// `Event::Failed` ([`ABORTED`]). For a shutdown whose grace time ran out.
+    pub fn abort(&self) {
+        self.tx
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        self.abort.store(true, Ordering::SeqCst);
+        self.stop.store(true, Ordering::SeqCst);
     }
 
     /// Stops accepting, lets queued and running requests finish, joins the thread.
@@ -278,6 +303,7 @@ struct Worker {
     rx: Receiver<GenRequest>,
     queued: Arc<AtomicUsize>,
     stop: Arc<AtomicBool>,
+    abort: Arc<AtomicBool>,
     max_batch: usize,
     pool_sessions: usize,
     finisher: Option<Arc<dyn Finisher>>,
@@ -320,6 +346,16 @@ impl Worker {
         let mut active: Vec<Active<'_>> = Vec::new();
         self.metrics.set_pool(&pool.stats());
         loop {
+            if self.abort.load(Ordering::SeqCst) {
+                for a in active.drain(..) {
+                    self.fail(a, ABORTED.to_string(), &mut pool);
+                }
+                while let Ok(req) = self.rx.try_recv() {
+                    self.queued.fetch_sub(1, Ordering::SeqCst);
+                    let _ = req.events.send(Event::Failed(ABORTED.to_string()));
+                }
+                return;
+            }
             // 1. Admission.
             while active.len() < self.max_batch {
                 let req = if active.is_empty() {
@@ -446,8 +482,9 @@ impl Worker {
                 return None;
             }
         };
-        let Some(lease) = pool.acquire(&req.prompt, || model.session(&self.engine.session_opts))
-        else {
+        let Some(lease) = pool.acquire(&req.prompt, req.partition, || {
+            model.session(&self.engine.session_opts)
+        }) else {
             // Cannot happen: the pool holds at least max_batch sessions.
             let _ = req
                 .events
@@ -464,7 +501,7 @@ impl Worker {
                 "evicted an idle KV session"
             );
             if let Some(f) = &self.finisher {
-                f.eviction(ev, &req.request_id);
+                f.eviction(ev, &req.request_id, req.meta.owner.as_deref());
             }
         }
         self.metrics.prompt_tokens.inc_by(req.prompt.len() as u64);

@@ -9,13 +9,6 @@ use std::path::Path;
 use bitnet_engine::ModelConfig;
 use bitnet_engine::backend::tuning::{self, TuneResult, TuneSpec};
 
-/// The `(rows, cols)` of one transformer layer's seven ternary matmuls (q, k, v, o, gate, up,
-/// down): what every decode step runs `n_layers` times.
-pub fn layer_shapes(c: &ModelConfig) -> Vec<(usize, usize)> {
-    let (h, q, kv, f) = (c.hidden_size, c.q_dim(), c.kv_dim(), c.intermediate_size);
-    vec![(q, h), (kv, h), (kv, h), (h, q), (f, h), (f, h), (h, f)]
-}
-
 /// The fastest (kernel, threads) for `config`'s layer on this CPU, read from `cache` (default:
 /// [`tuning::default_cache_path`]) when it holds a choice for this CPU and `label`, else
 /// measured and cached. `max_threads` 0 = all cores; the GEMM is measured over `max_batch`
@@ -27,7 +20,9 @@ pub fn tune(
     max_batch: usize,
     cache: Option<&Path>,
 ) -> Option<TuneResult> {
-    let shapes = layer_shapes(config);
+    // One layer's seven ternary matmuls in forward order (the schema's layer table): what
+    // every decode step runs `n_layers` times, so repeated shapes weigh as they do in decode.
+    let shapes = config.layer_linear_shapes();
     let spec = TuneSpec {
         shapes: &shapes,
         label,
@@ -58,23 +53,6 @@ pub fn tune(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn layer_shapes_follow_the_config() {
-        let cfg = bitnet_engine::synthetic::preset("2b4t").unwrap();
-        assert_eq!(
-            layer_shapes(&cfg),
-            [
-                (2560, 2560),
-                (640, 2560),
-                (640, 2560),
-                (2560, 2560),
-                (6912, 2560),
-                (6912, 2560),
-                (2560, 6912)
-            ]
-        );
-    }
 
     #[test]
     fn tunes_on_tiny_shapes_then_reads_the_cache() {

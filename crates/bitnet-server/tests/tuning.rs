@@ -29,7 +29,7 @@ async fn tuned_choice_is_used_cached_and_reported() {
     assert_eq!(tuning.kernel, engine.kernel.id);
     assert_eq!(tuning.threads, engine.kernel.threads);
     // The model runs what was chosen.
-    assert_eq!(engine.model.kernels().ops().id(), engine.kernel.id);
+    assert_eq!(engine.model.kernels().backend().id(), engine.kernel.id);
     assert_eq!(engine.model.kernels().threads(), engine.kernel.threads);
     let candidates = &tuning.candidates;
     assert_eq!(

@@ -16,6 +16,10 @@ use clap::{Parser, ValueEnum};
 #[derive(Debug, Parser)]
 #[command(name = "bitnet-st2gguf", version, about, long_about)]
 pub struct Args {
+    /// Logging (-v, --log-format; RUST_LOG overrides the level).
+    #[command(flatten)]
+    pub log: bitnet_app::LogArgs,
+
     /// Hugging Face checkpoint directory.
     #[arg(long, short, value_name = "DIR")]
     pub input: PathBuf,
@@ -33,8 +37,9 @@ pub struct Args {
     #[arg(long, value_enum, value_name = "TYPE")]
     pub embed_type: Option<EmbedType>,
 
-    /// `general.architecture` and the prefix of the model keys (`<arch>.block_count`, ...).
-    #[arg(long, value_name = "NAME", default_value = "bitnet-b1.58", value_parser = parse_arch)]
+    /// `general.architecture` and the prefix of the model keys (`<arch>.block_count`, ...):
+    /// one of the architectures BitNet-rs runs (bitnet-b1.58, bitnet-25, bitnet).
+    #[arg(long, value_name = "NAME", default_value = bitnet_schema::DEFAULT_ARCHITECTURE, value_parser = parse_arch)]
     pub arch: String,
 
     /// `general.name` (default: the input directory's name).
@@ -48,6 +53,11 @@ pub struct Args {
     /// After writing, reopen the output and check every tensor against the checkpoint.
     #[arg(long)]
     pub verify: bool,
+
+    /// Threads decoding and encoding tensors (0: one per core, or `RAYON_NUM_THREADS`). The
+    /// output is the same for every count.
+    #[arg(long, short = 't', value_name = "N", default_value_t = 0)]
+    pub threads: usize,
 
     /// No progress bar and no summary.
     #[arg(long, short)]
@@ -121,16 +131,15 @@ pub enum EmbedType {
     Bf16,
 }
 
-/// Architecture names become GGUF key prefixes: keep them to what llama.cpp uses.
+/// Architecture names become GGUF key prefixes and decide how the engine reads the file:
+/// only the schema's supported architectures are written.
 fn parse_arch(s: &str) -> Result<String, String> {
-    let ok = !s.is_empty()
-        && s.chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '-' | '_'));
-    if ok {
+    if bitnet_schema::SUPPORTED_ARCHITECTURES.contains(&s) {
         Ok(s.to_string())
     } else {
         Err(format!(
-            "'{s}' is not an architecture name (use lowercase letters, digits, '.', '-', '_'; e.g. bitnet-b1.58)"
+            "'{s}' is not an architecture BitNet-rs runs (supported: {})",
+            bitnet_schema::SUPPORTED_ARCHITECTURES.join(", ")
         ))
     }
 }
@@ -167,5 +176,13 @@ mod tests {
             "Bit Net",
         ]);
         assert!(r.is_err());
+        let arch = |a: &str| {
+            Args::try_parse_from(["bitnet-st2gguf", "-i", "d", "-o", "o", "--arch", a])
+                .map(|a| a.arch)
+        };
+        assert!(arch("llama").is_err());
+        for a in bitnet_schema::SUPPORTED_ARCHITECTURES {
+            assert_eq!(arch(a).unwrap(), a);
+        }
     }
 }

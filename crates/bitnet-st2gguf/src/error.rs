@@ -16,27 +16,15 @@ pub enum ConvertError {
         #[source]
         source: crate::ckpt::CheckpointError,
     },
-    /// `config.json` names a model this converter does not know.
-    #[error(
-        "{file}: unknown model_type '{model_type}' (supported: {supported}); this converter handles BitNet b1.58 checkpoints"
-    )]
-    UnknownModelType {
-        /// The config file.
-        file: PathBuf,
-        /// The value found.
-        model_type: String,
-        /// The accepted values.
-        supported: String,
-    },
-    /// A `config.json` field is missing, zero or inconsistent.
-    #[error("{file}: field '{field}': {reason}")]
-    BadConfig {
-        /// The config file.
-        file: PathBuf,
-        /// The field at fault.
-        field: &'static str,
-        /// What is wrong with it.
-        reason: String,
+    /// `config.json` describes no model the engine runs (not BitNet, unknown activation,
+    /// inconsistent or implausible dimensions), or `--arch` is not one it runs.
+    #[error("reading the model config in {dir}")]
+    Config {
+        /// The input directory.
+        dir: PathBuf,
+        /// The schema's reason, naming the field.
+        #[source]
+        source: bitnet_schema::SchemaError,
     },
     /// A tensor does not have the shape `config.json` implies.
     #[error("tensor '{tensor}': shape {found:?}, expected {expected:?} (from config.json)")]
@@ -97,7 +85,7 @@ pub enum ConvertError {
         outtype: &'static str,
         /// The encoder's reason.
         #[source]
-        source: bitnet_kernels::formats::FormatError,
+        source: bitnet_formats::FormatError,
     },
     /// A tensor's shape does not fit the requested type's blocks (checked before writing).
     #[error(
@@ -136,6 +124,16 @@ pub enum ConvertError {
         /// `vocab_size`.
         vocab: usize,
     },
+    /// The output is one of the checkpoint's own files (refused even with `--force`).
+    #[error(
+        "the output {output} is the input file {input}; writing it would destroy the checkpoint (choose another --output)"
+    )]
+    OutputIsInput {
+        /// The output path given.
+        output: PathBuf,
+        /// The input file it is.
+        input: PathBuf,
+    },
     /// The output exists and `--force` was not given.
     #[error("{path} exists; pass --force to replace it")]
     OutputExists {
@@ -152,6 +150,15 @@ pub enum ConvertError {
         /// The GGUF library's error (boxed: it is large and this path is cold).
         #[source]
         source: Box<crate::gguf::GgufError>,
+    },
+    /// The worker threads could not be started.
+    #[error("starting {threads} conversion threads")]
+    ThreadPool {
+        /// The requested count (0: one per core).
+        threads: usize,
+        /// rayon's reason.
+        #[source]
+        source: rayon::ThreadPoolBuildError,
     },
     /// `--verify` found a difference between the output and the checkpoint.
     #[error("verify {path}: {what}")]

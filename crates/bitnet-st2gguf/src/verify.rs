@@ -9,12 +9,15 @@ use std::path::Path;
 
 use crate::ckpt::Checkpoint;
 use crate::gguf::{GgmlType, GgufFile};
-use bitnet_kernels::TernaryWeights;
-use bitnet_kernels::formats;
+use bitnet_formats as formats;
+use bitnet_formats::TernaryWeights;
 use half::{bf16, f16};
 
-use crate::convert::{Plan, Planned, RawFloat, Source, read_dense, read_linear, read_norm};
+use rayon::prelude::*;
+
 use crate::error::{ConvertError, Result};
+use crate::plan::{BATCH_BYTES, CHUNK_ELEMENTS, Plan, Planned, Source};
+use crate::source::{RawFloat, read_dense, read_linear, read_norm};
 
 /// `x` as stored in a float tensor of type `ty`, widened back to f32.
 fn round_to(ty: GgmlType, x: f32) -> f32 {
@@ -70,40 +73,47 @@ pub fn verify(path: &Path, ckpt: &Checkpoint, dir: &Path, plan: &Plan) -> Result
                 t.ty
             )));
         }
-        if matches!(t.source, Source::Embedding | Source::Head) {
-            check_dense_chunked(&file, info, ckpt, dir, t).map_err(|e| match e {
-                Mismatch::Convert(e) => e,
-                Mismatch::Differs(what) => fail(format!("tensor '{}': {what}", t.name)),
-            })?;
+        let len = file.tensor_data(info).len();
+        if !t.source.is_dense() && len != t.bytes {
+            return Err(fail(format!(
+                "tensor '{}' has {len} bytes, expected {}",
+                t.name, t.bytes
+            )));
+        }
+    }
+    let report = |t: &Planned, e: Mismatch| match e {
+        Mismatch::Convert(e) => e,
+        Mismatch::Differs(what) => fail(format!("tensor '{}': {what}", t.name)),
+    };
+    // The writer's runs: checked in parallel, reported in file order.
+    for range in plan.batches(BATCH_BYTES) {
+        let (infos, tensors) = (&infos[range.clone()], &plan.tensors[range]);
+        if let ([info], [t]) = (infos, tensors)
+            && t.source.is_dense()
+        {
+            check_dense_chunked(&file, info, ckpt, dir, t).map_err(|e| report(t, e))?;
             continue;
         }
-        let result = {
-            let data = file.tensor_data(info);
-            if data.len() != t.bytes {
-                return Err(fail(format!(
-                    "tensor '{}' has {} bytes, expected {}",
-                    t.name,
-                    data.len(),
-                    t.bytes
-                )));
-            }
-            check_tensor(ckpt, dir, plan, t, data)
-        };
-        result.map_err(|e| match e {
-            Mismatch::Convert(e) => e,
-            Mismatch::Differs(what) => fail(format!("tensor '{}': {what}", t.name)),
-        })?;
-        // Checked: drop both sides' pages so verifying keeps memory as low as converting.
-        file.release(info);
-        for name in [t.hf_name.clone(), format!("{}_scale", t.hf_name)] {
-            ckpt.release(&name, 0, ckpt.tensor_len(&name));
+        let results: Vec<std::result::Result<(), Mismatch>> = infos
+            .par_iter()
+            .zip(tensors)
+            .map(|(info, t)| {
+                let result = check_tensor(ckpt, dir, plan, t, file.tensor_data(info));
+                // Checked: drop both sides' pages so verifying keeps memory as low as
+                // converting.
+                file.release(info);
+                for name in t.hf_sources() {
+                    ckpt.release(&name, 0, ckpt.tensor_len(&name));
+                }
+                result
+            })
+            .collect();
+        for (t, result) in tensors.iter().zip(results) {
+            result.map_err(|e| report(t, e))?;
         }
     }
     Ok(())
 }
-
-/// Elements compared per step for the embedding and head.
-const CHUNK_ELEMENTS: usize = 1 << 20;
 
 /// The embedding or head, compared chunk by chunk with each chunk's pages released after use
 /// on both sides, so `--verify` never has the largest tensor resident.

@@ -117,7 +117,7 @@ fn fails_naming(input: &Path, needles: &[&str]) {
         .code(2);
     let stderr = String::from_utf8_lossy(&assert.get_output().stderr).into_owned();
     eprintln!("{stderr}");
-    assert!(stderr.starts_with("error: "), "{stderr}");
+    assert!(stderr.starts_with("bitnet-st2gguf: error: "), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
     for n in needles {
         assert!(stderr.contains(n), "stderr does not name '{n}': {stderr}");
@@ -378,8 +378,7 @@ fn linears_match_transformers_scales() {
             let name = format!("blk.{}.{gguf}.weight", parts[2]);
             let info = file.tensors().iter().find(|t| t.name == name).unwrap();
             let (cols, rows) = (info.dims[0] as usize, info.dims[1] as usize);
-            let w =
-                bitnet_kernels::formats::decode_i2s(file.tensor_data(info), rows, cols).unwrap();
+            let w = bitnet_formats::decode_i2s(file.tensor_data(info), rows, cols).unwrap();
             let want_scale = want[key].as_f64().unwrap() as f32;
             let rel = ((w.scale - want_scale) / want_scale).abs();
             // packed: the bf16 value exactly; master: transformers' f32 mean (summation order
@@ -439,7 +438,27 @@ fn bitlinear_divides_by_weight_scale() {
             .iter()
             .find(|t| t.name == "blk.0.attn_q.weight")
             .unwrap();
-        let w = bitnet_kernels::formats::decode_i2s(file.tensor_data(info), 256, 256).unwrap();
+        let w = bitnet_formats::decode_i2s(file.tensor_data(info), 256, 256).unwrap();
         assert_eq!(w.scale, want, "{tag}");
     }
+}
+
+#[test]
+fn error_absurd_layer_count_or_linear_class_in_config() {
+    for layers in [1u64 << 24, 1 << 40] {
+        let d = broken(|_| {}, |c| c["num_hidden_layers"] = layers.into());
+        fails_naming(d.path(), &["num_hidden_layers", "implausibly large"]);
+    }
+    let d = broken(
+        |_| {},
+        |c| c["quantization_config"]["linear_class"] = "wideLinear".into(),
+    );
+    fails_naming(
+        d.path(),
+        &[
+            "quantization_config.linear_class",
+            "wideLinear",
+            "autobitlinear",
+        ],
+    );
 }

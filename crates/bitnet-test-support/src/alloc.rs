@@ -7,8 +7,11 @@
 //! static GLOBAL: bitnet_test_support::alloc::Counting = bitnet_test_support::alloc::Counting;
 //! ```
 //!
-//! and read [`allocations`] before and after the code under test (with nothing else running
-//! in the process: keep such tests alone in their binary).
+//! and measure with [`fewest_allocations`] (or read [`allocations`] before and after the code
+//! under test). The counter is process-wide, so keep such tests alone in their binary; even
+//! then the test harness's own threads may allocate now and then, which is why
+//! [`fewest_allocations`] takes the quietest of several windows: an allocation per call shows
+//! in every window, a stray one from another thread does not.
 #![allow(unsafe_code)]
 
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -44,4 +47,16 @@ unsafe impl GlobalAlloc for Counting {
 /// Allocations (and reallocations) counted so far in this process.
 pub fn allocations() -> usize {
     ALLOCATIONS.load(Ordering::SeqCst)
+}
+
+/// The fewest allocations seen over `windows` runs of `f` (at least one).
+pub fn fewest_allocations(windows: usize, mut f: impl FnMut()) -> usize {
+    (0..windows.max(1))
+        .map(|_| {
+            let before = allocations();
+            f();
+            allocations() - before
+        })
+        .min()
+        .unwrap_or(0)
 }

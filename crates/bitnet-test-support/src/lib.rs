@@ -7,6 +7,7 @@
 //!   `bitnet-cli logits` use (written by hand: the format is a 10-byte preamble and a Python
 //!   dict literal, and test code wants panics with the file name, not a dependency).
 //! - [`logits`]: max |difference| and top-1 agreement of two logit matrices.
+//! - [`data`]: seeded ternary test weights.
 //! - [`alloc`]: a counting global allocator, for the tests that prove the hot path does not
 //!   allocate.
 //!
@@ -15,6 +16,7 @@
 //! between source files.
 
 pub mod alloc;
+pub mod data;
 pub mod fixtures;
 pub mod logits;
 pub mod npy;

@@ -11,6 +11,11 @@ pub fn argmax(x: &[f32]) -> usize {
     best
 }
 
+/// The argmax of each row of width `vocab`.
+pub fn argmax_rows(logits: &[f32], vocab: usize) -> Vec<usize> {
+    logits.chunks_exact(vocab).map(argmax).collect()
+}
+
 /// `(max |a - b|, fraction of rows whose argmax agrees)` for rows of width `vocab`.
 ///
 /// # Panics

@@ -63,6 +63,17 @@ pub enum TokenizerError {
     /// The chat template failed to parse or render (including `raise_exception`).
     #[error("chat template: {0}")]
     ChatTemplate(String),
+    /// The chat template hit a render limit (fuel or output size): it loops too long or writes
+    /// too much. Its own variant so a server can answer it apart from a template error.
+    #[error("chat template: {what} limit of {limit} exceeded ({hint})")]
+    ChatTemplateLimit {
+        /// `fuel` (instructions) or `output` (bytes).
+        what: &'static str,
+        /// The limit that tripped.
+        limit: u64,
+        /// What it usually means.
+        hint: &'static str,
+    },
     /// The `tokenizers` crate failed while encoding or decoding.
     #[error("tokenizer: {0}")]
     Tokenizers(String),

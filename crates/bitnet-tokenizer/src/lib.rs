@@ -11,6 +11,8 @@
 //!   2B4T format when the model has none.
 //! - [`TextStream`] turns generated ids into text deltas that never split a UTF-8 character.
 
+#![forbid(unsafe_code)]
+
 mod chat;
 mod error;
 pub mod gguf;
@@ -18,7 +20,7 @@ mod hf;
 mod stream;
 mod tokenizer;
 
-pub use chat::{BITNET_2B4T_CHAT_TEMPLATE, ChatMessage, ChatTemplate, render_chat};
+pub use chat::{BITNET_2B4T_CHAT_TEMPLATE, ChatLimits, ChatMessage, ChatTemplate, render_chat};
 pub use error::TokenizerError;
 pub use gguf::{GgufTokenizerData, LLAMA3_SPLIT_REGEX};
 pub use stream::TextStream;

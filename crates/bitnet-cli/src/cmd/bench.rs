@@ -16,7 +16,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use anyhow::Result;
-use bitnet_engine::{HeadType, LoadOptions, Model, ModelConfig, SessionOptions};
+use bitnet_engine::{HeadType, LoadOptions, Model, ModelConfig, ModelRef, SessionOptions};
 use serde::Serialize;
 
 use crate::args::BenchArgs;
@@ -171,21 +171,31 @@ pub fn read_bandwidth(threads: usize, bytes: usize) -> f64 {
 pub fn run(args: BenchArgs) -> Result<()> {
     let mut threads = args.threads.clone();
     threads.dedup();
-    let (label, size_on_disk, synthetic) = match (&args.model, &args.synthetic) {
+    let (label, size_on_disk, model_ref) = match (&args.model, &args.synthetic) {
         (Some(path), _) => {
             common::require_exists(path)?;
-            (model_label(path), Some(file_size(path)?), None)
+            (
+                model_label(path),
+                Some(file_size(path)?),
+                common::model_ref(path),
+            )
         }
         (None, Some(name)) => {
-            let cfg =
-                bitnet_engine::synthetic::preset(name).ok_or_else(|| CliError::UnknownPreset {
-                    name: name.clone(),
+            let name = name.to_ascii_lowercase();
+            if bitnet_engine::synthetic::preset(&name).is_none() {
+                return Err(CliError::UnknownPreset {
+                    name,
                     known: bitnet_engine::synthetic::PRESETS.join(", "),
-                })?;
+                }
+                .into());
+            }
             (
-                format!("{} synthetic", name.to_ascii_lowercase()),
+                format!("{name} synthetic"),
                 None,
-                Some(cfg),
+                ModelRef::Synthetic {
+                    preset: name,
+                    seed: 42,
+                },
             )
         }
         (None, None) => unreachable!("clap requires --model or --synthetic"),
@@ -202,11 +212,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
             head_type: args.head_type,
         };
         let pb = common::spinner(&format!("building model for {t} threads"));
-        let model = match (&synthetic, &args.model) {
-            (Some(cfg), _) => Model::synthetic(cfg.clone(), 42, &opts)?,
-            (None, Some(path)) => Model::load(path, &opts)?,
-            (None, None) => unreachable!("clap requires --model or --synthetic"),
-        };
+        let model = Model::open(&model_ref, &opts)?;
         pb.finish_and_clear();
         let c = model.config().clone();
         let w = model.weights();
@@ -223,8 +229,8 @@ pub fn run(args: BenchArgs) -> Result<()> {
         let params = param_count(&c, w.tied);
         let head_type = w.head.type_name();
         let backend = match args.head_type {
-            HeadType::Stored => format!("CPU {}", model.kernels().ops().id()),
-            other => format!("CPU {} + {other} head", model.kernels().ops().id()),
+            HeadType::Stored => format!("CPU {}", model.kernels().backend().id()),
+            other => format!("CPU {} + {other} head", model.kernels().backend().id()),
         };
         let threads_used = model.kernels().threads();
         let row = |test: String, np: usize, ng: usize, samples: Vec<f64>| {

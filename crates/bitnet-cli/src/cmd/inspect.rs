@@ -118,7 +118,7 @@ fn value_text(value: &Value, full: bool) -> String {
 
 /// Prints the file's contents.
 pub fn run(args: InspectArgs) -> Result<()> {
-    common::require_exists(&args.file)?;
+    common::require_regular_file(&args.file)?;
     let file = GgufFile::open(&args.file)?;
     let tensor_bytes: u64 = file.tensors().iter().map(|t| t.size_bytes as u64).sum();
     let mut out = std::io::stdout().lock();

@@ -22,6 +22,8 @@ pub fn run(args: LogitsArgs) -> Result<()> {
     let logits = match args.backend {
         LogitsBackend::Engine => {
             let mut session = model.session(&SessionOptions {
+                // Sized by the tokens given, not by the model's (possibly huge) context.
+                context: Some(args.tokens.len().max(1)),
                 kv_type: args.kv_type.engine(),
                 ..SessionOptions::default()
             });

@@ -15,8 +15,7 @@ use crate::error::CliError;
 fn load_tokenizer(path: &Path) -> Result<Tokenizer> {
     common::require_exists(path)?;
     let tok = if common::is_embedded(path) {
-        let bytes = bitnet_default_model::gguf_bytes().to_vec();
-        let file = bitnet_gguf::GgufFile::from_bytes_named(bytes, path)?;
+        let file = bitnet_gguf::GgufFile::from_static(bitnet_default_model::gguf_bytes(), path)?;
         bitnet_engine::tokenizer::from_gguf(&file)?
     } else if path.is_dir() {
         if path.join("tokenizer.json").is_file() {
@@ -25,6 +24,7 @@ fn load_tokenizer(path: &Path) -> Result<Tokenizer> {
             None
         }
     } else {
+        common::require_regular_file(path)?;
         let file = bitnet_gguf::GgufFile::open(path)?;
         bitnet_engine::tokenizer::from_gguf(&file)?
     };

@@ -46,6 +46,7 @@ pub(crate) trait DotStep {
 
 #[inline(always)]
 unsafe fn codes(row: *const u8) -> [__m256i; 4] {
+    // SAFETY: only forwards this unsafe fn's own contract (the CPU features it is compiled for, pointers and lengths its safe caller checked); no further obligation.
     unsafe {
         let mask = _mm256_set1_epi8(3);
         let w = _mm256_loadu_si256(row as *const __m256i);
@@ -62,6 +63,7 @@ unsafe fn codes(row: *const u8) -> [__m256i; 4] {
 
 #[inline(always)]
 unsafe fn hsum(v: __m256i) -> i32 {
+    // SAFETY: only forwards this unsafe fn's own contract (the CPU features it is compiled for, pointers and lengths its safe caller checked); no further obligation.
     unsafe {
         let s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256::<1>(v));
         let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b01_00_11_10>(s));
@@ -79,6 +81,7 @@ unsafe fn dot_tile<D: DotStep, const NT: usize>(
     tails: &[*const i8; NT],
     has_tail: bool,
 ) -> [i32; NT] {
+    // SAFETY: only forwards this unsafe fn's own contract (the CPU features it is compiled for, pointers and lengths its safe caller checked); no further obligation.
     unsafe {
         let mut acc = [D::zero(); NT];
         for b in 0..full {
@@ -116,6 +119,7 @@ impl<D: DotStep> TileDot for D {
         tails: &[*const i8; NT],
         has_tail: bool,
     ) -> [i32; NT] {
+        // SAFETY: only forwards this unsafe fn's own contract (the CPU features it is compiled for, pointers and lengths its safe caller checked); no further obligation.
         unsafe { dot_tile::<D, NT>(row, full, q, tails, has_tail) }
     }
 }

@@ -41,8 +41,18 @@ pub fn broken(
     edit: impl Fn(&mut Vec<(String, Dtype, Vec<usize>, Vec<u8>)>),
     edit_config: impl Fn(&mut serde_json::Value),
 ) -> tempfile::TempDir {
+    variant_of("packed", edit, edit_config)
+}
+
+/// A copy of the fixture checkpoint `layout` (`packed` or `master`) whose tensors pass
+/// through `edit` and whose config passes through `edit_config`.
+pub fn variant_of(
+    layout: &str,
+    edit: impl Fn(&mut Vec<(String, Dtype, Vec<usize>, Vec<u8>)>),
+    edit_config: impl Fn(&mut serde_json::Value),
+) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    let src = fixture("packed");
+    let src = fixture(layout);
     let bytes = std::fs::read(src.join("model.safetensors")).unwrap();
     let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
     let mut tensors: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = st
@@ -71,42 +81,12 @@ pub fn broken(
 
 /// Reads a float32 C-order `.npy` file (format in fixtures/tiny-bitnet/README.md).
 pub fn read_npy(path: &Path) -> Vec<f32> {
-    let bytes = std::fs::read(path).unwrap();
-    assert_eq!(&bytes[..6], b"\x93NUMPY");
-    let header_len = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
-    let header = std::str::from_utf8(&bytes[10..10 + header_len]).unwrap();
-    assert!(header.contains("'descr': '<f4'"), "{header}");
-    bytes[10 + header_len..]
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect()
-}
-
-pub fn argmax(x: &[f32]) -> usize {
-    let mut best = 0;
-    for (i, &v) in x.iter().enumerate() {
-        if v > x[best] {
-            best = i;
-        }
-    }
-    best
+    bitnet_test_support::npy::read_f32(path).1
 }
 
 /// max |a - b| and the fraction of positions whose argmax agrees.
 pub fn compare(a: &[f32], b: &[f32]) -> (f32, f64) {
-    assert_eq!(a.len(), b.len());
-    let max = a
-        .iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max);
-    let rows = a.len() / VOCAB;
-    let agree = (0..rows)
-        .filter(|&r| {
-            argmax(&a[r * VOCAB..(r + 1) * VOCAB]) == argmax(&b[r * VOCAB..(r + 1) * VOCAB])
-        })
-        .count();
-    (max, agree as f64 / rows as f64)
+    bitnet_test_support::logits::compare(a, b, VOCAB)
 }
 
 /// GPT-2's byte-to-unicode map: the printable string of each byte in byte-level BPE vocabularies.

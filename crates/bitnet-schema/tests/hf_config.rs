@@ -4,10 +4,10 @@
 
 use std::path::Path;
 
-use bitnet_checkpoint::{CheckpointError, HfConfig};
+use bitnet_schema::{HfConfig, SchemaError};
 use serde_json::json;
 
-fn parse(j: serde_json::Value) -> Result<HfConfig, CheckpointError> {
+fn parse(j: serde_json::Value) -> Result<HfConfig, SchemaError> {
     HfConfig::parse(Path::new("/x/config.json"), &j.to_string())
 }
 
@@ -200,4 +200,37 @@ fn errors_name_file_and_field() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("/x/config.json: invalid JSON"), "{e}");
+}
+
+#[test]
+fn unknown_linear_class_is_refused_with_the_known_list() {
+    let e = err_text(with(
+        "quantization_config",
+        json!({"quant_method": "bitnet", "linear_class": "fancylinear"}),
+    ));
+    assert!(
+        e.contains("quantization_config.linear_class")
+            && e.contains("fancylinear")
+            && e.contains("bitlinear, autobitlinear"),
+        "{e}"
+    );
+    let e = err_text(with(
+        "quantization_config",
+        json!({"quant_method": "bitnet", "linear_class": 3}),
+    ));
+    assert!(e.contains("quantization_config.linear_class"), "{e}");
+}
+
+#[test]
+fn absurd_layer_counts_are_refused_by_from_hf() {
+    for layers in [1u64 << 24, 1 << 40] {
+        let cfg = parse(with("num_hidden_layers", json!(layers))).unwrap();
+        let e = bitnet_schema::ModelConfig::from_hf(&cfg)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("'num_hidden_layers'") && e.contains("implausibly large"),
+            "{layers}: {e}"
+        );
+    }
 }

@@ -1,21 +1,12 @@
 //! Storage formats: round trips, byte layouts pinned by hand-built blocks, and errors for
 //! malformed data (never panics).
 
-use bitnet_kernels::TernaryWeights;
-use bitnet_kernels::formats::{self, FormatError};
+use bitnet_formats::{self as formats, FormatError, TernaryWeights};
 use half::f16;
 use proptest::prelude::*;
 
 fn ternary(rows: usize, cols: usize, seed: u64, scale: f32) -> TernaryWeights {
-    let mut s = seed;
-    let values = (0..rows * cols)
-        .map(|_| {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((s >> 33) % 3) as i8 - 1
-        })
-        .collect();
+    let values = bitnet_test_support::data::ternary_values(rows * cols, seed);
     TernaryWeights {
         rows,
         cols,
@@ -34,15 +25,6 @@ proptest! {
         let b = formats::encode_i2s(&w).unwrap();
         prop_assert_eq!(b.len(), formats::i2s_size(rows, 128 * blocks));
         prop_assert_eq!(formats::decode_i2s(&b, rows, 128 * blocks).unwrap(), w);
-    }
-
-    #[test]
-    fn i2s_bytes_are_the_packed_layout(rows in 1usize..9, blocks in 1usize..5, seed: u64, scale in 1e-3f32..10.0) {
-        // The load-time fast path equals decoding and packing.
-        let w = ternary(rows, 128 * blocks, seed, scale);
-        let b = formats::encode_i2s(&w).unwrap();
-        let fast = formats::i2s_to_packed(&b, rows, 128 * blocks).unwrap().unwrap();
-        prop_assert_eq!(fast, bitnet_kernels::PackedTernary::pack_i2s128(&w));
     }
 
     #[test]
@@ -245,28 +227,41 @@ fn errors_name_the_problem() {
 }
 
 #[test]
-fn i2s_fast_path_refuses_code_3_and_skips_unaligned_rows() {
-    let w = ternary(2, 256, 7, 0.5);
-    let mut b = formats::encode_i2s(&w).unwrap();
-    b[70] |= 0b0000_1100; // element 256 + 32*2 + 6 of the flattened tensor gets code 3
-    let e = formats::i2s_to_packed(&b, 2, 256).unwrap_err();
-    assert!(
-        matches!(
-            e,
-            FormatError::InvalidCode {
-                code: 3,
-                offset: 70,
-                ..
-            }
-        ),
-        "{e}"
+fn blocks_are_typed_views_of_any_byte_slice() {
+    let mut w = ternary(2, 256, 3, 0.5);
+    w.scale = f16::from_f32(0.5).to_f32();
+    let i2s = formats::encode_i2s(&w).unwrap();
+    let tq2 = formats::encode_tq2_0(&w).unwrap();
+    let tq1 = formats::encode_tq1_0(&w).unwrap();
+    // Every block has alignment 1: a tensor at an odd offset of a buffer (a memory map, a
+    // sub-slice) decodes exactly like one at offset 0.
+    let shifted = |b: &[u8]| [&[0xAAu8][..], b].concat();
+    assert_eq!(formats::decode_i2s(&shifted(&i2s)[1..], 2, 256).unwrap(), w);
+    assert_eq!(
+        formats::decode_tq2_0(&shifted(&tq2)[1..], 2, 256).unwrap(),
+        w
     );
     assert_eq!(
-        formats::decode_i2s(&b, 2, 256).unwrap_err().to_string(),
-        e.to_string()
+        formats::decode_tq1_0(&shifted(&tq1)[1..], 2, 256).unwrap(),
+        w
     );
-    // 2 x 64 is a valid I2_S tensor but its rows do not start on block boundaries.
-    let w = ternary(2, 64, 9, 0.5);
-    let b = formats::encode_i2s(&w).unwrap();
-    assert!(formats::i2s_to_packed(&b, 2, 64).unwrap().is_none());
+
+    // The typed fields are the bytes the layouts describe.
+    let t = formats::parse_i2s(&i2s, 2, 256).unwrap();
+    assert_eq!(t.blocks.len(), 4);
+    assert_eq!(t.scale, w.scale);
+    for (b, block) in t.blocks.iter().enumerate() {
+        for i in 0..formats::I2S_BLOCK {
+            assert_eq!(block.code(i) as i8 - 1, w.values[b * 128 + i]);
+        }
+    }
+    let blocks: &[formats::BlockTq2_0] = bytemuck::cast_slice(&tq2);
+    assert_eq!(blocks.len(), 2);
+    assert!(blocks.iter().all(|b| b.d() == f16::from_f32(0.5)));
+    assert_eq!(blocks[1].code(255) as i8 - 1, w.values[511]);
+    let blocks: &[formats::BlockTq1_0] = bytemuck::cast_slice(&tq1);
+    let mut values = [0i8; 256];
+    blocks[1].decode(&mut values);
+    assert_eq!(values[..], w.values[256..]);
+    assert_eq!(blocks[0].d(), f16::from_f32(0.5));
 }

@@ -1,0 +1,127 @@
+//! NEON dense matmuls (the output head): f16 converted with `half` (hardware `fcvtl` where
+//! available) into a stack buffer, then NEON FMA; f32 straight into the FMA; Q8_0 with an
+//! exact `vmull_s8` dot per block of 32.
+
+use super::Neon;
+use crate::ops::{DenseMatmul, DenseOps, KernelId, Q8Matmul};
+use crate::packed::OutRows;
+use half::f16;
+use std::arch::aarch64::*;
+
+/// Id of the f16 matmul.
+pub(crate) const F16_ID: KernelId = "f16/neon";
+/// Id of the f32 matmul.
+pub(crate) const F32_ID: KernelId = "f32/neon";
+/// Id of the Q8_0 matmul.
+pub(crate) const Q8_ID: KernelId = "q8_0/neon";
+
+/// `sum a[i] * b[i]` with four FMA chains.
+#[target_feature(enable = "neon")]
+unsafe fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
+    let n = a.len().min(b.len());
+    unsafe {
+        let (pa, pb) = (a.as_ptr(), b.as_ptr());
+        let mut acc = [vdupq_n_f32(0.0); 4];
+        let mut i = 0;
+        while i + 16 <= n {
+            for (k, a) in acc.iter_mut().enumerate() {
+                *a = vfmaq_f32(
+                    *a,
+                    vld1q_f32(pa.add(i + 4 * k)),
+                    vld1q_f32(pb.add(i + 4 * k)),
+                );
+            }
+            i += 16;
+        }
+        let mut s = vaddvq_f32(vaddq_f32(
+            vaddq_f32(acc[0], acc[1]),
+            vaddq_f32(acc[2], acc[3]),
+        ));
+        while i < n {
+            s += a[i] * b[i];
+            i += 1;
+        }
+        s
+    }
+}
+
+/// Dense rows: `chunk` converts up to 256 weights of a row into f32.
+fn dense_rows<T>(m: &DenseMatmul<'_, T>, out: &mut OutRows<'_>, chunk: impl Fn(&[T], &mut [f32])) {
+    debug_assert!(m.fits(out), "output view does not fit the operands");
+    const CHUNK: usize = 256;
+    let mut buf = [0.0f32; CHUNK];
+    let rows = out.rows();
+    for r in rows.clone() {
+        for t in 0..m.n() {
+            out.token(t)[r - rows.start] = 0.0;
+        }
+        for (ci, wc) in m.w_row(r).chunks(CHUNK).enumerate() {
+            let b = &mut buf[..wc.len()];
+            chunk(wc, b);
+            for t in 0..m.n() {
+                let xt = &m.x_row(t)[ci * CHUNK..][..wc.len()];
+                // SAFETY: NEON is mandatory on aarch64.
+                out.token(t)[r - rows.start] += unsafe { dot_f32(b, xt) };
+            }
+        }
+    }
+}
+
+/// One Q8_0 row times one quantised activation row: per block of 32, two 16-byte halves
+/// multiplied with `vmull_s8`/`vmlal_high_s8` (two products of |q| <= 127 per i16 lane, at
+/// most 32258: no overflow), widened with `vpaddlq_s16`, then one FMA with `dw * dx`.
+///
+/// # Safety
+/// `wq` and `xq` hold `wd.len() * 32` values, `xd` at least `wd.len()` scales.
+#[inline]
+unsafe fn q8_row_dot(wq: &[i8], wd: &[f16], xq: &[i8], xd: &[f32]) -> f32 {
+    unsafe {
+        let mut acc = vdupq_n_f32(0.0);
+        for (b, (d, &dx)) in wd.iter().zip(xd).enumerate() {
+            let (pw, px) = (wq.as_ptr().add(b * 32), xq.as_ptr().add(b * 32));
+            let (w0, w1) = (vld1q_s8(pw), vld1q_s8(pw.add(16)));
+            let (x0, x1) = (vld1q_s8(px), vld1q_s8(px.add(16)));
+            let p0 = vmlal_high_s8(vmull_s8(vget_low_s8(w0), vget_low_s8(x0)), w0, x0);
+            let p1 = vmlal_high_s8(vmull_s8(vget_low_s8(w1), vget_low_s8(x1)), w1, x1);
+            let i = vaddq_s32(vpaddlq_s16(p0), vpaddlq_s16(p1));
+            acc = vfmaq_n_f32(acc, vcvtq_f32_s32(i), d.to_f32() * dx);
+        }
+        vaddvq_f32(acc)
+    }
+}
+
+fn q8_rows(m: &Q8Matmul<'_>, out: &mut OutRows<'_>) {
+    debug_assert!(m.fits(out), "output view does not fit the operands");
+    let (w, x) = (m.w(), m.x());
+    let (cols, nb) = (w.cols(), w.blocks_per_row());
+    let rows = out.rows();
+    for r in rows.clone() {
+        let wq = &w.quants()[r * cols..(r + 1) * cols];
+        let wd = &w.scales()[r * nb..(r + 1) * nb];
+        for t in 0..m.n() {
+            let xq = &x.quants()[t * cols..(t + 1) * cols];
+            let xd = &x.scales()[t * nb..(t + 1) * nb];
+            // SAFETY: NEON is mandatory on aarch64; the slices hold whole blocks (sliced
+            // above from `Q8Matmul`'s checked shapes).
+            out.token(t)[r - rows.start] = unsafe { q8_row_dot(wq, wd, xq, xd) };
+        }
+    }
+}
+
+impl DenseOps for Neon {
+    fn f16_rows(&self, m: &DenseMatmul<'_, f16>, out: &mut OutRows<'_>) -> KernelId {
+        use half::slice::HalfFloatSliceExt;
+        dense_rows(m, out, |src, dst| src.convert_to_f32_slice(dst));
+        F16_ID
+    }
+
+    fn f32_rows(&self, m: &DenseMatmul<'_, f32>, out: &mut OutRows<'_>) -> KernelId {
+        dense_rows(m, out, |src, dst| dst.copy_from_slice(src));
+        F32_ID
+    }
+
+    fn q8_rows(&self, m: &Q8Matmul<'_>, out: &mut OutRows<'_>) -> KernelId {
+        q8_rows(m, out);
+        Q8_ID
+    }
+}

@@ -1,0 +1,247 @@
+//! Receipts name the code that ran. For every backend this CPU has, each op's code returns
+//! the id the backend declares for it, the dispatch counters record exactly those ids, and
+//! the known fallbacks (ops a backend has no SIMD version of) are named as fallbacks.
+
+use bitnet_kernels::{
+    Backend, DenseMatmul, Kernels, OpKind, OutRows, Q8Activations, Q8Matmul, Q8Matrix, ShapeError,
+    TernaryF32Matmul, TernaryMatmul, TernaryWeights, available, by_id,
+};
+use half::f16;
+
+const ROWS: usize = 8;
+const COLS: usize = 64;
+
+struct Data {
+    w: TernaryWeights,
+    x: Vec<f32>,
+    wf16: Vec<f16>,
+    wf32: Vec<f32>,
+    q8: Q8Matrix,
+}
+
+fn data() -> Data {
+    let w = TernaryWeights {
+        rows: ROWS,
+        cols: COLS,
+        values: (0..ROWS * COLS).map(|i| (i % 3) as i8 - 1).collect(),
+        scale: 0.5,
+    };
+    let x: Vec<f32> = (0..COLS).map(|i| (i % 7) as f32 / 7.0 - 0.4).collect();
+    let wf32: Vec<f32> = (0..ROWS * COLS).map(|i| (i % 5) as f32 / 5.0).collect();
+    let wf16 = wf32.iter().map(|&v| f16::from_f32(v)).collect();
+    let q8 = Q8Matrix::quantize(ROWS, COLS, 1, |r, buf| {
+        buf.copy_from_slice(&wf32[r * COLS..(r + 1) * COLS])
+    })
+    .unwrap();
+    Data {
+        w,
+        x,
+        wf16,
+        wf32,
+        q8,
+    }
+}
+
+/// Calls every op of `b` directly (one token) and returns the id each returned.
+fn ran(b: &'static dyn Backend, d: &Data) -> Vec<(OpKind, &'static str)> {
+    let p = Kernels::with_backend(b, 1).pack(&d.w);
+    let mut q = vec![0i8; COLS];
+    let mut s = [0f32];
+    let quantize = b.quantize_rows(&d.x, COLS, &mut q, &mut s);
+    let mut y = vec![0f32; ROWS];
+    let mut out = OutRows::new(&mut y, 1, ROWS);
+    let ternary = b.ternary_rows(&TernaryMatmul::new(&p, &q, &s, 1).unwrap(), &mut out);
+    let f32t = b.ternary_f32_rows(&TernaryF32Matmul::new(&p, &d.x, 1).unwrap(), &mut out);
+    let dense16 = DenseMatmul::new(&d.wf16, ROWS, COLS, &d.x, 1).unwrap();
+    let f16 = b.f16_rows(&dense16, &mut out);
+    let dense32 = DenseMatmul::new(&d.wf32, ROWS, COLS, &d.x, 1).unwrap();
+    let f32 = b.f32_rows(&dense32, &mut out);
+    let mut act = Q8Activations::new(1, COLS);
+    act.quantize(&d.x, 1);
+    let q8 = b.q8_rows(&Q8Matmul::new(&d.q8, &act).unwrap(), &mut out);
+    vec![
+        (OpKind::Quantize, quantize),
+        (OpKind::Ternary, ternary),
+        (OpKind::TernaryF32, f32t),
+        (OpKind::F16, f16),
+        (OpKind::F32, f32),
+        (OpKind::Q8_0, q8),
+    ]
+}
+
+/// Runs every op once through `k` (one token each).
+fn dispatch_each_op_once(k: &Kernels, d: &Data) {
+    let p = k.pack(&d.w);
+    let mut q = vec![0i8; COLS];
+    let mut s = [0f32];
+    let mut y = vec![0f32; ROWS];
+    k.quantize_rows(&d.x, 1, &mut q, &mut s);
+    k.ternary_matmul(&p, &q, &s, 1, &mut y);
+    k.ternary_matmul_f32(&p, &d.x, 1, &mut y);
+    k.f16_matmul(&d.wf16, ROWS, COLS, &d.x, 1, &mut y);
+    k.f32_matmul(&d.wf32, ROWS, COLS, &d.x, 1, &mut y);
+    let mut act = Q8Activations::new(1, COLS);
+    k.q8_matmul(&d.q8, &d.x, 1, &mut act, &mut y);
+}
+
+#[test]
+fn every_op_runs_the_kernel_its_backend_declares() {
+    let d = data();
+    for b in available() {
+        for (op, id) in ran(b, &d) {
+            assert_eq!(id, b.kernel_id(op), "{}: {op:?}", b.id());
+            // `<format>/<isa>`, the format fixed by the op, the ISA a real one.
+            let (format, isa) = id.split_once('/').unwrap();
+            let expected = match op {
+                OpKind::Quantize => "act_i8",
+                OpKind::Ternary | OpKind::TernaryF32 => "i2s",
+                OpKind::F16 => "f16",
+                OpKind::F32 => "f32",
+                OpKind::Q8_0 => "q8_0",
+            };
+            assert_eq!(format, expected, "{}: {op:?} -> {id}", b.id());
+            assert!(
+                available().iter().any(|o| o.isa() == isa),
+                "{}: {op:?} -> {id}: no backend has ISA {isa}",
+                b.id()
+            );
+        }
+        // The receipt's names are exactly the declared ids.
+        let k = Kernels::with_backend(b, 1);
+        dispatch_each_op_once(&k, &d);
+        let name = |op: OpKind, suffix: &str| (format!("{}:{suffix}", b.kernel_id(op)), 1);
+        assert_eq!(
+            k.dispatch_counts(),
+            vec![
+                name(OpKind::Quantize, "quantize"),
+                name(OpKind::Ternary, "gemv"),
+                name(OpKind::TernaryF32, "f32"),
+                name(OpKind::F16, "gemv"),
+                name(OpKind::F32, "gemv"),
+                name(OpKind::Q8_0, "gemv"),
+            ],
+            "{}",
+            b.id()
+        );
+    }
+}
+
+#[test]
+fn the_scalar_backend_runs_only_scalar_code() {
+    let d = data();
+    let scalar = by_id("i2s/scalar").unwrap();
+    for (op, id) in ran(scalar, &d) {
+        assert!(id.ends_with("/scalar"), "{op:?} -> {id}");
+    }
+}
+
+#[test]
+fn fallbacks_are_reported_as_fallbacks() {
+    let d = data();
+    let report = |id: &str| {
+        let k = Kernels::with_backend(by_id(id).unwrap(), 1);
+        dispatch_each_op_once(&k, &d);
+        k.dispatch_counts()
+            .into_iter()
+            .map(|(name, _)| name)
+            .collect::<Vec<_>>()
+    };
+    #[cfg(target_arch = "x86_64")]
+    {
+        if by_id("i2s/avx2").is_some() {
+            // AVX2 has no f32-activation ternary kernel: the scalar one runs and is named.
+            assert_eq!(
+                report("i2s/avx2"),
+                [
+                    "act_i8/avx2:quantize",
+                    "i2s/avx2:gemv",
+                    "i2s/scalar:f32",
+                    "f16/avx2:gemv",
+                    "f32/avx2:gemv",
+                    "q8_0/avx2:gemv"
+                ]
+            );
+        }
+        if by_id("i2s/avx512vnni").is_some() {
+            // VNNI has its own ternary kernel only; the rest is AVX2 (or scalar) code.
+            assert_eq!(
+                report("i2s/avx512vnni"),
+                [
+                    "act_i8/avx2:quantize",
+                    "i2s/avx512vnni:gemv",
+                    "i2s/scalar:f32",
+                    "f16/avx2:gemv",
+                    "f32/avx2:gemv",
+                    "q8_0/avx2:gemv"
+                ]
+            );
+        }
+    }
+    #[cfg(target_arch = "aarch64")]
+    assert_eq!(
+        report("i2s/neon"),
+        [
+            "act_i8/scalar:quantize",
+            "i2s/neon:gemv",
+            "i2s/scalar:f32",
+            "f16/neon:gemv",
+            "f32/neon:gemv",
+            "q8_0/neon:gemv"
+        ]
+    );
+}
+
+#[test]
+fn operands_are_checked_once_with_errors_naming_the_operand() {
+    let d = data();
+    let p = Kernels::new(1).pack(&d.w);
+    let q = vec![0i8; 2 * COLS];
+    let e = TernaryMatmul::new(&p, &q[..COLS + 1], &[1.0], 1).unwrap_err();
+    assert_eq!(
+        e,
+        ShapeError {
+            op: "ternary_matmul",
+            operand: "activations",
+            rule: "n * cols",
+            expected: COLS,
+            actual: COLS + 1
+        }
+    );
+    assert_eq!(
+        e.to_string(),
+        "shape mismatch in ternary_matmul: activations holds 65 values, expected 64 (n * cols)"
+    );
+    let e = TernaryMatmul::new(&p, &q, &[1.0], 2).unwrap_err();
+    assert_eq!((e.operand, e.expected, e.actual), ("scales", 2, 1));
+    let e = DenseMatmul::new(&d.wf32[1..], ROWS, COLS, &d.x, 1).unwrap_err();
+    assert_eq!(e.operand, "weights");
+    let e = DenseMatmul::new(&d.wf32, ROWS, COLS, &d.x, usize::MAX).unwrap_err();
+    assert_eq!(e.operand, "activations");
+    let act = Q8Activations::new(1, 32);
+    assert_eq!(
+        Q8Matmul::new(&d.q8, &act).unwrap_err().operand,
+        "activation columns"
+    );
+
+    // `Kernels` panics with the same message.
+    let k = Kernels::new(1);
+    let mut y = vec![0f32; ROWS];
+    let msg = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        k.ternary_matmul(&p, &q[..COLS - 1], &[1.0], 1, &mut y)
+    }))
+    .unwrap_err();
+    let msg = msg.downcast_ref::<String>().unwrap();
+    assert!(
+        msg.contains("shape mismatch in ternary_matmul: activations holds 63 values"),
+        "{msg}"
+    );
+    let msg = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        k.f16_matmul(&d.wf16, ROWS, COLS, &d.x, 1, &mut y[..ROWS - 1])
+    }))
+    .unwrap_err();
+    let msg = msg.downcast_ref::<String>().unwrap();
+    assert!(
+        msg.contains("shape mismatch in f16_matmul: output holds 7 values, expected 8"),
+        "{msg}"
+    );
+}

@@ -216,11 +216,22 @@ mode_deny() {
     log "cargo deny check advisories licenses bans sources (advisory database: $db)"
     if [ "$db" = fetch ]; then
       cargo deny --locked check advisories licenses bans sources
+    elif [ "$db" = "${ADVISORY_DB:-}" ]; then
+      # cargo-deny opens its database at db-path/advisory-db-<hash of the URL> and dates it
+      # by the git HEAD there; as the Nix deny check does, a one-commit copy of the
+      # checkout in a private db-path, named through a copy of deny.toml.
+      local tmp dir
+      tmp=$(mktemp -d)
+      dir="$tmp/advisory-dbs/advisory-db-3157b0e258782691"
+      mkdir -p "$tmp/advisory-dbs"
+      cp -r "$db" "$dir"
+      [ -d "$dir/.git" ] || (cd "$dir" && git init -q && git add -A &&
+        git -c user.name=ci -c user.email=ci@localhost commit -qm "rustsec/advisory-db from $db")
+      sed "/^\[advisories\]/a db-path = \"$tmp/advisory-dbs\"" deny.toml >"$tmp/deny.toml"
+      cargo deny --locked --offline --config "$tmp/deny.toml" check advisories licenses bans sources
+      rm -rf "$tmp"
     else
-      mkdir -p "${CARGO_HOME:-$HOME/.cargo}/advisory-dbs"
-      [ "$db" = "${ADVISORY_DB:-}" ] &&
-        ln -sfn "$db" "${CARGO_HOME:-$HOME/.cargo}/advisory-dbs/advisory-db-offline"
-      cargo deny --locked check --disable-fetch advisories licenses bans sources
+      cargo deny --locked --offline check advisories licenses bans sources
     fi
   else
     skip "deny advisories" "no RustSec database here (set ADVISORY_DB to a checkout of rustsec/advisory-db)"

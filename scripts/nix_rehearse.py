@@ -60,8 +60,10 @@ from pathlib import Path
 STORE_PATH = re.compile(r"/nix/store/([a-z0-9]{32})-([^/\s\"'`;:)]+)")
 TOOLCHAIN = re.compile(r"^rust-(?:default|minimal|complete)(?:-with-[\w-]+)?-(\d+\.\d+\.\d+)$")
 PYTHON_ENV = re.compile(r"^python3-[\d.]+-env$")
-# Tools the host provides for a same-named nixpkgs package (`<name>-<version>`).
-HOST_TOOLS = ["cargo-nextest", "cargo-audit", "cargo-deny", "git", "curl", "jq", "rsync", "zstd"]
+# The host's commands that stand in for a nixpkgs package (`<name>-<version>`).
+HOST_TOOLS = {"cargo-nextest": ["cargo-nextest"], "cargo-audit": ["cargo-audit"],
+              "cargo-deny": ["cargo-deny"], "git": ["git"], "curl": ["curl"], "jq": ["jq"],
+              "rsync": ["rsync"], "zstd": ["zstd"], "procps": ["kill", "ps", "pgrep", "pkill"]}
 # Never inside the sandbox unless a derivation declares its own.
 FORBIDDEN = ["rustup", "rustup-init", "apt", "apt-get", "dpkg", "sudo", "pip", "pip3", "pipx"]
 # What every nixpkgs stdenv puts on PATH (coreutils, findutils, diffutils, sed, grep, awk,
@@ -262,15 +264,16 @@ class Rehearsal:
         return Path(which.stdout.strip()).parent.parent
 
     def host_tool(self, tool: str) -> Path | None:
-        found = shutil.which(tool)
-        if not found:
-            log(f"this machine has no {tool}; checks that use it will fail")
-            return None
         d = self.dir / "tools" / tool / "bin"
         d.mkdir(parents=True, exist_ok=True)
-        link = d / tool
-        if not link.exists():
-            link.symlink_to(found)
+        for command in HOST_TOOLS[tool]:
+            found = shutil.which(command)
+            if not found:
+                log(f"this machine has no {command} (for {tool}); checks that use it will fail")
+                return None
+            link = d / command
+            if not link.exists():
+                link.symlink_to(found)
         return d.parent
 
     def vendor(self) -> Path:

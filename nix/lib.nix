@@ -40,12 +40,15 @@ let
 
   # --- sources ---
 
-  # The cargo-fuzz project (its own workspace, nightly only) stays out of every source.
-  fuzz = ../crates/bitnet-gguf/fuzz;
   crateNames = builtins.attrNames (
     lib.filterAttrs (_: type: type == "directory") (builtins.readDir ../crates)
   );
   crateDir = name: ../crates + "/${name}";
+  # The cargo-fuzz projects (crates/*/fuzz, each its own workspace, nightly only) stay out
+  # of every source; the test source adds back what the tests replay from them.
+  fuzz = lib.fileset.unions (
+    builtins.filter builtins.pathExists (map (name: crateDir name + "/fuzz") crateNames)
+  );
   # Files a crate's code embeds besides Rust sources (include_bytes!).
   embedded = {
     bitnet-default-model = [ ../crates/bitnet-default-model/model ];
@@ -104,22 +107,28 @@ let
   };
 
   # What running the tests needs on top: the fixtures (models, tokenizers, reference
-  # logits: .safetensors, .gguf, .npy, .json, .jsonl) and the scripts the receipts check
-  # runs. cleanCargoSource alone drops all of these.
-  testFiles = lib.fileset.unions [
+  # logits: .safetensors, .gguf, .npy, .json, .jsonl), every crate's tests/ data, the
+  # scripts the receipts check runs, and from bitnet-engine's fuzz project the harness and
+  # the kept inputs its regression test replays. cleanCargoSource alone drops all of these.
+  testFiles = lib.fileset.unions ([
     cargoFiles
     ../fixtures
     ../models
     ../scripts
-    # Fuzzing inputs kept as regression tests of the GGUF reader.
-    ../crates/bitnet-gguf/tests/regressions
-  ];
+    ../crates/bitnet-engine/fuzz/harness.rs
+    ../crates/bitnet-engine/fuzz/regressions
+  ] ++ map (name: lib.fileset.maybeMissing (crateDir name + "/tests")) crateNames);
   # Tests only run at build time, so a filter that loses a fixture would show up deep into
   # a build. Fail evaluation instead if any of these is missing.
   testNeeds = [
     ../fixtures
     ../models
+    # Inputs kept from fuzzing, replayed by the GGUF reader's, the loaders' and the
+    # server's regression tests.
     ../crates/bitnet-gguf/tests/regressions
+    ../crates/bitnet-engine/fuzz/harness.rs
+    ../crates/bitnet-engine/fuzz/regressions
+    ../crates/bitnet-server/tests/fuzz_regressions
     ../scripts/ci-local.sh
     ../.config/nextest.toml
   ];

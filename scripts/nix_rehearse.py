@@ -44,6 +44,7 @@ REHEARSE_DIR (default: FLAKE/target/nix-rehearse).
 from __future__ import annotations
 
 import argparse
+import fcntl
 import hashlib
 import json
 import os
@@ -59,8 +60,10 @@ from pathlib import Path
 STORE_PATH = re.compile(r"/nix/store/([a-z0-9]{32})-([^/\s\"'`;:)]+)")
 TOOLCHAIN = re.compile(r"^rust-(?:default|minimal|complete)(?:-with-[\w-]+)?-(\d+\.\d+\.\d+)$")
 PYTHON_ENV = re.compile(r"^python3-[\d.]+-env$")
-# Tools the host provides for a same-named nixpkgs package (`<name>-<version>`).
-HOST_TOOLS = ["cargo-nextest", "cargo-audit", "cargo-deny", "git", "curl", "jq", "rsync", "zstd"]
+# The host's commands that stand in for a nixpkgs package (`<name>-<version>`).
+HOST_TOOLS = {"cargo-nextest": ["cargo-nextest"], "cargo-audit": ["cargo-audit"],
+              "cargo-deny": ["cargo-deny"], "git": ["git"], "curl": ["curl"], "jq": ["jq"],
+              "rsync": ["rsync"], "zstd": ["zstd"], "procps": ["kill", "ps", "pgrep", "pkill"]}
 # Never inside the sandbox unless a derivation declares its own.
 FORBIDDEN = ["rustup", "rustup-init", "apt", "apt-get", "dpkg", "sudo", "pip", "pip3", "pipx"]
 # What every nixpkgs stdenv puts on PATH (coreutils, findutils, diffutils, sed, grep, awk,
@@ -161,6 +164,12 @@ class Rehearsal:
         self.flake = Path(args.flake).resolve()
         self.dir = Path(os.environ.get("REHEARSE_DIR") or self.flake / "target/nix-rehearse").resolve()
         self.dir.mkdir(parents=True, exist_ok=True)
+        # One rehearsal per directory: they share the build directory and the layers.
+        self.lock = open(self.dir / ".lock", "w")
+        try:
+            fcntl.flock(self.lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            die(f"another nix-rehearse is running in {self.dir}")
         self.system = args.system
         self.rebuild = args.rebuild
         self.kit = Kit(self.flake, self.dir)
@@ -255,20 +264,21 @@ class Rehearsal:
         return Path(which.stdout.strip()).parent.parent
 
     def host_tool(self, tool: str) -> Path | None:
-        found = shutil.which(tool)
-        if not found:
-            log(f"this machine has no {tool}; checks that use it will fail")
-            return None
         d = self.dir / "tools" / tool / "bin"
         d.mkdir(parents=True, exist_ok=True)
-        link = d / tool
-        if not link.exists():
-            link.symlink_to(found)
+        for command in HOST_TOOLS[tool]:
+            found = shutil.which(command)
+            if not found:
+                log(f"this machine has no {command} (for {tool}); checks that use it will fail")
+                return None
+            link = d / command
+            if not link.exists():
+                link.symlink_to(found)
         return d.parent
 
     def vendor(self) -> Path:
         lock = (self.flake / "Cargo.lock").read_bytes()
-        d = self.dir / f"vendor-{hashlib.sha256(lock).hexdigest()[:16]}"
+        d = self.dir / f"vendor-{hashlib.sha256(lock).hexdigest()[:16]}-1"
         if not (d / "config.toml").exists():
             log("cargo vendor (outside the sandbox, as Nix fetches crane's vendored crates)")
             crates = d / "crates"
@@ -278,6 +288,10 @@ class Rehearsal:
             if vend.returncode != 0:
                 sys.stderr.write(vend.stderr)
                 die("cargo vendor failed")
+            # As in the Nix store, every file dated 1970-01-01T00:00:01: the dependency
+            # layer's target/ is too (crane archives it so), and a build script that
+            # reruns on a changed file must see its vendored file as old as the layer.
+            run(["find", str(crates), "-exec", "touch", "-h", "-d", "@1", "{}", "+"])
             (d / "config.toml").write_text(
                 '[source.crates-io]\nreplace-with = "rehearse-vendored"\n'
                 f'[source.rehearse-vendored]\ndirectory = "{crates}"\n')
@@ -380,13 +394,18 @@ class Rehearsal:
         stamp = self.dir / "passed" / key
         if layer:
             out = self.dir / "layers" / key.removesuffix(".drv")
-            done = (out / ".complete").exists()
+            # Built from the same derivation and the same vendored crates (their path is
+            # part of what the units record, as the store path is in Nix).
+            marker = out / ".complete"
+            done = marker.exists() and marker.read_text() == str(self.vendor())
         else:
             out = self.dir / "out" / key.removesuffix(".drv")
             done = stamp.exists() and not self.rebuild
+        logfile = self.dir / "logs" / f"{name}.log"
         if done:
             log(f"{label}: passed before (same derivation), not run again")
-            self.results[key] = {"name": name, "ok": True, "cached": True, "reasons": [], "secs": 0}
+            self.results[key] = {"name": name, "ok": True, "cached": True, "reasons": [], "secs": 0,
+                                 "info": layer_info(logfile) if layer else []}
             return self.results[key]
 
         if "cargoHelperFunctionsHook" not in env.get("nativeBuildInputs", ""):
@@ -485,7 +504,6 @@ class Rehearsal:
         unshare = ["unshare", "-n", "-m", "--propagation", "private"]
         if os.geteuid() != 0:
             unshare.insert(1, "-r")
-        logfile = self.dir / "logs" / f"{name}.log"
         logfile.parent.mkdir(parents=True, exist_ok=True)
         t0 = time.time()
         with open(logfile, "w") as f:
@@ -505,14 +523,17 @@ class Rehearsal:
             reasons = [f"exit {rc}"]
         if ok:
             if layer:
-                (out / ".complete").touch()
+                (out / ".complete").write_text(str(self.vendor()))
             else:
                 stamp.parent.mkdir(parents=True, exist_ok=True)
                 stamp.touch()
         log(f"{label}: {'passed' if ok else 'FAILED'} in {secs:.0f}s (log: {logfile})")
         for r in reasons:
             log(f"  {r}")
-        self.results[key] = {"name": name, "ok": ok, "cached": False, "secs": secs, "reasons": reasons}
+        self.results[key] = {"name": name, "ok": ok, "cached": False, "secs": secs, "reasons": reasons,
+                             "info": layer_info(logfile) if layer else []}
+        for i in self.results[key]["info"]:
+            log(f"  {i}")
         return self.results[key]
 
     def reasons(self, text: str, rc: int, forbidden: list[str], layer: bool, has_layer: bool,
@@ -559,9 +580,30 @@ class Rehearsal:
         return list(dict.fromkeys(out))
 
 
-# nixpkgs stdenv's hook runner (pkgs/stdenv/generic/setup.sh), which crane's hooks use.
+def layer_info(logfile: Path) -> list[str]:
+    """How many dependency units each cargo invocation of a layer compiled."""
+    if not logfile.exists():
+        return []
+    counts: list[tuple[str, int]] = []
+    for line in logfile.read_text(errors="replace").splitlines():
+        m = re.match(r"^\++ command cargo (\S+)(.*)$", line)
+        if m:
+            if m.group(1) != "--version":
+                counts.append((f"{m.group(1)}{m.group(2)}", 0))
+            continue
+        u = UNIT_LINE.match(line)
+        if u and counts and u.group(1) in ("Compiling", "Checking") and not u.group(4):
+            counts[-1] = (counts[-1][0], counts[-1][1] + 1)
+    total = sum(n for _, n in counts)
+    return [f"layer: {total} dependency units in {len(counts)} cargo invocation(s)"] + \
+        [f"  {n:>4}  cargo {cmd.strip()}" for cmd, n in counts]
+
+
+# nixpkgs stdenv's hook runner (pkgs/stdenv/generic/setup.sh), which crane's hooks use. The
+# builder runs the phases with errexit and pipefail, not nounset (setup.sh sets -u only
+# while it is sourced).
 STDENV_FUNCTIONS = r"""
-set -eu -o pipefail
+set -e -o pipefail
 _eval() { if declare -F "$1" >/dev/null 2>&1; then "$@"; else eval "$1"; fi; }
 _callImplicitHook() {
   local def="$1" hookName="$2"
@@ -635,6 +677,13 @@ def main() -> None:
     chosen = [n for n in sorted(r.checks) if not args.only or n in args.only.split(",")]
     for name in chosen:
         r.run_drv(name, r.checks[name])
+    print("\nnix-rehearse: dependency layers")
+    for key in sorted(r.layers_needed):
+        res = r.results.get(key)
+        if res:
+            print(f"  {key}")
+            for i in res.get("info", []):
+                print(f"    {i}")
     print("\nnix-rehearse summary:")
     failed = 0
     for name in chosen:

@@ -6,6 +6,7 @@
 #   set, so a misspelled argument fails evaluation here as with nixpkgs.
 # - darwin.signingUtils (crane's removeReferencesToVendoredSources on
 #   aarch64-darwin, where binaries must be re-signed).
+# - procps (kill, for the nextest check's server tests).
 # - python3.withPackages and the python3Packages the checks name (nix/lib.nix
 #   pythonModules; nixpkgs has openai, gguf and numpy under these names). The
 #   environment is named as nixpkgs names it, python3-<version>-env.
@@ -70,6 +71,7 @@ let
 in
 {
   inherit python3Packages;
+  procps = prev.runCommand "procps-0-stub" { } "";
   python3 = prev.python3 // {
     pkgs = python3Packages;
     withPackages = select: prev.runCommand "python3-3.13.0-env" { paths = select python3Packages; } "";

@@ -1,15 +1,22 @@
 #!/usr/bin/env bash
-# scripts/ci-local.sh MODE [MODE ...]: the project's checks, without Nix.
+# scripts/ci-local.sh [--no-install] MODE [MODE ...]: the project's checks, without Nix.
 #
 # The Nix flake runs the same checks as separate derivations (see flake.nix and
 # nix/checks/); this script is how a machine without Nix (a developer's, or CI
-# in .ci/run) runs them. Each mode installs what it needs when it is missing
-# (the MSRV toolchain, cargo tools, Debian and PyPI packages), so a fresh
-# machine needs nothing but this script and rustup; rustup takes the toolchain
-# from rust-toolchain.toml, the one the Nix checks use too.
+# in .ci/run) runs them. rustup takes the toolchain from rust-toolchain.toml, the
+# one the Nix checks use too.
+#
+# What a mode needs from outside the project (Debian packages, rustup toolchains,
+# targets and components, cargo tools in ~/.cargo/bin) is listed before anything
+# runs, with why, and then installed. With --no-install (or CI_NO_SYSTEM_INSTALL=1)
+# nothing is installed: the modes that would need an install are skipped and named in
+# the final summary. Python packages go into virtualenvs under target/, never
+# machine-wide. Your build is left alone: the checks build into target/ as `cargo
+# build` does (CI_CLEAN_BUILD=1 adds a from-scratch build in target/ci-clean, removed
+# afterwards). The run ends with the time each mode took and every skipped mode.
 #
 # Modes:
-#   workspace        clean build, nextest (ci profile), clippy -D warnings,
+#   workspace        build, nextest (ci profile), clippy -D warnings,
 #                    fmt check, docs with -D warnings, MSRV (1.89.0) check
 #   nextest          the test suite only (cargo nextest, ci profile)
 #   lint             clippy -D warnings and fmt check only
@@ -50,12 +57,127 @@ export RUSTC_WRAPPER=""
 
 log() { printf '\n==> %s\n' "$*" >&2; }
 
+# What `all` runs, in order (the order CI runs them).
+ALL_MODES="workspace deny audit interop kernels-aarch64 bitnet-server-receipts fuzz-loaders fuzz-server k8s nix-eval nix-rehearse"
+
 # Modes (or parts) that could not run here, with why: listed again at the end, so a run that
 # skipped something never ends on a bare "all passed".
 SKIPPED=()
 skip() {
   SKIPPED+=("$1: $2")
   log "$1: SKIPPED: $2"
+}
+
+# --- what modes need from outside the project ---
+
+NO_INSTALL=${CI_NO_SYSTEM_INSTALL:-0}
+
+# requirements MODE: one line per thing the mode needs, "KIND NAME WHY". KIND: apt (a
+# Debian package), cargo (a cargo tool, `cargo install --locked`), toolchain and target
+# (rustup), component (rustup; a command on PATH inside Nix), venv (python3's venv module,
+# Debian's python3-venv).
+requirements() {
+  case "$1" in
+    workspace) requirements nextest; requirements lint; requirements msrv ;;
+    nextest) echo "cargo cargo-nextest the test runner" ;;
+    lint) echo "component clippy lints"; echo "component rustfmt format check" ;;
+    msrv) [ -n "${CARGO_MSRV:-}" ] || echo "toolchain $MSRV the MSRV check" ;;
+    deny) echo "cargo cargo-deny licences, bans, sources, advisories" ;;
+    audit) echo "cargo cargo-audit RustSec advisories" ;;
+    interop | k8s) echo "venv python3-venv virtualenvs under target/ for the Python checks" ;;
+    kernels-aarch64)
+      echo "apt gcc-aarch64-linux-gnu to link the aarch64 tests"
+      echo "apt libc6-dev-arm64-cross the aarch64 C library"
+      echo "apt qemu-user to run the aarch64 tests"
+      echo "target aarch64-unknown-linux-gnu the NEON kernels' cross build"
+      ;;
+    bitnet-server-receipts)
+      requirements lint
+      python3 -c 'import openai' 2>/dev/null || requirements interop
+      ;;
+    fuzz-loaders | fuzz-server)
+      echo "toolchain nightly cargo-fuzz needs it (sanitizers)"
+      echo "cargo cargo-fuzz the fuzzer driver"
+      ;;
+    nix-rehearse)
+      if [ -n "${MIRROR:-}" ]; then
+        requirements nextest; requirements deny; requirements audit
+        echo "apt rsync stands in for nixpkgs' rsync"
+        echo "apt iproute2 the sandbox's loopback-only network"
+      fi
+      ;;
+  esac
+}
+
+# missing KIND NAME: whether it has to be installed.
+missing() {
+  case "$1" in
+    apt) ! dpkg -s "$2" >/dev/null 2>&1 ;;
+    cargo) ! command -v "$2" >/dev/null ;;
+    toolchain) ! rustup toolchain list 2>/dev/null | grep -q "^$2" ;;
+    target) ! rustup target list --installed 2>/dev/null | grep -qx "$2" ;;
+    component)
+      case "$2" in
+        clippy) ! command -v cargo-clippy >/dev/null ;;
+        *) ! command -v "$2" >/dev/null ;;
+      esac
+      ;;
+    venv) ! python3 -m venv --help >/dev/null 2>&1 ;;
+  esac
+}
+
+# The modes a list of modes runs (`all` expanded).
+expand_modes() {
+  local m
+  for m in "$@"; do
+    if [ "$m" = all ]; then echo "$ALL_MODES"; else echo "$m"; fi
+  done
+}
+
+# Before anything runs: what the requested modes will install, and why.
+preflight() {
+  local m kind name why lines=()
+  for m in $(expand_modes "$@"); do
+    while read -r kind name why; do
+      [ -n "$kind" ] || continue
+      missing "$kind" "$name" && lines+=("$kind $name ($m: $why)")
+    done < <(requirements "$m")
+  done
+  [ ${#lines[@]} -gt 0 ] || return 0
+  if [ "$NO_INSTALL" = 1 ]; then
+    log "--no-install: these are missing, so the modes that need them will be skipped:"
+  else
+    log "installing outside the project (--no-install skips the modes that need these instead):"
+  fi
+  printf '    %s\n' "${lines[@]}" | sort -u >&2
+}
+
+# require MODE: installs what MODE needs; with --no-install, false (and the mode is
+# recorded as skipped) when something is missing.
+require() {
+  local kind name why lacking=()
+  while read -r kind name why; do
+    [ -n "$kind" ] || continue
+    missing "$kind" "$name" && lacking+=("$kind $name")
+  done < <(requirements "$1")
+  [ ${#lacking[@]} -gt 0 ] || return 0
+  if [ "$NO_INSTALL" = 1 ]; then
+    skip "$1" "needs $(IFS=,; echo "${lacking[*]}") (not installed; --no-install)"
+    return 1
+  fi
+  local item
+  for item in "${lacking[@]}"; do
+    read -r kind name <<<"$item"
+    log "installing $kind $name (for $1)"
+    case "$kind" in
+      apt) apt_install "$name" ;;
+      cargo) cargo install "$name" --locked ;;
+      toolchain) rustup toolchain install "$name" --profile minimal ;;
+      target) rustup target add "$name" ;;
+      component) rustup component add "$name" ;;
+      venv) apt_install python3-venv ;;
+    esac
+  done
 }
 
 # --- installers: each checks first, so a prepared machine does nothing ---
@@ -71,21 +193,8 @@ apt_install() {
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
 }
 
-ensure_nextest() {
-  command -v cargo-nextest >/dev/null || cargo install cargo-nextest --locked
-}
 
-ensure_msrv() {
-  rustup toolchain list | grep -q "^$MSRV" ||
-    rustup toolchain install "$MSRV" --profile minimal
-}
 
-ensure_components() {
-  # rust-toolchain.toml lists clippy and rustfmt, so rustup has them; inside Nix they
-  # come from the toolchain derivation and there is no rustup.
-  command -v cargo-clippy >/dev/null || rustup component add clippy
-  command -v rustfmt >/dev/null || rustup component add rustfmt
-}
 
 # cargo SUBCOMMAND ARGS with the profile CI_CARGO_PROFILE names, the way crane's
 # cargoWithProfile does: empty for cargo's default, `release` for --release.
@@ -99,13 +208,7 @@ cargo_p() {
   esac
 }
 
-ensure_audit() {
-  command -v cargo-audit >/dev/null || cargo install cargo-audit --locked
-}
 
-ensure_deny() {
-  command -v cargo-deny >/dev/null || cargo install cargo-deny --locked
-}
 
 VENV="$ROOT/target/ci-venv"
 ensure_python() {
@@ -119,7 +222,7 @@ ensure_python() {
 # --- modes ---
 
 mode_nextest() {
-  ensure_nextest
+  require nextest || return 0
   log "cargo nextest (profile ci)"
   cargo nextest run --workspace --all-targets --profile ci --locked
   log "doc tests"
@@ -127,7 +230,7 @@ mode_nextest() {
 }
 
 mode_lint() {
-  ensure_components
+  require lint || return 0
   log "cargo fmt --check"
   cargo fmt --all -- --check
   log "cargo clippy -D warnings"
@@ -148,14 +251,22 @@ mode_msrv() {
     RUSTC="$(dirname "$CARGO_MSRV")/rustc" "$CARGO_MSRV" "${args[@]}"
     return
   fi
-  ensure_msrv
+  require msrv || return 0
   log "MSRV check with Rust $MSRV"
   cargo "+$MSRV" "${args[@]}"
 }
 
 mode_workspace() {
-  log "clean build"
-  cargo clean -q
+  # Builds into target/ as a developer's `cargo build` does (CI's clone is fresh, so there
+  # it is a clean build); CI_CLEAN_BUILD=1 also builds from scratch in a directory of its
+  # own, leaving target/ alone.
+  if [ "${CI_CLEAN_BUILD:-0}" = 1 ]; then
+    log "clean build (target/ci-clean, removed afterwards)"
+    rm -rf target/ci-clean
+    cargo build --workspace --all-targets --locked --target-dir target/ci-clean
+    rm -rf target/ci-clean
+  fi
+  log "build"
   cargo build --workspace --all-targets --locked
   mode_nextest
   mode_lint
@@ -209,7 +320,7 @@ advisory_db() {
 }
 
 mode_deny() {
-  ensure_deny
+  require deny || return 0
   check_advisory_ignores
   local db
   if db=$(advisory_db) && [ "$db" = fetch ]; then
@@ -230,7 +341,7 @@ mode_audit() {
     skip "audit" "no RustSec database here (set ADVISORY_DB to a checkout of rustsec/advisory-db)"
     return 0
   fi
-  ensure_audit
+  require audit || return 0
   log "cargo audit (advisory database: $db)"
   if [ "$db" = fetch ]; then
     cargo audit
@@ -240,6 +351,7 @@ mode_audit() {
 }
 
 mode_interop() {
+  require interop || return 0
   ensure_python
   local found=0
   for s in scripts/interop/*.sh; do
@@ -252,9 +364,7 @@ mode_interop() {
 }
 
 mode_kernels_aarch64() {
-  apt_install gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user
-  rustup target list --installed | grep -q aarch64-unknown-linux-gnu ||
-    rustup target add aarch64-unknown-linux-gnu
+  require kernels-aarch64 || return 0
   log "bitnet-kernels on aarch64 (NEON) under qemu-user"
   CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc \
     CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER="qemu-aarch64 -L /usr/aarch64-linux-gnu" \
@@ -316,7 +426,7 @@ mode_bitnet_server_receipts() {
   # path) and the official OpenAI Python client against the real binary. The MSRV of
   # every feature is mode msrv's. The Nix check runs this mode in its sandbox, with
   # CI_CARGO_PROFILE=release; its dependency layer (nix/lib.nix) ran these invocations.
-  ensure_components
+  require bitnet-server-receipts || return 0
   log "bitnet-server: clippy (cpu)"
   cargo_p clippy -p bitnet-server --no-deps --all-targets --locked -- -D warnings
   log "bitnet-server: fmt"
@@ -332,22 +442,15 @@ mode_bitnet_server_receipts() {
   cargo_p test -p bitnet-server --no-default-features --features cpu,receipts,tuning --locked \
     --test receipts --test tuning
   log "bitnet-server: OpenAI Python client (scripts/openai_client_check.sh)"
-  if ! python3 -c 'import openai' 2>/dev/null; then
-    python3 -m venv --help >/dev/null 2>&1 || apt_install python3-venv
-  fi
   BITNET_SERVER_FEATURES=cpu,receipts,tuning scripts/openai_client_check.sh
 }
 
-ensure_cargo_fuzz() {
-  rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
-  command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
-}
 
 mode_fuzz_loaders() {
   # Each target runs for a bounded time from its kept inputs (replayed by the normal tests,
   # see crates/*/tests/*regressions.rs); new corpus entries go to the git-ignored corpus/.
   # A crash fails the mode and leaves the input in fuzz/artifacts/ to add to the kept ones.
-  ensure_cargo_fuzz
+  require fuzz-loaders || return 0
   local secs=${FUZZ_SECONDS:-20}
   local spec dir target kept
   for spec in bitnet-gguf:read:tests/regressions \
@@ -366,7 +469,7 @@ mode_fuzz_server() {
   # cargo-fuzz targets of bitnet-server, each for a bounded time, starting from the inputs kept
   # in the repo (tests/fuzz_regressions/, also replayed by `cargo test`). A crash fails the mode.
   local secs=${FUZZ_SECONDS:-20} t
-  ensure_cargo_fuzz
+  require fuzz-server || return 0
   for t in openai_request chat_template; do
     log "fuzz-server: $t for ${secs}s"
     mkdir -p "crates/bitnet-server/fuzz/corpus/$t"
@@ -379,6 +482,7 @@ mode_fuzz_server() {
 mode_k8s() {
   # kubernetes-validate checks each manifest against the Kubernetes OpenAPI schemas it
   # ships (no cluster needed); --strict also rejects fields the schema does not know.
+  require k8s || return 0
   local venv="$ROOT/target/k8s-venv"
   [ -x "$venv/bin/kubernetes-validate" ] || {
     python3 -m venv "$venv" && "$venv/bin/pip" install -q "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION"
@@ -401,11 +505,7 @@ mode_nix_rehearse() {
     return 0
   fi
   mode_nix_eval
-  ensure_nextest
-  ensure_deny
-  ensure_audit
-  command -v rsync >/dev/null || apt_install rsync
-  command -v ip >/dev/null || apt_install iproute2
+  require nix-rehearse || return 0
   log "nix-rehearse: the Nix checks' phases, sandboxed, outside Nix"
   NIX_EVAL_KIT=$kit python3 scripts/nix_rehearse.py ${NIX_REHEARSE_ARGS:-}
 }
@@ -428,17 +528,10 @@ run_mode() {
     fuzz-loaders) mode_fuzz_loaders ;;
     fuzz-server) mode_fuzz_server ;;
     all)
-      mode_workspace
-      mode_deny
-      mode_audit
-      mode_interop
-      mode_kernels_aarch64
-      mode_bitnet_server_receipts
-      FUZZ_SECONDS=${FUZZ_SECONDS:-10} mode_fuzz_loaders
-      FUZZ_SECONDS=${FUZZ_SECONDS:-10} mode_fuzz_server
-      mode_k8s
-      mode_nix_eval
-      mode_nix_rehearse
+      # The fuzzers get 10 s a target here; alone they default to 20.
+      export FUZZ_SECONDS=${FUZZ_SECONDS:-10}
+      local m
+      for m in $ALL_MODES; do timed "$m"; done
       ;;
     *)
       echo "ci-local.sh: unknown mode '$1' (see the header of $0 for the list)" >&2
@@ -447,11 +540,30 @@ run_mode() {
   esac
 }
 
-[ $# -ge 1 ] || { sed -n '2,/^set -euo/p' "$0" | sed '$d' >&2; exit 2; }
-start=$(date +%s)
-for m in "$@"; do run_mode "$m"; done
+# timed MODE: runs it and records how long it took, for the table at the end.
+TIMES=()
+timed() {
+  local t0=$SECONDS
+  run_mode "$1"
+  [ "$1" = all ] || TIMES+=("$(printf '%-24s %5ds' "$1" $((SECONDS - t0)))")
+}
+
+usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d' >&2; exit 2; }
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --no-install) NO_INSTALL=1; shift ;;
+    -h | --help) usage ;;
+    -*) echo "ci-local.sh: unknown option '$1' (see the header of $0)" >&2; exit 2 ;;
+    *) break ;;
+  esac
+done
+[ $# -ge 1 ] || usage
+preflight "$@"
+for m in "$@"; do timed "$m"; done
+log "time per mode:"
+printf '    %s\n' "${TIMES[@]}" >&2
 if [ ${#SKIPPED[@]} -gt 0 ]; then
   log "skipped (nothing was checked for these):"
   printf '    %s\n' "${SKIPPED[@]}" >&2
 fi
-log "ci-local.sh $*: all passed in $(( $(date +%s) - start ))s (${#SKIPPED[@]} skipped)"
+log "ci-local.sh $*: all passed in ${SECONDS}s (${#SKIPPED[@]} skipped)"

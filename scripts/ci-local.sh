@@ -442,7 +442,8 @@ mode_bitnet_server_receipts() {
   cargo_p test -p bitnet-server --no-default-features --features cpu,receipts,tuning --locked \
     --test receipts --test tuning
   log "bitnet-server: OpenAI Python client (scripts/openai_client_check.sh)"
-  BITNET_SERVER_FEATURES=cpu,receipts,tuning scripts/openai_client_check.sh
+  # bash, not the #! line: the Nix sandbox has no /usr/bin/env.
+  BITNET_SERVER_FEATURES=cpu,receipts,tuning bash scripts/openai_client_check.sh
 }
 
 

@@ -49,16 +49,21 @@ let
   fuzz = lib.fileset.unions (
     builtins.filter builtins.pathExists (map (name: crateDir name + "/fuzz") crateNames)
   );
-  # Files a crate's code embeds besides Rust sources (include_bytes!).
+  # Files a crate's code or tests compile in besides its Rust sources: include_bytes! and
+  # include_str! data, and `#[path]` modules outside the usual places (bitnet-engine's
+  # fuzz regression test compiles the fuzz project's harness). They are kept even under
+  # crates/*/fuzz.
   embedded = {
     bitnet-default-model = [ ../crates/bitnet-default-model/model ];
+    bitnet-engine = [ ../crates/bitnet-engine/fuzz/harness.rs ];
   };
   # One crate's Rust and Cargo files (crane's commonCargoSources) and what it embeds.
   crateFiles =
     name:
-    lib.fileset.difference
-      (lib.fileset.unions ([ (craneLib.fileset.commonCargoSources (crateDir name)) ] ++ embedded.${name} or [ ]))
-      fuzz;
+    lib.fileset.unions (
+      [ (lib.fileset.difference (craneLib.fileset.commonCargoSources (crateDir name)) fuzz) ]
+      ++ embedded.${name} or [ ]
+    );
 
   # The workspace crates a crate's manifest names in any dependency table. Cargo loads the
   # manifests of dev-dependencies as well, even for `cargo build -p`, so they count.
@@ -98,9 +103,10 @@ let
   # Rust sources and every *.toml (Cargo files, deny.toml, .cargo/audit.toml,
   # .config/nextest.toml): what the workspace-wide compiling checks, fmt, deny and audit
   # read, plus the default model that bitnet-default-model embeds.
-  cargoFiles = lib.fileset.difference
-    (lib.fileset.unions ([ (craneLib.fileset.commonCargoSources root) ] ++ lib.concatLists (builtins.attrValues embedded)))
-    fuzz;
+  cargoFiles = lib.fileset.unions (
+    [ (lib.fileset.difference (craneLib.fileset.commonCargoSources root) fuzz) ]
+    ++ lib.concatLists (builtins.attrValues embedded)
+  );
   cargoSrc = lib.fileset.toSource {
     inherit root;
     fileset = cargoFiles;
@@ -108,14 +114,13 @@ let
 
   # What running the tests needs on top: the fixtures (models, tokenizers, reference
   # logits: .safetensors, .gguf, .npy, .json, .jsonl), every crate's tests/ data, the
-  # scripts the receipts check runs, and from bitnet-engine's fuzz project the harness and
-  # the kept inputs its regression test replays. cleanCargoSource alone drops all of these.
+  # scripts the receipts check runs, and from bitnet-engine's fuzz project the kept inputs
+  # its regression test replays. cleanCargoSource alone drops all of these.
   testFiles = lib.fileset.unions ([
     cargoFiles
     ../fixtures
     ../models
     ../scripts
-    ../crates/bitnet-engine/fuzz/harness.rs
     ../crates/bitnet-engine/fuzz/regressions
   ] ++ map (name: lib.fileset.maybeMissing (crateDir name + "/tests")) crateNames);
   # Tests only run at build time, so a filter that loses a fixture would show up deep into

@@ -52,6 +52,8 @@ let
   # Files a crate's code embeds besides Rust sources (include_bytes!).
   embedded = {
     bitnet-default-model = [ ../crates/bitnet-default-model/model ];
+    # The web chat page (src/webui.rs).
+    bitnet-server = [ ../crates/bitnet-server/webui ];
   };
   # One crate's Rust and Cargo files (crane's commonCargoSources) and what it embeds.
   crateFiles =

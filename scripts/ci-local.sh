@@ -20,6 +20,10 @@
 #   kernels-aarch64  cross-build bitnet-kernels for aarch64, run its tests under qemu-user
 #   bitnet-server-receipts  server feature builds, receipt/tuning tests, and the
 #                    official OpenAI Python client against the real binary
+#   webui            bitnet-server's chat page (/) in Debian's headless chromium, driven by
+#                    playwright-core (scripts/webui/): streaming, Stop, settings, API key;
+#                    screenshots in target/webui/. Installs chromium (apt) when missing
+#                    (skipped with CI_NO_SYSTEM_INSTALL=1)
 #   fuzz-server      bitnet-server's fuzz targets (OpenAI request parser, chat templates)
 #                    for FUZZ_SECONDS each (default 20) on nightly, from the kept inputs
 #   fuzz-loaders     cargo-fuzz (nightly) on the GGUF parser and the GGUF and checkpoint
@@ -338,6 +342,36 @@ mode_bitnet_server_receipts() {
   BITNET_SERVER_FEATURES=cpu,receipts,tuning scripts/openai_client_check.sh
 }
 
+mode_webui() {
+  # The chat page in a real browser (scripts/webui/check.sh). What it needs and installs when
+  # missing: Debian's chromium (the browser the test drives; playwright's own browser
+  # downloads are not used) with fonts-dejavu-core (a font for the screenshots), and Node.js
+  # with npm, all from apt, machine-wide; playwright-core from npm into
+  # scripts/webui/node_modules only (npm ci, from package-lock.json).
+  local chromium=${CHROMIUM:-/usr/bin/chromium} need=()
+  [ -x "$chromium" ] || need+=(chromium fonts-dejavu-core)
+  { command -v node && command -v npm; } >/dev/null || need+=(nodejs npm)
+  if [ ${#need[@]} -gt 0 ]; then
+    if [ "${CI_NO_SYSTEM_INSTALL:-0}" = 1 ]; then
+      skip "webui" "needs ${need[*]} from apt (machine-wide), and CI_NO_SYSTEM_INSTALL=1 forbids installing"
+      return 0
+    fi
+    log "webui: installing ${need[*]} with apt, machine-wide: chromium is the browser the page test drives, fonts-dejavu-core its screenshot font, nodejs/npm run playwright-core"
+    apt_install "${need[@]}"
+    [ -x "$chromium" ] || chromium=/usr/bin/chromium
+  fi
+  local major
+  major=$(node -p 'process.versions.node.split(".")[0]')
+  if [ "$major" -lt 18 ]; then
+    log "webui: node $(node --version) is too old: playwright-core needs Node.js 18 or newer"
+    return 1
+  fi
+  log "webui: npm ci (playwright-core into scripts/webui/node_modules, no browser download)"
+  (cd scripts/webui && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error)
+  log "webui: the chat page in headless $("$chromium" --version 2>/dev/null | head -n1)"
+  CHROMIUM=$chromium scripts/webui/check.sh
+}
+
 ensure_cargo_fuzz() {
   rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
   command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
@@ -427,6 +461,7 @@ run_mode() {
     bitnet-server-receipts) mode_bitnet_server_receipts ;;
     fuzz-loaders) mode_fuzz_loaders ;;
     fuzz-server) mode_fuzz_server ;;
+    webui) mode_webui ;;
     all)
       mode_workspace
       mode_deny
@@ -434,6 +469,7 @@ run_mode() {
       mode_interop
       mode_kernels_aarch64
       mode_bitnet_server_receipts
+      mode_webui
       FUZZ_SECONDS=${FUZZ_SECONDS:-10} mode_fuzz_loaders
       FUZZ_SECONDS=${FUZZ_SECONDS:-10} mode_fuzz_server
       mode_k8s

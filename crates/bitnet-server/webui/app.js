@@ -330,6 +330,7 @@
     if (stopped) how = "stopped";
     else if (failure) how = `cut off: ${failure}`;
     else if (finish === "length") how = "reached max tokens";
+    else if (finish === "stop") how = "end of reply";
     else if (finish) how = `finish: ${finish}`;
     addMeta(reply.div, `${tokens} token${tokens === 1 ? "" : "s"}${rate}${how ? ` · ${how}` : ""}`);
     if (stopped) reply.div.dataset.stopped = "true";
@@ -357,7 +358,11 @@
   ui.stop.addEventListener("click", () => controller?.abort());
 
   ui.newChat.addEventListener("click", () => {
+    // The aborted reply finishes in the background, into the old conversation; the new
+    // one can start at once.
     controller?.abort();
+    controller = null;
+    setGenerating(false);
     history = [];
     for (const m of ui.log.querySelectorAll(".msg")) m.remove();
     ui.empty.hidden = false;

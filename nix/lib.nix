@@ -56,6 +56,8 @@ let
   embedded = {
     bitnet-default-model = [ ../crates/bitnet-default-model/model ];
     bitnet-engine = [ ../crates/bitnet-engine/fuzz/harness.rs ];
+    # The web chat page (src/webui.rs).
+    bitnet-server = [ ../crates/bitnet-server/webui ];
   };
   # One crate's Rust and Cargo files (crane's commonCargoSources) and what it embeds.
   crateFiles =

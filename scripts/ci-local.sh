@@ -27,6 +27,10 @@
 #   kernels-aarch64  cross-build bitnet-kernels for aarch64, run its tests under qemu-user
 #   bitnet-server-receipts  server feature builds, receipt/tuning tests, and the
 #                    official OpenAI Python client against the real binary
+#   webui            bitnet-server's chat page (/) in Debian's headless chromium, driven by
+#                    playwright-core (scripts/webui/): streaming, Stop, settings, API key;
+#                    screenshots in target/webui/. Installs chromium (apt) when missing
+#                    (skipped with CI_NO_SYSTEM_INSTALL=1)
 #   fuzz-server      bitnet-server's fuzz targets (OpenAI request parser, chat templates)
 #                    for FUZZ_SECONDS each (default 20) on nightly, from the kept inputs
 #   fuzz-loaders     cargo-fuzz (nightly) on the GGUF parser and the GGUF and checkpoint
@@ -58,7 +62,7 @@ export RUSTC_WRAPPER=""
 log() { printf '\n==> %s\n' "$*" >&2; }
 
 # What `all` runs, in order (the order CI runs them).
-ALL_MODES="workspace deny audit interop kernels-aarch64 bitnet-server-receipts fuzz-loaders fuzz-server k8s nix-eval nix-rehearse"
+ALL_MODES="workspace deny audit interop kernels-aarch64 bitnet-server-receipts webui fuzz-loaders fuzz-server k8s nix-eval nix-rehearse"
 
 # Modes (or parts) that could not run here, with why: listed again at the end, so a run that
 # skipped something never ends on a bare "all passed".
@@ -94,6 +98,14 @@ requirements() {
     bitnet-server-receipts)
       requirements lint
       python3 -c 'import openai' 2>/dev/null || requirements interop
+      ;;
+    webui)
+      if [ -z "${CHROMIUM:-}" ]; then
+        echo "apt chromium the browser the chat page test drives"
+        echo "apt fonts-dejavu-core a font for its screenshots"
+      fi
+      command -v node >/dev/null || echo "apt nodejs runs playwright-core"
+      command -v npm >/dev/null || echo "apt npm installs playwright-core into scripts/webui/node_modules"
       ;;
     fuzz-loaders | fuzz-server)
       echo "toolchain nightly cargo-fuzz needs it (sanitizers)"
@@ -446,6 +458,25 @@ mode_bitnet_server_receipts() {
   BITNET_SERVER_FEATURES=cpu,receipts,tuning bash scripts/openai_client_check.sh
 }
 
+mode_webui() {
+  # The chat page in a real browser (scripts/webui/check.sh): Debian's chromium (the
+  # browser the test drives; playwright's own browser downloads are not used) with
+  # fonts-dejavu-core (a font for the screenshots), and Node.js with npm, from apt (see
+  # `requirements`); playwright-core from npm into scripts/webui/node_modules only (npm ci,
+  # from package-lock.json).
+  require webui || return 0
+  local chromium=${CHROMIUM:-/usr/bin/chromium}
+  local major
+  major=$(node -p 'process.versions.node.split(".")[0]')
+  if [ "$major" -lt 18 ]; then
+    log "webui: node $(node --version) is too old: playwright-core needs Node.js 18 or newer"
+    return 1
+  fi
+  log "webui: npm ci (playwright-core into scripts/webui/node_modules, no browser download)"
+  (cd scripts/webui && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error)
+  log "webui: the chat page in headless $("$chromium" --version 2>/dev/null | head -n1)"
+  CHROMIUM=$chromium bash scripts/webui/check.sh
+}
 
 mode_fuzz_loaders() {
   # Each target runs for a bounded time from its kept inputs (replayed by the normal tests,
@@ -528,6 +559,7 @@ run_mode() {
     bitnet-server-receipts) mode_bitnet_server_receipts ;;
     fuzz-loaders) mode_fuzz_loaders ;;
     fuzz-server) mode_fuzz_server ;;
+    webui) mode_webui ;;
     all)
       # The fuzzers get 10 s a target here; alone they default to 20.
       export FUZZ_SECONDS=${FUZZ_SECONDS:-10}

@@ -134,6 +134,10 @@ pub struct Args {
     /// $XDG_CACHE_HOME/bitnet-rs/tuning.json or ~/.cache/bitnet-rs/tuning.json.
     #[arg(long, value_name = "FILE")]
     pub tuning_cache: Option<PathBuf>,
+    /// Do not serve the web chat page at `/` (it is on by default, as in llama-server;
+    /// without it `/` answers 404 like any unknown route).
+    #[arg(long)]
+    pub no_webui: bool,
 }
 
 /// Parses `--head-type` (see `HeadType`'s `FromStr`).
@@ -178,6 +182,8 @@ pub struct ServerConfig {
     pub tune: bool,
     /// Tuning cache file.
     pub tuning_cache: Option<PathBuf>,
+    /// Serve the web chat page at `/` (`--no-webui` turns it off).
+    pub webui: bool,
 }
 
 impl ServerConfig {
@@ -293,6 +299,7 @@ impl ServerConfig {
             receipts_log: args.receipts_log.clone(),
             tune: cfg!(feature = "tuning") && !args.no_tune && args.kernel.is_none(),
             tuning_cache: args.tuning_cache.clone(),
+            webui: !args.no_webui,
         })
     }
 
@@ -322,6 +329,7 @@ impl ServerConfig {
             receipts_log: None,
             tune: false,
             tuning_cache: None,
+            webui: true,
         }
     }
 }

@@ -16,6 +16,8 @@
 //!   `GET /v1/receipts/{id}`; eviction receipts for the KV pool.
 //! - `tuning` feature: start-up measurement of kernel/thread configurations on the model's
 //!   shapes, cached per CPU and model, reported in `/metrics`, logs and receipts.
+//! - A web chat page at `/` ([`webui`]; `--no-webui` turns it off): streamed replies, a stop
+//!   button, settings, embedded in the binary.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), bitnet_server::ServerError> {
@@ -45,6 +47,7 @@ pub mod routes;
 pub mod scheduler;
 #[cfg(feature = "tuning")]
 pub mod tuning;
+pub mod webui;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
@@ -110,10 +113,12 @@ pub fn bind(
     listen: &Listen,
 ) -> Result<(actix_web::dev::Server, SocketAddr), ServerError> {
     let st = state.clone();
+    let webui = state.config.webui;
     let server = HttpServer::new(move || {
         App::new()
             .app_data(st.clone())
             .configure(routes::configure)
+            .configure(|cfg| webui::configure(cfg, webui))
             .default_service(web::to(routes::not_found))
             .wrap_fn(|req, srv| {
                 let start = std::time::Instant::now();

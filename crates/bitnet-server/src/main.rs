@@ -82,6 +82,9 @@ async fn run(config: ServerConfig, listen: Listen) -> Result<(), ServerError> {
     // panic when stdout is a closed pipe; a server must not die (or wedge) for that.
     say_stdout(&format!("bitnet-server listening on http://{addr}"));
     tracing::info!(%addr, "listening; loading the model");
+    if config.webui {
+        tracing::info!("web chat page: http://{addr}/ (--no-webui turns it off)");
+    }
     if matches!(config.model, bitnet_engine::ModelRef::Embedded) {
         use std::io::Write;
         let _ = writeln!(

@@ -283,3 +283,26 @@ fn context_shift_drops_the_oldest_turns_and_keeps_answering() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_reply_cut_by_the_full_context_is_said_and_the_next_turn_shifts() {
+    let out = cli(["chat", "--greedy", "--seed", "1", "-c", "64", "-n", "1000"])
+        .write_stdin("hello\nand then?\n")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("context full: the reply was cut; the next turn drops the oldest turns"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("context full: dropped 1 oldest turn (the context holds 64 tokens)"),
+        "{stderr}"
+    );
+    assert_eq!(
+        stderr.lines().filter(|l| l.starts_with('[')).count(),
+        2,
+        "{stderr}"
+    );
+}

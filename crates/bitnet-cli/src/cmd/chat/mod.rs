@@ -376,8 +376,9 @@ pub fn run(args: ChatArgs) -> Result<()> {
         if reply.stopped {
             eprintln!("(reply stopped; what was written stays in the conversation)");
         } else if reply.finish == FinishReason::Length
-            && chat.session.position() >= chat.session.capacity()
+            && reply.stats.generated_tokens < chat.max_tokens
         {
+            // "length" before -n tokens: the context ran out (Generation clamps to its room).
             eprintln!("context full: the reply was cut; the next turn drops the oldest turns");
         }
         if !args.quiet {

@@ -148,13 +148,21 @@ impl Chat<'_> {
     /// Renders the conversation with `message` as the new user turn, dropping the oldest turns
     /// while it does not leave [`Self::reserve`] tokens of room. Returns the ids and how many
     /// turns were dropped, or the error to show when even the system prompt and `message`
-    /// alone leave no room for one token (the message is then not kept).
+    /// alone leave no room for one token or the template fails (the message is then not
+    /// kept, so the chat can go on without it).
     fn prepare(&mut self, message: &str) -> Result<(Vec<u32>, usize)> {
         self.conversation.push("user", message);
         let capacity = self.session.capacity();
         let mut dropped = 0;
         loop {
-            let ids = self.ids()?;
+            let ids = match self.ids() {
+                Ok(ids) => ids,
+                Err(e) => {
+                    // A template that fails to render: the message is not kept either.
+                    self.conversation.pop();
+                    return Err(e);
+                }
+            };
             if ids.len() + self.reserve() <= capacity {
                 return Ok((ids, dropped));
             }

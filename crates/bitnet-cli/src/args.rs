@@ -204,6 +204,10 @@ pub struct ChatArgs {
     /// System message at the start of the conversation.
     #[arg(long, value_name = "TEXT")]
     pub system: Option<String>,
+    /// Do not read or write the line history file (`bitnet-rs/chat_history` under the user's
+    /// data directory, e.g. ~/.local/share); history still works within the session.
+    #[arg(long)]
+    pub no_history: bool,
     /// No timing line after each answer.
     #[arg(short, long)]
     pub quiet: bool,

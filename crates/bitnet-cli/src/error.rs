@@ -17,7 +17,8 @@ pub enum CliError {
     },
     /// The prompt does not fit the session's context.
     #[error(
-        "the prompt has {tokens} tokens but the context holds {ctx} (shorten the prompt, or raise --ctx up to the model's {max})"
+        "the prompt has {tokens} tokens but the context holds {ctx} ({})",
+        too_long_hint(*ctx, *max)
     )]
     PromptTooLong {
         /// Prompt tokens.
@@ -86,3 +87,13 @@ impl CliError {
 }
 
 pub use bitnet_app::report::io_message;
+
+/// What to do about a prompt that does not fit: raising `-c` helps only below the model's own
+/// context length (suggesting `-c 256` to a run that already has 256 would be no help).
+fn too_long_hint(ctx: usize, max: usize) -> String {
+    if ctx < max {
+        format!("shorten the prompt, or raise -c/--ctx-size up to the model's {max}")
+    } else {
+        "shorten the prompt: that is the model's whole context".into()
+    }
+}

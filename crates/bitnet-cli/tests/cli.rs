@@ -3,6 +3,8 @@
 mod util;
 
 mod bench;
+#[cfg(unix)]
+mod chat;
 mod default_model;
 mod errors;
 mod inspect;

@@ -71,6 +71,7 @@ async fn completion_matches_the_engine_alone_and_counts_usage() {
         repeat_penalty: 1.0,
         repeat_last_n: 64,
         seed: 1234,
+        ..SamplingParams::default()
     };
     let (status, v) = post(
         &s.url("/v1/completions"),

@@ -127,6 +127,13 @@ pub struct Args {
     /// GET /v1/receipts/{id}. Without it receipts are off. Needs the `receipts` feature.
     #[arg(long, value_name = "FILE")]
     pub receipts_log: Option<PathBuf>,
+    /// Answer cross-origin requests from browsers (CORS) for these origins: `*` for any, or
+    /// a comma-separated list such as `http://localhost:3000,https://app.example`. Off by
+    /// default (a browser page on another origin then cannot call the API). Preflight
+    /// `OPTIONS` requests are answered; `Authorization` is allowed, credentials (cookies) are
+    /// not used.
+    #[arg(long, value_name = "ORIGINS", value_delimiter = ',')]
+    pub cors: Vec<String>,
     /// Skip start-up kernel tuning (`tuning` feature).
     #[arg(long)]
     pub no_tune: bool,
@@ -134,6 +141,39 @@ pub struct Args {
     /// $XDG_CACHE_HOME/bitnet-rs/tuning.json or ~/.cache/bitnet-rs/tuning.json.
     #[arg(long, value_name = "FILE")]
     pub tuning_cache: Option<PathBuf>,
+}
+
+/// Checks `--cors`: `*` alone, or origins `scheme://host[:port]` without a path.
+fn cors_origins(given: &[String]) -> Result<Vec<String>, ServerError> {
+    let origins: Vec<String> = given
+        .iter()
+        .map(|o| o.trim().trim_end_matches('/').to_string())
+        .filter(|o| !o.is_empty())
+        .collect();
+    if origins.iter().any(|o| o == "*") {
+        if origins.len() > 1 {
+            return Err(ServerError::InvalidOption {
+                flag: "cors",
+                reason: "'*' allows every origin: give it alone, not in a list".into(),
+            });
+        }
+        return Ok(origins);
+    }
+    for o in &origins {
+        let rest = o
+            .strip_prefix("http://")
+            .or_else(|| o.strip_prefix("https://"));
+        if !rest.is_some_and(|r| !r.is_empty() && !r.contains(['/', '?', '#', ' '])) {
+            return Err(ServerError::InvalidOption {
+                flag: "cors",
+                reason: format!(
+                    "'{o}' is not an origin: give scheme://host[:port] (e.g. \
+                     http://localhost:3000) or '*'"
+                ),
+            });
+        }
+    }
+    Ok(origins)
 }
 
 /// Parses `--head-type` (see `HeadType`'s `FromStr`).
@@ -178,6 +218,9 @@ pub struct ServerConfig {
     pub tune: bool,
     /// Tuning cache file.
     pub tuning_cache: Option<PathBuf>,
+    /// Origins allowed to call the API from a browser (`--cors`): empty = CORS off, `["*"]`
+    /// = any origin.
+    pub cors: Vec<String>,
 }
 
 impl ServerConfig {
@@ -293,6 +336,7 @@ impl ServerConfig {
             receipts_log: args.receipts_log.clone(),
             tune: cfg!(feature = "tuning") && !args.no_tune && args.kernel.is_none(),
             tuning_cache: args.tuning_cache.clone(),
+            cors: cors_origins(&args.cors)?,
         })
     }
 
@@ -322,6 +366,7 @@ impl ServerConfig {
             receipts_log: None,
             tune: false,
             tuning_cache: None,
+            cors: Vec::new(),
         }
     }
 }

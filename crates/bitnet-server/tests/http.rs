@@ -317,11 +317,12 @@ async fn bad_input_gets_openai_errors_and_the_server_keeps_serving() {
             Some("temperature"),
         ),
         (&c, br#"{"max_tokens": 3}"#.to_vec(), 400, Some("prompt")),
+        // A known field of the wrong type is still refused, naming it.
         (
             &c,
-            br#"{"prompt": "x", "bogus": 1}"#.to_vec(),
+            br#"{"prompt": "x", "n": "two", "bogus": 1}"#.to_vec(),
             400,
-            Some("bogus"),
+            Some("n"),
         ),
         (
             &c,
@@ -335,7 +336,38 @@ async fn bad_input_gets_openai_errors_and_the_server_keeps_serving() {
             400,
             Some("max_tokens"),
         ),
-        (&c, br#"{"prompt": "x", "n": 2}"#.to_vec(), 400, Some("n")),
+        (&c, br#"{"prompt": "x", "n": 17}"#.to_vec(), 400, Some("n")),
+        (&c, br#"{"prompt": "x", "n": 0}"#.to_vec(), 400, Some("n")),
+        (
+            &c,
+            br#"{"prompt": "x", "frequency_penalty": 3}"#.to_vec(),
+            400,
+            Some("frequency_penalty"),
+        ),
+        (
+            &c,
+            br#"{"prompt": "x", "presence_penalty": -2.5}"#.to_vec(),
+            400,
+            Some("presence_penalty"),
+        ),
+        (
+            &c,
+            br#"{"prompt": "x", "logprobs": 21}"#.to_vec(),
+            400,
+            Some("logprobs"),
+        ),
+        (
+            &chat,
+            br#"{"messages": [{"role": "user", "content": "x"}], "logprobs": true, "top_logprobs": 21}"#.to_vec(),
+            400,
+            Some("top_logprobs"),
+        ),
+        (
+            &chat,
+            br#"{"messages": [{"role": "user", "content": "x"}], "top_logprobs": 2}"#.to_vec(),
+            400,
+            Some("top_logprobs"),
+        ),
         (
             &c,
             json!({"prompt": long}).to_string().into_bytes(),

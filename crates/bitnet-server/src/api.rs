@@ -578,8 +578,8 @@ impl ChatRequest {
                 ));
             }
         }
-        let logprobs = (self.logprobs == Some(true))
-            .then(|| self.top_logprobs.unwrap_or(0) as usize);
+        let logprobs =
+            (self.logprobs == Some(true)).then(|| self.top_logprobs.unwrap_or(0) as usize);
         if self.tools.as_ref().is_some_and(|t| !t.is_empty()) {
             return Err(unsupported("tools", ""));
         }
@@ -671,16 +671,15 @@ impl ChatRequest {
             ApiError::invalid(format!("the prompt cannot be tokenized: {e}"), "messages")
         })?;
         let max = self.max_completion_tokens.or(self.common.max_tokens);
-        self.common
-            .finish(
-                engine,
-                ids,
-                Some(rendered),
-                max,
-                usize::MAX,
-                "messages",
-                logprobs,
-            )
+        self.common.finish(
+            engine,
+            ids,
+            Some(rendered),
+            max,
+            usize::MAX,
+            "messages",
+            logprobs,
+        )
     }
 }
 

@@ -571,14 +571,13 @@ async fn generate<T: Validate>(
     };
     if v.stream {
         let n = rxs.len();
-        let events = futures_util::stream::select_all(rxs.into_iter().enumerate().map(
-            |(i, rx)| {
+        let events =
+            futures_util::stream::select_all(rxs.into_iter().enumerate().map(|(i, rx)| {
                 futures_util::stream::unfold(rx, move |mut rx| async move {
                     rx.recv().await.map(|e| ((i, e), rx))
                 })
                 .boxed()
-            },
-        ));
+            }));
         let sse = Sse {
             events,
             head,
@@ -665,13 +664,18 @@ struct Pieces {
 /// GPT-2's byte-level alphabet, inverted: the byte a vocabulary character stands for.
 fn byte_level(c: char) -> Option<u8> {
     let c = c as u32;
-    let direct = |c: u32| (0x21..=0x7e).contains(&c) || (0xa1..=0xac).contains(&c) || (0xae..=0xff).contains(&c);
+    let direct = |c: u32| {
+        (0x21..=0x7e).contains(&c) || (0xa1..=0xac).contains(&c) || (0xae..=0xff).contains(&c)
+    };
     if c < 256 {
         return direct(c).then_some(c as u8);
     }
     // The other 68 bytes map, in order, to U+0100 onwards.
     let k = c - 256;
-    (0u32..256).filter(|&b| !direct(b)).nth(k as usize).map(|b| b as u8)
+    (0u32..256)
+        .filter(|&b| !direct(b))
+        .nth(k as usize)
+        .map(|b| b as u8)
 }
 
 impl Pieces {
@@ -713,8 +717,11 @@ impl Pieces {
             .iter()
             .map(|lp| {
                 let (_, mut v) = self.entry(lp.chosen.id, lp.chosen.logprob);
-                let top: Vec<Value> =
-                    lp.top.iter().map(|t| self.entry(t.id, t.logprob).1).collect();
+                let top: Vec<Value> = lp
+                    .top
+                    .iter()
+                    .map(|t| self.entry(t.id, t.logprob).1)
+                    .collect();
                 v["top_logprobs"] = Value::Array(top);
                 v
             })
@@ -885,8 +892,13 @@ impl Sse {
             }
             Some((i, Event::Done(s))) => {
                 let mut out = String::new();
-                let mut last =
-                    self.chunk(i, None, Some(crate::openai_finish_reason(s.finish)), None, None);
+                let mut last = self.chunk(
+                    i,
+                    None,
+                    Some(crate::openai_finish_reason(s.finish)),
+                    None,
+                    None,
+                );
                 if let Value::Object(m) = &mut last {
                     m.insert("bitnet".into(), extension(&s));
                 }

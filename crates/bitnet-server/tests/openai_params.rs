@@ -84,7 +84,10 @@ async fn completion_logprobs_are_the_log_softmax_of_the_model_logits() {
         // Greedy: the chosen token is the most likely, so it heads the top list.
         let top = lp["top_logprobs"][k].as_object().unwrap();
         assert!(!top.is_empty() && top.len() <= 5);
-        let best = top.values().map(|x| x.as_f64().unwrap()).fold(f64::MIN, f64::max);
+        let best = top
+            .values()
+            .map(|x| x.as_f64().unwrap())
+            .fold(f64::MIN, f64::max);
         assert!((best - got).abs() < 1e-6, "top {best} vs chosen {got}");
         // Every listed value is the log-softmax of some token at least that likely.
         for x in top.values() {
@@ -112,7 +115,10 @@ async fn chat_logprobs_stream_and_not_agree_and_top_lists_are_sorted() {
         let vals: Vec<f64> = top.iter().map(|t| t["logprob"].as_f64().unwrap()).collect();
         assert!(vals.windows(2).all(|w| w[0] >= w[1]), "sorted: {vals:?}");
         assert!(vals[0] <= 0.0);
-        assert_eq!(e["logprob"], top[0]["logprob"], "greedy picks the top entry");
+        assert_eq!(
+            e["logprob"], top[0]["logprob"],
+            "greedy picks the top entry"
+        );
         assert_eq!(e["token"], top[0]["token"]);
         let bytes: Vec<u8> = e["bytes"]
             .as_array()
@@ -120,10 +126,16 @@ async fn chat_logprobs_stream_and_not_agree_and_top_lists_are_sorted() {
             .iter()
             .map(|b| b.as_u64().unwrap() as u8)
             .collect();
-        assert_eq!(String::from_utf8_lossy(&bytes), e["token"].as_str().unwrap());
+        assert_eq!(
+            String::from_utf8_lossy(&bytes),
+            e["token"].as_str().unwrap()
+        );
         text.push_str(e["token"].as_str().unwrap());
     }
-    assert_eq!(text, v["choices"][0]["message"]["content"].as_str().unwrap());
+    assert_eq!(
+        text,
+        v["choices"][0]["message"]["content"].as_str().unwrap()
+    );
 
     let mut stream_body = body.clone();
     stream_body["stream"] = json!(true);
@@ -222,7 +234,10 @@ async fn n_choices_use_seed_plus_index_and_stream_with_usage() {
         completion_tokens += one["usage"]["completion_tokens"].as_u64().unwrap();
     }
     assert_eq!(v["usage"]["completion_tokens"], completion_tokens);
-    let texts: Vec<&str> = choices.iter().map(|c| c["text"].as_str().unwrap()).collect();
+    let texts: Vec<&str> = choices
+        .iter()
+        .map(|c| c["text"].as_str().unwrap())
+        .collect();
     assert!(
         texts[0] != texts[1] || texts[1] != texts[2],
         "three seeds, three identical texts: {texts:?}"
@@ -341,5 +356,8 @@ async fn cors_wildcard_allows_any_origin() {
         .await
         .unwrap();
     assert_eq!(resp.status().as_u16(), 200);
-    assert_eq!(resp.headers().get("access-control-allow-origin").unwrap(), "*");
+    assert_eq!(
+        resp.headers().get("access-control-allow-origin").unwrap(),
+        "*"
+    );
 }

@@ -273,7 +273,7 @@ mod tests {
     }
 
     #[test]
-    fn frequency_and_presence_penalties_follow_openai_formula() {
+    fn frequency_and_presence_penalties_follow_the_additive_formula() {
         // Token 0 generated twice, token 1 once; the prompt's token 2 does not count.
         let params = SamplingParams {
             frequency_penalty: 0.5,

@@ -199,8 +199,8 @@ const COMMON_FIELDS: &[&str] = &[
     "user",
 ];
 
-/// A request body with a fixed set of top-level fields (serde cannot deny unknown fields
-/// of a struct with a flattened part, so [`parse_body`] checks them against this list).
+/// A request body with a fixed set of top-level fields: [`parse_body_fields`] tells the
+/// unknown ones (ignored, logged) from these, and looks for a type error only among these.
 pub trait Body: DeserializeOwned + Default {
     /// Its own top-level fields (besides [`Common`]'s).
     const FIELDS: &'static [&'static str];
@@ -571,7 +571,7 @@ impl ChatRequest {
                     "top_logprobs",
                 ));
             }
-            if self.logprobs != Some(true) {
+            if k > 0 && self.logprobs != Some(true) {
                 return Err(ApiError::invalid(
                     "top_logprobs needs logprobs set to true",
                     "top_logprobs",

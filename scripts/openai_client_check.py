@@ -3,7 +3,9 @@
 
 Run by scripts/openai_client_check.sh, which starts the server on the tiny fixture. Covers
 /v1/models, completions and chat completions, streaming and not, usage counts, seeded
-reproducibility, and that 4xx answers surface as the client's typed exceptions.
+reproducibility, frequency/presence penalties, logprobs/top_logprobs (chat and completions,
+streaming too), n choices, stream_options.include_usage, unknown fields being ignored, and
+that 4xx answers surface as the client's typed exceptions (BadRequestError for bad values).
 Prints 'N passed, M failed' and exits non-zero on any failure.
 """
 
@@ -114,6 +116,128 @@ def main():
           and usage.completion_tokens == r.usage.completion_tokens
           and usage.prompt_tokens == r.usage.prompt_tokens, usage)
 
+    # Frequency/presence penalties: accepted, deterministic, and they change greedy output on a
+    # repetitive prompt (that they match the formula exactly is checked against the engine in
+    # crates/bitnet-server/tests/openai_params.rs).
+    rep_prompt = "the the the the the the the the"
+    def greedy(**kw):
+        return client.completions.create(model=model, prompt=rep_prompt, max_tokens=16,
+                                         temperature=0, **kw)
+    plain = greedy()
+    pres = [greedy(presence_penalty=2.0) for _ in range(2)]
+    freq = greedy(frequency_penalty=2.0)
+    toks = lambda r: r.model_extra["bitnet"]["token_ids"]
+    check("presence_penalty is deterministic", toks(pres[0]) == toks(pres[1]))
+    check("presence_penalty=2 changes greedy output", toks(pres[0]) != toks(plain),
+          f"{toks(pres[0])} vs {toks(plain)}")
+    check("frequency_penalty=2 changes greedy output", toks(freq) != toks(plain))
+    chat_pen = client.chat.completions.create(model=model, messages=messages, max_tokens=6,
+                                              temperature=0, frequency_penalty=0.5,
+                                              presence_penalty=0.5)
+    check("chat accepts penalties", chat_pen.choices[0].finish_reason in ("stop", "length"))
+
+    # Logprobs, chat: values <= 0, top lists sorted, greedy's token is the top entry.
+    lr = client.chat.completions.create(model=model, messages=messages, max_tokens=6,
+                                        temperature=0, logprobs=True, top_logprobs=5)
+    content_lp = lr.choices[0].logprobs.content
+    check("chat logprobs: one entry per token",
+          len(content_lp) == lr.usage.completion_tokens, (len(content_lp), lr.usage))
+    ok_vals = all(e.logprob <= 0 and all(t.logprob <= 0 for t in e.top_logprobs)
+                  for e in content_lp)
+    check("chat logprobs are <= 0", ok_vals)
+    check("chat top_logprobs has 5 entries, sorted",
+          all(len(e.top_logprobs) == 5 and all(a.logprob >= b.logprob for a, b in
+                                                zip(e.top_logprobs, e.top_logprobs[1:]))
+              for e in content_lp))
+    check("greedy token's logprob equals its top entry",
+          all(abs(e.logprob - e.top_logprobs[0].logprob) < 1e-6
+              and e.token == e.top_logprobs[0].token for e in content_lp))
+    check("chat logprob bytes spell the token",
+          all(bytes(e.bytes).decode("utf-8", "replace") == e.token for e in content_lp))
+    check("chat logprob tokens spell the content",
+          "".join(e.token for e in content_lp) == lr.choices[0].message.content)
+    streamed_lp = []
+    for s in client.chat.completions.create(model=model, messages=messages, max_tokens=6,
+                                            temperature=0, logprobs=True, top_logprobs=5,
+                                            stream=True):
+        if s.choices and s.choices[0].logprobs and s.choices[0].logprobs.content:
+            streamed_lp.extend(s.choices[0].logprobs.content)
+    check("streamed chat logprobs equal non-streamed",
+          [(e.token, e.logprob) for e in streamed_lp] == [(e.token, e.logprob) for e in content_lp])
+
+    # Logprobs, legacy completions.
+    cl = client.completions.create(model=model, prompt="Hello", max_tokens=5, temperature=0,
+                                   logprobs=3)
+    lp = cl.choices[0].logprobs
+    check("completion logprobs lists", len(lp.tokens) == len(lp.token_logprobs)
+          == len(lp.top_logprobs) == len(lp.text_offset) == cl.usage.completion_tokens, lp)
+    check("completion top_logprobs: dicts of <= 3, chosen is the best under greedy",
+          all(0 < len(d) <= 3 and abs(max(d.values()) - v) < 1e-6
+              for d, v in zip(lp.top_logprobs, lp.token_logprobs)), lp.top_logprobs)
+    check("completion text_offset starts at 0 and grows",
+          lp.text_offset[0] == 0 and lp.text_offset == sorted(lp.text_offset), lp.text_offset)
+    slp = []
+    for s in client.completions.create(model=model, prompt="Hello", max_tokens=5,
+                                       temperature=0, logprobs=3, stream=True):
+        if s.choices and s.choices[0].logprobs:
+            slp.extend(s.choices[0].logprobs.token_logprobs)
+    check("streamed completion logprobs equal non-streamed", slp == lp.token_logprobs,
+          f"{slp} vs {lp.token_logprobs}")
+
+    # n choices: indices 0..n-1, distinct with temperature > 0, usage summed; streaming too.
+    nr = client.chat.completions.create(model=model, messages=messages, max_tokens=8,
+                                        temperature=2.0, seed=11, n=3)
+    check("n=3 gives three choices indexed 0..2",
+          [c.index for c in nr.choices] == [0, 1, 2], [c.index for c in nr.choices])
+    texts = [c.message.content for c in nr.choices]
+    ids_n = [tuple(c["token_ids"]) for c in nr.model_extra["bitnet"]["choices"]]
+    check("n=3 choices differ (temperature 2, seed 11)", len(set(ids_n)) > 1, ids_n)
+    singles = [client.chat.completions.create(model=model, messages=messages, max_tokens=8,
+                                              temperature=2.0, seed=11 + i)
+               for i in range(3)]
+    check("choice i equals a single request with seed + i",
+          texts == [r1.choices[0].message.content for r1 in singles],
+          (texts, [r1.choices[0].message.content for r1 in singles]))
+    check("n=3 usage sums completion tokens",
+          nr.usage.completion_tokens == sum(r1.usage.completion_tokens for r1 in singles)
+          and nr.usage.prompt_tokens == singles[0].usage.prompt_tokens, nr.usage)
+    per_index, usage_n = {}, None
+    for s in client.chat.completions.create(model=model, messages=messages, max_tokens=8,
+                                            temperature=2.0, seed=11, n=3, stream=True,
+                                            stream_options={"include_usage": True}):
+        for c in s.choices:
+            per_index[c.index] = per_index.get(c.index, "") + (c.delta.content or "")
+        if s.usage:
+            usage_n = s.usage
+    check("streamed n=3 carries each choice's index and text",
+          [per_index.get(i) for i in range(3)] == texts, per_index)
+    check("streamed n=3 usage chunk sums",
+          usage_n is not None and usage_n.completion_tokens == nr.usage.completion_tokens, usage_n)
+    cn = client.completions.create(model=model, prompt="Once", max_tokens=4, temperature=1.0,
+                                   seed=5, n=2)
+    check("completions n=2", [c.index for c in cn.choices] == [0, 1])
+
+    # include_usage on completions: the last chunk before [DONE] has no choices, only usage.
+    chunks = list(client.completions.create(model=model, prompt="Hello", max_tokens=4,
+                                            temperature=0, stream=True,
+                                            stream_options={"include_usage": True}))
+    check("include_usage: final chunk with empty choices and usage",
+          chunks[-1].choices == [] and chunks[-1].usage.completion_tokens == 4, chunks[-1])
+    check("include_usage: other chunks have no usage",
+          all(c.usage is None for c in chunks[:-1]))
+
+    # seed: same seed and request, same output; a different seed (temperature 1) differs.
+    runs = [client.chat.completions.create(model=model, messages=messages, max_tokens=12,
+                                           temperature=1.0, seed=seed).choices[0].message.content
+            for seed in (21, 21, 22)]
+    check("seed reproduces chat output", runs[0] == runs[1], runs)
+
+    # Unknown fields are ignored (logged by the server), not refused.
+    unk = client.chat.completions.create(model=model, messages=messages, max_tokens=2,
+                                         extra_body={"my_vendor_option": {"a": 1},
+                                                     "cache_prompt": True})
+    check("unknown fields are accepted", unk.choices[0].finish_reason in ("stop", "length"))
+
     # Errors surface as the client's typed exceptions; invalid requests are 400 as OpenAI
     # answers them (BadRequestError), never 422.
     expect_error("empty messages -> BadRequestError (400)", openai.BadRequestError, 400,
@@ -126,6 +250,21 @@ def main():
                  lambda: client.completions.create(model=model, prompt="x", max_tokens=100000))
     expect_error("wrong type -> BadRequestError (400)", openai.BadRequestError, 400,
                  lambda: client.completions.create(model=model, prompt="x", extra_body={"max_tokens": "ten"}))
+    expect_error("n=0 -> BadRequestError (400)", openai.BadRequestError, 400,
+                 lambda: client.completions.create(model=model, prompt="x", max_tokens=2, n=0))
+    expect_error("n=17 -> BadRequestError (400)", openai.BadRequestError, 400,
+                 lambda: client.chat.completions.create(model=model, messages=messages,
+                                                        max_tokens=2, n=17))
+    expect_error("top_logprobs=21 -> BadRequestError (400)", openai.BadRequestError, 400,
+                 lambda: client.chat.completions.create(model=model, messages=messages,
+                                                        max_tokens=2, logprobs=True,
+                                                        top_logprobs=21))
+    expect_error("frequency_penalty=3 -> BadRequestError (400)", openai.BadRequestError, 400,
+                 lambda: client.completions.create(model=model, prompt="x", max_tokens=2,
+                                                   frequency_penalty=3))
+    expect_error("presence_penalty=-3 -> BadRequestError (400)", openai.BadRequestError, 400,
+                 lambda: client.chat.completions.create(model=model, messages=messages,
+                                                        max_tokens=2, presence_penalty=-3))
     expect_error("unknown model -> NotFoundError (404)", openai.NotFoundError, 404,
                  lambda: client.completions.create(model="no-such-model", prompt="x", max_tokens=2))
     bad = OpenAI(base_url=args.base_url, api_key="wrong-key", max_retries=0)

@@ -207,6 +207,7 @@ pub fn sampling_params(args: &SamplingArgs) -> SamplingParams {
         repeat_penalty: args.repeat_penalty,
         repeat_last_n: args.repeat_last_n,
         seed: args.seed.unwrap_or_else(clock_seed),
+        ..SamplingParams::default()
     }
 }
 

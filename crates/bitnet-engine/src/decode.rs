@@ -150,7 +150,8 @@ impl<'t> Decoder<'t> {
 
     /// Samples the next token from the logits of the last position (no allocation).
     pub fn sample(&mut self, logits: &[f32]) -> u32 {
-        self.sampler.sample(logits, &self.history)
+        self.sampler
+            .sample_after(logits, &self.history, self.prompt_len)
     }
 
     /// Takes the sampled token `id`: decides whether it is output, what text it completes and

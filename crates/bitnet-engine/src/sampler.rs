@@ -1,5 +1,15 @@
-//! Token sampling: greedy, or repetition penalty -> top-k -> top-p -> min-p -> temperature ->
-//! a draw, the order llama.cpp's default chain applies them in.
+//! Token sampling: penalties (repetition, then OpenAI's frequency/presence) -> greedy, or
+//! top-k -> top-p -> min-p -> temperature -> a draw, the order llama.cpp's default chain
+//! applies them in.
+//!
+//! Frequency and presence penalties follow OpenAI's definition,
+//! `logit[t] -= count[t] * frequency_penalty + (count[t] > 0) * presence_penalty`, where
+//! `count[t]` is how often `t` occurs among the **generated** tokens (all of them, not a
+//! window; the prompt does not count: OpenAI speaks of "the text so far" of the completion,
+//! and a long prompt would otherwise penalise every word the user wrote). llama.cpp instead
+//! counts the last `penalty_last_n` (64) tokens; `repeat_penalty` keeps that windowed
+//! behaviour. Penalties shape the distribution that is sampled; they are applied for greedy
+//! decoding too.
 //!
 //! The random generator is ChaCha8 seeded from the user's seed: its output is specified and
 //! portable across platforms and `rand` versions, so a seed reproduces a generation anywhere
@@ -26,6 +36,12 @@ pub struct SamplingParams {
     pub repeat_penalty: f32,
     /// How many recent tokens the repetition penalty looks at.
     pub repeat_last_n: usize,
+    /// OpenAI's `presence_penalty`: subtracted once from the logit of every token that was
+    /// generated at least once (`0` = off; OpenAI's range is [-2, 2]).
+    pub presence_penalty: f32,
+    /// OpenAI's `frequency_penalty`: subtracted from a token's logit once per time it was
+    /// generated (`0` = off; OpenAI's range is [-2, 2]).
+    pub frequency_penalty: f32,
     /// Seed of the random draw.
     pub seed: u64,
 }
@@ -39,6 +55,8 @@ impl Default for SamplingParams {
             min_p: 0.05,
             repeat_penalty: 1.0,
             repeat_last_n: 64,
+            presence_penalty: 0.0,
+            frequency_penalty: 0.0,
             seed: 0,
         }
     }
@@ -72,6 +90,14 @@ impl SamplingParams {
         if !(self.repeat_penalty.is_finite() && self.repeat_penalty > 0.0) {
             return Err(bad("repeat_penalty", self.repeat_penalty, "must be > 0"));
         }
+        for (name, v) in [
+            ("presence_penalty", self.presence_penalty),
+            ("frequency_penalty", self.frequency_penalty),
+        ] {
+            if !v.is_finite() {
+                return Err(bad(name, v, "must be a finite number"));
+            }
+        }
         Ok(())
     }
 }
@@ -82,17 +108,25 @@ pub struct Sampler {
     rng: ChaCha8Rng,
     candidates: Vec<(f32, u32)>,
     penalized: Vec<bool>,
+    /// Per-token counts for the frequency/presence penalties; all zero between calls.
+    counts: Vec<u32>,
 }
 
 impl Sampler {
     /// A sampler for a vocabulary of `vocab` tokens.
     pub fn new(params: SamplingParams, vocab: usize) -> Result<Self> {
         params.validate()?;
+        let counts = if params.presence_penalty != 0.0 || params.frequency_penalty != 0.0 {
+            vec![0; vocab]
+        } else {
+            Vec::new()
+        };
         Ok(Self {
             rng: ChaCha8Rng::seed_from_u64(params.seed),
             params,
             candidates: Vec::with_capacity(vocab),
             penalized: vec![false; vocab],
+            counts,
         })
     }
 
@@ -101,8 +135,18 @@ impl Sampler {
         &self.params
     }
 
-    /// Picks the next token from `logits`, given the tokens so far (for the penalty).
+    /// Picks the next token from `logits`, given the tokens so far (for the penalties; every
+    /// token of `history` counts as generated for the frequency/presence penalties, see
+    /// [`Sampler::sample_after`]).
     pub fn sample(&mut self, logits: &[f32], history: &[u32]) -> u32 {
+        self.sample_after(logits, history, 0)
+    }
+
+    /// Like [`Sampler::sample`], with `history[..prompt_len]` being the prompt: the
+    /// repetition penalty looks at the last `repeat_last_n` tokens of the whole history
+    /// (llama.cpp's rule), the frequency/presence penalties at `history[prompt_len..]` only
+    /// (OpenAI's, see the module doc).
+    pub fn sample_after(&mut self, logits: &[f32], history: &[u32], prompt_len: usize) -> u32 {
         let p = &self.params;
         self.candidates.clear();
         self.candidates
@@ -125,6 +169,26 @@ impl Sampler {
             for &t in &history[start..] {
                 if let Some(flag) = self.penalized.get_mut(t as usize) {
                     *flag = false;
+                }
+            }
+        }
+
+        if !self.counts.is_empty() {
+            // Count, then apply once per distinct token and reset its count: no allocation,
+            // and `counts` is all zero again afterwards.
+            let generated = history.get(prompt_len..).unwrap_or_default();
+            for &t in generated {
+                if let Some(c) = self.counts.get_mut(t as usize) {
+                    *c += 1;
+                }
+            }
+            for &t in generated {
+                let t = t as usize;
+                let c = self.counts.get_mut(t).map_or(0, std::mem::take);
+                if c > 0
+                    && let Some(cand) = self.candidates.get_mut(t)
+                {
+                    cand.0 -= c as f32 * p.frequency_penalty + p.presence_penalty;
                 }
             }
         }
@@ -206,6 +270,32 @@ mod tests {
         assert_eq!(s.sample(&[3.0, 2.0, -1.0], &[0, 0]), 1);
         // Negative logits are multiplied: -1 * 2 = -2, so token 2 stays last.
         assert_eq!(s.sample(&[-1.0, -1.5, -3.0], &[0]), 1);
+    }
+
+    #[test]
+    fn frequency_and_presence_penalties_follow_the_additive_formula() {
+        // Token 0 generated twice, token 1 once; the prompt's token 2 does not count.
+        let params = SamplingParams {
+            frequency_penalty: 0.5,
+            presence_penalty: 0.25,
+            ..SamplingParams::greedy()
+        };
+        let mut s = Sampler::new(params, 4).unwrap();
+        let history = [2, 2, 0, 1, 0];
+        // logit 0: 3.0 - 2*0.5 - 0.25 = 1.75; logit 1: 2.2 - 0.5 - 0.25 = 1.45;
+        // token 2 untouched at 1.8 wins.
+        assert_eq!(s.sample_after(&[3.0, 2.2, 1.8, 0.0], &history, 2), 2);
+        // With token 2 slightly lower, token 0 (1.75) wins over 1.7.
+        assert_eq!(s.sample_after(&[3.0, 2.2, 1.7, 0.0], &history, 2), 0);
+        // Counts are reset between calls: the same call gives the same answer.
+        assert_eq!(s.sample_after(&[3.0, 2.2, 1.7, 0.0], &history, 2), 0);
+        // Negative penalties favour repeats.
+        let params = SamplingParams {
+            presence_penalty: -2.0,
+            ..SamplingParams::greedy()
+        };
+        let mut s = Sampler::new(params, 3).unwrap();
+        assert_eq!(s.sample_after(&[1.0, 2.5, 0.0], &[0], 0), 0);
     }
 
     #[test]

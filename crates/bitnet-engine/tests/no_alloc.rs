@@ -20,6 +20,8 @@ fn decode_allocations(threads: usize) -> usize {
     let params = SamplingParams {
         temperature: 0.9,
         repeat_penalty: 1.1,
+        presence_penalty: 0.5,
+        frequency_penalty: 0.3,
         seed: 3,
         ..SamplingParams::default()
     };

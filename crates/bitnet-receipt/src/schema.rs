@@ -189,6 +189,13 @@ pub struct Settings {
     pub repeat_penalty: f32,
     /// Tokens the penalty looks back at.
     pub repeat_last_n: usize,
+    /// OpenAI's presence penalty (0 = off). Absent from receipts written before it existed
+    /// and left out when 0, so those receipts keep their exact bytes.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub presence_penalty: f32,
+    /// OpenAI's frequency penalty (0 = off); written like `presence_penalty`.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub frequency_penalty: f32,
     /// Seed of the sampler.
     pub seed: u64,
     /// Most new tokens.
@@ -229,6 +236,8 @@ impl Settings {
             min_p: s.min_p,
             repeat_penalty: s.repeat_penalty,
             repeat_last_n: s.repeat_last_n,
+            presence_penalty: s.presence_penalty,
+            frequency_penalty: s.frequency_penalty,
             seed: s.seed,
             max_tokens: params.max_tokens,
             stop: params.stop_strings.clone(),
@@ -251,9 +260,16 @@ impl Settings {
             min_p: self.min_p,
             repeat_penalty: self.repeat_penalty,
             repeat_last_n: self.repeat_last_n,
+            presence_penalty: self.presence_penalty,
+            frequency_penalty: self.frequency_penalty,
             seed: self.seed,
         }
     }
+}
+
+/// Whether a penalty is 0 (then it is not written).
+fn is_zero(v: &f32) -> bool {
+    *v == 0.0
 }
 
 /// The prompt.

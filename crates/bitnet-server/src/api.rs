@@ -1,10 +1,12 @@
 //! OpenAI request bodies, their validation into a [`crate::scheduler::GenRequest`]'s
 //! parameters, and response bodies.
 //!
-//! Parsing is strict where it matters: a body that is not JSON, or a field of the wrong type,
-//! is a 400 naming the field; an unknown field, or a known OpenAI field this server cannot
-//! honour with the value given (`n > 1`, `logprobs`, penalties, tools, ...), is a 400 naming
-//! it, rather than being silently ignored and returning something other than what was asked.
+//! Parsing is strict where it matters: a body that is not JSON, or a known field of the wrong
+//! type or out of range, is a 400 naming the field; a known OpenAI field this server cannot
+//! honour with the value given (`tools`, `logit_bias`, `echo`, ...), is a 400 naming it,
+//! rather than being silently ignored and returning something other than what was asked.
+//! Unknown fields are ignored with a warning in the log naming them (OpenAI's API and
+//! llama-server accept extra fields, and clients send vendor extensions freely).
 
 use bitnet_engine::SamplingParams;
 use bitnet_tokenizer::ChatMessage;
@@ -20,6 +22,14 @@ pub const MAX_STOP: usize = 4;
 
 /// Default `max_tokens` of `/v1/completions` (OpenAI's).
 pub const DEFAULT_COMPLETION_TOKENS: usize = 16;
+
+/// Most choices per request (`n`): each is a full generation, so the cap bounds the work one
+/// request can queue.
+pub const MAX_N: u32 = 16;
+
+/// Most alternatives per position (`top_logprobs`, and `logprobs` of `/v1/completions`):
+/// OpenAI's chat limit.
+pub const MAX_TOP_LOGPROBS: u32 = 20;
 
 /// `prompt`: text, token ids, or a one-element list of either.
 #[derive(Debug, Clone, Deserialize)]
@@ -78,11 +88,11 @@ pub struct Common {
     pub stream: Option<bool>,
     /// Streaming options.
     pub stream_options: Option<StreamOptions>,
-    /// Choices per prompt (only 1).
+    /// Choices per prompt, 1..=[`MAX_N`]; choice `i` samples with seed `seed + i`.
     pub n: Option<u32>,
-    /// Additive penalties (unsupported unless 0).
+    /// OpenAI's presence penalty in [-2, 2] (over the generated tokens).
     pub presence_penalty: Option<f32>,
-    /// Additive penalties (unsupported unless 0).
+    /// OpenAI's frequency penalty in [-2, 2] (over the generated tokens).
     pub frequency_penalty: Option<f32>,
     /// Unsupported unless empty.
     pub logit_bias: Option<serde_json::Map<String, Value>>,
@@ -98,8 +108,9 @@ pub struct CompletionRequest {
     /// Shared settings.
     #[serde(flatten)]
     pub common: Common,
-    /// Unsupported unless null/0/false.
-    pub logprobs: Option<Value>,
+    /// Log-probabilities of each generated token and of the `logprobs` most likely
+    /// alternatives (0..=[`MAX_TOP_LOGPROBS`]; null = none).
+    pub logprobs: Option<u32>,
     /// Unsupported unless false.
     pub echo: Option<bool>,
     /// Unsupported unless 1.
@@ -149,9 +160,10 @@ pub struct ChatRequest {
     pub common: Common,
     /// Newer name of `max_tokens`.
     pub max_completion_tokens: Option<u64>,
-    /// Unsupported unless false.
+    /// Return each generated token's log-probability.
     pub logprobs: Option<bool>,
-    /// Unsupported.
+    /// And the `top_logprobs` most likely alternatives (0..=[`MAX_TOP_LOGPROBS`]; needs
+    /// `logprobs: true`).
     pub top_logprobs: Option<u32>,
     /// Only `{"type": "text"}`.
     pub response_format: Option<Value>,
@@ -187,8 +199,8 @@ const COMMON_FIELDS: &[&str] = &[
     "user",
 ];
 
-/// A request body with a fixed set of top-level fields (serde cannot deny unknown fields
-/// of a struct with a flattened part, so [`parse_body`] checks them against this list).
+/// A request body with a fixed set of top-level fields: [`parse_body_fields`] tells the
+/// unknown ones (ignored, logged) from these, and looks for a type error only among these.
 pub trait Body: DeserializeOwned + Default {
     /// Its own top-level fields (besides [`Common`]'s).
     const FIELDS: &'static [&'static str];
@@ -213,9 +225,16 @@ impl Body for ChatRequest {
     ];
 }
 
-/// Parses a JSON body: 400 for malformed JSON, missing/wrong-typed fields and unknown
-/// fields (code `unknown_parameter`). The offending field is found by parsing each top-level field on its own.
+/// Parses a JSON body: 400 for malformed JSON and missing/wrong-typed fields; unknown fields
+/// are ignored (see [`parse_body_fields`] for their names).
 pub fn parse_body<T: Body>(bytes: &[u8]) -> Result<T, ApiError> {
+    parse_body_fields(bytes).map(|(body, _)| body)
+}
+
+/// Parses a JSON body as [`parse_body`] does and also returns the names of the top-level
+/// fields it ignored as unknown (for the caller's log line). The offending field of a type
+/// error is found by parsing each top-level field on its own.
+pub fn parse_body_fields<T: Body>(bytes: &[u8]) -> Result<(T, Vec<String>), ApiError> {
     let value: Value = serde_json::from_slice(bytes).map_err(|e| {
         ApiError::bad_request(format!("the request body is not valid JSON: {e}"), None)
     })?;
@@ -225,21 +244,13 @@ pub fn parse_body<T: Body>(bytes: &[u8]) -> Result<T, ApiError> {
             None,
         ));
     };
-    if let Some(field) = map
-        .keys()
-        .find(|k| !T::FIELDS.contains(&k.as_str()) && !COMMON_FIELDS.contains(&k.as_str()))
-    {
-        return Err(ApiError::Unprocessable {
-            message: format!("unknown parameter '{field}'"),
-            param: Some(field.clone()),
-            code: Some("unknown_parameter"),
-        });
-    }
+    let known = |k: &str| T::FIELDS.contains(&k) || COMMON_FIELDS.contains(&k);
+    let unknown: Vec<String> = map.keys().filter(|k| !known(k)).cloned().collect();
     match serde_json::from_value::<T>(value.clone()) {
-        Ok(v) => Ok(v),
+        Ok(v) => Ok((v, unknown)),
         Err(e) => {
             let msg = e.to_string();
-            for (k, v) in map {
+            for (k, v) in map.iter().filter(|(k, _)| known(k)) {
                 let mut one = serde_json::Map::new();
                 one.insert(k.clone(), v.clone());
                 if let Err(e) = serde_json::from_value::<T>(Value::Object(one)) {
@@ -274,6 +285,10 @@ pub struct Validated {
     pub stream: bool,
     /// Usage chunk at the end of a stream?
     pub include_usage: bool,
+    /// Choices to generate (1..=[`MAX_N`]); choice `i` samples with seed `sampling.seed + i`.
+    pub n: usize,
+    /// Log-probabilities: `None` = off, `Some(k)` = the chosen token's and the `k` most likely.
+    pub logprobs: Option<usize>,
 }
 
 fn unsupported(param: &str, what: &str) -> ApiError {
@@ -297,15 +312,25 @@ impl Common {
                 code: Some("model_not_found"),
             });
         }
-        if self.n.is_some_and(|n| n != 1) {
-            return Err(unsupported("n", "other than 1"));
+        if let Some(n) = self.n
+            && !(1..=MAX_N).contains(&n)
+        {
+            return Err(ApiError::invalid(
+                format!("n {n} is out of range: it must be in [1, {MAX_N}]"),
+                "n",
+            ));
         }
         for (name, v) in [
             ("presence_penalty", self.presence_penalty),
             ("frequency_penalty", self.frequency_penalty),
         ] {
-            if v.is_some_and(|v| v != 0.0) {
-                return Err(unsupported(name, "other than 0 (use repeat_penalty)"));
+            if let Some(v) = v
+                && !(v.is_finite() && (-2.0..=2.0).contains(&v))
+            {
+                return Err(ApiError::invalid(
+                    format!("{name} {v} is out of range: it must be in [-2, 2]"),
+                    name,
+                ));
             }
         }
         if self.logit_bias.as_ref().is_some_and(|m| !m.is_empty()) {
@@ -355,6 +380,8 @@ impl Common {
             min_p,
             repeat_penalty,
             repeat_last_n: 64,
+            presence_penalty: self.presence_penalty.unwrap_or(0.0),
+            frequency_penalty: self.frequency_penalty.unwrap_or(0.0),
             seed,
         })
     }
@@ -384,6 +411,7 @@ impl Common {
     }
 
     /// Checks lengths against the context; `default_max` applies when `max_tokens` is absent.
+    #[allow(clippy::too_many_arguments)]
     fn finish(
         &self,
         engine: &Engine,
@@ -392,6 +420,7 @@ impl Common {
         max_tokens: Option<u64>,
         default_max: usize,
         prompt_param: &str,
+        logprobs: Option<usize>,
     ) -> Result<Validated, ApiError> {
         let ctx = engine.ctx;
         if prompt.is_empty() {
@@ -451,6 +480,8 @@ impl Common {
                 .stream_options
                 .as_ref()
                 .is_some_and(|o| o.include_usage),
+            n: self.n.unwrap_or(1) as usize,
+            logprobs,
         })
     }
 }
@@ -470,12 +501,13 @@ impl CompletionRequest {
     /// Validates and tokenises.
     pub fn validate(&self, engine: &Engine) -> Result<Validated, ApiError> {
         self.common.check(engine)?;
-        if self
-            .logprobs
-            .as_ref()
-            .is_some_and(|v| !(v.is_null() || v == &Value::from(0) || v == &Value::Bool(false)))
+        if let Some(k) = self.logprobs
+            && k > MAX_TOP_LOGPROBS
         {
-            return Err(unsupported("logprobs", ""));
+            return Err(ApiError::invalid(
+                format!("logprobs {k} is out of range: it must be in [0, {MAX_TOP_LOGPROBS}]"),
+                "logprobs",
+            ));
         }
         if self.echo == Some(true) {
             return Err(unsupported("echo", ""));
@@ -521,6 +553,7 @@ impl CompletionRequest {
             self.common.max_tokens,
             DEFAULT_COMPLETION_TOKENS,
             "prompt",
+            self.logprobs.map(|k| k as usize),
         )
     }
 }
@@ -529,9 +562,24 @@ impl ChatRequest {
     /// Validates, applies the chat template and tokenises.
     pub fn validate(&self, engine: &Engine) -> Result<Validated, ApiError> {
         self.common.check(engine)?;
-        if self.logprobs == Some(true) || self.top_logprobs.is_some_and(|n| n > 0) {
-            return Err(unsupported("logprobs", ""));
+        if let Some(k) = self.top_logprobs {
+            if k > MAX_TOP_LOGPROBS {
+                return Err(ApiError::invalid(
+                    format!(
+                        "top_logprobs {k} is out of range: it must be in [0, {MAX_TOP_LOGPROBS}]"
+                    ),
+                    "top_logprobs",
+                ));
+            }
+            if k > 0 && self.logprobs != Some(true) {
+                return Err(ApiError::invalid(
+                    "top_logprobs needs logprobs set to true",
+                    "top_logprobs",
+                ));
+            }
         }
+        let logprobs =
+            (self.logprobs == Some(true)).then(|| self.top_logprobs.unwrap_or(0) as usize);
         if self.tools.as_ref().is_some_and(|t| !t.is_empty()) {
             return Err(unsupported("tools", ""));
         }
@@ -623,8 +671,15 @@ impl ChatRequest {
             ApiError::invalid(format!("the prompt cannot be tokenized: {e}"), "messages")
         })?;
         let max = self.max_completion_tokens.or(self.common.max_tokens);
-        self.common
-            .finish(engine, ids, Some(rendered), max, usize::MAX, "messages")
+        self.common.finish(
+            engine,
+            ids,
+            Some(rendered),
+            max,
+            usize::MAX,
+            "messages",
+            logprobs,
+        )
     }
 }
 

@@ -127,6 +127,13 @@ pub struct Args {
     /// GET /v1/receipts/{id}. Without it receipts are off. Needs the `receipts` feature.
     #[arg(long, value_name = "FILE")]
     pub receipts_log: Option<PathBuf>,
+    /// Answer cross-origin requests from browsers (CORS) for these origins: `*` for any, or
+    /// a comma-separated list such as `http://localhost:3000,https://app.example`. Off by
+    /// default (a browser page on another origin then cannot call the API). Preflight
+    /// `OPTIONS` requests are answered; `Authorization` is allowed, credentials (cookies) are
+    /// not used.
+    #[arg(long, value_name = "ORIGINS", value_delimiter = ',')]
+    pub cors: Vec<String>,
     /// Skip start-up kernel tuning (`tuning` feature).
     #[arg(long)]
     pub no_tune: bool,
@@ -138,6 +145,39 @@ pub struct Args {
     /// without it `/` answers 404 like any unknown route).
     #[arg(long)]
     pub no_webui: bool,
+}
+
+/// Checks `--cors`: `*` alone, or origins `scheme://host[:port]` without a path.
+fn cors_origins(given: &[String]) -> Result<Vec<String>, ServerError> {
+    let origins: Vec<String> = given
+        .iter()
+        .map(|o| o.trim().trim_end_matches('/').to_string())
+        .filter(|o| !o.is_empty())
+        .collect();
+    if origins.iter().any(|o| o == "*") {
+        if origins.len() > 1 {
+            return Err(ServerError::InvalidOption {
+                flag: "cors",
+                reason: "'*' allows every origin: give it alone, not in a list".into(),
+            });
+        }
+        return Ok(origins);
+    }
+    for o in &origins {
+        let rest = o
+            .strip_prefix("http://")
+            .or_else(|| o.strip_prefix("https://"));
+        if !rest.is_some_and(|r| !r.is_empty() && !r.contains(['/', '?', '#', ' '])) {
+            return Err(ServerError::InvalidOption {
+                flag: "cors",
+                reason: format!(
+                    "'{o}' is not an origin: give scheme://host[:port] (e.g. \
+                     http://localhost:3000) or '*'"
+                ),
+            });
+        }
+    }
+    Ok(origins)
 }
 
 /// Parses `--head-type` (see `HeadType`'s `FromStr`).
@@ -184,6 +224,9 @@ pub struct ServerConfig {
     pub tuning_cache: Option<PathBuf>,
     /// Serve the web chat page at `/` (`--no-webui` turns it off).
     pub webui: bool,
+    /// Origins allowed to call the API from a browser (`--cors`): empty = CORS off, `["*"]`
+    /// = any origin.
+    pub cors: Vec<String>,
 }
 
 impl ServerConfig {
@@ -300,6 +343,7 @@ impl ServerConfig {
             tune: cfg!(feature = "tuning") && !args.no_tune && args.kernel.is_none(),
             tuning_cache: args.tuning_cache.clone(),
             webui: !args.no_webui,
+            cors: cors_origins(&args.cors)?,
         })
     }
 
@@ -330,6 +374,7 @@ impl ServerConfig {
             tune: false,
             tuning_cache: None,
             webui: true,
+            cors: Vec::new(),
         }
     }
 }

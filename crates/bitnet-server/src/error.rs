@@ -38,7 +38,7 @@ pub enum ApiError {
         /// The limit.
         limit: usize,
     },
-    /// Well-formed but semantically invalid (out-of-range value, unknown parameter, prompt too
+    /// Well-formed but semantically invalid (out-of-range value, unsupported parameter, prompt too
     /// long, ...). Answered 400 as OpenAI does (its API never answers 422), with the
     /// parameter and a code (`context_length_exceeded`, ...) telling it apart from malformed
     /// JSON.

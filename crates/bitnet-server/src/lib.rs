@@ -106,6 +106,23 @@ pub fn openai_finish_reason(f: FinishReason) -> &'static str {
     }
 }
 
+/// The CORS middleware for `--cors` origins (see [`ServerConfig::cors`]).
+fn cors(origins: &[String]) -> actix_cors::Cors {
+    let mut c = actix_cors::Cors::default()
+        .allowed_methods(["GET", "POST"])
+        .allow_any_header()
+        .expose_headers(["x-request-id", "x-bitnet-receipt-id"])
+        .max_age(3600);
+    if origins.iter().any(|o| o == "*") {
+        c = c.allow_any_origin().send_wildcard();
+    } else {
+        for o in origins {
+            c = c.allowed_origin(o);
+        }
+    }
+    c
+}
+
 /// Binds the HTTP server (signals are left to the caller: see the binary). The model may be
 /// installed into `state` before or after: until then generation routes answer 503.
 pub fn bind(
@@ -153,6 +170,12 @@ pub fn bind(
                 }
             })
             .wrap(TracingLogger::default())
+            // Outermost: a preflight is answered before routing and auth, and every answer
+            // (errors included) carries the CORS headers a browser needs to read it.
+            .wrap(actix_web::middleware::Condition::new(
+                !st.config.cors.is_empty(),
+                cors(&st.config.cors),
+            ))
     })
     .workers(listen.workers)
     // Slow or idle clients cannot hold connections for ever (slowloris): the head must arrive

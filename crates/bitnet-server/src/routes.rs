@@ -9,13 +9,15 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use actix_web::http::header;
 use actix_web::web::{self, Bytes, BytesMut};
 use actix_web::{HttpMessage, HttpRequest, HttpResponse};
+use bitnet_engine::Logprobs;
 use futures_util::StreamExt;
+use futures_util::stream::BoxStream;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
 use tracing_actix_web::RequestId;
 
-use crate::api::{Body, ChatRequest, CompletionRequest, Usage, Validated, parse_body};
+use crate::api::{Body, ChatRequest, CompletionRequest, Usage, Validated, parse_body_fields};
 use crate::config::ServerConfig;
 use crate::engine::Engine;
 use crate::error::{ApiError, ServerError};
@@ -495,14 +497,24 @@ async fn generate<T: Validate>(
     // JSON parsing, the chat template and tokenisation take milliseconds to seconds on a large
     // prompt: on the blocking pool, so the async workers keep streaming and answering.
     let engine_arc = Arc::clone(&loaded.engine);
-    let v = web::block(move || parse_body::<T>(&bytes).and_then(|p| p.check(&engine_arc)))
-        .await
-        .map_err(|e| ApiError::Internal(format!("the request worker failed: {e}")))??;
+    let (v, unknown) = web::block(move || {
+        parse_body_fields::<T>(&bytes).and_then(|(p, unknown)| Ok((p.check(&engine_arc)?, unknown)))
+    })
+    .await
+    .map_err(|e| ApiError::Internal(format!("the request worker failed: {e}")))??;
     let engine = &loaded.engine;
     let request_id = req
         .extensions()
         .get::<RequestId>()
         .map_or_else(|| uuid::Uuid::new_v4().to_string(), |r| r.to_string());
+    if !unknown.is_empty() {
+        tracing::warn!(
+            request_id = %request_id,
+            endpoint = kind.endpoint(),
+            fields = %unknown.join(", "),
+            "ignoring unknown request fields"
+        );
+    }
     let head = Head {
         kind,
         id: format!("{}-{}", kind.id_prefix(), uuid::Uuid::new_v4().simple()),
@@ -514,24 +526,35 @@ async fn generate<T: Validate>(
             engine.kernel.id
         ),
     };
-    let (tx, rx) = unbounded_channel();
-    loaded.scheduler.submit(GenRequest {
-        id: head.id.clone(),
-        request_id,
-        prompt: v.prompt,
-        max_tokens: v.max_tokens,
-        sampling: v.sampling,
-        stop_strings: v.stop,
-        events: tx,
-        received,
-        partition: tenant.partition,
-        meta: RequestMeta {
-            endpoint: kind.endpoint(),
-            prompt_text: v.prompt_text,
-            chat: kind == Kind::Chat,
-            owner: tenant.owner,
-        },
-    })?;
+    // `n` choices are `n` independent generations of the same prompt, scheduled (and batched)
+    // like separate requests; choice `i` samples with seed `seed + i` and, with receipts on,
+    // is recorded under the id `<id>` (choice 0) or `<id>-<i>`. If the queue cannot take them
+    // all, the ones already queued are cancelled by dropping their receivers.
+    let mut rxs = Vec::with_capacity(v.n);
+    for i in 0..v.n {
+        let (tx, rx) = unbounded_channel();
+        let mut sampling = v.sampling.clone();
+        sampling.seed = sampling.seed.wrapping_add(i as u64);
+        loaded.scheduler.submit(GenRequest {
+            id: choice_id(&head.id, i),
+            request_id: request_id.clone(),
+            prompt: v.prompt.clone(),
+            max_tokens: v.max_tokens,
+            sampling,
+            stop_strings: v.stop.clone(),
+            logprobs: v.logprobs,
+            events: tx,
+            received,
+            partition: tenant.partition,
+            meta: RequestMeta {
+                endpoint: kind.endpoint(),
+                prompt_text: v.prompt_text.clone(),
+                chat: kind == Kind::Chat,
+                owner: tenant.owner.clone(),
+            },
+        })?;
+        rxs.push(rx);
+    }
     let open = OpenResponse::new(&state.open_responses);
     state
         .metrics
@@ -542,13 +565,28 @@ async fn generate<T: Validate>(
     if loaded.receipts.is_some() {
         resp.insert_header(("x-bitnet-receipt-id", head.id.clone()));
     }
+    let pieces = Pieces {
+        engine: Arc::clone(&loaded.engine),
+        logprobs: v.logprobs.is_some(),
+    };
     if v.stream {
+        let n = rxs.len();
+        let events =
+            futures_util::stream::select_all(rxs.into_iter().enumerate().map(|(i, rx)| {
+                futures_util::stream::unfold(rx, move |mut rx| async move {
+                    rx.recv().await.map(|e| ((i, e), rx))
+                })
+                .boxed()
+            }));
         let sse = Sse {
-            rx,
+            events,
             head,
+            pieces,
             started: false,
             finished: false,
             include_usage: v.include_usage,
+            done: vec![None; n],
+            offsets: vec![0; n],
             _open: open,
         };
         let stream = futures_util::stream::unfold(sse, |mut s| async move {
@@ -560,17 +598,33 @@ async fn generate<T: Validate>(
             .insert_header((header::CACHE_CONTROL, "no-cache"))
             .streaming(stream));
     }
-    let summary = wait_done(rx).await;
+    let results = futures_util::future::join_all(rxs.into_iter().map(wait_done)).await;
     drop(open);
-    let summary = summary?;
-    Ok(resp.json(full_response(&head, &summary)))
+    let choices = results.into_iter().collect::<Result<Vec<_>, _>>()?;
+    Ok(resp.json(full_response(&head, &pieces, &choices)))
 }
 
-async fn wait_done(mut rx: UnboundedReceiver<Event>) -> Result<Box<Summary>, ApiError> {
+/// The id choice `i` of the response `id` is scheduled (and receipted) under.
+fn choice_id(id: &str, i: usize) -> String {
+    if i == 0 {
+        id.to_string()
+    } else {
+        format!("{id}-{i}")
+    }
+}
+
+/// A finished choice: its summary and its tokens' log-probabilities (when asked for).
+struct Done {
+    summary: Box<Summary>,
+    logprobs: Vec<Logprobs>,
+}
+
+async fn wait_done(mut rx: UnboundedReceiver<Event>) -> Result<Done, ApiError> {
+    let mut logprobs = Vec::new();
     loop {
         match rx.recv().await {
-            Some(Event::Token { .. }) => {}
-            Some(Event::Done(s)) => return Ok(s),
+            Some(Event::Token { logprobs: lp, .. }) => logprobs.extend(lp),
+            Some(Event::Done(summary)) => return Ok(Done { summary, logprobs }),
             Some(Event::Failed(m)) => return Err(ApiError::Internal(m)),
             None => {
                 return Err(ApiError::Internal(
@@ -591,39 +645,179 @@ fn extension(summary: &Summary) -> Value {
     })
 }
 
-fn usage(s: &Summary) -> Usage {
-    Usage::new(s.prompt_tokens, s.completion_tokens, s.cached_tokens)
+/// Usage of a response: the prompt counted once, the completion tokens of every choice.
+fn usage<'a>(summaries: impl IntoIterator<Item = &'a Summary>) -> Usage {
+    let mut it = summaries.into_iter();
+    let Some(first) = it.next() else {
+        return Usage::new(0, 0, 0);
+    };
+    let completion = first.completion_tokens + it.map(|s| s.completion_tokens).sum::<usize>();
+    Usage::new(first.prompt_tokens, completion, first.cached_tokens)
 }
 
-fn full_response(head: &Head, s: &Summary) -> Value {
-    let mut m = head.base(false);
-    let choice = match head.kind {
-        Kind::Completion => json!({
-            "index": 0,
-            "text": s.text,
-            "logprobs": null,
-            "finish_reason": crate::openai_finish_reason(s.finish),
-        }),
-        Kind::Chat => json!({
-            "index": 0,
-            "message": {"role": "assistant", "content": s.text},
-            "logprobs": null,
-            "finish_reason": crate::openai_finish_reason(s.finish),
-        }),
+/// Turns token ids into the text and bytes that OpenAI's `logprobs` objects carry.
+struct Pieces {
+    engine: Arc<Engine>,
+    logprobs: bool,
+}
+
+/// GPT-2's byte-level alphabet, inverted: the byte a vocabulary character stands for.
+fn byte_level(c: char) -> Option<u8> {
+    let c = c as u32;
+    let direct = |c: u32| {
+        (0x21..=0x7e).contains(&c) || (0xa1..=0xac).contains(&c) || (0xae..=0xff).contains(&c)
     };
-    m.insert("choices".into(), json!([choice]));
-    m.insert("usage".into(), json!(usage(s)));
-    m.insert("bitnet".into(), extension(s));
+    if c < 256 {
+        return direct(c).then_some(c as u8);
+    }
+    // The other 68 bytes map, in order, to U+0100 onwards.
+    let k = c - 256;
+    (0u32..256)
+        .filter(|&b| !direct(b))
+        .nth(k as usize)
+        .map(|b| b as u8)
+}
+
+impl Pieces {
+    /// A token's text and its exact bytes: a byte token (`<0xNN>`) is its byte; a byte-level
+    /// BPE piece that is not valid UTF-8 on its own (part of a character) maps back through
+    /// GPT-2's byte alphabet; otherwise the bytes of its decoded text. The text is the bytes
+    /// read as UTF-8 (U+FFFD for a partial character), as OpenAI shows such tokens.
+    fn piece(&self, id: u32) -> (String, Vec<u8>) {
+        let Some(tok) = self.engine.model.tokenizer() else {
+            return (String::new(), Vec::new());
+        };
+        let raw = tok.id_to_token(id).unwrap_or_default();
+        if let Some(hex) = raw.strip_prefix("<0x").and_then(|r| r.strip_suffix('>'))
+            && hex.len() == 2
+            && let Ok(b) = u8::from_str_radix(hex, 16)
+        {
+            return (String::from_utf8_lossy(&[b]).into_owned(), vec![b]);
+        }
+        let text = tok.decode(&[id], false).unwrap_or_default();
+        if text.contains('\u{FFFD}')
+            && let Some(bytes) = raw.chars().map(byte_level).collect::<Option<Vec<u8>>>()
+        {
+            return (String::from_utf8_lossy(&bytes).into_owned(), bytes);
+        }
+        let bytes = text.as_bytes().to_vec();
+        (text, bytes)
+    }
+
+    /// `{token, logprob, bytes}` of one token.
+    fn entry(&self, id: u32, logprob: f32) -> (String, Value) {
+        let (token, bytes) = self.piece(id);
+        let v = json!({"token": token, "logprob": logprob, "bytes": bytes});
+        (token, v)
+    }
+
+    /// Chat's `logprobs` object for `lps`.
+    fn chat(&self, lps: &[Logprobs]) -> Value {
+        let content: Vec<Value> = lps
+            .iter()
+            .map(|lp| {
+                let (_, mut v) = self.entry(lp.chosen.id, lp.chosen.logprob);
+                let top: Vec<Value> = lp
+                    .top
+                    .iter()
+                    .map(|t| self.entry(t.id, t.logprob).1)
+                    .collect();
+                v["top_logprobs"] = Value::Array(top);
+                v
+            })
+            .collect();
+        json!({"content": content, "refusal": null})
+    }
+
+    /// Legacy completions' `logprobs` object for `lps`; `offset` is the completion text's
+    /// length (in characters) before the first of them, advanced past them.
+    fn completion(&self, lps: &[Logprobs], offset: &mut usize) -> Value {
+        let mut tokens = Vec::with_capacity(lps.len());
+        let mut token_logprobs = Vec::with_capacity(lps.len());
+        let mut top_logprobs = Vec::with_capacity(lps.len());
+        let mut text_offset = Vec::with_capacity(lps.len());
+        for lp in lps {
+            let (token, _) = self.piece(lp.chosen.id);
+            text_offset.push(*offset);
+            *offset += token.chars().count();
+            tokens.push(token);
+            token_logprobs.push(lp.chosen.logprob);
+            let mut top = serde_json::Map::new();
+            for t in &lp.top {
+                // Two ids with the same text: the more likely one is kept (listed first).
+                top.entry(self.piece(t.id).0).or_insert(json!(t.logprob));
+            }
+            top_logprobs.push(Value::Object(top));
+        }
+        json!({
+            "tokens": tokens,
+            "token_logprobs": token_logprobs,
+            "top_logprobs": top_logprobs,
+            "text_offset": text_offset,
+        })
+    }
+
+    /// The `logprobs` value of a choice or chunk of `kind`: null unless asked for.
+    fn value(&self, kind: Kind, lps: &[Logprobs], offset: &mut usize) -> Value {
+        if !self.logprobs {
+            return Value::Null;
+        }
+        match kind {
+            Kind::Completion => self.completion(lps, offset),
+            Kind::Chat => self.chat(lps),
+        }
+    }
+}
+
+fn full_response(head: &Head, pieces: &Pieces, done: &[Done]) -> Value {
+    let mut m = head.base(false);
+    let choices: Vec<Value> = done
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            let s = &d.summary;
+            let logprobs = pieces.value(head.kind, &d.logprobs, &mut 0);
+            match head.kind {
+                Kind::Completion => json!({
+                    "index": i,
+                    "text": s.text,
+                    "logprobs": logprobs,
+                    "finish_reason": crate::openai_finish_reason(s.finish),
+                }),
+                Kind::Chat => json!({
+                    "index": i,
+                    "message": {"role": "assistant", "content": s.text},
+                    "logprobs": logprobs,
+                    "finish_reason": crate::openai_finish_reason(s.finish),
+                }),
+            }
+        })
+        .collect();
+    m.insert("choices".into(), Value::Array(choices));
+    m.insert(
+        "usage".into(),
+        json!(usage(done.iter().map(|d| &*d.summary))),
+    );
+    let mut ext = extension(&done[0].summary);
+    if done.len() > 1 {
+        ext["choices"] = done.iter().map(|d| extension(&d.summary)).collect();
+    }
+    m.insert("bitnet".into(), ext);
     Value::Object(m)
 }
 
-/// A streaming response in progress.
+/// A streaming response in progress: the events of its `n` choices, merged as they come.
 struct Sse {
-    rx: UnboundedReceiver<Event>,
+    events: futures_util::stream::SelectAll<BoxStream<'static, (usize, Event)>>,
     head: Head,
+    pieces: Pieces,
     started: bool,
     finished: bool,
     include_usage: bool,
+    /// Each choice's summary once it has finished.
+    done: Vec<Option<Box<Summary>>>,
+    /// Each choice's text length so far, in characters (completions' `text_offset`).
+    offsets: Vec<usize>,
     /// Dropped with the stream: when its last frame was handed to actix, or the client left.
     _open: OpenResponse,
 }
@@ -633,13 +827,28 @@ fn frame(v: &Value) -> String {
 }
 
 impl Sse {
-    fn chunk(&self, text: Option<&str>, finish: Option<&str>, token: Option<u32>) -> Value {
+    fn chunk(
+        &mut self,
+        index: usize,
+        text: Option<&str>,
+        finish: Option<&str>,
+        token: Option<u32>,
+        logprobs: Option<Logprobs>,
+    ) -> Value {
         let mut m = self.head.base(true);
+        let lps = match &logprobs {
+            Some(lp) => self.pieces.value(
+                self.head.kind,
+                std::slice::from_ref(lp),
+                &mut self.offsets[index],
+            ),
+            None => Value::Null,
+        };
         let choice = match self.head.kind {
             Kind::Completion => json!({
-                "index": 0,
+                "index": index,
                 "text": text.unwrap_or_default(),
-                "logprobs": null,
+                "logprobs": lps,
                 "finish_reason": finish,
             }),
             Kind::Chat => {
@@ -647,7 +856,7 @@ impl Sse {
                     Some(t) => json!({"content": t}),
                     None => json!({}),
                 };
-                json!({"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish})
+                json!({"index": index, "delta": delta, "logprobs": lps, "finish_reason": finish})
             }
         };
         m.insert("choices".into(), json!([choice]));
@@ -664,35 +873,53 @@ impl Sse {
         if !self.started {
             self.started = true;
             if self.head.kind == Kind::Chat {
-                let mut m = self.head.base(true);
-                m.insert(
-                    "choices".into(),
-                    json!([{"index": 0, "delta": {"role": "assistant", "content": ""},
-                            "logprobs": null, "finish_reason": null}]),
-                );
-                return Some(Bytes::from(frame(&Value::Object(m))));
+                let mut out = String::new();
+                for i in 0..self.done.len() {
+                    let mut m = self.head.base(true);
+                    m.insert(
+                        "choices".into(),
+                        json!([{"index": i, "delta": {"role": "assistant", "content": ""},
+                                "logprobs": null, "finish_reason": null}]),
+                    );
+                    out.push_str(&frame(&Value::Object(m)));
+                }
+                return Some(Bytes::from(out));
             }
         }
-        let out = match self.rx.recv().await {
-            Some(Event::Token { id, text }) => frame(&self.chunk(Some(&text), None, id)),
-            Some(Event::Done(s)) => {
-                self.finished = true;
+        let out = match self.events.next().await {
+            Some((i, Event::Token { id, text, logprobs })) => {
+                frame(&self.chunk(i, Some(&text), None, id, logprobs))
+            }
+            Some((i, Event::Done(s))) => {
                 let mut out = String::new();
-                let mut last = self.chunk(None, Some(crate::openai_finish_reason(s.finish)), None);
+                let mut last = self.chunk(
+                    i,
+                    None,
+                    Some(crate::openai_finish_reason(s.finish)),
+                    None,
+                    None,
+                );
                 if let Value::Object(m) = &mut last {
                     m.insert("bitnet".into(), extension(&s));
                 }
                 out.push_str(&frame(&last));
-                if self.include_usage {
-                    let mut m = self.head.base(true);
-                    m.insert("choices".into(), json!([]));
-                    m.insert("usage".into(), json!(usage(&s)));
-                    out.push_str(&frame(&Value::Object(m)));
+                self.done[i] = Some(s);
+                if self.done.iter().all(Option::is_some) {
+                    self.finished = true;
+                    if self.include_usage {
+                        let mut m = self.head.base(true);
+                        m.insert("choices".into(), json!([]));
+                        m.insert(
+                            "usage".into(),
+                            json!(usage(self.done.iter().flatten().map(|s| &**s))),
+                        );
+                        out.push_str(&frame(&Value::Object(m)));
+                    }
+                    out.push_str("data: [DONE]\n\n");
                 }
-                out.push_str("data: [DONE]\n\n");
                 out
             }
-            Some(Event::Failed(msg)) => {
+            Some((_, Event::Failed(msg))) => {
                 self.finished = true;
                 let err = ApiError::Internal(msg);
                 format!("{}data: [DONE]\n\n", frame(&json!(err.body())))

@@ -27,7 +27,9 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use bitnet_engine::{Decoder, FinishReason, GenerationParams, Model, SamplingParams, Session};
+use bitnet_engine::{
+    Decoder, FinishReason, GenerationParams, Logprobs, Model, SamplingParams, Session,
+};
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::engine::Engine;
@@ -50,6 +52,9 @@ pub struct GenRequest {
     pub sampling: SamplingParams,
     /// Strings that end generation (not emitted).
     pub stop_strings: Vec<String>,
+    /// Log-probabilities to send with each token: `None` = none, `Some(k)` = the token's and
+    /// the `k` most likely (of the model's raw logits, see [`bitnet_engine::logprobs`]).
+    pub logprobs: Option<usize>,
     /// Where tokens go; dropping the receiver cancels the request.
     pub events: UnboundedSender<Event>,
     /// Arrival time (for time to first token).
@@ -84,6 +89,8 @@ pub enum Event {
         id: Option<u32>,
         /// Newly final text (may be empty).
         text: String,
+        /// The token's log-probabilities, when the request asked for them.
+        logprobs: Option<Logprobs>,
     },
     /// The end, with counts and timings.
     Done(Box<Summary>),
@@ -319,6 +326,8 @@ struct Active<'m> {
     decoder: Decoder<'m>,
     /// The sampled token not yet accepted.
     next: u32,
+    /// Its log-probabilities, when asked for.
+    next_logprobs: Option<Logprobs>,
     admitted: Instant,
     prefill: Duration,
     first_token: Option<Instant>,
@@ -445,7 +454,12 @@ impl Worker {
             // 4. Sample each request's next token.
             for a in &mut active {
                 a.max_batch_seen = a.max_batch_seen.max(n);
-                a.next = a.decoder.sample(pool.session(a.slot).logits());
+                let logits = pool.session(a.slot).logits();
+                a.next = a.decoder.sample(logits);
+                a.next_logprobs = a
+                    .req
+                    .logprobs
+                    .map(|k| bitnet_engine::logprobs::logprobs(logits, a.next, k));
             }
         }
     }
@@ -512,10 +526,16 @@ impl Worker {
         let session = pool.session_mut(lease.slot);
         let result = model
             .forward(session, &req.prompt[lease.reused..])
-            .map(|logits| decoder.sample(logits));
+            .map(|logits| {
+                let next = decoder.sample(logits);
+                let lp = req
+                    .logprobs
+                    .map(|k| bitnet_engine::logprobs::logprobs(logits, next, k));
+                (next, lp)
+            });
         let prefill = admitted.elapsed();
-        let next = match result {
-            Ok(next) => next,
+        let (next, next_logprobs) = match result {
+            Ok(r) => r,
             Err(e) => {
                 let _ = req.events.send(Event::Failed(bitnet_app::chain(&e)));
                 let pos = pool.session(lease.slot).position();
@@ -536,6 +556,7 @@ impl Worker {
             cached_tokens: lease.reused,
             decoder,
             next,
+            next_logprobs,
             admitted,
             prefill,
             first_token: None,
@@ -579,6 +600,8 @@ impl Worker {
                 .send(Event::Token {
                     id: accepted.id,
                     text: accepted.text,
+                    // A stop id is not output: its log-probabilities are not either.
+                    logprobs: accepted.id.and(a.next_logprobs.take()),
                 })
                 .is_err()
         {

@@ -91,6 +91,22 @@ fn help_version_and_bad_flags() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--max-batch"));
 
+    for bad in [
+        "ftp://x.example",
+        "http://a.example/path",
+        "*,http://a.example",
+    ] {
+        let out = bin()
+            .args(["--model", f.to_str().unwrap(), "--cors", bad])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "--cors {bad}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("--cors"),
+            "--cors {bad}"
+        );
+    }
+
     let out = bin()
         .args(["--model", f.to_str().unwrap(), "--port", "notaport"])
         .output()

@@ -253,7 +253,15 @@ fn a_broken_log_pipe_neither_panics_nor_wedges_the_server() {
         assert_eq!(st, 200, "{v}");
         assert_eq!(srv.get("/health").0, 200);
     }
-    let (st, _) = srv.post("/v1/completions", &json!({"prompt": "x", "bogus": 1}), &[]);
+    // An unknown field is ignored with a warning (a log line into the broken pipe), a bad
+    // value is refused.
+    let (st, v) = srv.post(
+        "/v1/completions",
+        &json!({"prompt": "x", "max_tokens": 1, "bogus": 1}),
+        &[],
+    );
+    assert_eq!(st, 200, "{v}");
+    let (st, _) = srv.post("/v1/completions", &json!({"prompt": "x", "n": 0}), &[]);
     assert!(st >= 400);
     srv.sigterm();
     assert!(srv.wait_exit(Duration::from_secs(10)).success());

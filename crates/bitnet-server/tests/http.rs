@@ -71,6 +71,7 @@ async fn completion_matches_the_engine_alone_and_counts_usage() {
         repeat_penalty: 1.0,
         repeat_last_n: 64,
         seed: 1234,
+        ..SamplingParams::default()
     };
     let (status, v) = post(
         &s.url("/v1/completions"),
@@ -316,11 +317,12 @@ async fn bad_input_gets_openai_errors_and_the_server_keeps_serving() {
             Some("temperature"),
         ),
         (&c, br#"{"max_tokens": 3}"#.to_vec(), 400, Some("prompt")),
+        // A known field of the wrong type is still refused, naming it.
         (
             &c,
-            br#"{"prompt": "x", "bogus": 1}"#.to_vec(),
+            br#"{"prompt": "x", "n": "two", "bogus": 1}"#.to_vec(),
             400,
-            Some("bogus"),
+            Some("n"),
         ),
         (
             &c,
@@ -334,7 +336,38 @@ async fn bad_input_gets_openai_errors_and_the_server_keeps_serving() {
             400,
             Some("max_tokens"),
         ),
-        (&c, br#"{"prompt": "x", "n": 2}"#.to_vec(), 400, Some("n")),
+        (&c, br#"{"prompt": "x", "n": 17}"#.to_vec(), 400, Some("n")),
+        (&c, br#"{"prompt": "x", "n": 0}"#.to_vec(), 400, Some("n")),
+        (
+            &c,
+            br#"{"prompt": "x", "frequency_penalty": 3}"#.to_vec(),
+            400,
+            Some("frequency_penalty"),
+        ),
+        (
+            &c,
+            br#"{"prompt": "x", "presence_penalty": -2.5}"#.to_vec(),
+            400,
+            Some("presence_penalty"),
+        ),
+        (
+            &c,
+            br#"{"prompt": "x", "logprobs": 21}"#.to_vec(),
+            400,
+            Some("logprobs"),
+        ),
+        (
+            &chat,
+            br#"{"messages": [{"role": "user", "content": "x"}], "logprobs": true, "top_logprobs": 21}"#.to_vec(),
+            400,
+            Some("top_logprobs"),
+        ),
+        (
+            &chat,
+            br#"{"messages": [{"role": "user", "content": "x"}], "top_logprobs": 2}"#.to_vec(),
+            400,
+            Some("top_logprobs"),
+        ),
         (
             &c,
             json!({"prompt": long}).to_string().into_bytes(),

@@ -223,3 +223,39 @@ async fn receipts_off_emits_nothing_and_the_endpoint_is_404() {
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     s.stop().await;
 }
+
+#[actix_web::test]
+async fn each_of_n_choices_has_a_receipt_that_records_penalties_and_verifies() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config();
+    cfg.receipts_log = Some(dir.path().join("receipts.jsonl"));
+    let s = TestServer::start(cfg);
+    let (status, v) = post(
+        &s.url("/v1/completions"),
+        &json!({"prompt": "Receipts for two", "max_tokens": 5, "temperature": 0.8,
+                "seed": 9, "n": 2, "presence_penalty": 1.5, "frequency_penalty": 0.5}),
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    let id = v["id"].as_str().unwrap();
+    for (i, want_id) in [id.to_string(), format!("{id}-1")].iter().enumerate() {
+        let ext = &v["bitnet"]["choices"][i];
+        assert_eq!(ext["receipt_id"], want_id.as_str());
+        let (status, body) = get(&s.url(&format!("/v1/receipts/{want_id}"))).await;
+        assert_eq!(status, 200, "{body}");
+        let r: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(r["settings"]["seed"], 9 + i as u64, "choice {i}: seed + i");
+        assert!((r["settings"]["presence_penalty"].as_f64().unwrap() - 1.5).abs() < 1e-6);
+        assert!((r["settings"]["frequency_penalty"].as_f64().unwrap() - 0.5).abs() < 1e-6);
+        assert_eq!(r["output"]["ids"], ext["token_ids"]);
+        // Rerunning the receipt (penalties included) gives the same tokens.
+        let typed = bitnet_receipt::Receipt::parse(&body).unwrap();
+        typed
+            .verify(&bitnet_receipt::VerifyOptions {
+                threads: 1,
+                model: None,
+            })
+            .unwrap_or_else(|e| panic!("choice {i}: {e}"));
+    }
+    s.stop().await;
+}

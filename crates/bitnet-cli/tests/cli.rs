@@ -5,6 +5,7 @@ mod util;
 mod bench;
 mod default_model;
 mod errors;
+mod hub;
 mod inspect;
 mod logits;
 mod misc;

@@ -33,6 +33,8 @@ pub struct FakeFile {
     pub bytes: Vec<u8>,
     /// Stored in LFS (has a sha256 in the listing, is served through the CDN redirect).
     pub lfs: bool,
+    /// Hex sha256 of `bytes`, computed once (test builds hash slowly).
+    sha256: String,
 }
 
 impl FakeFile {
@@ -40,6 +42,7 @@ impl FakeFile {
     pub fn lfs(name: &str, bytes: Vec<u8>) -> Self {
         Self {
             name: name.into(),
+            sha256: hex(&Sha256::digest(&bytes)),
             bytes,
             lfs: true,
         }
@@ -49,6 +52,7 @@ impl FakeFile {
     pub fn git(name: &str, bytes: Vec<u8>) -> Self {
         Self {
             name: name.into(),
+            sha256: hex(&Sha256::digest(&bytes)),
             bytes,
             lfs: false,
         }
@@ -56,7 +60,7 @@ impl FakeFile {
 
     /// Lower-case hex sha256 of the content.
     pub fn sha256(&self) -> String {
-        hex(&Sha256::digest(&self.bytes))
+        self.sha256.clone()
     }
 }
 
@@ -244,7 +248,7 @@ impl FakeHub {
                 .repos
                 .iter()
                 .flat_map(|r| &r.files)
-                .find(|f| f.lfs && f.sha256() == sha)
+                .find(|f| f.lfs && f.sha256 == sha)
                 .cloned();
             let Some(file) = file else {
                 return Reply::error(404, "EntryNotFound", "no such object");

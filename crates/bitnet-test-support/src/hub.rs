@@ -8,7 +8,8 @@
 //!   `X-Error-Code: RepoNotFound`;
 //! - `GET|HEAD /{org}/{repo}/resolve/{rev}/{file}`: an LFS file (weights) answers `302` to
 //!   the CDN (`/cdn/{sha256}`) with `X-Repo-Commit`, `X-Linked-Etag` (the quoted sha256),
-//!   `X-Linked-Size` and `ETag`; a small git file answers 200 with its body, `ETag` (a git
+//!   `X-Linked-Size` and `ETag` (the CDN listens on another port: another origin, as the
+//!   real CDN is another host); a small git file answers 200 with its body, `ETag` (a git
 //!   object id) and `X-Repo-Commit`; a missing file is 404 with `X-Error-Code: EntryNotFound`;
 //! - `GET|HEAD /cdn/{sha256}`: the bytes, with `Range: bytes=A-[B]` answered 206 and
 //!   `Content-Range`.
@@ -111,6 +112,10 @@ struct State {
 #[derive(Clone)]
 pub struct FakeHub {
     addr: SocketAddr,
+    /// The CDN's address: another origin (port), as the real Hub's CDN is another host, so
+    /// that clients treat the redirect as leaving the Hub (Python's huggingface_hub reads the
+    /// file's metadata from the redirect itself then, and no client forwards the token).
+    cdn: SocketAddr,
     state: Arc<Mutex<State>>,
 }
 
@@ -124,24 +129,27 @@ impl FakeHub {
     /// # Panics
     /// When no port can be bound.
     pub fn start(repos: Vec<FakeRepo>) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-        let addr = listener.local_addr().expect("local address");
+        let bind = || TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        let (listener, cdn_listener) = (bind(), bind());
         let hub = Self {
-            addr,
+            addr: listener.local_addr().expect("local address"),
+            cdn: cdn_listener.local_addr().expect("local address"),
             state: Arc::new(Mutex::new(State {
                 repos,
                 ..State::default()
             })),
         };
-        let server = hub.clone();
-        std::thread::spawn(move || {
-            for stream in listener.incoming().flatten() {
-                let server = server.clone();
-                std::thread::spawn(move || {
-                    let _ = server.serve(stream);
-                });
-            }
-        });
+        for l in [listener, cdn_listener] {
+            let server = hub.clone();
+            std::thread::spawn(move || {
+                for stream in l.incoming().flatten() {
+                    let server = server.clone();
+                    std::thread::spawn(move || {
+                        let _ = server.serve(stream);
+                    });
+                }
+            });
+        }
         hub
     }
 
@@ -280,7 +288,7 @@ impl FakeHub {
                         ("X-Linked-Etag".into(), format!("\"{sha}\"")),
                         ("X-Linked-Size".into(), file.bytes.len().to_string()),
                         ("ETag".into(), format!("\"{sha}\"")),
-                        ("Location".into(), format!("{}/cdn/{sha}", self.endpoint())),
+                        ("Location".into(), format!("http://{}/cdn/{sha}", self.cdn)),
                     ],
                     body: Vec::new(),
                 };

@@ -211,8 +211,10 @@ impl Hub {
         }
         let sibling = listing.siblings.iter().find(|s| s.rfilename == file);
         let blobs = repo_dir.join("blobs");
-        if let Some(lfs) = sibling.and_then(|s| s.lfs.as_ref()) {
-            adopt_incomplete(&blobs, &lfs.sha256)?;
+        if let Some(s) = sibling
+            && let Some(lfs) = &s.lfs
+        {
+            prepare_partial(&blobs, &lfs.sha256, s.expected_size())?;
         }
         let repo = api.model(r.repo.clone());
         let result = if self.progress {
@@ -313,13 +315,21 @@ impl Hub {
     }
 }
 
-/// Resumes a download Python's huggingface_hub left (`blobs/<sha256>.incomplete`) by handing
-/// it to hf-hub under its own name for a partial blob (`.part`), unless hf-hub has one.
-fn adopt_incomplete(blobs: &Path, sha256: &str) -> Result<()> {
+/// Readies the partial download of blob `sha256` for hf-hub's resumption: one Python's
+/// huggingface_hub left (`blobs/<sha256>.incomplete`) is handed over under hf-hub's name
+/// (`.part`) unless hf-hub has its own; a partial file that is already `size` bytes or more
+/// (interrupted between the last byte and the rename) is removed, because hf-hub would ask
+/// for the range after its end, fail, and fail the same way on every later run.
+fn prepare_partial(blobs: &Path, sha256: &str, size: Option<u64>) -> Result<()> {
     let incomplete = blobs.join(format!("{sha256}.incomplete"));
     let part = blobs.join(format!("{sha256}.part"));
     if incomplete.is_file() && !part.exists() {
         std::fs::rename(&incomplete, &part).map_err(HubError::io("renaming", &incomplete))?;
+    }
+    if let (Some(size), Ok(meta)) = (size, std::fs::metadata(&part))
+        && meta.len() >= size
+    {
+        std::fs::remove_file(&part).map_err(HubError::io("removing", &part))?;
     }
     Ok(())
 }

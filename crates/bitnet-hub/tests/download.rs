@@ -164,6 +164,26 @@ fn partial_download_of_an_earlier_run_is_continued() {
 }
 
 #[test]
+fn complete_partial_file_is_downloaded_again_not_stuck() {
+    let hub = hub_with_repos();
+    let cache = tempfile::tempdir().unwrap();
+    let sha = FakeFile::lfs("x", embedded()).sha256();
+    let blobs = cache.path().join("models--org--model-gguf/blobs");
+    std::fs::create_dir_all(&blobs).unwrap();
+    // Every byte arrived but the run ended before the rename: a Range request from the end
+    // would be refused (416) on every run.
+    std::fs::write(blobs.join(format!("{sha}.part")), embedded()).unwrap();
+    let got = client(&hub, cache.path())
+        .fetch(&r("org/model-gguf"))
+        .unwrap();
+    assert_eq!(std::fs::read(&got.path).unwrap(), embedded());
+    assert_eq!(
+        cdn_gets(&hub).last().unwrap(),
+        &Some("bytes=0-".to_string())
+    );
+}
+
+#[test]
 fn corrupted_body_is_refused_and_not_kept() {
     let hub = hub_with_repos();
     let cache = tempfile::tempdir().unwrap();

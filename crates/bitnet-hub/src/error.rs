@@ -37,7 +37,18 @@ pub enum HubError {
         /// The HTTP status.
         status: u16,
     },
-    /// Any other HTTP or transport failure.
+    /// The Hub could not be reached (network, DNS, connection refused) and nothing usable is
+    /// cached.
+    #[error(
+        "cannot reach the Hugging Face Hub at {url}: {message} (HF_ENDPOINT names another Hub; models pulled before are used from the cache)"
+    )]
+    Unreachable {
+        /// The URL requested.
+        url: String,
+        /// The transport error.
+        message: String,
+    },
+    /// Any other HTTP failure.
     #[error(
         "request to {url} failed: {message} (HF_HUB_OFFLINE=1 or --offline uses the cache only)"
     )]

@@ -33,6 +33,9 @@ pub struct Fetched {
     pub downloaded: Vec<String>,
     /// Whether a safetensors checkpoint was converted to GGUF now.
     pub converted: bool,
+    /// Set when the Hub could not be reached and the cached copy is used instead (as
+    /// huggingface_hub falls back to its cache): why the Hub was not asked.
+    pub unreachable: Option<String>,
 }
 
 /// A Hub client over one cache.
@@ -96,7 +99,20 @@ impl Hub {
             return self.cached(r);
         }
         let api = self.api()?;
-        let listing = self.list(&api, r)?;
+        let listing = match self.list(&api, r) {
+            Ok(l) => l,
+            // No answer at all (no network, DNS, refused): what is cached still serves.
+            Err(HubError::Unreachable { url, message }) => {
+                return match self.cached(r) {
+                    Ok(mut f) => {
+                        f.unreachable = Some(format!("{url}: {message}"));
+                        Ok(f)
+                    }
+                    Err(_) => Err(HubError::Unreachable { url, message }),
+                };
+            }
+            Err(e) => return Err(e),
+        };
         let names: Vec<String> = listing
             .siblings
             .iter()
@@ -107,6 +123,7 @@ impl Hub {
             commit: listing.sha.clone(),
             downloaded: Vec::new(),
             converted: false,
+            unreachable: None,
         };
         match listing::plan(&r.repo, r.file.as_deref(), &names)? {
             Plan::Gguf(file) => {
@@ -175,10 +192,18 @@ impl Hub {
                 url: url.clone(),
                 message: format!("HTTP {status} {}", resp.status_text()),
             },
-            ureq::Error::Transport(t) => HubError::Http {
-                url: url.clone(),
-                message: t.to_string(),
-            },
+            ureq::Error::Transport(t) => {
+                // ureq's message starts with the URL, which the error names already.
+                let message = t.to_string();
+                let message = message
+                    .strip_prefix(&format!("{url}: "))
+                    .unwrap_or(&message)
+                    .to_string();
+                HubError::Unreachable {
+                    url: url.clone(),
+                    message,
+                }
+            }
         })?;
         response
             .into_json::<RepoListing>()
@@ -311,6 +336,7 @@ impl Hub {
             commit,
             downloaded: Vec::new(),
             converted,
+            unreachable: None,
         })
     }
 }

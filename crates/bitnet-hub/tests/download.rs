@@ -260,6 +260,34 @@ fn offline_uses_the_cache_or_says_it_is_not_there() {
 }
 
 #[test]
+fn unreachable_hub_falls_back_to_the_cache() {
+    let hub = hub_with_repos();
+    let cache = tempfile::tempdir().unwrap();
+    // A port nothing listens on.
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let mut settings = client(&hub, cache.path()).settings().clone();
+    settings.endpoint = format!("http://{closed}");
+    let down = Hub::new(settings);
+    let err = down.fetch(&r("org/model-gguf")).unwrap_err().to_string();
+    assert!(
+        err.starts_with(&format!(
+            "cannot reach the Hugging Face Hub at http://{closed}/api/models/org/model-gguf"
+        )),
+        "{err}"
+    );
+    let got = client(&hub, cache.path())
+        .fetch(&r("org/model-gguf"))
+        .unwrap();
+    assert!(got.unreachable.is_none());
+    let cached = down.fetch(&r("org/model-gguf")).unwrap();
+    assert_eq!(cached.path, got.path);
+    assert!(cached.unreachable.is_some());
+}
+
+#[test]
 fn missing_repo_and_ambiguous_ggufs_are_clear_errors() {
     let hub = hub_with_repos();
     let cache = tempfile::tempdir().unwrap();

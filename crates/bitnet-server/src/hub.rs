@@ -27,6 +27,9 @@ pub fn resolve_model(args: &mut Args) -> Result<Option<Fetched>, HubError> {
         .with_offline(args.offline)
         .with_progress(true)
         .fetch(&r)?;
+    if let Some(why) = &fetched.unreachable {
+        tracing::warn!(model = %r, commit = %fetched.commit, reason = %why, "the Hugging Face Hub could not be reached; serving the cached copy");
+    }
     if !fetched.downloaded.is_empty() {
         tracing::info!(repo = %r.repo, files = %fetched.downloaded.join(", "), commit = %fetched.commit, "downloaded from the Hugging Face Hub");
     }

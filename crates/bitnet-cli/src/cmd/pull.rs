@@ -16,6 +16,12 @@ fn hub(offline: bool) -> Result<Hub> {
 
 /// Says on stderr what was fetched (nothing when it all came from the cache).
 fn report(r: &HubRef, f: &Fetched) {
+    if let Some(why) = &f.unreachable {
+        eprintln!(
+            "bitnet-cli: warning: the Hugging Face Hub could not be reached ({why}); using the cached {r} (commit {})",
+            f.commit
+        );
+    }
     if !f.downloaded.is_empty() {
         eprintln!(
             "bitnet-cli: downloaded {} from {} (commit {})",
@@ -38,7 +44,7 @@ pub fn run(args: PullArgs, offline: bool) -> Result<()> {
     let r = HubRef::parse(spec)?;
     let f = hub(offline)?.fetch(&r)?;
     report(&r, &f);
-    if f.downloaded.is_empty() && !f.converted {
+    if f.downloaded.is_empty() && !f.converted && f.unreachable.is_none() {
         eprintln!("bitnet-cli: {r} is up to date in the Hugging Face cache");
     }
     println!("{}", f.path.display());

@@ -80,8 +80,8 @@ over the logits computed in f64. PPL = exp(-(sum of log p) / (number of scored t
 /// Which model to load and how.
 #[derive(Debug, Args, Clone)]
 pub struct ModelArgs {
-    /// GGUF file, Hugging Face checkpoint directory, or hf:ORG/REPO[:FILE] (pulled from the
-    /// Hub into its cache first) [default: the embedded bitnet-rust-docs-5m model, a small
+    /// GGUF file, Hugging Face checkpoint directory, or hf:ORG/REPO or hf:ORG/REPO:FILE
+    /// (pulled from the Hub into its cache first) [default: the embedded bitnet-rust-docs-5m model, a small
     /// BitNet b1.58 trained on the Rust documentation].
     #[arg(short, long, value_name = "FILE|DIR", default_value = EMBEDDED, hide_default_value = true)]
     pub model: PathBuf,

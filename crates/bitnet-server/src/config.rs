@@ -30,8 +30,8 @@ pub enum KvTypeArg {
 #[derive(Debug, Clone, Parser)]
 #[command(name = "bitnet-server", version, about, long_about = None)]
 pub struct Args {
-    /// The model: a .gguf file, a Hugging Face checkpoint directory, or hf:ORG/REPO[:FILE]
-    /// (fetched into the Hugging Face cache before the server starts: HF_TOKEN, HF_ENDPOINT,
+    /// The model: a .gguf file, a Hugging Face checkpoint directory, or hf:ORG/REPO or
+    /// hf:ORG/REPO:FILE (fetched into the Hugging Face cache before the server starts: HF_TOKEN, HF_ENDPOINT,
     /// HF_HUB_OFFLINE apply) [default: the embedded bitnet-rust-docs-5m model, a small
     /// BitNet b1.58 trained on the Rust documentation].
     /// The file is read into memory, not mapped: replacing or truncating it while the server

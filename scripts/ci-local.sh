@@ -23,7 +23,8 @@
 #   msrv             every target and feature compiles with Rust 1.89.0
 #   deny             cargo deny check advisories licenses bans sources
 #   audit            cargo audit (RustSec), ignores as in deny.toml and unexpired
-#   interop          Python `gguf` package reads our GGUF output (scripts/interop/)
+#   interop          Python `gguf` package reads our GGUF output; Python `huggingface_hub`
+#                    and bitnet-hub share one HF cache (scripts/interop/)
 #   kernels-aarch64  cross-build bitnet-kernels for aarch64, run its tests under qemu-user
 #   bitnet-server-receipts  server feature builds, receipt/tuning tests, and the
 #                    official OpenAI Python client against the real binary

@@ -19,6 +19,10 @@ pub struct Cli {
     /// Logging (-v, --log-format; RUST_LOG overrides the level).
     #[command(flatten)]
     pub log: bitnet_app::LogArgs,
+    /// Use only the Hugging Face cache for `hf:` models and `pull`: no network (as
+    /// HF_HUB_OFFLINE=1).
+    #[arg(long, global = true)]
+    pub offline: bool,
 }
 
 /// The subcommands.
@@ -46,7 +50,22 @@ pub enum Command {
     VerifyReceipt(VerifyReceiptArgs),
     /// Print a shell completion script.
     Completions(CompletionsArgs),
+    /// Download a model from the Hugging Face Hub into its cache and print its local path.
+    #[command(long_about = PULL_ABOUT)]
+    Pull(PullArgs),
 }
+
+const PULL_ABOUT: &str = "\
+Download a model from the Hugging Face Hub into its cache and print its local path.
+
+The repository's .gguf is used (when there are several, the one named *i2_s*, or name one as
+ORG/REPO:FILE); a repository with a safetensors checkpoint and no .gguf is downloaded and
+converted to GGUF (bitnet-st2gguf's I2_S) into the cache. Files go into the standard Hugging
+Face cache (HF_HUB_CACHE, else HF_HOME/hub, else ~/.cache/huggingface/hub), shared with
+Python's huggingface_hub; downloads resume after an interruption and are checked against the
+Hub's sha256. HF_TOKEN is sent for gated or private repositories, HF_ENDPOINT names another
+Hub, HF_HUB_OFFLINE=1 or --offline uses the cache only. Every command that takes --model
+accepts hf:ORG/REPO[:FILE] and pulls it first.";
 
 const PERPLEXITY_ABOUT: &str = "\
 Perplexity of a text file.
@@ -61,8 +80,9 @@ over the logits computed in f64. PPL = exp(-(sum of log p) / (number of scored t
 /// Which model to load and how.
 #[derive(Debug, Args, Clone)]
 pub struct ModelArgs {
-    /// GGUF file or Hugging Face checkpoint directory [default: the embedded
-    /// bitnet-rust-docs-5m model, a small BitNet b1.58 trained on the Rust documentation].
+    /// GGUF file, Hugging Face checkpoint directory, or hf:ORG/REPO or hf:ORG/REPO:FILE
+    /// (pulled from the Hub into its cache first) [default: the embedded bitnet-rust-docs-5m model, a small
+    /// BitNet b1.58 trained on the Rust documentation].
     #[arg(short, long, value_name = "FILE|DIR", default_value = EMBEDDED, hide_default_value = true)]
     pub model: PathBuf,
     /// Worker threads (0 = all cores; one for the embedded model, which is too small to gain
@@ -386,6 +406,15 @@ pub struct VerifyReceiptArgs {
     /// Worker threads for the rerun (0 = all cores; the output must not depend on it).
     #[arg(short, long, default_value_t = 0)]
     pub threads: usize,
+}
+
+/// `pull`.
+#[derive(Debug, Args)]
+pub struct PullArgs {
+    /// The model: ORG/REPO or ORG/REPO:FILE (an `hf:` prefix is accepted too), e.g.
+    /// microsoft/bitnet-b1.58-2B-4T-gguf.
+    #[arg(value_name = "ORG/REPO[:FILE]")]
+    pub repo: String,
 }
 
 /// `completions`.

@@ -7,6 +7,7 @@ mod bench;
 mod chat;
 mod default_model;
 mod errors;
+mod hub;
 mod inspect;
 mod logits;
 mod misc;

@@ -30,8 +30,10 @@ pub enum KvTypeArg {
 #[derive(Debug, Clone, Parser)]
 #[command(name = "bitnet-server", version, about, long_about = None)]
 pub struct Args {
-    /// The model: a .gguf file or a Hugging Face checkpoint directory [default: the embedded
-    /// bitnet-rust-docs-5m model, a small BitNet b1.58 trained on the Rust documentation].
+    /// The model: a .gguf file, a Hugging Face checkpoint directory, or hf:ORG/REPO or
+    /// hf:ORG/REPO:FILE (fetched into the Hugging Face cache before the server starts: HF_TOKEN, HF_ENDPOINT,
+    /// HF_HUB_OFFLINE apply) [default: the embedded bitnet-rust-docs-5m model, a small
+    /// BitNet b1.58 trained on the Rust documentation].
     /// The file is read into memory, not mapped: replacing or truncating it while the server
     /// runs changes nothing (a mapped file would crash with SIGBUS, as llama.cpp's mmap can).
     #[arg(long, value_name = "FILE|DIR")]
@@ -41,9 +43,12 @@ pub struct Args {
     #[arg(long, value_name = "PRESET", conflicts_with = "model")]
     pub synthetic: Option<String>,
     /// Name the model is served under (`GET /v1/models`, the `model` request field).
-    /// Defaults to the file name without extension.
+    /// Defaults to the file name without extension (ORG/REPO for an hf: model).
     #[arg(long, value_name = "NAME")]
     pub model_name: Option<String>,
+    /// For an hf: model, use only the Hugging Face cache: no network (as HF_HUB_OFFLINE=1).
+    #[arg(long)]
+    pub offline: bool,
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1")]
     pub host: IpAddr,

@@ -39,6 +39,7 @@ pub mod api;
 pub mod config;
 pub mod engine;
 pub mod error;
+pub mod hub;
 pub mod metrics;
 pub mod pool;
 #[cfg(feature = "receipts")]

@@ -29,7 +29,7 @@ fn init_logging(format: LogFormat) {
 }
 
 fn main() -> ExitCode {
-    let args = match Args::try_parse() {
+    let mut args = match Args::try_parse() {
         Ok(a) => a,
         Err(e) => {
             // --help and --version print and succeed; bad flags print clap's one-line error.
@@ -42,6 +42,12 @@ fn main() -> ExitCode {
         }
     };
     init_logging(args.log_format);
+    // An hf: model is fetched (or found in the cache) before anything binds: the engine and
+    // the rest of the server see a local file.
+    if let Err(e) = bitnet_server::hub::resolve_model(&mut args) {
+        bitnet_app::report::print_error("bitnet-server", &e);
+        return ExitCode::FAILURE;
+    }
     let config = match ServerConfig::from_args(&args) {
         Ok(c) => c,
         Err(e) => {

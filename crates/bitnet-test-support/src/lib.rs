@@ -8,6 +8,9 @@
 //!   dict literal, and test code wants panics with the file name, not a dependency).
 //! - [`logits`]: max |difference| and top-1 agreement of two logit matrices.
 //! - [`data`]: seeded ternary test weights.
+//! - [`hub`]: a stand-in for the Hugging Face Hub on 127.0.0.1 (API listing, resolve with
+//!   the Hub's headers and CDN redirect, ranged GETs, a dropped connection or a corrupted body
+//!   on demand), for the download tests of `bitnet-hub` and the front ends.
 //! - [`alloc`]: a counting global allocator, for the tests that prove the hot path does not
 //!   allocate.
 //!
@@ -18,5 +21,6 @@
 pub mod alloc;
 pub mod data;
 pub mod fixtures;
+pub mod hub;
 pub mod logits;
 pub mod npy;

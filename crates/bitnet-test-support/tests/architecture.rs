@@ -128,6 +128,26 @@ const FORBIDDEN: &[(&str, &str, &str)] = &[
         "bitnet-burn",
         "Burn stays off the hot path",
     ),
+    (
+        "bitnet-engine",
+        "bitnet-hub",
+        "the engine is network-free: front ends resolve hf: models to paths",
+    ),
+    (
+        "bitnet-hub",
+        "bitnet-engine",
+        "fetching a model needs no model runtime",
+    ),
+    (
+        "bitnet-hub",
+        "bitnet-cli",
+        "the Hub client serves the front ends, not the other way round",
+    ),
+    (
+        "bitnet-hub",
+        "bitnet-server",
+        "the Hub client serves the front ends, not the other way round",
+    ),
 ];
 
 /// Dependencies only these workspace crates may have (as normal or build dependencies).
@@ -144,6 +164,21 @@ const ONLY: &[(&str, &[&str], &str)] = &[
         "only the server knows HTTP",
     ),
     ("burn", &["bitnet-burn"], "Burn stays off the hot path"),
+    (
+        "hf-hub",
+        &["bitnet-hub"],
+        "only bitnet-hub talks to the Hugging Face Hub",
+    ),
+    (
+        "ureq",
+        &["bitnet-hub"],
+        "only bitnet-hub is a network client",
+    ),
+    (
+        "bitnet-hub",
+        &["bitnet-cli", "bitnet-server"],
+        "models are fetched by the front ends, never below the engine",
+    ),
     (
         "bitnet-burn",
         &["bitnet-cli"],

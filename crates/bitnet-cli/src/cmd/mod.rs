@@ -6,6 +6,7 @@ mod completions;
 mod inspect;
 mod logits;
 mod perplexity;
+mod pull;
 pub mod receipt;
 mod run;
 mod tokenize;
@@ -15,7 +16,8 @@ use anyhow::Result;
 use crate::args::{Cli, Command};
 
 /// Runs the parsed command line.
-pub fn run(cli: Cli) -> Result<()> {
+pub fn run(mut cli: Cli) -> Result<()> {
+    pull::resolve_models(&mut cli.command, cli.offline)?;
     match cli.command {
         Command::Run(a) => run::run(a),
         Command::Chat(a) => chat::run(a),
@@ -27,5 +29,6 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Logits(a) => logits::run(a),
         Command::VerifyReceipt(a) => receipt::verify(a),
         Command::Completions(a) => completions::run(a),
+        Command::Pull(a) => pull::run(a, cli.offline),
     }
 }

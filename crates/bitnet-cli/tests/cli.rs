@@ -6,6 +6,7 @@ mod bench;
 mod default_model;
 mod errors;
 mod inspect;
+mod llama_parity;
 mod logits;
 mod misc;
 mod receipt;

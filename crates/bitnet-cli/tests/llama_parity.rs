@@ -166,12 +166,12 @@ fn output_files_are_checked_first_and_replaced_only_with_force() {
     // The model path does not exist either: the output check must come first.
     for flag in ["--json-out", "--receipt"] {
         assert_error(
-            &mut cli(["run", "-m", "/nonexistent.gguf", "-p", "x", flag]).arg(&missing),
+            cli(["run", "-m", "/nonexistent.gguf", "-p", "x", flag]).arg(&missing),
             1,
             &format!("{flag} {}: the directory", missing.display()),
         );
         assert_error(
-            &mut cli(["run", "-p", "x", "-n", "1", flag]).arg(d),
+            cli(["run", "-p", "x", "-n", "1", flag]).arg(d),
             1,
             "is a directory",
         );
@@ -179,7 +179,7 @@ fn output_files_are_checked_first_and_replaced_only_with_force() {
     let existing = d.join("r.json");
     std::fs::write(&existing, "keep").unwrap();
     assert_error(
-        &mut cli(["run", "-m", "/nonexistent.gguf", "-p", "x", "--json-out"]).arg(&existing),
+        cli(["run", "-m", "/nonexistent.gguf", "-p", "x", "--json-out"]).arg(&existing),
         1,
         "the file exists (add --force to replace it)",
     );
@@ -206,7 +206,7 @@ fn output_files_are_checked_first_and_replaced_only_with_force() {
     let npy = d.join("l.npy");
     std::fs::write(&npy, "old").unwrap();
     assert_error(
-        &mut cli([
+        cli([
             "logits",
             "-m",
             "/nonexistent.gguf",
@@ -385,6 +385,16 @@ fn json_logs_make_every_stderr_line_json() {
             "{argv:?}: {stderr}"
         );
     }
+}
+
+/// Text logs carry no colour codes when stderr is not a terminal (a pipe or a log file).
+#[test]
+fn text_logs_have_no_colour_off_a_terminal() {
+    let out = cli(["run", "-p", "x", "-n", "2", "-vv"]).output().unwrap();
+    assert!(out.status.success());
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(stderr.contains("model loaded"), "{stderr}");
+    assert!(!stderr.contains('\u{1b}'), "{stderr:?}");
 }
 
 fn args(a: &[&str]) -> Vec<String> {

@@ -473,7 +473,6 @@ fn positional_input_and_output_checked_first() {
         .arg(fixture("packed"))
         .arg("-o")
         .arg(&out)
-        .arg("-q")
         .assert()
         .success();
     assert_eq!(&std::fs::read(&out).unwrap()[..4], b"GGUF");
@@ -508,13 +507,15 @@ fn positional_input_and_output_checked_first() {
 #[test]
 fn completions_and_man_page() {
     for shell in ["bash", "zsh", "fish"] {
-        st2gguf()
+        Command::cargo_bin("bitnet-st2gguf")
+            .unwrap()
             .args(["--completions", shell])
             .assert()
             .success()
             .stdout(predicate::str::contains("outtype"));
     }
-    st2gguf()
+    Command::cargo_bin("bitnet-st2gguf")
+        .unwrap()
         .arg("--man")
         .assert()
         .success()

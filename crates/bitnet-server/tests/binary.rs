@@ -267,7 +267,8 @@ async fn without_a_model_flag_it_serves_the_embedded_model() {
     assert!(stderr.contains("serving the embedded model"), "{stderr}");
 }
 
-/// llama-server's spellings start the server: `-m`, `-t`, `-c`, `-np`, `--host`, `--port`.
+/// llama-server's spellings start the server: `-m`, `-t`, `-c`, `-np`, `--host`, `--port`;
+/// and --log-format json makes its stderr JSON lines.
 #[test]
 fn llama_server_spellings_start_the_server() {
     let mut child = bin()
@@ -281,10 +282,10 @@ fn llama_server_spellings_start_the_server() {
             "-np",
             "2",
         ])
-        .args(["--host", "127.0.0.1", "--port", "0"])
-        .env("RUST_LOG", "warn")
+        .args(["--host", "127.0.0.1", "--port", "0", "--log-format", "json"])
+        .env("RUST_LOG", "info")
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .expect("spawns");
     let mut line = String::new();
@@ -292,11 +293,20 @@ fn llama_server_spellings_start_the_server() {
         .read_line(&mut line)
         .expect("reads the listening line");
     let _ = child.kill();
-    let _ = child.wait();
+    let out = child.wait_with_output().unwrap();
     assert!(
         line.starts_with("bitnet-server listening on http://127.0.0.1:"),
         "{line}"
     );
+    // With --log-format json every stderr line is JSON (the start-up logs here; the last
+    // line may be cut by the kill).
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let complete = stderr.rfind('\n').map_or("", |i| &stderr[..i]);
+    assert!(!complete.is_empty(), "some start-up log: {stderr}");
+    for l in complete.lines() {
+        let v: serde_json::Value = serde_json::from_str(l).expect("a JSON line");
+        assert!(v["level"].is_string(), "{l}");
+    }
 }
 
 /// `--completions SHELL`, `--man` and `--kernel list` print and exit 0 without loading a

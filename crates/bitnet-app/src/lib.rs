@@ -4,6 +4,10 @@
 //! - [`logging`]: `-v`/`-q` and `RUST_LOG` through `tracing-subscriber`, text or JSON lines on
 //!   stderr, colours only on a terminal, and a writer that never panics when stderr is a
 //!   closed pipe (a log line is dropped instead).
+//! - [`output`]: one policy for output files: checked before work starts (directory exists,
+//!   no existing file without `--force`), written through a temporary file and a rename.
+//! - [`cli`]: clap parsing whose usage errors obey `--log-format json`, and the completion
+//!   scripts and man pages (clap_complete, clap_mangen) of every binary.
 //! - [`report`]: one error-chain printer (`program: error: what: cause: cause`), a broken
 //!   pipe on stdout treated as success (`bitnet-cli run ... | head`), the exit codes.
 //!
@@ -13,8 +17,11 @@
 
 #![forbid(unsafe_code)]
 
+pub mod cli;
 pub mod logging;
+pub mod output;
 pub mod report;
 
 pub use logging::{LogArgs, LogFormat};
+pub use output::{OutputError, OutputPath};
 pub use report::{chain, is_broken_pipe};

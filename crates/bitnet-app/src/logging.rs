@@ -10,9 +10,15 @@
 //! is lost, but no thread panics and the program carries on (and still honours signals).
 
 use std::io::{IsTerminal, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::fmt::time::FormatTime;
+
+/// Whether `--log-format json` is in force: every line a binary writes to stderr (its own
+/// notices and error reports, not only `tracing` events) is then one JSON object.
+static JSON: AtomicBool = AtomicBool::new(false);
 
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -52,11 +58,57 @@ pub fn init(args: &LogArgs, default_level: &str) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(LossyStderr);
+    JSON.store(args.log_format == LogFormat::Json, Ordering::Relaxed);
     let _ = match args.log_format {
         LogFormat::Json => builder.json().try_init(),
         LogFormat::Text => builder
             .with_ansi(std::io::stderr().is_terminal())
             .try_init(),
+    };
+}
+
+/// Whether stderr lines must be JSON (`--log-format json` was given to [`init`]).
+pub fn json_mode() -> bool {
+    JSON.load(Ordering::Relaxed)
+}
+
+/// One JSON log line in the shape `tracing-subscriber`'s JSON formatter writes
+/// (`timestamp`, `level`, `fields.message`, `target`), so a collector sees the binaries' own
+/// notices and errors exactly like their `tracing` events.
+pub fn json_line(level: &str, target: &str, message: &str) -> String {
+    let mut timestamp = String::new();
+    let _ = tracing_subscriber::fmt::time::SystemTime.format_time(
+        &mut tracing_subscriber::fmt::format::Writer::new(&mut timestamp),
+    );
+    serde_json::json!({
+        "timestamp": timestamp,
+        "level": level,
+        "fields": { "message": message },
+        "target": target,
+    })
+    .to_string()
+}
+
+/// Prints a notice for the user on stderr (a status line such as "using the embedded model"
+/// or a timing summary): the text as is, or with `--log-format json` one JSON line at level
+/// INFO whose target is `program`. Shown whatever the log level (it is output, not a log);
+/// a closed stderr is ignored.
+pub fn notice(program: &str, text: &str) {
+    let mut err = std::io::stderr().lock();
+    let _ = if json_mode() {
+        writeln!(err, "{}", json_line("INFO", program, text))
+    } else {
+        writeln!(err, "{text}")
+    };
+}
+
+/// A warning for the user on stderr: `program: warning: text`, or a JSON line at level WARN.
+pub fn warning(program: &str, text: &str) {
+    let mut err = std::io::stderr().lock();
+    let _ = if json_mode() {
+        writeln!(err, "{}", json_line("WARN", program, text))
+    } else {
+        writeln!(err, "{program}: warning: {text}")
     };
 }
 
@@ -94,6 +146,22 @@ mod tests {
         assert_eq!(level(1, 1), "info");
         assert_eq!(level(2, 2), "trace");
         assert_eq!(level(2, 9), "trace");
+    }
+
+    #[test]
+    fn json_lines_have_the_subscriber_shape() {
+        let line = json_line("ERROR", "bitnet-cli", "a \"quoted\"\nmessage");
+        assert!(!line.contains('\n'));
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["level"], "ERROR");
+        assert_eq!(v["target"], "bitnet-cli");
+        assert_eq!(v["fields"]["message"], "a \"quoted\"\nmessage");
+        // RFC 3339, as tracing-subscriber writes it: 2026-01-02T03:04:05.678901Z.
+        let ts = v["timestamp"].as_str().unwrap();
+        assert!(
+            ts.len() > 20 && ts.ends_with('Z') && ts.contains('T'),
+            "{ts}"
+        );
     }
 
     #[test]

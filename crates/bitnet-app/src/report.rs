@@ -52,10 +52,25 @@ pub fn is_broken_pipe(err: &(dyn Error + 'static)) -> bool {
     false
 }
 
-/// Prints `program: error: <chain>` on stderr (ignoring a closed stderr).
+/// Prints `program: error: <chain>` on stderr (ignoring a closed stderr); with
+/// `--log-format json` one JSON line at level ERROR instead (see [`crate::logging::json_line`]).
 pub fn print_error(program: &str, err: &(dyn Error + 'static)) {
+    print_error_text(program, &chain(err));
+}
+
+/// [`print_error`] for a message that is already text.
+pub fn print_error_text(program: &str, message: &str) {
     use std::io::Write;
-    let _ = writeln!(std::io::stderr().lock(), "{program}: error: {}", chain(err));
+    let mut stderr = std::io::stderr().lock();
+    let _ = if crate::logging::json_mode() {
+        writeln!(
+            stderr,
+            "{}",
+            crate::logging::json_line("ERROR", program, message)
+        )
+    } else {
+        writeln!(stderr, "{program}: error: {message}")
+    };
 }
 
 #[cfg(test)]

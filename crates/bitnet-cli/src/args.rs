@@ -10,8 +10,11 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 pub const EMBEDDED: &str = bitnet_default_model::PSEUDO_PATH;
 
 /// Fast, exact CPU inference for ternary BitNet b1.58 models.
+///
+/// llama.cpp's spellings work too: -m/--model, -p/--prompt, -f/--file, -n/--n-predict,
+/// -c/--ctx-size, -t/--threads, --temp, --top-k, --top-p, --min-p, --repeat-penalty, --seed.
 #[derive(Debug, Parser)]
-#[command(name = "bitnet-cli", version, about, max_term_width = 100)]
+#[command(name = "bitnet-cli", version, about, long_about, max_term_width = 100)]
 pub struct Cli {
     /// What to do.
     #[command(subcommand)]
@@ -48,11 +51,13 @@ pub enum Command {
     Logits(LogitsArgs),
     /// Rerun a receipt written by `run --receipt` and check that the output matches.
     VerifyReceipt(VerifyReceiptArgs),
-    /// Print a shell completion script.
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions(CompletionsArgs),
     /// Download a model from the Hugging Face Hub into its cache and print its local path.
     #[command(long_about = PULL_ABOUT)]
     Pull(PullArgs),
+    /// Print the man page (roff; e.g. `bitnet-cli man > bitnet-cli.1`).
+    Man,
 }
 
 const PULL_ABOUT: &str = "\
@@ -85,16 +90,18 @@ pub struct ModelArgs {
     /// BitNet b1.58 trained on the Rust documentation].
     #[arg(short, long, value_name = "FILE|DIR", default_value = EMBEDDED, hide_default_value = true)]
     pub model: PathBuf,
-    /// Worker threads (0 = all cores; one for the embedded model, which is too small to gain
-    /// from more).
-    #[arg(short, long, default_value_t = 0, value_name = "N")]
-    pub threads: usize,
+    /// Worker threads [default: 1 for a model under 50 MB of weights (such as the embedded
+    /// one), which more threads only slow down; else one per physical core]. 0 = every
+    /// logical core.
+    #[arg(short, long, value_name = "N")]
+    pub threads: Option<usize>,
     /// Keep activations in f32 instead of quantising them to int8 (not the model as trained;
     /// for cross-checking against references).
     #[arg(long)]
     pub no_act_quant: bool,
-    /// Force a kernel implementation by id (default: the fastest this CPU supports).
-    #[arg(long, value_name = "ID")]
+    /// Force a kernel implementation by id (default: the fastest this CPU supports);
+    /// `--kernel list` prints the ids and which of them this CPU runs.
+    #[arg(long, value_name = "ID|list")]
     pub kernel: Option<String>,
     /// Output head storage: `stored` (as in the file: F16 in BitNet GGUFs) or `q8_0`
     /// (quantised at load time: about half the bytes per token, a small logit error).
@@ -142,10 +149,16 @@ pub struct SessionArgs {
 #[derive(Debug, Args, Clone)]
 pub struct SamplingArgs {
     /// Most new tokens (clamped to the room the context leaves after the prompt).
-    #[arg(short = 'n', long, default_value_t = 128, value_name = "N")]
+    #[arg(
+        short = 'n',
+        long,
+        visible_alias = "n-predict",
+        default_value_t = 128,
+        value_name = "N"
+    )]
     pub max_tokens: usize,
     /// Softmax temperature (0 = greedy).
-    #[arg(long, default_value_t = 0.8, value_parser = non_negative_f32)]
+    #[arg(long, visible_alias = "temp", default_value_t = 0.8, value_parser = non_negative_f32)]
     pub temperature: f32,
     /// Keep only the K most likely tokens (0 = all).
     #[arg(long, default_value_t = 40, value_name = "K")]
@@ -186,7 +199,13 @@ pub struct RunArgs {
     #[arg(short, long, group = "input")]
     pub prompt: Option<String>,
     /// Read the prompt text from a file.
-    #[arg(long, group = "input", value_name = "FILE")]
+    #[arg(
+        short = 'f',
+        long,
+        visible_alias = "file",
+        group = "input",
+        value_name = "FILE"
+    )]
     pub prompt_file: Option<PathBuf>,
     /// Prompt as comma-separated token ids (for models without a tokenizer).
     #[arg(long, group = "input", value_name = "IDS", value_delimiter = ',')]
@@ -207,6 +226,13 @@ pub struct RunArgs {
     /// timings) to FILE; check it later with `verify-receipt`.
     #[arg(long, value_name = "FILE")]
     pub receipt: Option<PathBuf>,
+    /// Replace existing --json-out / --receipt files (checked before the model loads).
+    #[arg(long)]
+    pub force: bool,
+    /// Print only the generated text, not the prompt before it (printed by default, as
+    /// llama-cli does, so the output reads as one text; never with --ids or --chat).
+    #[arg(long)]
+    pub no_display_prompt: bool,
     /// No timing summary on stderr.
     #[arg(short, long)]
     pub quiet: bool,
@@ -274,9 +300,11 @@ pub struct DetokenizeArgs {
     /// bitnet-rust-docs-5m model].
     #[arg(short, long, value_name = "FILE|DIR", default_value = EMBEDDED, hide_default_value = true)]
     pub model: PathBuf,
-    /// Comma-separated token ids.
-    #[arg(long, value_name = "IDS", value_delimiter = ',', required = true)]
-    pub tokens: Vec<u32>,
+    /// Token ids separated by commas, spaces or newlines, optionally in brackets (`1,2`,
+    /// `1 2`, `[1, 2]`): what `tokenize` prints, plain or --json [default: read stdin, so
+    /// `bitnet-cli tokenize --text hi | bitnet-cli detokenize` round-trips].
+    #[arg(long, value_name = "IDS")]
+    pub tokens: Option<String>,
     /// Leave out special tokens (BOS, EOS, ...).
     #[arg(long)]
     pub skip_special: bool,
@@ -284,10 +312,9 @@ pub struct DetokenizeArgs {
 
 /// `bench`.
 #[derive(Debug, Args)]
-#[command(group(clap::ArgGroup::new("what").required(true).args(["model", "synthetic"])))]
 pub struct BenchArgs {
-    /// GGUF file or checkpoint directory.
-    #[arg(short, long, value_name = "FILE|DIR")]
+    /// GGUF file or checkpoint directory [default: the embedded bitnet-rust-docs-5m model].
+    #[arg(short, long, value_name = "FILE|DIR", conflicts_with = "synthetic")]
     pub model: Option<PathBuf>,
     /// Random ternary weights with a known model's shapes, built in memory (2b4t, 3b, 700m,
     /// tiny).
@@ -309,8 +336,9 @@ pub struct BenchArgs {
         default_value = "128"
     )]
     pub n_gen: Vec<usize>,
-    /// Thread counts, comma-separated.
-    #[arg(short = 't', long, value_delimiter = ',', default_value = "1")]
+    /// Thread counts, comma-separated [default: as run and the server choose: 1 for a model
+    /// under 50 MB of weights, else one per physical core].
+    #[arg(short = 't', long, value_delimiter = ',')]
     pub threads: Vec<usize>,
     /// Also decode this many sequences together (batched decode, as the server does),
     /// comma-separated; each adds a `tgNxP` row with the aggregate tokens/s. 1 adds nothing.
@@ -325,8 +353,8 @@ pub struct BenchArgs {
     /// Keep activations in f32.
     #[arg(long)]
     pub no_act_quant: bool,
-    /// Force a kernel implementation by id.
-    #[arg(long, value_name = "ID")]
+    /// Force a kernel implementation by id (`--kernel list` prints them).
+    #[arg(long, value_name = "ID|list")]
     pub kernel: Option<String>,
     /// Output head storage: `stored` (as in the model) or `q8_0`.
     #[arg(long, value_name = "TYPE", default_value = "stored", value_parser = parse_head_type)]
@@ -372,9 +400,12 @@ pub struct LogitsArgs {
     /// Comma-separated token ids.
     #[arg(long, value_name = "IDS", value_delimiter = ',', required = true)]
     pub tokens: Vec<u32>,
-    /// Output .npy file.
+    /// Output .npy file (checked before the model loads; an existing one needs --force).
     #[arg(short, long, value_name = "FILE.npy")]
     pub out: PathBuf,
+    /// Replace an existing --out file.
+    #[arg(long)]
+    pub force: bool,
     /// KV cache element type (`f16` with `--backend engine` only: the Burn pass keeps no
     /// cache, its keys and values stay f32).
     #[arg(long, value_enum, default_value_t = KvTypeArg::F32)]
@@ -403,7 +434,8 @@ pub struct VerifyReceiptArgs {
     /// Use this model path instead of the one recorded (its size and hash must still match).
     #[arg(short, long, value_name = "FILE|DIR")]
     pub model: Option<PathBuf>,
-    /// Worker threads for the rerun (0 = all cores; the output must not depend on it).
+    /// Worker threads for the rerun (0 = every logical core; the output must not depend on
+    /// it).
     #[arg(short, long, default_value_t = 0)]
     pub threads: usize,
 }

@@ -23,9 +23,12 @@ pub fn is_embedded(path: &Path) -> bool {
 fn announce_embedded() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
-        eprintln!(
-            "bitnet-cli: no --model given; using the embedded model: {}",
-            bitnet_default_model::DESCRIPTION
+        bitnet_app::logging::notice(
+            "bitnet-cli",
+            &format!(
+                "bitnet-cli: no --model given; using the embedded model: {}",
+                bitnet_default_model::DESCRIPTION
+            ),
         );
     });
 }
@@ -72,6 +75,27 @@ pub fn require_regular_file(path: &Path) -> Result<(), CliError> {
     })
 }
 
+/// Fails on a `--kernel` id this CPU cannot run, naming the ones it can, before any model is
+/// read. (`--kernel list` never gets here: the dispatcher prints the list and exits.)
+pub fn check_kernel(id: Option<&str>) -> Result<(), CliError> {
+    match id {
+        Some(id) if bitnet_engine::backend::by_id(id).is_none() => Err(CliError::UnknownKernel {
+            id: id.to_string(),
+            available: bitnet_engine::backend::available_ids().join(", "),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// Output files checked before any work (see [`bitnet_app::OutputPath`]).
+pub fn output(
+    path: Option<&Path>,
+    flag: &'static str,
+    force: bool,
+) -> Result<Option<bitnet_app::OutputPath>, bitnet_app::OutputError> {
+    bitnet_app::OutputPath::check_opt(path, flag, force)
+}
+
 /// A spinner on stderr when it is a terminal; hidden otherwise (pipes and tests).
 pub fn spinner(message: &str) -> ProgressBar {
     if !std::io::stderr().is_terminal() {
@@ -86,10 +110,14 @@ pub fn spinner(message: &str) -> ProgressBar {
     pb
 }
 
-/// The engine's load options for these arguments.
+/// The engine's load options for these arguments: without `-t`, the thread count both front
+/// ends choose from the model's size and the physical cores
+/// ([`bitnet_engine::threads::default_threads`]).
 pub fn load_options(args: &ModelArgs) -> LoadOptions {
     LoadOptions {
-        threads: args.threads,
+        threads: args
+            .threads
+            .unwrap_or_else(|| bitnet_engine::threads::default_threads(&model_ref(&args.model))),
         activation_quantization: !args.no_act_quant,
         kernel: args.kernel.clone(),
         head_type: args.head_type,
@@ -105,22 +133,16 @@ pub fn load_model(args: &ModelArgs) -> Result<(Model, Duration)> {
 /// Loads the model `path` names (the embedded one for the `--model` default) with `opts`.
 pub fn load_model_with(path: &Path, opts: &LoadOptions) -> Result<(Model, Duration)> {
     require_exists(path)?;
+    check_kernel(opts.kernel.as_deref())?;
     let model_ref = model_ref(path);
-    let mut opts = opts.clone();
     let pb = if model_ref == ModelRef::Embedded {
         announce_embedded();
-        // At 5 M parameters a token is ~0.3 ms of work on one core: handing it to a second
-        // thread costs more in synchronisation than it saves (measured: ~4000 generated tokens/s
-        // on one thread, 60-2000 on two of a busy 2-core machine). So "all cores" means one here.
-        if opts.threads == 0 {
-            opts.threads = 1;
-        }
         ProgressBar::hidden()
     } else {
         spinner(&format!("loading {}", path.display()))
     };
     let start = Instant::now();
-    let model = Model::open(&model_ref, &opts);
+    let model = Model::open(&model_ref, opts);
     let elapsed = start.elapsed();
     pb.finish_and_clear();
     let model = model?;

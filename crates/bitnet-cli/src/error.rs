@@ -50,6 +50,16 @@ pub enum CliError {
         /// What went wrong (the io error's text).
         message: String,
     },
+    /// `--kernel` names a kernel this CPU cannot run.
+    #[error(
+        "--kernel {id}: not a kernel this CPU runs (available: {available}; `--kernel list` shows all)"
+    )]
+    UnknownKernel {
+        /// The id given.
+        id: String,
+        /// The ids this CPU runs.
+        available: String,
+    },
     /// `--synthetic` names an unknown preset.
     #[error("unknown synthetic model '{name}' (known: {known})")]
     UnknownPreset {

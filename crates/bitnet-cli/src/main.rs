@@ -15,10 +15,11 @@ mod npy;
 
 use std::process::ExitCode;
 
-use clap::Parser;
-
 fn main() -> ExitCode {
-    let cli = args::Cli::parse();
+    let cli: args::Cli = match bitnet_app::cli::parse("bitnet-cli", std::env::args_os().collect()) {
+        Ok(cli) => cli,
+        Err(code) => return code,
+    };
     bitnet_app::logging::init(&cli.log, "warn");
     match cmd::run(cli) {
         Ok(()) => ExitCode::SUCCESS,

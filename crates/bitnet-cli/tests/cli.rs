@@ -9,6 +9,7 @@ mod default_model;
 mod errors;
 mod hub;
 mod inspect;
+mod llama_parity;
 mod logits;
 mod misc;
 mod receipt;

@@ -119,6 +119,9 @@ fn through_cli(case: &Case, dir: &std::path::Path) -> Outcome {
         "0".into(),
         "--json-out".into(),
         json_out.display().to_string(),
+        // Only the generated text, as the server returns it (run echoes the prompt first by
+        // default, as llama-cli does).
+        "--no-display-prompt".into(),
     ];
     match &case.sampled {
         None => args.push("--greedy".into()),

@@ -9,6 +9,26 @@
 
 pub use bitnet_kernels::{Backend, available, by_id, cpu_features, detect, known_ids, tuning};
 
+/// The `--kernel list` text both front ends print: every kernel id compiled for this
+/// architecture, best first, each marked with whether this CPU runs it and which one is the
+/// default.
+pub fn list_text() -> String {
+    let available = available_ids();
+    let default = detect().id();
+    let mut out = String::new();
+    for id in known_ids() {
+        let note = if *id == default {
+            "supported (default)"
+        } else if available.contains(id) {
+            "supported"
+        } else {
+            "not supported by this CPU"
+        };
+        out.push_str(&format!("{id:<18} {note}\n"));
+    }
+    out
+}
+
 /// Ids of every kernel implementation this CPU runs, best first (for messages such as "not a
 /// kernel this CPU can run (available: ...)").
 pub fn available_ids() -> Vec<&'static str> {

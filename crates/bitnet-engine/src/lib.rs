@@ -43,6 +43,7 @@ pub mod sampler;
 mod session;
 pub mod stop;
 pub mod synthetic;
+pub mod threads;
 pub mod tokenizer;
 pub mod weights;
 

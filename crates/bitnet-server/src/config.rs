@@ -27,8 +27,11 @@ pub enum KvTypeArg {
 }
 
 /// `bitnet-server`: an OpenAI-compatible HTTP server for BitNet b1.58 models.
+///
+/// llama-server's spellings work too: -m/--model, -c/--ctx-size, -t/--threads, --host,
+/// --port, -np/--parallel.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "bitnet-server", version, about, long_about = None)]
+#[command(name = "bitnet-server", version, about, long_about = None, max_term_width = 100)]
 pub struct Args {
     /// The model: a .gguf file, a Hugging Face checkpoint directory, or hf:ORG/REPO or
     /// hf:ORG/REPO:FILE (fetched into the Hugging Face cache before the server starts: HF_TOKEN, HF_ENDPOINT,
@@ -36,7 +39,7 @@ pub struct Args {
     /// BitNet b1.58 trained on the Rust documentation].
     /// The file is read into memory, not mapped: replacing or truncating it while the server
     /// runs changes nothing (a mapped file would crash with SIGBUS, as llama.cpp's mmap can).
-    #[arg(long, value_name = "FILE|DIR")]
+    #[arg(short, long, value_name = "FILE|DIR")]
     pub model: Option<PathBuf>,
     /// Serve a model with random weights and the shapes of PRESET (2b4t, 3b, 700m, tiny)
     /// instead of a file: for throughput measurements with token-id prompts (no tokenizer).
@@ -55,11 +58,20 @@ pub struct Args {
     /// Port to listen on (0 picks a free one; the chosen address is printed on stdout).
     #[arg(long, default_value_t = 8080)]
     pub port: u16,
-    /// Kernel worker threads (0 = all cores).
-    #[arg(long, default_value_t = 0)]
-    pub threads: usize,
-    /// Most requests decoded together in one batched step (continuous batching).
-    #[arg(long, default_value_t = 8)]
+    /// Kernel worker threads [default: 1 for a model under 50 MB of weights (such as the
+    /// embedded one), which more threads only slow down; else one per physical core; as
+    /// bitnet-cli chooses]. 0 = every logical core.
+    #[arg(short, long, value_name = "N")]
+    pub threads: Option<usize>,
+    /// Most requests decoded together in one batched step (continuous batching): llama-server's
+    /// slots, hence the aliases --parallel and -np.
+    #[arg(
+        long,
+        visible_alias = "parallel",
+        alias = "np",
+        default_value_t = 8,
+        value_name = "N"
+    )]
     pub max_batch: usize,
     /// Context length of each KV session, in tokens (default: the model's, at most 2048).
     /// Every session's KV cache is allocated for it up front.
@@ -115,8 +127,9 @@ pub struct Args {
     /// Log format (logs go to stderr; RUST_LOG filters them).
     #[arg(long, value_enum, default_value = "text")]
     pub log_format: LogFormat,
-    /// Force a kernel implementation by id (e.g. i2s/avx2); disables tuning.
-    #[arg(long, value_name = "ID")]
+    /// Force a kernel implementation by id (e.g. i2s/avx2); disables tuning. `--kernel list`
+    /// prints the ids and which of them this CPU runs, and exits.
+    #[arg(long, value_name = "ID|list")]
     pub kernel: Option<String>,
     /// Output head storage: `stored` (as in the model: F16 in BitNet GGUFs) or `q8_0`
     /// (quantised at load: about half the bytes per token, a small logit error).
@@ -150,6 +163,12 @@ pub struct Args {
     /// without it `/` answers 404 like any unknown route).
     #[arg(long)]
     pub no_webui: bool,
+    /// Print a shell completion script for bitnet-server and exit.
+    #[arg(long, value_name = "SHELL", exclusive = true)]
+    pub completions: Option<clap_complete::Shell>,
+    /// Print the man page (roff) and exit: `bitnet-server --man > bitnet-server.1`.
+    #[arg(long, exclusive = true)]
+    pub man: bool,
 }
 
 /// Checks `--cors`: `*` alone, or origins `scheme://host[:port]` without a path.
@@ -183,6 +202,24 @@ fn cors_origins(given: &[String]) -> Result<Vec<String>, ServerError> {
         }
     }
     Ok(origins)
+}
+
+
+/// The command line with llama-server's `-np N` rewritten to `--parallel N`. clap's short
+/// options are one character, so `-np` would parse as `-n -p`; only that exact token (or
+/// `-np=N`) is rewritten, nothing else.
+pub fn llama_argv<I: IntoIterator<Item = std::ffi::OsString>>(args: I) -> Vec<std::ffi::OsString> {
+    args.into_iter()
+        .map(|a| {
+            if a == "-np" {
+                "--parallel".into()
+            } else if let Some(v) = a.to_str().and_then(|s| s.strip_prefix("-np=")) {
+                format!("--parallel={v}").into()
+            } else {
+                a
+            }
+        })
+        .collect()
 }
 
 /// Parses `--head-type` (see `HeadType`'s `FromStr`).
@@ -326,10 +363,13 @@ impl ServerConfig {
                 .unwrap_or_else(|| "bitnet".to_string()),
             other => other.name(),
         });
+        let threads = args
+            .threads
+            .unwrap_or_else(|| bitnet_engine::threads::default_threads(&model));
         Ok(Self {
             model,
             model_name,
-            threads: args.threads,
+            threads,
             max_batch: args.max_batch,
             ctx: args.ctx,
             kv_type: match args.kv_type {
@@ -381,5 +421,73 @@ impl ServerConfig {
             webui: true,
             cors: Vec::new(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    fn parse(args: &[&str]) -> Args {
+        let argv = llama_argv(
+            std::iter::once("bitnet-server")
+                .chain(args.iter().copied())
+                .map(std::ffi::OsString::from),
+        );
+        Args::try_parse_from(argv).unwrap()
+    }
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        Args::command().debug_assert();
+    }
+
+    #[test]
+    fn llama_server_spellings() {
+        let a = parse(&[
+            "-m",
+            "model.gguf",
+            "-c",
+            "512",
+            "-t",
+            "3",
+            "--host",
+            "0.0.0.0",
+            "--port",
+            "9000",
+            "-np",
+            "4",
+        ]);
+        assert_eq!(a.model.as_deref(), Some(std::path::Path::new("model.gguf")));
+        assert_eq!(a.ctx, Some(512));
+        assert_eq!(a.threads, Some(3));
+        assert_eq!(a.host.to_string(), "0.0.0.0");
+        assert_eq!(a.port, 9000);
+        assert_eq!(a.max_batch, 4);
+        assert_eq!(parse(&["--parallel", "2"]).max_batch, 2);
+        assert_eq!(parse(&["--np", "3"]).max_batch, 3);
+        assert_eq!(parse(&["-np=5"]).max_batch, 5);
+        assert_eq!(parse(&["--max-batch", "6"]).max_batch, 6);
+        assert_eq!(parse(&["--ctx-size", "64"]).ctx, Some(64));
+    }
+
+    #[test]
+    fn only_the_exact_np_token_is_rewritten() {
+        let argv = llama_argv(["x", "--model-name", "-npx", "-np", "2"].map(Into::into));
+        assert_eq!(argv, ["x", "--model-name", "-npx", "--parallel", "2"]);
+    }
+
+    #[test]
+    fn threads_default_from_the_model_size() {
+        // The embedded model is small: one thread, as bitnet-cli picks.
+        let c = ServerConfig::from_args(&parse(&[])).unwrap();
+        assert_eq!(c.threads, 1);
+        // -t 0 keeps meaning every logical core (the engine resolves 0).
+        let c = ServerConfig::from_args(&parse(&["-t", "0"])).unwrap();
+        assert_eq!(c.threads, 0);
+        // A synthetic 2B4T (size unknown before it is built) counts as large.
+        let c = ServerConfig::from_args(&parse(&["--synthetic", "2b4t"])).unwrap();
+        assert_eq!(c.threads, bitnet_engine::threads::physical_cores());
     }
 }

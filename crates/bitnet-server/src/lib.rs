@@ -59,7 +59,7 @@ use actix_web::{App, HttpMessage, HttpServer, web};
 use bitnet_engine::FinishReason;
 use tracing_actix_web::{RequestId, TracingLogger};
 
-pub use config::{Args, LogFormat, ServerConfig};
+pub use config::{Args, LogFormat, ServerConfig, llama_argv};
 pub use engine::Engine;
 pub use error::{ApiError, ServerError};
 pub use routes::AppState;

@@ -13,7 +13,6 @@ use std::time::Duration;
 
 use actix_web::web;
 use bitnet_server::{AppState, Args, Engine, Listen, LogFormat, ServerConfig, ServerError, bind};
-use clap::Parser;
 
 /// Logging as every BitNet-rs binary sets it up (level `info` unless RUST_LOG says otherwise;
 /// a closed stderr never panics a thread).
@@ -29,19 +28,19 @@ fn init_logging(format: LogFormat) {
 }
 
 fn main() -> ExitCode {
-    let mut args = match Args::try_parse() {
+    // --help and --version print and succeed; bad flags print clap's error (a JSON line with
+    // --log-format json) and exit 2. llama-server's `-np N` is rewritten first (see llama_argv).
+    let mut args: Args = match bitnet_app::cli::parse(
+        "bitnet-server",
+        bitnet_server::llama_argv(std::env::args_os()),
+    ) {
         Ok(a) => a,
-        Err(e) => {
-            // --help and --version print and succeed; bad flags print clap's one-line error.
-            let _ = e.print();
-            return if e.use_stderr() {
-                ExitCode::from(2)
-            } else {
-                ExitCode::SUCCESS
-            };
-        }
+        Err(code) => return code,
     };
     init_logging(args.log_format);
+    if let Some(code) = print_and_exit(&args) {
+        return code;
+    }
     // An hf: model is fetched (or found in the cache) before anything binds: the engine and
     // the rest of the server see a local file.
     if let Err(e) = bitnet_server::hub::resolve_model(&mut args) {
@@ -74,6 +73,30 @@ fn main() -> ExitCode {
     }
 }
 
+/// `--completions SHELL`, `--man` and `--kernel list` print to stdout and end the process
+/// (with this exit code) before anything is bound or loaded.
+fn print_and_exit(args: &Args) -> Option<ExitCode> {
+    let result = if let Some(shell) = args.completions {
+        bitnet_app::cli::print_completions::<Args>(shell, "bitnet-server")
+    } else if args.man {
+        bitnet_app::cli::print_man::<Args>()
+    } else if args.kernel.as_deref() == Some("list") {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        out.write_all(bitnet_engine::backend::list_text().as_bytes())
+            .and_then(|()| out.flush())
+    } else {
+        return None;
+    };
+    Some(match result {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            bitnet_app::report::print_error("bitnet-server", &e);
+            ExitCode::FAILURE
+        }
+        _ => ExitCode::SUCCESS,
+    })
+}
+
 /// Writes one line to stdout and flushes, ignoring a closed or broken stdout.
 fn say_stdout(line: &str) {
     use std::io::Write;
@@ -92,11 +115,12 @@ async fn run(config: ServerConfig, listen: Listen) -> Result<(), ServerError> {
         tracing::info!("web chat page: http://{addr}/ (--no-webui turns it off)");
     }
     if matches!(config.model, bitnet_engine::ModelRef::Embedded) {
-        use std::io::Write;
-        let _ = writeln!(
-            std::io::stderr().lock(),
-            "bitnet-server: no --model given; serving the embedded model: {}",
-            bitnet_default_model::DESCRIPTION
+        bitnet_app::logging::notice(
+            "bitnet-server",
+            &format!(
+                "bitnet-server: no --model given; serving the embedded model: {}",
+                bitnet_default_model::DESCRIPTION
+            ),
         );
     }
     let handle = server.handle();

@@ -282,3 +282,81 @@ async fn without_a_model_flag_it_serves_the_embedded_model() {
     std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
     assert!(stderr.contains("serving the embedded model"), "{stderr}");
 }
+
+/// llama-server's spellings start the server: `-m`, `-t`, `-c`, `-np`, `--host`, `--port`;
+/// and --log-format json makes its stderr JSON lines.
+#[test]
+fn llama_server_spellings_start_the_server() {
+    let mut child = bin()
+        .args([
+            "-m",
+            fixture().to_str().unwrap(),
+            "-t",
+            "1",
+            "-c",
+            "64",
+            "-np",
+            "2",
+        ])
+        .args(["--host", "127.0.0.1", "--port", "0", "--log-format", "json"])
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawns");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .expect("reads the listening line");
+    let _ = child.kill();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        line.starts_with("bitnet-server listening on http://127.0.0.1:"),
+        "{line}"
+    );
+    // With --log-format json every stderr line is JSON (the start-up logs here; the last
+    // line may be cut by the kill).
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let complete = stderr.rfind('\n').map_or("", |i| &stderr[..i]);
+    assert!(!complete.is_empty(), "some start-up log: {stderr}");
+    for l in complete.lines() {
+        let v: serde_json::Value = serde_json::from_str(l).expect("a JSON line");
+        assert!(v["level"].is_string(), "{l}");
+    }
+}
+
+/// `--completions SHELL`, `--man` and `--kernel list` print and exit 0 without loading a
+/// model; with `--log-format json` a bad flag is reported as one JSON line.
+#[test]
+fn completions_man_kernel_list_and_json_errors() {
+    for shell in ["bash", "zsh", "fish"] {
+        let out = bin().args(["--completions", shell]).output().unwrap();
+        assert!(out.status.success(), "{shell}");
+        let script = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            script.contains("bitnet-server") && script.contains("parallel"),
+            "{shell}"
+        );
+    }
+    let out = bin().arg("--man").output().unwrap();
+    assert!(out.status.success());
+    let page = String::from_utf8_lossy(&out.stdout);
+    assert!(page.contains(".TH bitnet-server 1"), "{page}");
+    assert!(page.contains("\\-\\-max\\-batch"), "{page}");
+    let out = bin().args(["--kernel", "list"]).output().unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("i2s/scalar"));
+
+    for args in [
+        &["--log-format", "json", "--no-such-flag"][..],
+        &["--log-format", "json", "-np", "0"][..],
+    ] {
+        let out = bin().args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.lines().count(), 1, "{err}");
+        let v: serde_json::Value = serde_json::from_str(err.trim()).expect("a JSON line");
+        assert_eq!(v["level"], "ERROR");
+        assert!(v["fields"]["message"].is_string(), "{err}");
+    }
+}

@@ -20,13 +20,31 @@ pub struct Args {
     #[command(flatten)]
     pub log: bitnet_app::LogArgs,
 
-    /// Hugging Face checkpoint directory.
-    #[arg(long, short, value_name = "DIR")]
-    pub input: PathBuf,
+    /// Hugging Face checkpoint directory (or give it with --input).
+    #[arg(
+        value_name = "DIR",
+        required_unless_present_any = ["input_flag", "completions", "man"],
+        conflicts_with = "input_flag"
+    )]
+    pub input: Option<PathBuf>,
 
-    /// GGUF file to write (written to a temporary file in the same directory, then renamed).
-    #[arg(long, short, value_name = "FILE.gguf")]
-    pub output: PathBuf,
+    /// Hugging Face checkpoint directory (the same as the positional DIR).
+    #[arg(long = "input", short = 'i', value_name = "DIR")]
+    pub input_flag: Option<PathBuf>,
+
+    /// GGUF file to write (checked before anything is read: its directory must exist, an
+    /// existing file needs --force; written to a temporary file in the same directory, then
+    /// renamed).
+    #[arg(long, short, value_name = "FILE.gguf", required_unless_present_any = ["completions", "man"])]
+    pub output: Option<PathBuf>,
+
+    /// Print a shell completion script for bitnet-st2gguf and exit.
+    #[arg(long, value_name = "SHELL", exclusive = true)]
+    pub completions: Option<clap_complete::Shell>,
+
+    /// Print the man page (roff) and exit: `bitnet-st2gguf --man > bitnet-st2gguf.1`.
+    #[arg(long, exclusive = true)]
+    pub man: bool,
 
     /// Storage type of the ternary linear weights.
     #[arg(long, value_enum, default_value_t = OutType::I2S)]
@@ -62,6 +80,22 @@ pub struct Args {
     /// No progress bar and no summary.
     #[arg(long, short)]
     pub quiet: bool,
+}
+
+impl Args {
+    /// The checkpoint directory, positional or `--input` (clap requires one of them unless
+    /// --completions or --man is given; an empty path then).
+    pub fn input_dir(&self) -> &std::path::Path {
+        self.input
+            .as_deref()
+            .or(self.input_flag.as_deref())
+            .unwrap_or(std::path::Path::new(""))
+    }
+
+    /// The output file (clap requires it unless --completions or --man is given).
+    pub fn output_path(&self) -> &std::path::Path {
+        self.output.as_deref().unwrap_or(std::path::Path::new(""))
+    }
 }
 
 /// How ternary linear weights are stored.
@@ -158,10 +192,27 @@ mod tests {
     fn defaults() {
         let a =
             Args::try_parse_from(["bitnet-st2gguf", "--input", "d", "--output", "o.gguf"]).unwrap();
+        assert_eq!(a.input_dir(), std::path::Path::new("d"));
+        assert_eq!(a.output_path(), std::path::Path::new("o.gguf"));
         assert_eq!(a.outtype, OutType::I2S);
         assert_eq!(a.arch, "bitnet-b1.58");
         assert_eq!(a.embed_type, None);
         assert!(!a.force && !a.verify);
+    }
+
+    #[test]
+    fn input_is_positional_or_a_flag_but_not_both() {
+        let a = Args::try_parse_from(["bitnet-st2gguf", "ckpt", "-o", "o.gguf"]).unwrap();
+        assert_eq!(a.input_dir(), std::path::Path::new("ckpt"));
+        let a = Args::try_parse_from(["bitnet-st2gguf", "-i", "ckpt", "-o", "o.gguf"]).unwrap();
+        assert_eq!(a.input_dir(), std::path::Path::new("ckpt"));
+        assert!(Args::try_parse_from(["bitnet-st2gguf", "a", "-i", "b", "-o", "o"]).is_err());
+        assert!(Args::try_parse_from(["bitnet-st2gguf", "-o", "o.gguf"]).is_err());
+        assert!(Args::try_parse_from(["bitnet-st2gguf", "ckpt"]).is_err());
+        let a = Args::try_parse_from(["bitnet-st2gguf", "--man"]).unwrap();
+        assert!(a.man);
+        let a = Args::try_parse_from(["bitnet-st2gguf", "--completions", "zsh"]).unwrap();
+        assert_eq!(a.completions, Some(clap_complete::Shell::Zsh));
     }
 
     #[test]

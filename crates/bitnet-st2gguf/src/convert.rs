@@ -109,7 +109,7 @@ fn write_dense(
 
 fn info(quiet: bool, msg: std::fmt::Arguments<'_>) {
     if !quiet {
-        eprintln!("info: {msg}");
+        bitnet_app::logging::notice("bitnet-st2gguf", &format!("info: {msg}"));
     }
 }
 
@@ -178,13 +178,17 @@ pub fn run(args: &Args) -> Result<PathBuf> {
 
 fn run_on_pool(args: &Args) -> Result<PathBuf> {
     let started = Instant::now();
-    let dir = args.input.as_path();
-    crate::output::check_not_input(dir, &args.output)?;
-    if args.output.exists() && !args.force {
+    let dir = args.input_dir();
+    let out = args.output_path();
+    crate::output::check_not_input(dir, out)?;
+    if out.exists() && !args.force {
         return Err(ConvertError::OutputExists {
-            path: args.output.clone(),
+            path: out.to_path_buf(),
         });
     }
+    // The policy all three binaries share: the output's directory exists and the path is no
+    // directory, checked before the checkpoint is read.
+    bitnet_app::OutputPath::check(out, "--output", args.force)?;
     let ckpt = Checkpoint::open(dir).map_err(ckpt_err(dir))?;
     // The one validation the engine runs too, before the tensor-set check, whose message
     // would be confusing for a non-BitNet model or a broken config.
@@ -201,7 +205,6 @@ fn run_on_pool(args: &Args) -> Result<PathBuf> {
 
     let tokenizer = read_tokenizer(&ckpt, dir, cfg.vocab_size, args.quiet)?;
     let plan = plan(&cfg, ckpt.config(), dir, args, tokenizer.as_ref())?;
-    let out = args.output.as_path();
     crate::output::remove_stale_temp_files(out, args.quiet);
     let mut writer = GgufWriter::create(out, args.force, plan.metadata.clone(), plan.specs())
         .map_err(gguf_err("creating", out))?;
@@ -224,14 +227,17 @@ fn run_on_pool(args: &Args) -> Result<PathBuf> {
         crate::verify::verify(&path, &ckpt, dir, &plan)?;
     }
     if !args.quiet {
-        eprintln!(
-            "wrote {} ({} tensors, {:.1} MiB of tensor data, {}{}) in {:.1} s",
-            path.display(),
-            plan.tensors.len(),
-            total as f64 / (1 << 20) as f64,
-            args.outtype.name(),
-            if args.verify { ", verified" } else { "" },
-            started.elapsed().as_secs_f64()
+        bitnet_app::logging::notice(
+            "bitnet-st2gguf",
+            &format!(
+                "wrote {} ({} tensors, {:.1} MiB of tensor data, {}{}) in {:.1} s",
+                path.display(),
+                plan.tensors.len(),
+                total as f64 / (1 << 20) as f64,
+                args.outtype.name(),
+                if args.verify { ", verified" } else { "" },
+                started.elapsed().as_secs_f64()
+            ),
         );
     }
     Ok(path)

@@ -140,6 +140,10 @@ pub enum ConvertError {
         /// The output path.
         path: PathBuf,
     },
+    /// The output path fails the shared output policy (its directory is missing, or it is a
+    /// directory).
+    #[error(transparent)]
+    Output(#[from] bitnet_app::OutputError),
     /// Writing or re-reading the GGUF file failed.
     #[error("{action} {path}")]
     Gguf {

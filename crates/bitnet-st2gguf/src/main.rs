@@ -10,14 +10,37 @@
 use std::process::ExitCode;
 
 use bitnet_st2gguf::{args, convert};
-use clap::Parser;
 
 fn main() -> ExitCode {
-    let args = args::Args::parse();
+    let args: args::Args =
+        match bitnet_app::cli::parse("bitnet-st2gguf", std::env::args_os().collect()) {
+            Ok(a) => a,
+            Err(code) => return code,
+        };
     bitnet_app::logging::init(&args.log, "warn");
+    let printed = if let Some(shell) = args.completions {
+        Some(bitnet_app::cli::print_completions::<args::Args>(
+            shell,
+            "bitnet-st2gguf",
+        ))
+    } else if args.man {
+        Some(bitnet_app::cli::print_man::<args::Args>())
+    } else {
+        None
+    };
+    if let Some(result) = printed {
+        return match result {
+            Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+                bitnet_app::report::print_error("bitnet-st2gguf", &e);
+                ExitCode::from(2)
+            }
+            _ => ExitCode::SUCCESS,
+        };
+    }
     if let Err(e) = bitnet_st2gguf::output::install_signal_cleanup() {
-        eprintln!(
-            "bitnet-st2gguf: warning: no signal handler ({e}); an interrupted run may leave its temporary file"
+        bitnet_app::logging::warning(
+            "bitnet-st2gguf",
+            &format!("no signal handler ({e}); an interrupted run may leave its temporary file"),
         );
     }
     match convert::run(&args) {

@@ -30,12 +30,15 @@ pub fn install_signal_cleanup() -> std::result::Result<(), ctrlc::Error> {
         let tmp = TEMP_FILE.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(tmp) = tmp {
             let _ = std::fs::remove_file(&tmp);
-            eprintln!(
-                "bitnet-st2gguf: interrupted; removed the temporary file {}",
-                tmp.display()
+            bitnet_app::logging::notice(
+                "bitnet-st2gguf",
+                &format!(
+                    "bitnet-st2gguf: interrupted; removed the temporary file {}",
+                    tmp.display()
+                ),
             );
         } else {
-            eprintln!("bitnet-st2gguf: interrupted");
+            bitnet_app::logging::notice("bitnet-st2gguf", "bitnet-st2gguf: interrupted");
         }
         std::process::exit(INTERRUPTED_EXIT);
     })
@@ -108,15 +111,21 @@ pub fn remove_stale_temp_files(output: &Path, quiet: bool) {
     for (path, pid) in bitnet_gguf::stale_temp_files(output) {
         let size = std::fs::metadata(&path).map_or(0, |m| m.len());
         match std::fs::remove_file(&path) {
-            Ok(()) if !quiet => eprintln!(
-                "info: removed {} ({:.1} MiB), the temporary output of an interrupted run (process {pid})",
-                path.display(),
-                size as f64 / (1 << 20) as f64
+            Ok(()) if !quiet => bitnet_app::logging::notice(
+                "bitnet-st2gguf",
+                &format!(
+                    "info: removed {} ({:.1} MiB), the temporary output of an interrupted run (process {pid})",
+                    path.display(),
+                    size as f64 / (1 << 20) as f64
+                ),
             ),
             Ok(()) => {}
-            Err(e) => eprintln!(
-                "warning: cannot remove {}, the temporary output of an interrupted run (process {pid}): {e}",
-                path.display()
+            Err(e) => bitnet_app::logging::warning(
+                "bitnet-st2gguf",
+                &format!(
+                    "cannot remove {}, the temporary output of an interrupted run (process {pid}): {e}",
+                    path.display()
+                ),
             ),
         }
     }

@@ -462,3 +462,62 @@ fn error_absurd_layer_count_or_linear_class_in_config() {
         ],
     );
 }
+
+/// The checkpoint as a positional argument (llama.cpp's converters take it so); `--input`
+/// keeps working. A missing output directory fails before the checkpoint is read.
+#[test]
+fn positional_input_and_output_checked_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("m.gguf");
+    st2gguf()
+        .arg(fixture("packed"))
+        .arg("-o")
+        .arg(&out)
+        .assert()
+        .success();
+    assert_eq!(&std::fs::read(&out).unwrap()[..4], b"GGUF");
+    let missing = dir.path().join("no/such/m.gguf");
+    st2gguf()
+        .arg("/no/such/checkpoint")
+        .arg("-o")
+        .arg(&missing)
+        .assert()
+        .code(2)
+        .stderr(
+            predicate::str::contains("--output").and(predicate::str::contains("does not exist")),
+        );
+    // With --log-format json every stderr line is JSON, the error report included.
+    let assert = st2gguf()
+        .args(["--log-format", "json"])
+        .arg(fixture("packed"))
+        .arg("-o")
+        .arg(&out)
+        .assert()
+        .code(2);
+    let stderr = String::from_utf8_lossy(&assert.get_output().stderr).into_owned();
+    for line in stderr.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).expect("JSON line");
+        assert!(
+            v["fields"]["message"].as_str().unwrap().contains("--force"),
+            "{line}"
+        );
+    }
+}
+
+#[test]
+fn completions_and_man_page() {
+    for shell in ["bash", "zsh", "fish"] {
+        Command::cargo_bin("bitnet-st2gguf")
+            .unwrap()
+            .args(["--completions", shell])
+            .assert()
+            .success()
+            .stdout(predicate::str::contains("outtype"));
+    }
+    Command::cargo_bin("bitnet-st2gguf")
+        .unwrap()
+        .arg("--man")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(".TH bitnet-st2gguf 1"));
+}

@@ -169,8 +169,7 @@ pub fn read_bandwidth(threads: usize, bytes: usize) -> f64 {
 
 /// Runs the benchmark and prints the table (or JSON).
 pub fn run(args: BenchArgs) -> Result<()> {
-    let mut threads = args.threads.clone();
-    threads.dedup();
+    common::check_kernel(args.kernel.as_deref())?;
     let (label, size_on_disk, model_ref) = match (&args.model, &args.synthetic) {
         (Some(path), _) => {
             common::require_exists(path)?;
@@ -198,8 +197,17 @@ pub fn run(args: BenchArgs) -> Result<()> {
                 },
             )
         }
-        (None, None) => unreachable!("clap requires --model or --synthetic"),
+        (None, None) => (
+            bitnet_default_model::NAME.to_string(),
+            Some(bitnet_default_model::gguf_bytes().len() as u64),
+            ModelRef::Embedded,
+        ),
     };
+    let mut threads = args.threads.clone();
+    if threads.is_empty() {
+        threads.push(bitnet_engine::threads::default_threads(&model_ref));
+    }
+    threads.dedup();
 
     let mut results = Vec::new();
     let mut footer = Vec::new();

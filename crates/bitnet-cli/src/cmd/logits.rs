@@ -4,18 +4,16 @@
 //! runs bitnet-burn's whole forward pass on Burn tensors over the same loaded model, so the
 //! two implementations can be compared file to file.
 
-use std::io::BufWriter;
-
 use anyhow::Result;
 use bitnet_engine::SessionOptions;
 
 use crate::args::{KvTypeArg, LogitsArgs, LogitsBackend};
 use crate::common;
-use crate::error::CliError;
 use crate::npy;
 
 /// Computes and writes the logits.
 pub fn run(args: LogitsArgs) -> Result<()> {
+    let out = bitnet_app::OutputPath::check(&args.out, "--out", args.force)?;
     let (model, _) = common::load_model(&args.model)?;
     let ctx = model.config().context_length;
     common::check_prompt_fits(&model, args.tokens.len(), ctx)?;
@@ -40,14 +38,15 @@ pub fn run(args: LogitsArgs) -> Result<()> {
         }
     };
     let vocab = model.config().vocab_size;
-    let file = std::fs::File::create(&args.out).map_err(|e| CliError::file(&args.out, &e))?;
-    npy::write_f32(BufWriter::new(file), &[args.tokens.len(), vocab], &logits)
-        .map_err(|e| CliError::file(&args.out, &e))?;
-    eprintln!(
-        "wrote {} ({} x {} float32)",
-        args.out.display(),
-        args.tokens.len(),
-        vocab
+    out.write_with(|w| npy::write_f32(w, &[args.tokens.len(), vocab], &logits))?;
+    bitnet_app::logging::notice(
+        "bitnet-cli",
+        &format!(
+            "wrote {} ({} x {} float32)",
+            args.out.display(),
+            args.tokens.len(),
+            vocab
+        ),
     );
     Ok(())
 }

@@ -103,7 +103,10 @@ pub fn run(args: PerplexityArgs) -> Result<()> {
         pb.set_position(scored as u64);
         pb.set_message(format!("ppl {ppl:.4}"));
         if pb.is_hidden() && !args.json {
-            eprintln!("[{}/{}] ppl {ppl:.4}", i + 1, windows.len());
+            bitnet_app::logging::notice(
+                "bitnet-cli",
+                &format!("[{}/{}] ppl {ppl:.4}", i + 1, windows.len()),
+            );
         }
     }
     pb.finish_and_clear();

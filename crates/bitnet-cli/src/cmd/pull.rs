@@ -80,6 +80,6 @@ pub fn resolve_models(command: &mut Command, offline: bool) -> Result<()> {
         Command::Detokenize(a) => resolve(&mut a.model, offline),
         Command::Bench(a) => resolve_opt(&mut a.model, offline),
         Command::VerifyReceipt(a) => resolve_opt(&mut a.model, offline),
-        Command::Completions(_) | Command::Pull(_) => Ok(()),
+        Command::Completions(_) | Command::Man | Command::Pull(_) => Ok(()),
     }
 }

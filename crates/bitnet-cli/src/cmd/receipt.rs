@@ -137,7 +137,7 @@ pub fn verify(args: VerifyReceiptArgs) -> Result<()> {
         model,
     })?;
     for note in &verified.notes {
-        eprintln!("note: {note}");
+        bitnet_app::logging::notice("bitnet-cli", &format!("note: {note}"));
     }
     let mut out = std::io::stdout().lock();
     writeln!(out, "receipt verified: {} tokens match", verified.tokens)?;

@@ -83,6 +83,17 @@ fn prompt_ids(model: &Model, args: &RunArgs, input: &PromptInput) -> Result<Vec<
 
 /// Runs the generation.
 pub fn run(args: RunArgs) -> Result<()> {
+    // Output files first: a bad path must fail before a prompt is read or a model loaded.
+    let json_out = common::output(args.json_out.as_deref(), "--json-out", args.force)?;
+    let receipt_out = common::output(args.receipt.as_deref(), "--receipt", args.force)?;
+    if let (Some(a), Some(b)) = (&json_out, &receipt_out)
+        && a.path() == b.path()
+    {
+        anyhow::bail!(
+            "--json-out and --receipt name the same file {}",
+            a.path().display()
+        );
+    }
     let input = prompt_input(&args)?;
     let (model, load_time) = common::load_model(&args.model)?;
     let prompt = prompt_ids(&model, &args, &input)?;
@@ -105,6 +116,19 @@ pub fn run(args: RunArgs) -> Result<()> {
     let mut generation = Generation::new(&model, &mut session, &prompt, params.clone(), tok)?;
     let mut wrote_any = false;
     let mut last_newline = false;
+    // The prompt first, as llama-cli prints it, so the output reads as one text (the
+    // continuation often starts mid-word). Not in ids mode (the ids are the output) nor with
+    // --chat (the reply is an answer, not a continuation).
+    if let PromptInput::Text(text) = &input
+        && !print_ids
+        && !args.chat
+        && !args.no_display_prompt
+        && !text.is_empty()
+    {
+        write!(out, "{text}")?;
+        wrote_any = true;
+        last_newline = text.ends_with('\n');
+    }
     for token in generation.by_ref() {
         let token = token?;
         if print_ids {
@@ -135,16 +159,19 @@ pub fn run(args: RunArgs) -> Result<()> {
     drop(generation);
 
     if !args.quiet {
-        eprintln!(
-            "load {:.1} ms | prompt {} tokens, {:.1} tokens/s | generated {} tokens, {:.1} tokens/s | total {:.1} ms | seed {} | finish {}",
-            load_time.as_secs_f64() * 1e3,
-            stats.prompt_tokens,
-            stats.prefill_tokens_per_second(),
-            stats.generated_tokens,
-            stats.decode_tokens_per_second(),
-            total.as_secs_f64() * 1e3,
-            sampling.seed,
-            finish.as_str(),
+        bitnet_app::logging::notice(
+            "bitnet-cli",
+            &format!(
+                "load {:.1} ms | prompt {} tokens, {:.1} tokens/s | generated {} tokens, {:.1} tokens/s | total {:.1} ms | seed {} | finish {}",
+                load_time.as_secs_f64() * 1e3,
+                stats.prompt_tokens,
+                stats.prefill_tokens_per_second(),
+                stats.generated_tokens,
+                stats.decode_tokens_per_second(),
+                total.as_secs_f64() * 1e3,
+                sampling.seed,
+                finish.as_str(),
+            ),
         );
     }
 
@@ -167,21 +194,21 @@ pub fn run(args: RunArgs) -> Result<()> {
         finish,
         stats,
     };
-    if let Some(path) = &args.json_out {
+    if let Some(out) = &json_out {
         let value = receipt::run_json(&record);
-        write_json(path, &value)?;
+        write_json(out, &value)?;
     }
-    if let Some(path) = &args.receipt {
+    if let Some(out) = &receipt_out {
         let receipt = receipt::build(&record)?;
-        write_json(path, &serde_json::to_value(&receipt)?)?;
+        write_json(out, &serde_json::to_value(&receipt)?)?;
     }
     Ok(())
 }
 
-/// Writes pretty JSON to a file, naming it on failure.
-pub fn write_json(path: &std::path::Path, value: &serde_json::Value) -> Result<()> {
+/// Writes pretty JSON to a checked output file (temporary file, then rename).
+pub fn write_json(out: &bitnet_app::OutputPath, value: &serde_json::Value) -> Result<()> {
     let mut text = serde_json::to_string_pretty(value)?;
     text.push('\n');
-    std::fs::write(path, text).map_err(|e| CliError::file(path, &e))?;
+    out.write(text.as_bytes())?;
     Ok(())
 }

@@ -9,6 +9,8 @@
 //! llama-server accept extra fields, and clients send vendor extensions freely).
 
 use bitnet_engine::SamplingParams;
+
+use crate::config::SamplingDefaults;
 use bitnet_tokenizer::ChatMessage;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -70,7 +72,7 @@ pub struct Common {
     pub model: Option<String>,
     /// Most tokens to generate.
     pub max_tokens: Option<u64>,
-    /// Softmax temperature in [0, 2]; 0 is greedy. Default 1.
+    /// Softmax temperature in [0, 2]; 0 is greedy. Default: the server's `--temp` (1).
     pub temperature: Option<f32>,
     /// Nucleus mass in (0, 1]. Default 1.
     pub top_p: Option<f32>,
@@ -339,29 +341,31 @@ impl Common {
         Ok(())
     }
 
-    fn sampling(&self) -> Result<SamplingParams, ApiError> {
-        let temperature = self.temperature.unwrap_or(1.0);
+    /// The request's sampling settings; a field it leaves out takes the server's default
+    /// (`--temp`, `--top-k`, ...: OpenAI's values unless the operator set others).
+    fn sampling(&self, defaults: &SamplingDefaults) -> Result<SamplingParams, ApiError> {
+        let temperature = self.temperature.unwrap_or(defaults.temperature);
         if !(temperature.is_finite() && (0.0..=2.0).contains(&temperature)) {
             return Err(ApiError::invalid(
                 format!("temperature {temperature} is out of range: it must be in [0, 2]"),
                 "temperature",
             ));
         }
-        let top_p = self.top_p.unwrap_or(1.0);
+        let top_p = self.top_p.unwrap_or(defaults.top_p);
         if !(top_p > 0.0 && top_p <= 1.0) {
             return Err(ApiError::invalid(
                 format!("top_p {top_p} is out of range: it must be in (0, 1]"),
                 "top_p",
             ));
         }
-        let min_p = self.min_p.unwrap_or(0.0);
+        let min_p = self.min_p.unwrap_or(defaults.min_p);
         if !(0.0..=1.0).contains(&min_p) {
             return Err(ApiError::invalid(
                 format!("min_p {min_p} is out of range: it must be in [0, 1]"),
                 "min_p",
             ));
         }
-        let repeat_penalty = self.repeat_penalty.unwrap_or(1.0);
+        let repeat_penalty = self.repeat_penalty.unwrap_or(defaults.repeat_penalty);
         if !(repeat_penalty.is_finite() && repeat_penalty > 0.0) {
             return Err(ApiError::invalid(
                 format!("repeat_penalty {repeat_penalty} must be > 0"),
@@ -369,13 +373,14 @@ impl Common {
             ));
         }
         // No seed: a fresh one, recorded in the receipt so the output can be reproduced.
-        let seed = match self.seed {
-            Some(s) => s as u64,
-            None => uuid::Uuid::new_v4().as_u64_pair().0,
+        let seed = match (self.seed, defaults.seed) {
+            (Some(s), _) => s as u64,
+            (None, Some(s)) => s,
+            (None, None) => uuid::Uuid::new_v4().as_u64_pair().0,
         };
         Ok(SamplingParams {
             temperature,
-            top_k: self.top_k.unwrap_or(0) as usize,
+            top_k: self.top_k.unwrap_or(defaults.top_k) as usize,
             top_p,
             min_p,
             repeat_penalty,
@@ -473,7 +478,7 @@ impl Common {
             prompt,
             prompt_text,
             max_tokens,
-            sampling: self.sampling()?,
+            sampling: self.sampling(&engine.sampling_defaults)?,
             stop: self.stops()?,
             stream: self.stream.unwrap_or(false),
             include_usage: self

@@ -73,6 +73,10 @@ pub struct Args {
         value_name = "N"
     )]
     pub max_batch: usize,
+    /// Request defaults: what a request that omits a sampling field gets (llama-server's
+    /// spellings; a field in the request always wins).
+    #[command(flatten)]
+    pub sampling: SamplingDefaults,
     /// Context length of each KV session, in tokens (default: the model's, at most 2048).
     /// Every session's KV cache is allocated for it up front.
     #[arg(
@@ -204,7 +208,6 @@ fn cors_origins(given: &[String]) -> Result<Vec<String>, ServerError> {
     Ok(origins)
 }
 
-
 /// The command line with llama-server's `-np N` rewritten to `--parallel N`. clap's short
 /// options are one character, so `-np` would parse as `-n -p`; only that exact token (or
 /// `-np=N`) is rewritten, nothing else.
@@ -227,6 +230,84 @@ fn parse_head_type(s: &str) -> Result<bitnet_engine::HeadType, String> {
     s.parse()
 }
 
+/// Sampling settings for requests that leave them out. The defaults are OpenAI's (temperature
+/// 1, no top-k, top-p 1, no min-p, no repetition penalty), not llama.cpp's, so that a client
+/// written for OpenAI gets what it expects; `--temp 0.8 --top-k 40` etc. give llama-server's
+/// behaviour.
+#[derive(Debug, Clone, Copy, PartialEq, clap::Args)]
+pub struct SamplingDefaults {
+    /// Default temperature, in [0, 2] (0 = greedy).
+    #[arg(
+        long = "temp",
+        visible_alias = "temperature",
+        default_value_t = 1.0,
+        value_name = "T"
+    )]
+    pub temperature: f32,
+    /// Default top-k (0 = off).
+    #[arg(long, default_value_t = 0, value_name = "K")]
+    pub top_k: u32,
+    /// Default top-p, in (0, 1].
+    #[arg(long, default_value_t = 1.0, value_name = "P")]
+    pub top_p: f32,
+    /// Default min-p, in [0, 1] (0 = off).
+    #[arg(long, default_value_t = 0.0, value_name = "P")]
+    pub min_p: f32,
+    /// Default repetition penalty over the last 64 tokens (1 = off).
+    #[arg(long, default_value_t = 1.0, value_name = "X")]
+    pub repeat_penalty: f32,
+    /// Default seed (without one, and without `seed` in the request, each request draws a
+    /// fresh seed, which its receipt records).
+    #[arg(long, value_name = "N")]
+    pub seed: Option<u64>,
+}
+
+impl Default for SamplingDefaults {
+    fn default() -> Self {
+        Self {
+            temperature: 1.0,
+            top_k: 0,
+            top_p: 1.0,
+            min_p: 0.0,
+            repeat_penalty: 1.0,
+            seed: None,
+        }
+    }
+}
+
+impl SamplingDefaults {
+    /// Checks each range, naming the flag.
+    fn validate(&self) -> Result<(), ServerError> {
+        let bad =
+            |flag: &'static str, reason: String| Err(ServerError::InvalidOption { flag, reason });
+        if !(self.temperature.is_finite() && (0.0..=2.0).contains(&self.temperature)) {
+            return bad(
+                "temp",
+                format!("{} is out of range: it must be in [0, 2]", self.temperature),
+            );
+        }
+        if !(self.top_p > 0.0 && self.top_p <= 1.0) {
+            return bad(
+                "top-p",
+                format!("{} is out of range: it must be in (0, 1]", self.top_p),
+            );
+        }
+        if !(0.0..=1.0).contains(&self.min_p) {
+            return bad(
+                "min-p",
+                format!("{} is out of range: it must be in [0, 1]", self.min_p),
+            );
+        }
+        if !(self.repeat_penalty.is_finite() && self.repeat_penalty > 0.0) {
+            return bad(
+                "repeat-penalty",
+                format!("{} must be > 0", self.repeat_penalty),
+            );
+        }
+        Ok(())
+    }
+}
+
 /// Validated settings.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -238,6 +319,8 @@ pub struct ServerConfig {
     pub threads: usize,
     /// Decode batch limit.
     pub max_batch: usize,
+    /// Sampling settings for requests that leave them out (`--temp`, `--top-k`, ...).
+    pub sampling: SamplingDefaults,
     /// Requested context (clamped to the model's at load time).
     pub ctx: Option<usize>,
     /// KV element type.
@@ -371,6 +454,10 @@ impl ServerConfig {
             model_name,
             threads,
             max_batch: args.max_batch,
+            sampling: {
+                args.sampling.validate()?;
+                args.sampling
+            },
             ctx: args.ctx,
             kv_type: match args.kv_type {
                 KvTypeArg::F32 => bitnet_engine::KvType::F32,
@@ -405,6 +492,7 @@ impl ServerConfig {
             model_name,
             threads: 0,
             max_batch: 8,
+            sampling: SamplingDefaults::default(),
             ctx: None,
             kv_type: bitnet_engine::KvType::F32,
             kv_pool_sessions: 12,
@@ -441,6 +529,48 @@ mod tests {
     #[test]
     fn clap_definition_is_consistent() {
         Args::command().debug_assert();
+    }
+
+    #[test]
+    fn sampling_defaults_from_llama_server_flags() {
+        let a = parse(&[
+            "--temp",
+            "0.5",
+            "--top-k",
+            "40",
+            "--top-p",
+            "0.9",
+            "--min-p",
+            "0.05",
+            "--repeat-penalty",
+            "1.1",
+            "--seed",
+            "7",
+        ]);
+        assert_eq!(
+            a.sampling,
+            SamplingDefaults {
+                temperature: 0.5,
+                top_k: 40,
+                top_p: 0.9,
+                min_p: 0.05,
+                repeat_penalty: 1.1,
+                seed: Some(7),
+            }
+        );
+        assert_eq!(parse(&[]).sampling, SamplingDefaults::default());
+        for (flag, value) in [
+            ("--temp", "2.5"),
+            ("--top-p", "0"),
+            ("--min-p", "1.5"),
+            ("--repeat-penalty", "0"),
+        ] {
+            let err = ServerConfig::from_args(&parse(&[flag, value])).unwrap_err();
+            assert!(
+                err.to_string().contains(flag.trim_start_matches('-')),
+                "{flag} {value}: {err}"
+            );
+        }
     }
 
     #[test]

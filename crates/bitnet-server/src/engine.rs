@@ -77,6 +77,8 @@ pub struct Engine {
     pub identity: Option<bitnet_receipt::ModelIdentity>,
     /// Time to load (and tune).
     pub load_ms: f64,
+    /// What requests that leave out a sampling field get (`--temp`, `--top-k`, ...).
+    pub sampling_defaults: crate::config::SamplingDefaults,
 }
 
 impl std::fmt::Debug for Engine {
@@ -186,6 +188,7 @@ impl Engine {
             #[cfg(feature = "receipts")]
             identity,
             load_ms: start.elapsed().as_secs_f64() * 1e3,
+            sampling_defaults: cfg.sampling,
             model: Arc::new(model),
         })
     }

@@ -83,6 +83,52 @@ async fn completion_matches_the_engine_alone_and_counts_usage() {
     s.stop().await;
 }
 
+/// `--temp`, `--top-k`, ... and `--seed` on the server are what a request that leaves those
+/// fields out gets; a field in the request still wins.
+#[actix_web::test]
+async fn server_sampling_flags_are_request_defaults() {
+    let mut cfg = config();
+    cfg.sampling = bitnet_server::config::SamplingDefaults {
+        temperature: 0.9,
+        top_k: 0,
+        top_p: 0.95,
+        min_p: 0.0,
+        repeat_penalty: 1.0,
+        seed: Some(1234),
+    };
+    let s = TestServer::start(cfg);
+    let tok = s.state.loaded().unwrap().engine.model.tokenizer().unwrap();
+    let prompt = tok.encode("Hello", true, true).unwrap();
+    let seeded = SamplingParams {
+        temperature: 0.9,
+        top_k: 0,
+        top_p: 0.95,
+        min_p: 0.0,
+        repeat_penalty: 1.0,
+        repeat_last_n: 64,
+        seed: 1234,
+        ..SamplingParams::default()
+    };
+    let (status, v) = post(
+        &s.url("/v1/completions"),
+        &json!({"prompt": prompt, "max_tokens": 10}),
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(ids(&v), reference(&s, &prompt, 10, seeded));
+    let (status, v) = post(
+        &s.url("/v1/completions"),
+        &json!({"prompt": prompt, "max_tokens": 10, "temperature": 0}),
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(
+        ids(&v),
+        reference(&s, &prompt, 10, SamplingParams::greedy())
+    );
+    s.stop().await;
+}
+
 #[actix_web::test]
 async fn chat_streaming_equals_non_streaming_and_ends_with_done() {
     let s = TestServer::start(config());

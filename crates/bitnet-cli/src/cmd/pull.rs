@@ -17,21 +17,30 @@ fn hub(offline: bool) -> Result<Hub> {
 /// Says on stderr what was fetched (nothing when it all came from the cache).
 fn report(r: &HubRef, f: &Fetched) {
     if let Some(why) = &f.unreachable {
-        eprintln!(
-            "bitnet-cli: warning: the Hugging Face Hub could not be reached ({why}); using the cached {r} (commit {})",
-            f.commit
+        bitnet_app::logging::warning(
+            "bitnet-cli",
+            &format!(
+                "the Hugging Face Hub could not be reached ({why}); using the cached {r} (commit {})",
+                f.commit
+            ),
         );
     }
     if !f.downloaded.is_empty() {
-        eprintln!(
-            "bitnet-cli: downloaded {} from {} (commit {})",
-            f.downloaded.join(", "),
-            r.repo,
-            f.commit
+        bitnet_app::logging::notice(
+            "bitnet-cli",
+            &format!(
+                "bitnet-cli: downloaded {} from {} (commit {})",
+                f.downloaded.join(", "),
+                r.repo,
+                f.commit
+            ),
         );
     }
     if f.converted {
-        eprintln!("bitnet-cli: converted {} to {}", r.repo, f.path.display());
+        bitnet_app::logging::notice(
+            "bitnet-cli",
+            &format!("bitnet-cli: converted {} to {}", r.repo, f.path.display()),
+        );
     }
 }
 
@@ -45,7 +54,10 @@ pub fn run(args: PullArgs, offline: bool) -> Result<()> {
     let f = hub(offline)?.fetch(&r)?;
     report(&r, &f);
     if f.downloaded.is_empty() && !f.converted && f.unreachable.is_none() {
-        eprintln!("bitnet-cli: {r} is up to date in the Hugging Face cache");
+        bitnet_app::logging::notice(
+            "bitnet-cli",
+            &format!("bitnet-cli: {r} is up to date in the Hugging Face cache"),
+        );
     }
     println!("{}", f.path.display());
     Ok(())

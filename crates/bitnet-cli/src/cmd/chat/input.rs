@@ -54,9 +54,9 @@ impl Source {
             && path.exists()
             && let Err(e) = editor.load_history(path)
         {
-            eprintln!(
-                "bitnet-cli: warning: {}: history not loaded: {e}",
-                path.display()
+            bitnet_app::logging::warning(
+                "bitnet-cli",
+                &format!("{}: history not loaded: {e}", path.display()),
             );
         }
         Ok(Self::Terminal {
@@ -104,9 +104,12 @@ impl Source {
             .map_err(ReadlineError::from)
             .and_then(|()| editor.append_history(path));
         if let Err(e) = saved {
-            eprintln!(
-                "bitnet-cli: warning: {}: history not saved ({e}); keeping it for this session only",
-                path.display()
+            bitnet_app::logging::warning(
+                "bitnet-cli",
+                &format!(
+                    "{}: history not saved ({e}); keeping it for this session only",
+                    path.display()
+                ),
             );
             *history = None;
         }

@@ -273,24 +273,28 @@ pub fn run(args: ChatArgs) -> Result<()> {
     };
 
     if !args.quiet {
-        eprintln!(
-            "loaded {} in {:.1} ms; seed {}; context {} tokens{}",
-            args.model.model.display(),
-            load_time.as_secs_f64() * 1e3,
-            sampling.seed,
-            session.capacity(),
-            if interactive {
-                "; /help lists commands, Ctrl-C stops a reply, Ctrl-D quits"
-            } else {
-                ""
-            }
+        bitnet_app::logging::notice(
+            "bitnet-cli",
+            &format!(
+                "loaded {} in {:.1} ms; seed {}; context {} tokens{}",
+                args.model.model.display(),
+                load_time.as_secs_f64() * 1e3,
+                sampling.seed,
+                session.capacity(),
+                if interactive {
+                    "; /help lists commands, Ctrl-C stops a reply, Ctrl-D quits"
+                } else {
+                    ""
+                }
+            ),
         );
     }
     if tok.chat_template().is_none() {
-        eprintln!(
-            "bitnet-cli: warning: the model has no chat template; using the BitNet b1.58 2B4T \
+        bitnet_app::logging::warning(
+            "bitnet-cli",
+            "the model has no chat template; using the BitNet b1.58 2B4T \
              format (\"User: ...<|eot_id|>Assistant: \"). A base model that was not trained \
-             for chat will likely just continue the text."
+             for chat will likely just continue the text.",
         );
     }
     let template = ChatTemplate::new(tok.chat_template().unwrap_or(BITNET_2B4T_CHAT_TEMPLATE))?;
@@ -323,7 +327,7 @@ pub fn run(args: ChatArgs) -> Result<()> {
                     break;
                 }
                 interrupted_at_prompt = true;
-                eprintln!("(Ctrl-C again, Ctrl-D or /exit quits)");
+                bitnet_app::logging::notice("bitnet-cli", "(Ctrl-C again, Ctrl-D or /exit quits)");
                 continue;
             }
         };
@@ -335,18 +339,21 @@ pub fn run(args: ChatArgs) -> Result<()> {
             Line::Empty => continue,
             Line::Exit => break,
             Line::Help => {
-                eprintln!("{HELP}");
+                bitnet_app::logging::notice("bitnet-cli", HELP);
                 continue;
             }
             Line::Clear => {
                 chat.conversation.clear();
                 if interactive {
-                    eprintln!("(conversation cleared)");
+                    bitnet_app::logging::notice("bitnet-cli", "(conversation cleared)");
                 }
                 continue;
             }
             Line::Save { file: "", .. } => {
-                eprintln!("bitnet-cli: error: /save needs a file name: /save FILE");
+                bitnet_app::report::print_error_text(
+                    "bitnet-cli",
+                    "/save needs a file name: /save FILE",
+                );
                 continue;
             }
             Line::Save { file, overwrite } => {
@@ -354,13 +361,19 @@ pub fn run(args: ChatArgs) -> Result<()> {
                     .conversation
                     .save(std::path::Path::new(file), overwrite)
                 {
-                    Ok(()) => eprintln!("(conversation saved to {file})"),
-                    Err(e) => eprintln!("bitnet-cli: error: {e}"),
+                    Ok(()) => bitnet_app::logging::notice(
+                        "bitnet-cli",
+                        &format!("(conversation saved to {file})"),
+                    ),
+                    Err(e) => bitnet_app::report::print_error_text("bitnet-cli", &format!("{e}")),
                 }
                 continue;
             }
             Line::Unknown(cmd) => {
-                eprintln!("bitnet-cli: error: unknown command {cmd}; /help lists the commands");
+                bitnet_app::report::print_error_text(
+                    "bitnet-cli",
+                    &format!("unknown command {cmd}; /help lists the commands"),
+                );
                 continue;
             }
             Line::Message(m) => m,
@@ -368,41 +381,53 @@ pub fn run(args: ChatArgs) -> Result<()> {
         let (ids, dropped) = match chat.prepare(message) {
             Ok(x) => x,
             Err(e) if interactive => {
-                eprintln!("bitnet-cli: error: {e}");
+                bitnet_app::report::print_error_text("bitnet-cli", &format!("{e}"));
                 continue;
             }
             Err(e) => return Err(e),
         };
         if dropped > 0 {
-            eprintln!(
-                "context full: dropped {dropped} oldest turn{} (the context holds {} tokens)",
-                if dropped == 1 { "" } else { "s" },
-                chat.session.capacity()
+            bitnet_app::logging::notice(
+                "bitnet-cli",
+                &format!(
+                    "context full: dropped {dropped} oldest turn{} (the context holds {} tokens)",
+                    if dropped == 1 { "" } else { "s" },
+                    chat.session.capacity()
+                ),
             );
         }
         let reply = chat.reply(&ids, &interrupt)?;
         if reply.stopped {
-            eprintln!("(reply stopped; what was written stays in the conversation)");
+            bitnet_app::logging::notice(
+                "bitnet-cli",
+                "(reply stopped; what was written stays in the conversation)",
+            );
         } else if reply.finish == FinishReason::Length
             && reply.stats.generated_tokens < chat.max_tokens
         {
             // "length" before -n tokens: the context ran out (Generation clamps to its room).
-            eprintln!("context full: the reply was cut; the next turn drops the oldest turns");
+            bitnet_app::logging::notice(
+                "bitnet-cli",
+                "context full: the reply was cut; the next turn drops the oldest turns",
+            );
         }
         if !args.quiet {
             let s = reply.stats;
-            eprintln!(
-                "[{} new prompt tokens ({} reused), {:.1} tokens/s | {} generated, {:.1} tokens/s | {}]",
-                s.prompt_tokens,
-                reply.reused,
-                s.prefill_tokens_per_second(),
-                s.generated_tokens,
-                s.decode_tokens_per_second(),
-                if reply.stopped {
-                    "stopped"
-                } else {
-                    reply.finish.as_str()
-                },
+            bitnet_app::logging::notice(
+                "bitnet-cli",
+                &format!(
+                    "[{} new prompt tokens ({} reused), {:.1} tokens/s | {} generated, {:.1} tokens/s | {}]",
+                    s.prompt_tokens,
+                    reply.reused,
+                    s.prefill_tokens_per_second(),
+                    s.generated_tokens,
+                    s.decode_tokens_per_second(),
+                    if reply.stopped {
+                        "stopped"
+                    } else {
+                        reply.finish.as_str()
+                    }
+                ),
             );
         }
     }

@@ -26,4 +26,4 @@ pub use error::{GgufError, Result};
 pub use reader::{DEFAULT_ALIGNMENT, GgufFile, MAX_DIMS, MAX_NAME_BYTES, TensorInfo};
 pub use types::{GgmlType, I2S_TRAILER_BYTES, element_count};
 pub use value::{Array, Value, ValueType};
-pub use writer::{GgufWriter, TensorSpec, stale_temp_files, to_bytes};
+pub use writer::{GgufWriter, TensorSpec, stale_temp_files, temp_path, to_bytes};

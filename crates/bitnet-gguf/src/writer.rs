@@ -184,6 +184,17 @@ fn temp_path_for(path: &Path, file_name: &str, pid: u32) -> PathBuf {
     path.with_file_name(format!(".{file_name}.{pid}.tmp"))
 }
 
+/// The temporary file [`GgufWriter::create`] of `path` writes in this process, known before
+/// it exists: a signal handler can be told about it before the file is created, so no
+/// signal finds the file there but unregistered.
+pub fn temp_path(path: &Path) -> PathBuf {
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "out.gguf".into());
+    temp_path_for(path, &file_name, std::process::id())
+}
+
 /// Temporary files beside `output` left by writers of it whose process no longer runs (a
 /// conversion killed with SIGKILL, or by a power loss), with the dead process's id: what a
 /// new run names and removes. Liveness is read from `/proc`; where there is none, nothing is
@@ -246,11 +257,7 @@ impl GgufWriter {
             });
         }
         let (head, sizes, alignment) = encode_header(&metadata, &tensors)?;
-        let file_name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "out.gguf".into());
-        let tmp = temp_path_for(path, &file_name, std::process::id());
+        let tmp = temp_path(path);
         let io = |source| GgufError::Io {
             path: tmp.clone(),
             source,

@@ -206,9 +206,11 @@ fn run_on_pool(args: &Args) -> Result<PathBuf> {
     let tokenizer = read_tokenizer(&ckpt, dir, cfg.vocab_size, args.quiet)?;
     let plan = plan(&cfg, ckpt.config(), dir, args, tokenizer.as_ref())?;
     crate::output::remove_stale_temp_files(out, args.quiet);
+    // Registered before the file exists: a signal while it is being created still removes it.
+    let _registered = crate::output::TempRegistration::new(&bitnet_gguf::temp_path(out));
     let mut writer = GgufWriter::create(out, args.force, plan.metadata.clone(), plan.specs())
         .map_err(gguf_err("creating", out))?;
-    let _registered = crate::output::TempRegistration::new(writer.temp_path());
+    debug_assert_eq!(writer.temp_path(), bitnet_gguf::temp_path(out));
 
     let total = plan.total_bytes();
     let pb = progress_bar(total as u64, args.quiet);

@@ -28,8 +28,8 @@ pub const INTERRUPTED_EXIT: i32 = 130;
 pub fn install_signal_cleanup() -> std::result::Result<(), ctrlc::Error> {
     ctrlc::set_handler(|| {
         let tmp = TEMP_FILE.lock().unwrap_or_else(|p| p.into_inner()).take();
-        if let Some(tmp) = tmp {
-            let _ = std::fs::remove_file(&tmp);
+        // Registered before it was created: only a file that was there was removed.
+        if let Some(tmp) = tmp.filter(|t| std::fs::remove_file(t).is_ok()) {
             bitnet_app::logging::notice(
                 "bitnet-st2gguf",
                 &format!(

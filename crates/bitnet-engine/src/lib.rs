@@ -30,6 +30,7 @@
 mod attention;
 pub mod backend;
 pub mod config;
+pub mod constraint;
 pub mod decode;
 pub mod error;
 pub mod generate;
@@ -46,6 +47,7 @@ pub mod tokenizer;
 pub mod weights;
 
 pub use config::{Activation, ModelConfig};
+pub use constraint::{Grammar, SchemaError, TokenConstraint, TokenTexts};
 pub use decode::{Accepted, Decoder, FinishReason, GenerationParams};
 pub use error::{EngineError, Result};
 pub use generate::{GeneratedToken, Generation, GenerationStats};

@@ -19,7 +19,9 @@
 #   interop          Python `gguf` package reads our GGUF output (scripts/interop/)
 #   kernels-aarch64  cross-build bitnet-kernels for aarch64, run its tests under qemu-user
 #   bitnet-server-receipts  server feature builds, receipt/tuning tests, and the
-#                    official OpenAI Python client against the real binary
+#                    official OpenAI Python client against the real binary (with
+#                    response_format checked by jsonschema: both from PyPI into a venv
+#                    under target/ unless python3 has them)
 #   fuzz-server      bitnet-server's fuzz targets (OpenAI request parser, chat templates)
 #                    for FUZZ_SECONDS each (default 20) on nightly, from the kept inputs
 #   fuzz-loaders     cargo-fuzz (nightly) on the GGUF parser and the GGUF and checkpoint

@@ -6,7 +6,9 @@
 //! honour with the value given (`n > 1`, `logprobs`, penalties, tools, ...), is a 400 naming
 //! it, rather than being silently ignored and returning something other than what was asked.
 
-use bitnet_engine::SamplingParams;
+use std::sync::Arc;
+
+use bitnet_engine::{Grammar, SamplingParams};
 use bitnet_tokenizer::ChatMessage;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -106,6 +108,8 @@ pub struct CompletionRequest {
     pub best_of: Option<u32>,
     /// Unsupported unless null/empty.
     pub suffix: Option<String>,
+    /// `text`, `json_object` or `json_schema` (llama-server accepts it here too).
+    pub response_format: Option<Value>,
 }
 
 /// Message content: text or a list of text parts.
@@ -153,7 +157,7 @@ pub struct ChatRequest {
     pub logprobs: Option<bool>,
     /// Unsupported.
     pub top_logprobs: Option<u32>,
-    /// Only `{"type": "text"}`.
+    /// `text`, `json_object` or `json_schema`: see [`response_format`].
     pub response_format: Option<Value>,
     /// Unsupported unless empty.
     pub tools: Option<Vec<Value>>,
@@ -195,7 +199,14 @@ pub trait Body: DeserializeOwned + Default {
 }
 
 impl Body for CompletionRequest {
-    const FIELDS: &'static [&'static str] = &["prompt", "logprobs", "echo", "best_of", "suffix"];
+    const FIELDS: &'static [&'static str] = &[
+        "prompt",
+        "logprobs",
+        "echo",
+        "best_of",
+        "suffix",
+        "response_format",
+    ];
 }
 
 impl Body for ChatRequest {
@@ -274,6 +285,8 @@ pub struct Validated {
     pub stream: bool,
     /// Usage chunk at the end of a stream?
     pub include_usage: bool,
+    /// Constrained decoding from `response_format` (`None` for text).
+    pub grammar: Option<Arc<Grammar>>,
 }
 
 fn unsupported(param: &str, what: &str) -> ApiError {
@@ -451,6 +464,7 @@ impl Common {
                 .stream_options
                 .as_ref()
                 .is_some_and(|o| o.include_usage),
+            grammar: None,
         })
     }
 }
@@ -514,14 +528,17 @@ impl CompletionRequest {
                 (v[0].clone(), None)
             }
         };
-        self.common.finish(
+        let grammar = response_format(self.response_format.as_ref(), engine)?;
+        let mut v = self.common.finish(
             engine,
             ids,
             text,
             self.common.max_tokens,
             DEFAULT_COMPLETION_TOKENS,
             "prompt",
-        )
+        )?;
+        v.grammar = grammar;
+        Ok(v)
     }
 }
 
@@ -542,14 +559,7 @@ impl ChatRequest {
         {
             return Err(unsupported("tool_choice", ""));
         }
-        if let Some(rf) = &self.response_format
-            && rf.get("type").and_then(Value::as_str) != Some("text")
-        {
-            return Err(unsupported(
-                "response_format",
-                "other than {\"type\": \"text\"}",
-            ));
-        }
+        let grammar = response_format(self.response_format.as_ref(), engine)?;
         let Some(messages) = &self.messages else {
             return Err(ApiError::bad_request(
                 "missing required parameter 'messages'",
@@ -623,9 +633,76 @@ impl ChatRequest {
             ApiError::invalid(format!("the prompt cannot be tokenized: {e}"), "messages")
         })?;
         let max = self.max_completion_tokens.or(self.common.max_tokens);
-        self.common
-            .finish(engine, ids, Some(rendered), max, usize::MAX, "messages")
+        let mut v = self
+            .common
+            .finish(engine, ids, Some(rendered), max, usize::MAX, "messages")?;
+        v.grammar = grammar;
+        Ok(v)
     }
+}
+
+/// Reads OpenAI's `response_format`: `{"type": "text"}` (or absent) generates freely;
+/// `{"type": "json_object"}` constrains the output to a JSON object; `{"type": "json_schema",
+/// "json_schema": {"name": ..., "schema": {...}, "strict": ...}}` to a value valid against the
+/// schema (the subset [`Grammar::from_schema`] lists; without `schema`, any JSON value). The
+/// schema is compiled here, once per request, on the blocking pool. Errors are 400s naming
+/// `response_format` and, for a schema, the keyword and its place.
+pub fn response_format(
+    rf: Option<&Value>,
+    engine: &Engine,
+) -> Result<Option<Arc<Grammar>>, ApiError> {
+    const PARAM: &str = "response_format";
+    let bad = |m: String| ApiError::bad_request(m, Some(PARAM));
+    let Some(rf) = rf.filter(|v| !v.is_null()) else {
+        return Ok(None);
+    };
+    let kind = rf
+        .get("type")
+        .and_then(Value::as_str)
+        .ok_or_else(|| bad("response_format must be an object with a string 'type'".into()))?;
+    let grammar = match kind {
+        "text" => return Ok(None),
+        "json_object" => Grammar::any_object(),
+        "json_schema" => {
+            let js = rf
+                .get("json_schema")
+                .filter(|v| v.is_object())
+                .ok_or_else(|| {
+                    bad("response_format of type 'json_schema' needs a 'json_schema' object".into())
+                })?;
+            if js.get("name").is_some_and(|n| !n.is_string()) {
+                return Err(bad(
+                    "response_format.json_schema.name must be a string".into()
+                ));
+            }
+            if js
+                .get("strict")
+                .is_some_and(|s| !(s.is_boolean() || s.is_null()))
+            {
+                return Err(bad(
+                    "response_format.json_schema.strict must be a boolean".into()
+                ));
+            }
+            match js.get("schema") {
+                None | Some(Value::Null) => Grammar::from_schema(&Value::Bool(true)),
+                Some(schema) => Grammar::from_schema(schema),
+            }
+            .map_err(|e| bad(format!("response_format.json_schema.schema: {e}")))?
+        }
+        other => {
+            return Err(bad(format!(
+                "response_format type '{other}' is not supported (text, json_object, json_schema)"
+            )));
+        }
+    };
+    // Builds the per-model token table now, on the blocking pool, rather than in the decode
+    // loop on the first constrained request.
+    if engine.model.token_texts().is_none() {
+        return Err(bad(
+            "response_format needs a model with a tokenizer (token texts are matched)".into(),
+        ));
+    }
+    Ok(Some(Arc::new(grammar)))
 }
 
 /// `usage`.

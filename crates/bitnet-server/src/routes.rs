@@ -531,6 +531,7 @@ async fn generate<T: Validate>(
             chat: kind == Kind::Chat,
             owner: tenant.owner,
         },
+        grammar: v.grammar,
     })?;
     let open = OpenResponse::new(&state.open_responses);
     state

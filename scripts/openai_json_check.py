@@ -3,7 +3,7 @@
 
 Run by scripts/openai_json_check.sh against bitnet-server on the embedded model. A
 json_schema request must give output that validates against the schema (python `jsonschema`)
-for 20 seeds at temperature 0.9, json_object output that completes must parse as an object, streaming must
+for 20 seeds at temperature 0.9 (properties in the schema's order), json_object output that completes must parse as an object, streaming must
 give the same text, and an unsupported schema keyword must raise BadRequestError naming it.
 Prints 'N passed, M failed' and exits non-zero on any failure.
 """
@@ -58,6 +58,8 @@ def main():
                                            temperature=0.9, seed=seed, response_format=FORMAT)
         ch = r.choices[0]
         problem = validates(ch.message.content)
+        if not problem and list(json.loads(ch.message.content)) != ["name", "age", "tags"]:
+            problem = "properties not in the schema's order"
         check(f"json_schema seed {seed}: finish_reason stop and the output validates",
               ch.finish_reason == "stop" and not problem,
               f"{ch.finish_reason} {problem} {ch.message.content!r}")

@@ -102,8 +102,92 @@ pub struct Grammar {
     root: NodeId,
 }
 
+/// The key order of every object of a JSON document, by JSON pointer (`""` is the root):
+/// `serde_json::Value` keeps keys sorted, so the order a schema's author wrote its
+/// `properties` in is read from the text separately ([`key_order`]).
+pub type KeyOrder = HashMap<String, Vec<String>>;
+
+/// Reads the key order of every object in the JSON `text` (empty when it is not JSON).
+pub fn key_order(text: &[u8]) -> KeyOrder {
+    let mut out = KeyOrder::new();
+    let mut de = serde_json::Deserializer::from_slice(text);
+    let _ = serde::de::DeserializeSeed::deserialize(
+        OrderSeed {
+            path: String::new(),
+            out: &mut out,
+        },
+        &mut de,
+    );
+    out
+}
+
+struct OrderSeed<'o> {
+    path: String,
+    out: &'o mut KeyOrder,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for OrderSeed<'_> {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for OrderSeed<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("JSON")
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let mut i = 0usize;
+        loop {
+            let seed = OrderSeed {
+                path: format!("{}/{i}", self.path),
+                out: &mut *self.out,
+            };
+            if seq.next_element_seed(seed)?.is_none() {
+                return Ok(());
+            }
+            i += 1;
+        }
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let mut keys = Vec::new();
+        while let Some(k) = map.next_key::<String>()? {
+            let seed = OrderSeed {
+                path: format!("{}/{}", self.path, escape(&k)),
+                out: &mut *self.out,
+            };
+            map.next_value_seed(seed)?;
+            keys.push(k);
+        }
+        self.out.insert(self.path, keys);
+        Ok(())
+    }
+}
+
 struct Compiler<'a> {
     root: &'a Value,
+    /// Key order of the schema's text, and the schema's pointer in that text.
+    order: Option<(&'a KeyOrder, &'a str)>,
     nodes: Vec<Node>,
     refs: HashMap<String, NodeId>,
     any: Option<NodeId>,
@@ -344,8 +428,22 @@ impl Compiler<'_> {
                     format!("more than {MAX_PROPERTIES} properties are not supported"),
                 ));
             }
-            for (name, sub) in p {
-                let node = self.compile(sub, &format!("{path}/properties/{name}"), depth + 1)?;
+            // The author's order when the text gave it, else the map's (sorted).
+            let pointer = format!("{}/properties", path.trim_start_matches('#'));
+            let names: Vec<&String> = match self
+                .order
+                .and_then(|(o, base)| o.get(&format!("{base}{pointer}")))
+            {
+                Some(keys) if keys.len() == p.len() => keys.iter().collect(),
+                _ => p.keys().collect(),
+            };
+            for name in names {
+                let Some(sub) = p.get(name) else { continue };
+                let node = self.compile(
+                    sub,
+                    &format!("{path}/properties/{}", escape(name)),
+                    depth + 1,
+                )?;
                 let mut key = compact(&Value::String(name.clone()));
                 key.remove(0); // the opening quote; the closing one ends the key
                 props.push(Prop {
@@ -399,6 +497,11 @@ impl Compiler<'_> {
     }
 }
 
+/// A key as a JSON pointer segment.
+fn escape(key: &str) -> String {
+    key.replace('~', "~0").replace('/', "~1")
+}
+
 fn compact(v: &Value) -> Vec<u8> {
     serde_json::to_vec(v).unwrap_or_default()
 }
@@ -417,8 +520,9 @@ impl Grammar {
     }
 
     /// Compiles a JSON Schema. Supported: `type` (object, array, string, number, integer,
-    /// boolean, null, or a list of them), `properties` (generated in the order of the map
-    /// given, which is alphabetical for a `serde_json::Value`), `required`,
+    /// boolean, null, or a list of them), `properties` (generated in the map's order, which is
+    /// alphabetical for a `serde_json::Value`: [`Grammar::from_schema_in_order`] keeps the
+    /// author's), `required`,
     /// `additionalProperties` (false, true or a schema; additional keys come after the known
     /// ones), `items`, `enum`, `const`, `minItems`, `maxItems`, `minLength`, `maxLength`,
     /// `anyOf`, `oneOf` (treated as `anyOf`), `$ref` to `#/$defs/...` or
@@ -426,8 +530,24 @@ impl Grammar {
     /// ...). Any other keyword is an error naming it, rather than output that silently
     /// ignores it.
     pub fn from_schema(schema: &Value) -> Result<Self, SchemaError> {
+        Self::compile(schema, None)
+    }
+
+    /// [`Grammar::from_schema`], with `properties` in the order written in the text the
+    /// schema was read from: `order` is that text's [`key_order`], `base` the schema's JSON
+    /// pointer in it (`""` when the text is the schema).
+    pub fn from_schema_in_order(
+        schema: &Value,
+        order: &KeyOrder,
+        base: &str,
+    ) -> Result<Self, SchemaError> {
+        Self::compile(schema, Some((order, base)))
+    }
+
+    fn compile(schema: &Value, order: Option<(&KeyOrder, &str)>) -> Result<Self, SchemaError> {
         let mut c = Compiler {
             root: schema,
+            order,
             nodes: Vec::new(),
             refs: HashMap::new(),
             any: None,
@@ -1589,6 +1709,28 @@ mod tests {
             r.copy_from(self);
             r
         }
+    }
+
+    #[test]
+    fn properties_follow_the_order_written_in_the_text() {
+        let text = br##"{"schema": {"type": "object", "properties": {"zeta": {"type": "integer"},
+            "alpha": {"$ref": "#/$defs/o"}}, "required": ["zeta", "alpha"],
+            "$defs": {"o": {"properties": {"b": {"const": 1}, "a": {"const": 2}},
+            "required": ["b", "a"]}}}}"##;
+        let doc: Value = serde_json::from_slice(text).unwrap();
+        let order = key_order(text);
+        let g = Arc::new(Grammar::from_schema_in_order(&doc["schema"], &order, "/schema").unwrap());
+        let ok = |t: &str| {
+            let mut r = g.recognizer();
+            r.feed_all(t.as_bytes()) && r.can_end()
+        };
+        assert!(ok(r#"{"zeta": 1, "alpha": {"b": 1, "a": 2}}"#));
+        assert!(!ok(r#"{"alpha": {"b": 1, "a": 2}, "zeta": 1}"#));
+        assert!(!ok(r#"{"zeta": 1, "alpha": {"a": 2, "b": 1}}"#));
+        // Without the text: the map's (sorted) order.
+        let sorted = Arc::new(Grammar::from_schema(&doc["schema"]).unwrap());
+        let mut r = sorted.recognizer();
+        assert!(r.feed_all(br#"{"alpha": {"a": 2, "b": 1}, "zeta": 1}"#) && r.can_end());
     }
 
     #[test]

@@ -47,7 +47,7 @@ pub mod tokenizer;
 pub mod weights;
 
 pub use config::{Activation, ModelConfig};
-pub use constraint::{Grammar, SchemaError, TokenConstraint, TokenTexts};
+pub use constraint::{Grammar, KeyOrder, SchemaError, TokenConstraint, TokenTexts, key_order};
 pub use decode::{Accepted, Decoder, FinishReason, GenerationParams};
 pub use error::{EngineError, Result};
 pub use generate::{GeneratedToken, Generation, GenerationStats};

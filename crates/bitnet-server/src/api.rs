@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use bitnet_engine::{Grammar, SamplingParams};
+use bitnet_engine::{Grammar, KeyOrder, SamplingParams};
 use bitnet_tokenizer::ChatMessage;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -110,6 +110,10 @@ pub struct CompletionRequest {
     pub suffix: Option<String>,
     /// `text`, `json_object` or `json_schema` (llama-server accepts it here too).
     pub response_format: Option<Value>,
+    /// Key order of the body, read when `response_format` has a schema (see
+    /// [`schema_order`]).
+    #[serde(skip)]
+    pub schema_order: Option<KeyOrder>,
 }
 
 /// Message content: text or a list of text parts.
@@ -159,6 +163,10 @@ pub struct ChatRequest {
     pub top_logprobs: Option<u32>,
     /// `text`, `json_object` or `json_schema`: see [`response_format`].
     pub response_format: Option<Value>,
+    /// Key order of the body, read when `response_format` has a schema (see
+    /// [`schema_order`]).
+    #[serde(skip)]
+    pub schema_order: Option<KeyOrder>,
     /// Unsupported unless empty.
     pub tools: Option<Vec<Value>>,
     /// Unsupported unless `none`/absent.
@@ -528,7 +536,11 @@ impl CompletionRequest {
                 (v[0].clone(), None)
             }
         };
-        let grammar = response_format(self.response_format.as_ref(), engine)?;
+        let grammar = response_format(
+            self.response_format.as_ref(),
+            self.schema_order.as_ref(),
+            engine,
+        )?;
         let mut v = self.common.finish(
             engine,
             ids,
@@ -559,7 +571,11 @@ impl ChatRequest {
         {
             return Err(unsupported("tool_choice", ""));
         }
-        let grammar = response_format(self.response_format.as_ref(), engine)?;
+        let grammar = response_format(
+            self.response_format.as_ref(),
+            self.schema_order.as_ref(),
+            engine,
+        )?;
         let Some(messages) = &self.messages else {
             return Err(ApiError::bad_request(
                 "missing required parameter 'messages'",
@@ -641,6 +657,18 @@ impl ChatRequest {
     }
 }
 
+/// Where a `json_schema` format's schema is in a request body.
+const SCHEMA_POINTER: &str = "/response_format/json_schema/schema";
+
+/// The key order of `body` when `response_format` carries a schema (`None` otherwise: the
+/// second parse is paid only then). serde_json's map sorts keys; the schema's `properties`
+/// are generated in the order the client wrote them, as llama-server does.
+pub fn schema_order(rf: Option<&Value>, body: &[u8]) -> Option<KeyOrder> {
+    let rf = rf?;
+    (rf.get("type").and_then(Value::as_str) == Some("json_schema"))
+        .then(|| bitnet_engine::key_order(body))
+}
+
 /// Reads OpenAI's `response_format`: `{"type": "text"}` (or absent) generates freely;
 /// `{"type": "json_object"}` constrains the output to a JSON object; `{"type": "json_schema",
 /// "json_schema": {"name": ..., "schema": {...}, "strict": ...}}` to a value valid against the
@@ -649,6 +677,7 @@ impl ChatRequest {
 /// `response_format` and, for a schema, the keyword and its place.
 pub fn response_format(
     rf: Option<&Value>,
+    order: Option<&KeyOrder>,
     engine: &Engine,
 ) -> Result<Option<Arc<Grammar>>, ApiError> {
     const PARAM: &str = "response_format";
@@ -683,9 +712,12 @@ pub fn response_format(
                     "response_format.json_schema.strict must be a boolean".into()
                 ));
             }
-            match js.get("schema") {
-                None | Some(Value::Null) => Grammar::from_schema(&Value::Bool(true)),
-                Some(schema) => Grammar::from_schema(schema),
+            match (js.get("schema"), order) {
+                (None | Some(Value::Null), _) => Grammar::from_schema(&Value::Bool(true)),
+                (Some(schema), Some(order)) => {
+                    Grammar::from_schema_in_order(schema, order, SCHEMA_POINTER)
+                }
+                (Some(schema), None) => Grammar::from_schema(schema),
             }
             .map_err(|e| bad(format!("response_format.json_schema.schema: {e}")))?
         }

@@ -418,17 +418,26 @@ impl Kind {
 
 trait Validate: Body + Send + 'static {
     fn check(&self, engine: &Engine) -> Result<Validated, ApiError>;
+    /// Reads what the parsed request lost from the raw body (the key order of a
+    /// `response_format` schema).
+    fn attach_body(&mut self, body: &[u8]);
 }
 
 impl Validate for CompletionRequest {
     fn check(&self, engine: &Engine) -> Result<Validated, ApiError> {
         self.validate(engine)
     }
+    fn attach_body(&mut self, body: &[u8]) {
+        self.schema_order = crate::api::schema_order(self.response_format.as_ref(), body);
+    }
 }
 
 impl Validate for ChatRequest {
     fn check(&self, engine: &Engine) -> Result<Validated, ApiError> {
         self.validate(engine)
+    }
+    fn attach_body(&mut self, body: &[u8]) {
+        self.schema_order = crate::api::schema_order(self.response_format.as_ref(), body);
     }
 }
 
@@ -495,9 +504,14 @@ async fn generate<T: Validate>(
     // JSON parsing, the chat template and tokenisation take milliseconds to seconds on a large
     // prompt: on the blocking pool, so the async workers keep streaming and answering.
     let engine_arc = Arc::clone(&loaded.engine);
-    let v = web::block(move || parse_body::<T>(&bytes).and_then(|p| p.check(&engine_arc)))
-        .await
-        .map_err(|e| ApiError::Internal(format!("the request worker failed: {e}")))??;
+    let v = web::block(move || {
+        parse_body::<T>(&bytes).and_then(|mut p| {
+            p.attach_body(&bytes);
+            p.check(&engine_arc)
+        })
+    })
+    .await
+    .map_err(|e| ApiError::Internal(format!("the request worker failed: {e}")))??;
     let engine = &loaded.engine;
     let request_id = req
         .extensions()

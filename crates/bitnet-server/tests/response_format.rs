@@ -39,13 +39,30 @@ fn request(seed: u64, format: Value, stream: bool) -> Value {
     })
 }
 
+/// [`request`] with [`schema`]'s properties written name, age, tags (not sorted).
+fn ordered_request(seed: u64) -> String {
+    format!(
+        r#"{{"messages": [{{"role": "user", "content": "Describe a person as JSON."}}],
+            "max_tokens": 200, "temperature": 0.9, "seed": {seed}, "stream": false,
+            "response_format": {{"type": "json_schema", "json_schema": {{"name": "person",
+            "strict": true, "schema": {{"type": "object", "properties": {{
+                "name": {{"type": "string", "maxLength": 12}},
+                "age": {{"type": "integer"}},
+                "tags": {{"type": "array", "items": {{"enum": ["rust", "cpu", "llm"]}},
+                          "maxItems": 3}}}},
+            "required": ["name", "age", "tags"], "additionalProperties": false}}}}}}}}"#
+    )
+}
+
 #[actix_web::test]
 async fn json_schema_outputs_parse_and_validate_streaming_too() {
     let s = embedded_server();
     let url = s.url("/v1/chat/completions");
     let format = json!({"type": "json_schema", "json_schema": {"name": "person", "schema": schema(), "strict": true}});
     for seed in 0..4 {
-        let (status, body) = post(&url, &request(seed, format.clone(), false)).await;
+        // Sent as text: a serialised `Value` would sort the keys, and the order written is
+        // the order generated.
+        let (status, body) = post_raw(&url, ordered_request(seed).into_bytes(), None).await;
         assert_eq!(status, 200, "{body}");
         let choice = &body["choices"][0];
         let text = choice["message"]["content"].as_str().unwrap();
@@ -53,6 +70,9 @@ async fn json_schema_outputs_parse_and_validate_streaming_too() {
         let v: Value = serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text:?}"));
         let o = v.as_object().unwrap();
         assert_eq!(o.len(), 3, "{v}");
+        // In the order the request wrote `properties` (not serde_json's sorted one).
+        let at = |k: &str| text.find(&format!("\"{k}\"")).unwrap();
+        assert!(at("name") < at("age") && at("age") < at("tags"), "{text}");
         assert!(o["name"].as_str().unwrap().chars().count() <= 12);
         assert!(o["age"].as_f64().unwrap().fract() == 0.0);
         let tags = o["tags"].as_array().unwrap();
@@ -63,9 +83,16 @@ async fn json_schema_outputs_parse_and_validate_streaming_too() {
                     .all(|t| ["rust", "cpu", "llm"].contains(&t.as_str().unwrap()))
         );
 
+        // Streaming gives what non-streaming gives (both with the keys as serialised here).
+        let (status, whole) = post(&url, &request(seed, format.clone(), false)).await;
+        assert_eq!(status, 200, "{whole}");
         let (status, events) = stream(&url, &request(seed, format.clone(), true)).await;
         assert_eq!(status, 200);
-        assert_eq!(stream_text(&events), text, "seed {seed}: streaming differs");
+        assert_eq!(
+            stream_text(&events),
+            whole["choices"][0]["message"]["content"].as_str().unwrap(),
+            "seed {seed}: streaming differs"
+        );
     }
     s.stop().await;
 }

@@ -167,7 +167,10 @@ let
   # Python for the checks that drive our binaries from Python, from nixpkgs (nothing is
   # installed at build time). BITNET_PYTHON_MODULES names them for the scripts and for
   # nix-rehearse, which gives its stand-in interpreter the same modules.
-  pythonModules = [ "openai" ];
+  pythonModules = [
+    "openai"
+    "jsonschema"
+  ];
   python = pkgs.python3.withPackages (ps: map (module: ps.${module}) pythonModules);
 
   commonArgs = {

@@ -27,7 +27,9 @@
 #                    and bitnet-hub share one HF cache (scripts/interop/)
 #   kernels-aarch64  cross-build bitnet-kernels for aarch64, run its tests under qemu-user
 #   bitnet-server-receipts  server feature builds, receipt/tuning tests, and the
-#                    official OpenAI Python client against the real binary
+#                    official OpenAI Python client against the real binary (with
+#                    response_format checked by jsonschema: both from PyPI into a venv
+#                    under target/ unless python3 has them)
 #   webui            bitnet-server's chat page (/) in Debian's headless chromium, driven by
 #                    playwright-core (scripts/webui/): streaming, Stop, settings, API key;
 #                    screenshots in target/webui/. Installs chromium (apt) when missing

@@ -69,4 +69,7 @@ if [ "$rc" -ne 0 ]; then
   exit 1
 fi
 echo "bitnet-server exited 0 after SIGTERM"
+
+# response_format (constrained decoding) on the embedded model, same binary.
+BITNET_SERVER_BIN="$BIN" scripts/openai_json_check.sh || status=$?
 exit "$status"

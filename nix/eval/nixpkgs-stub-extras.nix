@@ -8,7 +8,7 @@
 #   aarch64-darwin, where binaries must be re-signed).
 # - procps (kill, for the nextest check's server tests).
 # - python3.withPackages and the python3Packages the checks name (nix/lib.nix
-#   pythonModules; nixpkgs has openai, gguf and numpy under these names). The
+#   pythonModules; nixpkgs has openai, jsonschema, gguf and numpy under these names). The
 #   environment is named as nixpkgs names it, python3-<version>-env.
 # The derivations come from the stub and cannot be built.
 _final: prev:
@@ -65,7 +65,7 @@ let
             ;
         };
       } "";
-  python3Packages = prev.lib.genAttrs [ "openai" "gguf" "numpy" ] (
+  python3Packages = prev.lib.genAttrs [ "openai" "jsonschema" "gguf" "numpy" ] (
     name: prev.runCommand "python3.13-${name}-0-stub" { } ""
   );
 in

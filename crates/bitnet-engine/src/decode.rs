@@ -13,6 +13,7 @@
 
 use bitnet_tokenizer::{TextStream, Tokenizer};
 
+use crate::constraint::TokenConstraint;
 use crate::error::Result;
 use crate::sampler::{Sampler, SamplingParams};
 use crate::stop::{StopCheck, StopMatcher};
@@ -104,6 +105,8 @@ pub struct Decoder<'t> {
     prompt_len: usize,
     text: String,
     finish: Option<FinishReason>,
+    /// Constrained decoding (see [`crate::constraint`]), when asked for.
+    constraint: Option<TokenConstraint>,
 }
 
 impl std::fmt::Debug for Decoder<'_> {
@@ -145,13 +148,57 @@ impl<'t> Decoder<'t> {
             prompt_len: prompt.len(),
             text: String::new(),
             finish: (params.max_tokens == 0).then_some(FinishReason::Length),
+            constraint: None,
         })
     }
 
-    /// Samples the next token from the logits of the last position (no allocation).
+    /// Constrains the output: only tokens that keep it a valid prefix of the constraint's
+    /// grammar are sampled, a stop id only once the value is complete, and generation ends
+    /// ([`FinishReason::StopToken`]) as soon as the value is complete.
+    pub fn with_constraint(mut self, constraint: TokenConstraint) -> Self {
+        self.constraint = Some(constraint);
+        self
+    }
+
+    /// The constraint, if any.
+    pub fn constraint(&self) -> Option<&TokenConstraint> {
+        self.constraint.as_ref()
+    }
+
+    /// Samples the next token from the logits of the last position (no allocation without a
+    /// constraint; with one, buffers are allocated on the first masked draw and reused).
+    ///
+    /// With a constraint, the sampler draws as usual and an allowed draw is kept (as
+    /// llama.cpp's grammar sampler does); otherwise it draws again from the logits with every
+    /// disallowed token at `-inf`. When no token at all is allowed (a dead state: the
+    /// vocabulary cannot spell what must come), the first stop id is returned so the
+    /// generation ends.
     pub fn sample(&mut self, logits: &[f32]) -> u32 {
-        self.sampler
-            .sample_after(logits, &self.history, self.prompt_len)
+        let first = self
+            .sampler
+            .sample_after(logits, &self.history, self.prompt_len);
+        let Some(c) = self.constraint.as_mut() else {
+            return first;
+        };
+        if c.allows(first, &self.stop_ids) {
+            return first;
+        }
+        let p = self.sampler.params();
+        let (top_k, temperature) = (p.top_k, p.temperature);
+        match c.mask(logits, &self.stop_ids, top_k, temperature) {
+            Some(masked) => {
+                let id = self
+                    .sampler
+                    .sample_after(masked, &self.history, self.prompt_len);
+                if c.allows(id, &self.stop_ids) {
+                    id
+                } else {
+                    // Rounding in the draw can fall past the last allowed candidate.
+                    c.best_masked().unwrap_or(id)
+                }
+            }
+            None => self.stop_ids.first().copied().unwrap_or(first),
+        }
     }
 
     /// Takes the sampled token `id`: decides whether it is output, what text it completes and
@@ -182,6 +229,13 @@ impl<'t> Decoder<'t> {
             });
         }
         self.history.push(id);
+        let complete = match self.constraint.as_mut() {
+            Some(c) => {
+                c.accept(id);
+                c.is_done()
+            }
+            None => false,
+        };
         let delta = match self.stream.as_mut() {
             Some(s) => s.push(id)?,
             None => String::new(),
@@ -189,7 +243,9 @@ impl<'t> Decoder<'t> {
         let (mut text, finish) = match self.stops.push(&delta, false) {
             StopCheck::Stopped(t) => (t, Some(FinishReason::StopString)),
             StopCheck::Text(t) => {
-                let limit = if self.tokens().len() >= self.max_tokens {
+                let limit = if complete {
+                    Some(FinishReason::StopToken)
+                } else if self.tokens().len() >= self.max_tokens {
                     Some(FinishReason::Length)
                 } else if !room {
                     Some(FinishReason::ContextFull)
@@ -200,7 +256,7 @@ impl<'t> Decoder<'t> {
             }
         };
         let finish = match finish {
-            Some(FinishReason::Length | FinishReason::ContextFull) => {
+            Some(FinishReason::Length | FinishReason::ContextFull | FinishReason::StopToken) => {
                 let (tail, stopped) = self.flush()?;
                 text.push_str(&tail);
                 if stopped {

@@ -30,6 +30,7 @@
 mod attention;
 pub mod backend;
 pub mod config;
+pub mod constraint;
 pub mod decode;
 pub mod error;
 pub mod generate;
@@ -48,6 +49,7 @@ pub mod tokenizer;
 pub mod weights;
 
 pub use config::{Activation, ModelConfig};
+pub use constraint::{Grammar, KeyOrder, SchemaError, TokenConstraint, TokenTexts, key_order};
 pub use decode::{Accepted, Decoder, FinishReason, GenerationParams};
 pub use error::{EngineError, Result};
 pub use generate::{GeneratedToken, Generation, GenerationStats};

@@ -50,6 +50,8 @@ pub struct Model {
     source: ModelSource,
     /// Activation buffers of [`Model::forward_batch`] (one scheduler drives it at a time).
     batch_scratch: Mutex<Option<Scratch>>,
+    /// Every token's bytes, for constrained decoding (built on first use).
+    token_texts: std::sync::OnceLock<Option<std::sync::Arc<crate::constraint::TokenTexts>>>,
 }
 
 impl Model {
@@ -93,7 +95,20 @@ impl Model {
             head_type: opts.head_type,
             source: l.source,
             batch_scratch: Mutex::new(None),
+            token_texts: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Every token's bytes (see [`crate::TokenTexts`]), built once on first use (a pass
+    /// over the vocabulary); `None` without a tokenizer.
+    pub fn token_texts(&self) -> Option<std::sync::Arc<crate::constraint::TokenTexts>> {
+        self.token_texts
+            .get_or_init(|| {
+                self.tokenizer
+                    .as_ref()
+                    .map(|t| std::sync::Arc::new(crate::constraint::TokenTexts::new(t)))
+            })
+            .clone()
     }
 
     /// Hyper-parameters.

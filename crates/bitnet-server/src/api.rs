@@ -8,7 +8,9 @@
 //! Unknown fields are ignored with a warning in the log naming them (OpenAI's API and
 //! llama-server accept extra fields, and clients send vendor extensions freely).
 
-use bitnet_engine::SamplingParams;
+use std::sync::Arc;
+
+use bitnet_engine::{Grammar, KeyOrder, SamplingParams};
 
 use crate::config::SamplingDefaults;
 use bitnet_tokenizer::ChatMessage;
@@ -119,6 +121,12 @@ pub struct CompletionRequest {
     pub best_of: Option<u32>,
     /// Unsupported unless null/empty.
     pub suffix: Option<String>,
+    /// `text`, `json_object` or `json_schema` (llama-server accepts it here too).
+    pub response_format: Option<Value>,
+    /// Key order of the body, read when `response_format` has a schema (see
+    /// [`schema_order`]).
+    #[serde(skip)]
+    pub schema_order: Option<KeyOrder>,
 }
 
 /// Message content: text or a list of text parts.
@@ -167,8 +175,12 @@ pub struct ChatRequest {
     /// And the `top_logprobs` most likely alternatives (0..=[`MAX_TOP_LOGPROBS`]; needs
     /// `logprobs: true`).
     pub top_logprobs: Option<u32>,
-    /// Only `{"type": "text"}`.
+    /// `text`, `json_object` or `json_schema`: see [`response_format`].
     pub response_format: Option<Value>,
+    /// Key order of the body, read when `response_format` has a schema (see
+    /// [`schema_order`]).
+    #[serde(skip)]
+    pub schema_order: Option<KeyOrder>,
     /// Unsupported unless empty.
     pub tools: Option<Vec<Value>>,
     /// Unsupported unless `none`/absent.
@@ -209,7 +221,14 @@ pub trait Body: DeserializeOwned + Default {
 }
 
 impl Body for CompletionRequest {
-    const FIELDS: &'static [&'static str] = &["prompt", "logprobs", "echo", "best_of", "suffix"];
+    const FIELDS: &'static [&'static str] = &[
+        "prompt",
+        "logprobs",
+        "echo",
+        "best_of",
+        "suffix",
+        "response_format",
+    ];
 }
 
 impl Body for ChatRequest {
@@ -291,6 +310,8 @@ pub struct Validated {
     pub n: usize,
     /// Log-probabilities: `None` = off, `Some(k)` = the chosen token's and the `k` most likely.
     pub logprobs: Option<usize>,
+    /// Constrained decoding from `response_format` (`None` for text).
+    pub grammar: Option<Arc<Grammar>>,
 }
 
 fn unsupported(param: &str, what: &str) -> ApiError {
@@ -487,6 +508,7 @@ impl Common {
                 .is_some_and(|o| o.include_usage),
             n: self.n.unwrap_or(1) as usize,
             logprobs,
+            grammar: None,
         })
     }
 }
@@ -551,7 +573,12 @@ impl CompletionRequest {
                 (v[0].clone(), None)
             }
         };
-        self.common.finish(
+        let grammar = response_format(
+            self.response_format.as_ref(),
+            self.schema_order.as_ref(),
+            engine,
+        )?;
+        let mut v = self.common.finish(
             engine,
             ids,
             text,
@@ -559,7 +586,9 @@ impl CompletionRequest {
             DEFAULT_COMPLETION_TOKENS,
             "prompt",
             self.logprobs.map(|k| k as usize),
-        )
+        )?;
+        v.grammar = grammar;
+        Ok(v)
     }
 }
 
@@ -595,14 +624,11 @@ impl ChatRequest {
         {
             return Err(unsupported("tool_choice", ""));
         }
-        if let Some(rf) = &self.response_format
-            && rf.get("type").and_then(Value::as_str) != Some("text")
-        {
-            return Err(unsupported(
-                "response_format",
-                "other than {\"type\": \"text\"}",
-            ));
-        }
+        let grammar = response_format(
+            self.response_format.as_ref(),
+            self.schema_order.as_ref(),
+            engine,
+        )?;
         let Some(messages) = &self.messages else {
             return Err(ApiError::bad_request(
                 "missing required parameter 'messages'",
@@ -676,7 +702,7 @@ impl ChatRequest {
             ApiError::invalid(format!("the prompt cannot be tokenized: {e}"), "messages")
         })?;
         let max = self.max_completion_tokens.or(self.common.max_tokens);
-        self.common.finish(
+        let mut v = self.common.finish(
             engine,
             ids,
             Some(rendered),
@@ -684,8 +710,90 @@ impl ChatRequest {
             usize::MAX,
             "messages",
             logprobs,
-        )
+        )?;
+        v.grammar = grammar;
+        Ok(v)
     }
+}
+
+/// Where a `json_schema` format's schema is in a request body.
+const SCHEMA_POINTER: &str = "/response_format/json_schema/schema";
+
+/// The key order of `body` when `response_format` carries a schema (`None` otherwise: the
+/// second parse is paid only then). serde_json's map sorts keys; the schema's `properties`
+/// are generated in the order the client wrote them, as llama-server does.
+pub fn schema_order(rf: Option<&Value>, body: &[u8]) -> Option<KeyOrder> {
+    let rf = rf?;
+    (rf.get("type").and_then(Value::as_str) == Some("json_schema"))
+        .then(|| bitnet_engine::key_order(body))
+}
+
+/// Reads OpenAI's `response_format`: `{"type": "text"}` (or absent) generates freely;
+/// `{"type": "json_object"}` constrains the output to a JSON object; `{"type": "json_schema",
+/// "json_schema": {"name": ..., "schema": {...}, "strict": ...}}` to a value valid against the
+/// schema (the subset [`Grammar::from_schema`] lists; without `schema`, any JSON value). The
+/// schema is compiled here, once per request, on the blocking pool. Errors are 400s naming
+/// `response_format` and, for a schema, the keyword and its place.
+pub fn response_format(
+    rf: Option<&Value>,
+    order: Option<&KeyOrder>,
+    engine: &Engine,
+) -> Result<Option<Arc<Grammar>>, ApiError> {
+    const PARAM: &str = "response_format";
+    let bad = |m: String| ApiError::bad_request(m, Some(PARAM));
+    let Some(rf) = rf.filter(|v| !v.is_null()) else {
+        return Ok(None);
+    };
+    let kind = rf
+        .get("type")
+        .and_then(Value::as_str)
+        .ok_or_else(|| bad("response_format must be an object with a string 'type'".into()))?;
+    let grammar = match kind {
+        "text" => return Ok(None),
+        "json_object" => Grammar::any_object(),
+        "json_schema" => {
+            let js = rf
+                .get("json_schema")
+                .filter(|v| v.is_object())
+                .ok_or_else(|| {
+                    bad("response_format of type 'json_schema' needs a 'json_schema' object".into())
+                })?;
+            if js.get("name").is_some_and(|n| !n.is_string()) {
+                return Err(bad(
+                    "response_format.json_schema.name must be a string".into()
+                ));
+            }
+            if js
+                .get("strict")
+                .is_some_and(|s| !(s.is_boolean() || s.is_null()))
+            {
+                return Err(bad(
+                    "response_format.json_schema.strict must be a boolean".into()
+                ));
+            }
+            match (js.get("schema"), order) {
+                (None | Some(Value::Null), _) => Grammar::from_schema(&Value::Bool(true)),
+                (Some(schema), Some(order)) => {
+                    Grammar::from_schema_in_order(schema, order, SCHEMA_POINTER)
+                }
+                (Some(schema), None) => Grammar::from_schema(schema),
+            }
+            .map_err(|e| bad(format!("response_format.json_schema.schema: {e}")))?
+        }
+        other => {
+            return Err(bad(format!(
+                "response_format type '{other}' is not supported (text, json_object, json_schema)"
+            )));
+        }
+    };
+    // Builds the per-model token table now, on the blocking pool, rather than in the decode
+    // loop on the first constrained request.
+    if engine.model.token_texts().is_none() {
+        return Err(bad(
+            "response_format needs a model with a tokenizer (token texts are matched)".into(),
+        ));
+    }
+    Ok(Some(Arc::new(grammar)))
 }
 
 /// `usage`.

@@ -420,17 +420,26 @@ impl Kind {
 
 trait Validate: Body + Send + 'static {
     fn check(&self, engine: &Engine) -> Result<Validated, ApiError>;
+    /// Reads what the parsed request lost from the raw body (the key order of a
+    /// `response_format` schema).
+    fn attach_body(&mut self, body: &[u8]);
 }
 
 impl Validate for CompletionRequest {
     fn check(&self, engine: &Engine) -> Result<Validated, ApiError> {
         self.validate(engine)
     }
+    fn attach_body(&mut self, body: &[u8]) {
+        self.schema_order = crate::api::schema_order(self.response_format.as_ref(), body);
+    }
 }
 
 impl Validate for ChatRequest {
     fn check(&self, engine: &Engine) -> Result<Validated, ApiError> {
         self.validate(engine)
+    }
+    fn attach_body(&mut self, body: &[u8]) {
+        self.schema_order = crate::api::schema_order(self.response_format.as_ref(), body);
     }
 }
 
@@ -498,7 +507,10 @@ async fn generate<T: Validate>(
     // prompt: on the blocking pool, so the async workers keep streaming and answering.
     let engine_arc = Arc::clone(&loaded.engine);
     let (v, unknown) = web::block(move || {
-        parse_body_fields::<T>(&bytes).and_then(|(p, unknown)| Ok((p.check(&engine_arc)?, unknown)))
+        parse_body_fields::<T>(&bytes).and_then(|(mut p, unknown)| {
+            p.attach_body(&bytes);
+            Ok((p.check(&engine_arc)?, unknown))
+        })
     })
     .await
     .map_err(|e| ApiError::Internal(format!("the request worker failed: {e}")))??;
@@ -543,6 +555,7 @@ async fn generate<T: Validate>(
             sampling,
             stop_strings: v.stop.clone(),
             logprobs: v.logprobs,
+            grammar: v.grammar.clone(),
             events: tx,
             received,
             partition: tenant.partition,

@@ -64,6 +64,8 @@ pub struct GenRequest {
     pub partition: u64,
     /// What receipts record about the request.
     pub meta: RequestMeta,
+    /// Constrained decoding (`response_format`), when asked for.
+    pub grammar: Option<std::sync::Arc<bitnet_engine::Grammar>>,
 }
 
 /// Request facts kept for receipts.
@@ -490,7 +492,12 @@ impl Worker {
             model.tokenizer(),
             &req.prompt,
         ) {
-            Ok(d) => d,
+            Ok(d) => match (&req.grammar, model.token_texts()) {
+                (Some(g), Some(texts)) => {
+                    d.with_constraint(bitnet_engine::TokenConstraint::new(g, texts))
+                }
+                _ => d,
+            },
             Err(e) => {
                 let _ = req.events.send(Event::Failed(bitnet_app::chain(&e)));
                 return None;

@@ -228,6 +228,44 @@ impl Tokenizer {
         out
     }
 
+    /// The bytes each token id contributes to decoded text, indexed by id: `None` for special
+    /// tokens (BOS, `<|eot_id|>`, ...: they are control, not text) and for ids without a token.
+    ///
+    /// Built from the vocabulary form, not from `decode(&[id])`: a token holding part of a
+    /// multi-byte character decodes alone to U+FFFD, while constrained decoding needs its
+    /// exact bytes. Byte-level BPE (GPT-2, Llama 3) maps each char of the form back through
+    /// the GPT-2 byte table; SentencePiece maps `▁` to a space and `<0xXX>` to that byte (the
+    /// decoder's strip of one leading space at the start of a text is not applied).
+    pub fn token_bytes(&self) -> Vec<Option<Vec<u8>>> {
+        let byte_level = matches!(
+            self.inner.get_decoder(),
+            Some(tokenizers::decoders::DecoderWrapper::ByteLevel(_))
+        );
+        let unbyte = gpt2_unicode_to_byte();
+        let added = self.inner.get_added_tokens_decoder();
+        (0..self.vocab_size as u32)
+            .map(|id| {
+                if let Some(a) = added.get(&id) {
+                    return (!a.special).then(|| a.content.as_bytes().to_vec());
+                }
+                let form = self.inner.id_to_token(id)?;
+                if byte_level {
+                    form.chars()
+                        .map(|c| unbyte.get(&c).copied())
+                        .collect::<Option<Vec<u8>>>()
+                } else if let Some(hex) = form
+                    .strip_prefix("<0x")
+                    .and_then(|h| h.strip_suffix('>'))
+                    .filter(|h| h.len() == 2)
+                {
+                    u8::from_str_radix(hex, 16).ok().map(|b| vec![b])
+                } else {
+                    Some(form.replace('\u{2581}', " ").into_bytes())
+                }
+            })
+            .collect()
+    }
+
     /// The model's Jinja chat template, if it ships one.
     pub fn chat_template(&self) -> Option<&str> {
         self.chat_template.as_deref()
@@ -246,4 +284,23 @@ impl Tokenizer {
             .and_then(|id| self.inner.id_to_token(id))
             .unwrap_or_default()
     }
+}
+
+/// The inverse of GPT-2's `bytes_to_unicode`: byte-level BPE writes every byte as a printable
+/// char (printable Latin-1 bytes as themselves, the others as U+0100 onwards, in order).
+fn gpt2_unicode_to_byte() -> std::collections::HashMap<char, u8> {
+    let mut map = std::collections::HashMap::with_capacity(256);
+    let mut next = 0u32;
+    for b in 0u8..=255 {
+        let printable = matches!(b, b'!'..=b'~' | 0xA1..=0xAC | 0xAE..=0xFF);
+        let c = if printable {
+            char::from(b)
+        } else {
+            let c = char::from_u32(256 + next).unwrap_or('\0');
+            next += 1;
+            c
+        };
+        map.insert(c, b);
+    }
+    map
 }

@@ -71,5 +71,6 @@ fi
 echo "bitnet-server exited 0 after SIGTERM"
 
 # response_format (constrained decoding) on the embedded model, same binary.
-BITNET_SERVER_BIN="$BIN" scripts/openai_json_check.sh || status=$?
+# bash, not the #! line: the Nix sandbox has no /usr/bin/env.
+BITNET_SERVER_BIN="$BIN" bash scripts/openai_json_check.sh || status=$?
 exit "$status"

@@ -149,11 +149,17 @@ fn ctrl_c_stops_only_the_reply() {
     p.send("again\r").unwrap();
     p.flush().unwrap();
     p.exp_string("\x1b[?2004l").unwrap();
-    p.exp_string(PROMPT).unwrap();
+    let turn = p.exp_string(PROMPT).unwrap();
     let after = saved(&mut p, &file);
-    assert_eq!(after.len(), before.len() + 2);
-    assert_eq!(&after[before.len() - 1].1, partial);
     assert_eq!(after[after.len() - 2].1, "again");
+    if turn.contains("context full: dropped") {
+        // The stop came late, the context was nearly full, and the new turn needed room: the
+        // oldest turns (the stopped one among them) went, and the chat said so.
+        assert!(after.len() <= before.len(), "{after:?}");
+    } else {
+        assert_eq!(after.len(), before.len() + 2);
+        assert_eq!(&after[before.len() - 1].1, partial);
+    }
     quit(&mut p);
 }
 

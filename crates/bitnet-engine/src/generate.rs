@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use bitnet_tokenizer::Tokenizer;
 
+use crate::constraint::TokenConstraint;
 use crate::decode::{Decoder, FinishReason, GenerationParams};
 use crate::error::{EngineError, Result};
 use crate::model::{Model, Session};
@@ -79,6 +80,31 @@ impl<'a> Generation<'a> {
         params: GenerationParams,
         tokenizer: Option<&'a Tokenizer>,
     ) -> Result<Self> {
+        Self::start(model, session, prompt, params, tokenizer, None)
+    }
+
+    /// [`Generation::new`] with the output constrained from the first token on (see
+    /// [`Decoder::with_constraint`]): the first token is sampled here, so the constraint
+    /// cannot be added afterwards. Receipt verification reruns constrained requests with it.
+    pub fn new_constrained(
+        model: &'a Model,
+        session: &'a mut Session,
+        prompt: &[u32],
+        params: GenerationParams,
+        tokenizer: Option<&'a Tokenizer>,
+        constraint: TokenConstraint,
+    ) -> Result<Self> {
+        Self::start(model, session, prompt, params, tokenizer, Some(constraint))
+    }
+
+    fn start(
+        model: &'a Model,
+        session: &'a mut Session,
+        prompt: &[u32],
+        params: GenerationParams,
+        tokenizer: Option<&'a Tokenizer>,
+        constraint: Option<TokenConstraint>,
+    ) -> Result<Self> {
         // No more tokens can be generated than the session has room for after the prompt, so
         // `max_tokens` is clamped to that (a `-n` of 10^11 or u64::MAX must not size anything).
         let room = session
@@ -90,6 +116,9 @@ impl<'a> Generation<'a> {
             ..params
         };
         let mut decoder = Decoder::new(&params, model.config().vocab_size, tokenizer, prompt)?;
+        if let Some(c) = constraint {
+            decoder = decoder.with_constraint(c);
+        }
         let start = Instant::now();
         let logits = model.forward(session, prompt)?;
         let next = decoder.sample(logits);

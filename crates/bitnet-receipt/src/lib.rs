@@ -36,8 +36,9 @@ pub mod verify;
 pub use error::{IdentityError, Mismatch, ReadError, SchemaError, VerifyError};
 pub use identity::{ModelIdentity, hash_path, model_ref_text, sha256_hex};
 pub use schema::{
-    Batching, Dispatched, KernelInfo, ModelInfo, Output, Prompt, Receipt, Run, ServerInfo,
-    Settings, Shapes, Timings, Tool, kv_type_name, parse_kv_type, source_name, unix_now,
+    Batching, Constraint, ConstraintKind, Dispatched, KernelInfo, ModelInfo, Output, Prompt,
+    Receipt, Run, ServerInfo, Settings, Shapes, Timings, Tool, kv_type_name, parse_kv_type,
+    source_name, unix_now,
 };
 pub use verify::{Verified, VerifyOptions};
 

@@ -5,7 +5,8 @@
 //! Design decisions:
 //! - **Everything needed to rerun** is in [`Settings`] and [`Prompt`] (sampling with its
 //!   seed, limits, stop strings *and* stop ids, activation quantisation, head and KV types,
-//!   context, prefill batch): a verifier never guesses a default.
+//!   context, prefill batch, and the output [`Constraint`] when there was one): a verifier
+//!   never guesses a default.
 //! - **Facts are read, not written as constants**: kernel ids and call counts come from the
 //!   engine's dispatch counters, CPU features from detection, the model from
 //!   [`ModelIdentity::of`].
@@ -17,13 +18,14 @@
 //! - Unknown fields are ignored when reading, so a newer writer's extra facts do not break
 //!   an older verifier; a different `schema_version` is refused with a clear message.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bitnet_engine::backend::tuning::TuneResult;
 use bitnet_engine::{
-    FinishReason, GenerationParams, GenerationStats, KvType, Model, ModelConfig, ModelSource,
-    SamplingParams, SessionOptions,
+    FinishReason, GenerationParams, GenerationStats, Grammar, KeyOrder, KvType, Model, ModelConfig,
+    ModelSource, SamplingParams, SessionOptions,
 };
 use serde::{Deserialize, Serialize};
 
@@ -216,6 +218,79 @@ pub struct Settings {
     pub prefill_batch: usize,
     /// Kernel implementation the model was loaded with explicitly (forced or tuned), if any.
     pub kernel: Option<String>,
+    /// The output constraint (the server's `response_format`), when the output was
+    /// constrained; absent otherwise, so unconstrained receipts keep their exact bytes (and
+    /// receipts written before it existed read as unconstrained).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub constraint: Option<Constraint>,
+}
+
+/// What the output was constrained to, as data a verifier compiles into the same
+/// [`Grammar`] the writer decoded with (a compiled grammar is not data; its source is).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Constraint {
+    /// Which constraint.
+    pub kind: ConstraintKind,
+    /// The JSON Schema (`json_schema`; absent there when the request gave none: any JSON
+    /// value).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<serde_json::Value>,
+    /// The order the schema's text wrote each object's keys in, by JSON pointer relative to
+    /// the schema (`""` is the schema itself): `properties` are generated in the written
+    /// order, which the schema above (a JSON object, whose keys readers sort) cannot keep.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub property_order: BTreeMap<String, Vec<String>>,
+}
+
+/// The kinds of [`Constraint`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConstraintKind {
+    /// Any JSON object.
+    JsonObject,
+    /// A value valid against [`Constraint::schema`].
+    JsonSchema,
+}
+
+impl Constraint {
+    /// Any JSON object.
+    pub fn json_object() -> Self {
+        Self {
+            kind: ConstraintKind::JsonObject,
+            schema: None,
+            property_order: BTreeMap::new(),
+        }
+    }
+
+    /// A value valid against `schema` (any JSON value when `None`), its objects' keys in
+    /// `property_order` (see the field).
+    pub fn json_schema(
+        schema: Option<serde_json::Value>,
+        property_order: BTreeMap<String, Vec<String>>,
+    ) -> Self {
+        Self {
+            kind: ConstraintKind::JsonSchema,
+            schema,
+            property_order,
+        }
+    }
+
+    /// The grammar this constraint decodes with: the one the server compiled for the request
+    /// (same schema, same key order), so a rerun samples from the same masked logits.
+    pub fn grammar(&self) -> Result<Grammar, bitnet_engine::SchemaError> {
+        match self.kind {
+            ConstraintKind::JsonObject => Ok(Grammar::any_object()),
+            ConstraintKind::JsonSchema => {
+                let any = serde_json::Value::Bool(true);
+                let order: KeyOrder = self
+                    .property_order
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect();
+                Grammar::from_schema_in_order(self.schema.as_ref().unwrap_or(&any), &order, "")
+            }
+        }
+    }
 }
 
 impl Settings {
@@ -248,6 +323,7 @@ impl Settings {
             ctx,
             prefill_batch: session.max_batch,
             kernel,
+            constraint: None,
         }
     }
 

@@ -7,11 +7,18 @@
 //! So the output ids and finish reason must match exactly, on any CPU and thread count; only
 //! the kernel ids may differ (reported as a note, not a failure).
 //!
+//! A constrained output (`settings.constraint`) is rerun under the grammar compiled from the
+//! recorded schema and key order, so it draws from the same masked logits.
+//!
 //! Receipts are input like any other: a field no run could have recorded (an unknown KV
 //! type, a context larger than the model's, an empty prompt) is an error naming the field,
 //! never a panic, and a huge `max_tokens` cannot make the rerun allocate without bound.
 
-use bitnet_engine::{Generation, GenerationParams, LoadOptions, Model, ModelRef, SessionOptions};
+use std::sync::Arc;
+
+use bitnet_engine::{
+    Generation, GenerationParams, LoadOptions, Model, ModelRef, SessionOptions, TokenConstraint,
+};
 
 use crate::error::{Mismatch, VerifyError};
 use crate::identity::{ModelIdentity, model_ref_text};
@@ -144,13 +151,36 @@ impl Receipt {
             stop_ids: s.stop_ids.clone(),
             stop_strings: s.stop.clone(),
         };
-        let generation = Generation::new(
-            &model,
-            &mut session,
-            &self.prompt.ids,
-            params,
-            model.tokenizer(),
-        )
+        // A constrained output reruns under the same grammar, built from the recorded spec
+        // before the first token is sampled.
+        let generation = match &s.constraint {
+            None => Generation::new(
+                &model,
+                &mut session,
+                &self.prompt.ids,
+                params,
+                model.tokenizer(),
+            ),
+            Some(c) => {
+                let grammar = c
+                    .grammar()
+                    .map_err(|e| bad("settings.constraint.schema", e.to_string()))?;
+                let texts = model.token_texts().ok_or_else(|| {
+                    bad(
+                        "settings.constraint",
+                        "the model has no tokenizer, so its output cannot have been constrained",
+                    )
+                })?;
+                Generation::new_constrained(
+                    &model,
+                    &mut session,
+                    &self.prompt.ids,
+                    params,
+                    model.tokenizer(),
+                    TokenConstraint::new(&Arc::new(grammar), texts),
+                )
+            }
+        }
         .map_err(VerifyError::Engine)?;
         let (text, ids, finish, _) = generation.collect_text().map_err(VerifyError::Engine)?;
 

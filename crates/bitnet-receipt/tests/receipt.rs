@@ -259,6 +259,22 @@ fn old_foreign_and_broken_records_are_refused_clearly() {
         "schema_version 3 is not supported (this tool reads 2)"
     );
     v["schema_version"] = 2.into();
+    // Unconstrained output: no constraint written; an unknown kind is refused naming it.
+    assert!(v["settings"].get("constraint").is_none(), "{v}");
+    v["settings"]["constraint"] = serde_json::json!({"kind": "regex"});
+    assert!(msg(&v).contains("unknown variant `regex`"), "{}", msg(&v));
+    // A constraint on a model without a tokenizer (no token texts to match) is named.
+    v["settings"]["constraint"] = serde_json::json!({"kind": "json_object"});
+    let constrained = Receipt::parse(&v.to_string()).unwrap();
+    assert_eq!(
+        constrained.settings.constraint,
+        Some(bitnet_receipt::Constraint::json_object())
+    );
+    match verify(&constrained) {
+        Err(VerifyError::BadField { field, .. }) => assert_eq!(field, "settings.constraint"),
+        other => panic!("expected a bad settings.constraint, got {other:?}"),
+    }
+    v["settings"].as_object_mut().unwrap().remove("constraint");
     v["settings"].as_object_mut().unwrap().remove("seed");
     assert!(msg(&v).contains("missing field `seed`"), "{}", msg(&v));
     let ev = serde_json::json!({"schema_version": 2, "kind": "kv_eviction", "id": "evict-1"});

@@ -8,6 +8,7 @@
 //! Unknown fields are ignored with a warning in the log naming them (OpenAI's API and
 //! llama-server accept extra fields, and clients send vendor extensions freely).
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use bitnet_engine::{Grammar, KeyOrder, SamplingParams};
@@ -312,6 +313,8 @@ pub struct Validated {
     pub logprobs: Option<usize>,
     /// Constrained decoding from `response_format` (`None` for text).
     pub grammar: Option<Arc<Grammar>>,
+    /// What `grammar` was compiled from (receipts record it).
+    pub format: Option<Arc<FormatSpec>>,
 }
 
 fn unsupported(param: &str, what: &str) -> ApiError {
@@ -509,6 +512,7 @@ impl Common {
             n: self.n.unwrap_or(1) as usize,
             logprobs,
             grammar: None,
+            format: None,
         })
     }
 }
@@ -573,7 +577,7 @@ impl CompletionRequest {
                 (v[0].clone(), None)
             }
         };
-        let grammar = response_format(
+        let format = response_format(
             self.response_format.as_ref(),
             self.schema_order.as_ref(),
             engine,
@@ -587,7 +591,7 @@ impl CompletionRequest {
             "prompt",
             self.logprobs.map(|k| k as usize),
         )?;
-        v.grammar = grammar;
+        (v.grammar, v.format) = format.unzip();
         Ok(v)
     }
 }
@@ -624,7 +628,7 @@ impl ChatRequest {
         {
             return Err(unsupported("tool_choice", ""));
         }
-        let grammar = response_format(
+        let format = response_format(
             self.response_format.as_ref(),
             self.schema_order.as_ref(),
             engine,
@@ -711,7 +715,7 @@ impl ChatRequest {
             "messages",
             logprobs,
         )?;
-        v.grammar = grammar;
+        (v.grammar, v.format) = format.unzip();
         Ok(v)
     }
 }
@@ -734,11 +738,14 @@ pub fn schema_order(rf: Option<&Value>, body: &[u8]) -> Option<KeyOrder> {
 /// schema (the subset [`Grammar::from_schema`] lists; without `schema`, any JSON value). The
 /// schema is compiled here, once per request, on the blocking pool. Errors are 400s naming
 /// `response_format` and, for a schema, the keyword and its place.
+///
+/// Returns the grammar and what it was compiled from: the schema and the key order written
+/// under it ([`FormatSpec`]), from which a receipt's verifier compiles the same grammar.
 pub fn response_format(
     rf: Option<&Value>,
     order: Option<&KeyOrder>,
     engine: &Engine,
-) -> Result<Option<Arc<Grammar>>, ApiError> {
+) -> Result<Option<Format>, ApiError> {
     const PARAM: &str = "response_format";
     let bad = |m: String| ApiError::bad_request(m, Some(PARAM));
     let Some(rf) = rf.filter(|v| !v.is_null()) else {
@@ -748,9 +755,9 @@ pub fn response_format(
         .get("type")
         .and_then(Value::as_str)
         .ok_or_else(|| bad("response_format must be an object with a string 'type'".into()))?;
-    let grammar = match kind {
+    let (grammar, spec) = match kind {
         "text" => return Ok(None),
-        "json_object" => Grammar::any_object(),
+        "json_object" => (Grammar::any_object(), FormatSpec::JsonObject),
         "json_schema" => {
             let js = rf
                 .get("json_schema")
@@ -771,14 +778,25 @@ pub fn response_format(
                     "response_format.json_schema.strict must be a boolean".into()
                 ));
             }
-            match (js.get("schema"), order) {
-                (None | Some(Value::Null), _) => Grammar::from_schema(&Value::Bool(true)),
+            let schema = js.get("schema").filter(|v| !v.is_null());
+            let grammar = match (schema, order) {
+                (None, _) => Grammar::from_schema(&Value::Bool(true)),
                 (Some(schema), Some(order)) => {
                     Grammar::from_schema_in_order(schema, order, SCHEMA_POINTER)
                 }
                 (Some(schema), None) => Grammar::from_schema(schema),
             }
-            .map_err(|e| bad(format!("response_format.json_schema.schema: {e}")))?
+            .map_err(|e| bad(format!("response_format.json_schema.schema: {e}")))?;
+            let property_order = order
+                .map(|o| order_under(o, SCHEMA_POINTER))
+                .unwrap_or_default();
+            (
+                grammar,
+                FormatSpec::JsonSchema {
+                    schema: schema.cloned(),
+                    property_order,
+                },
+            )
         }
         other => {
             return Err(bad(format!(
@@ -793,7 +811,38 @@ pub fn response_format(
             "response_format needs a model with a tokenizer (token texts are matched)".into(),
         ));
     }
-    Ok(Some(Arc::new(grammar)))
+    Ok(Some((Arc::new(grammar), Arc::new(spec))))
+}
+
+/// A constraining `response_format`: the grammar to decode with and what it was compiled from.
+pub type Format = (Arc<Grammar>, Arc<FormatSpec>);
+
+/// What a constraining `response_format` was compiled from: enough to compile the same
+/// [`Grammar`] again (a receipt's verifier does).
+#[derive(Debug, Clone, PartialEq)]
+pub enum FormatSpec {
+    /// `json_object`: any JSON object.
+    JsonObject,
+    /// `json_schema`.
+    JsonSchema {
+        /// The schema (`None`: the request gave none, any JSON value).
+        schema: Option<Value>,
+        /// The key order written in the schema's text, by JSON pointer relative to the schema
+        /// (`""` is the schema): [`Grammar::from_schema_in_order`] with base `""` reads it.
+        property_order: BTreeMap<String, Vec<String>>,
+    },
+}
+
+/// The entries of `order` at and below the JSON pointer `base`, with `base` cut off their
+/// keys (so they are pointers relative to the value at `base`).
+fn order_under(order: &KeyOrder, base: &str) -> BTreeMap<String, Vec<String>> {
+    order
+        .iter()
+        .filter_map(|(k, v)| {
+            let rest = k.strip_prefix(base)?;
+            (rest.is_empty() || rest.starts_with('/')).then(|| (rest.to_string(), v.clone()))
+        })
+        .collect()
 }
 
 /// `usage`.

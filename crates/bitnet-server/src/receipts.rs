@@ -29,13 +29,14 @@ use std::thread::JoinHandle;
 
 use bitnet_engine::GenerationParams;
 use bitnet_receipt::{
-    Batching, ModelIdentity, Output, Prompt, Receipt, Run, SCHEMA_VERSION, ServerInfo, Timings,
-    Tool, unix_now,
+    Batching, Constraint, ModelIdentity, Output, Prompt, Receipt, Run, SCHEMA_VERSION, ServerInfo,
+    Timings, Tool, unix_now,
 };
 use serde::Serialize;
 use serde_json::{Value, json};
 use tokio::sync::mpsc::UnboundedSender;
 
+use crate::api::FormatSpec;
 use crate::engine::Engine;
 use crate::error::ServerError;
 use crate::pool::{Eviction, PoolStats};
@@ -334,6 +335,13 @@ impl ReceiptStore {
                 name: env!("CARGO_PKG_NAME").to_string(),
                 version: env!("CARGO_PKG_VERSION").to_string(),
             },
+        });
+        receipt.settings.constraint = r.meta.format.as_deref().map(|f| match f {
+            FormatSpec::JsonObject => Constraint::json_object(),
+            FormatSpec::JsonSchema {
+                schema,
+                property_order,
+            } => Constraint::json_schema(schema.clone(), property_order.clone()),
         });
         receipt.kernels.tuned = e.kernel.tuned;
         receipt.kernels.tuning = e.kernel.tuning.clone();

@@ -564,6 +564,7 @@ async fn generate<T: Validate>(
                 prompt_text: v.prompt_text.clone(),
                 chat: kind == Kind::Chat,
                 owner: tenant.owner.clone(),
+                format: v.format.clone(),
             },
         })?;
         rxs.push(rx);

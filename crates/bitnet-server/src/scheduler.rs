@@ -80,6 +80,10 @@ pub struct RequestMeta {
     /// Who may read the receipt: a fingerprint of the API key that made the request (`None`
     /// when the server needs no key).
     pub owner: Option<String>,
+    /// What the output was constrained to (`response_format`), when it was: the decoder runs
+    /// [`GenRequest::grammar`], receipts record this so a rerun compiles the same grammar.
+    #[serde(skip)]
+    pub format: Option<std::sync::Arc<crate::api::FormatSpec>>,
 }
 
 /// What a request's receiver gets.

@@ -1,6 +1,8 @@
 //! Receipts (`receipts` feature): the happy path (every completion and every KV eviction
 //! leaves a durable receipt with the right payload, served at `/v1/receipts/{id}`) and the
-//! guard path (feature built, receipts off: nothing written, the endpoint answers 404).
+//! guard path (feature built, receipts off: nothing written, the endpoint answers 404), and
+//! receipts of constrained (`response_format`) completions that verify by rerunning under
+//! the recorded constraint.
 #![cfg(feature = "receipts")]
 
 mod common;
@@ -118,6 +120,8 @@ async fn every_completion_and_eviction_has_a_durable_receipt() {
     assert_eq!(r["output"]["finish_reason"], "length");
     assert!(r["timings"]["total_ms"].as_f64().unwrap() > 0.0);
     assert_eq!(r["server"]["endpoint"], "/v1/completions");
+    // Unconstrained: no constraint written (the receipt's bytes are what they always were).
+    assert!(r["settings"].get("constraint").is_none(), "{r}");
     assert_eq!(
         r["settings"]["stop_ids"],
         serde_json::to_value(tok.stop_ids()).unwrap()
@@ -257,5 +261,105 @@ async fn each_of_n_choices_has_a_receipt_that_records_penalties_and_verifies() {
             })
             .unwrap_or_else(|e| panic!("choice {i}: {e}"));
     }
+    s.stop().await;
+}
+
+fn verify(receipt: &bitnet_receipt::Receipt) -> Result<bitnet_receipt::Verified, String> {
+    receipt
+        .verify(&bitnet_receipt::VerifyOptions {
+            threads: 1,
+            model: None,
+        })
+        .map_err(|e| bitnet_app::chain(&e))
+}
+
+/// The receipt of the completion `v` (its first choice).
+async fn receipt_of(s: &TestServer, v: &Value) -> bitnet_receipt::Receipt {
+    let id = v["bitnet"]["receipt_id"].as_str().expect("receipt id");
+    let (status, body) = get(&s.url(&format!("/v1/receipts/{id}"))).await;
+    assert_eq!(status, 200, "{body}");
+    bitnet_receipt::Receipt::parse(&body).unwrap()
+}
+
+#[actix_web::test]
+async fn constrained_completions_record_the_constraint_and_verify() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config();
+    // The embedded model writes JSON; the tiny fixture's 512 tokens barely can.
+    cfg.model = bitnet_engine::ModelRef::Embedded;
+    cfg.model_name = "embedded".into();
+    cfg.receipts_log = Some(dir.path().join("receipts.jsonl"));
+    let s = TestServer::start(cfg);
+
+    // json_schema, sampled, properties written name, age, tags (not sorted: the receipt must
+    // keep that order, which its schema object cannot).
+    let body = r#"{"messages": [{"role": "user", "content": "Describe a person as JSON."}],
+        "max_tokens": 120, "temperature": 0.9, "seed": 3,
+        "response_format": {"type": "json_schema", "json_schema": {"name": "person",
+        "strict": true, "schema": {"type": "object", "properties": {
+            "name": {"type": "string", "maxLength": 12},
+            "age": {"type": "integer"},
+            "tags": {"type": "array", "items": {"enum": ["rust", "cpu", "llm"]}, "maxItems": 3}},
+        "required": ["name", "age", "tags"], "additionalProperties": false}}}}"#;
+    let (status, v) = post_raw(
+        &s.url("/v1/chat/completions"),
+        body.as_bytes().to_vec(),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    let text = v["choices"][0]["message"]["content"].as_str().unwrap();
+    assert_eq!(v["choices"][0]["finish_reason"], "stop", "{text}");
+    // The written order, not the sorted one (age, name, tags): the rerun must keep it too.
+    let at = |k: &str| text.find(&format!("\"{k}\"")).unwrap();
+    assert!(at("name") < at("age"), "{text}");
+    let receipt = receipt_of(&s, &v).await;
+    let c = receipt.settings.constraint.as_ref().expect("constraint");
+    assert_eq!(c.kind, bitnet_receipt::ConstraintKind::JsonSchema);
+    assert_eq!(
+        c.schema.as_ref().unwrap()["properties"]["name"]["maxLength"],
+        12
+    );
+    assert_eq!(c.property_order["/properties"], ["name", "age", "tags"]);
+    let json = serde_json::to_value(&receipt).unwrap();
+    assert_eq!(json["settings"]["constraint"]["kind"], "json_schema");
+    let verified = verify(&receipt).unwrap();
+    assert_eq!(verified.tokens, receipt.output.ids.len());
+
+    // Tampered: without "name" the rerun's grammar writes another object.
+    let mut tampered = receipt.clone();
+    let t = tampered.settings.constraint.as_mut().unwrap();
+    let schema = t.schema.as_mut().unwrap();
+    schema["properties"].as_object_mut().unwrap().remove("name");
+    schema["required"] = serde_json::json!(["age", "tags"]);
+    let err = verify(&tampered).unwrap_err();
+    assert!(err.contains("mismatch"), "{err}");
+    // A schema no server accepts is an error naming the field.
+    let mut bad = receipt.clone();
+    bad.settings.constraint.as_mut().unwrap().schema = Some(json!({"pattern": "x"}));
+    let err = verify(&bad).unwrap_err();
+    assert!(err.contains("settings.constraint.schema"), "{err}");
+    // Without the constraint the rerun is free and differs (the gap this record closes).
+    let mut free = receipt.clone();
+    free.settings.constraint = None;
+    assert!(verify(&free).unwrap_err().contains("mismatch"));
+
+    // json_object on /v1/completions, sampled.
+    let (status, v) = post(
+        &s.url("/v1/completions"),
+        &json!({"prompt": "{\"config\":", "max_tokens": 40, "temperature": 0.8, "seed": 11,
+                "response_format": {"type": "json_object"}}),
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    let receipt = receipt_of(&s, &v).await;
+    let c = receipt.settings.constraint.as_ref().expect("constraint");
+    assert_eq!(*c, bitnet_receipt::Constraint::json_object());
+    let json = serde_json::to_value(&receipt).unwrap();
+    assert_eq!(
+        json["settings"]["constraint"],
+        json!({"kind": "json_object"})
+    );
+    verify(&receipt).unwrap();
     s.stop().await;
 }

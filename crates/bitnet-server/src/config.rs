@@ -236,7 +236,7 @@ fn parse_head_type(s: &str) -> Result<bitnet_engine::HeadType, String> {
 /// behaviour.
 #[derive(Debug, Clone, Copy, PartialEq, clap::Args)]
 pub struct SamplingDefaults {
-    /// Default temperature, in [0, 2] (0 = greedy).
+    /// Default temperature, >= 0 (0 = greedy).
     #[arg(
         long = "temp",
         visible_alias = "temperature",
@@ -276,35 +276,38 @@ impl Default for SamplingDefaults {
 }
 
 impl SamplingDefaults {
-    /// Checks each range, naming the flag.
+    /// Checks each range with the engine's own rules
+    /// ([`bitnet_engine::SamplingParams::validate`]), naming
+    /// the flag.
     fn validate(&self) -> Result<(), ServerError> {
-        let bad =
-            |flag: &'static str, reason: String| Err(ServerError::InvalidOption { flag, reason });
-        if !(self.temperature.is_finite() && (0.0..=2.0).contains(&self.temperature)) {
-            return bad(
-                "temp",
-                format!("{} is out of range: it must be in [0, 2]", self.temperature),
-            );
-        }
-        if !(self.top_p > 0.0 && self.top_p <= 1.0) {
-            return bad(
-                "top-p",
-                format!("{} is out of range: it must be in (0, 1]", self.top_p),
-            );
-        }
-        if !(0.0..=1.0).contains(&self.min_p) {
-            return bad(
-                "min-p",
-                format!("{} is out of range: it must be in [0, 1]", self.min_p),
-            );
-        }
-        if !(self.repeat_penalty.is_finite() && self.repeat_penalty > 0.0) {
-            return bad(
-                "repeat-penalty",
-                format!("{} must be > 0", self.repeat_penalty),
-            );
-        }
-        Ok(())
+        let params = bitnet_engine::SamplingParams {
+            temperature: self.temperature,
+            top_k: self.top_k as usize,
+            top_p: self.top_p,
+            min_p: self.min_p,
+            repeat_penalty: self.repeat_penalty,
+            ..bitnet_engine::SamplingParams::default()
+        };
+        params.validate().map_err(|e| match e {
+            bitnet_engine::EngineError::InvalidSetting {
+                name,
+                value,
+                reason,
+            } => ServerError::InvalidOption {
+                flag: match name {
+                    "temperature" => "temp",
+                    "top_p" => "top-p",
+                    "min_p" => "min-p",
+                    "repeat_penalty" => "repeat-penalty",
+                    other => other,
+                },
+                reason: format!("{value} is out of range: it {reason}"),
+            },
+            other => ServerError::InvalidOption {
+                flag: "temp",
+                reason: other.to_string(),
+            },
+        })
     }
 }
 
@@ -559,17 +562,14 @@ mod tests {
             }
         );
         assert_eq!(parse(&[]).sampling, SamplingDefaults::default());
-        for (flag, value) in [
-            ("--temp", "2.5"),
-            ("--top-p", "0"),
-            ("--min-p", "1.5"),
-            ("--repeat-penalty", "0"),
+        for (arg, flag) in [
+            ("--temp=-1", "temp"),
+            ("--top-p=0", "top-p"),
+            ("--min-p=1.5", "min-p"),
+            ("--repeat-penalty=0", "repeat-penalty"),
         ] {
-            let err = ServerConfig::from_args(&parse(&[flag, value])).unwrap_err();
-            assert!(
-                err.to_string().contains(flag.trim_start_matches('-')),
-                "{flag} {value}: {err}"
-            );
+            let err = ServerConfig::from_args(&parse(&[arg])).unwrap_err();
+            assert!(err.to_string().contains(flag), "{arg}: {err}");
         }
     }
 

@@ -4,32 +4,10 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use bitnet_engine::{Generation, GenerationParams, SamplingParams};
+use bitnet_engine::SamplingParams;
 use common::*;
 use futures_util::StreamExt;
 use serde_json::{Value, json};
-
-/// The engine's own single-request generation (the reference the server must match).
-fn reference(
-    server: &TestServer,
-    prompt: &[u32],
-    max_tokens: usize,
-    sampling: SamplingParams,
-) -> Vec<u32> {
-    let engine = &server.state.loaded().unwrap().engine;
-    let model = &engine.model;
-    let mut session = model.session(&engine.session_opts);
-    let params = GenerationParams {
-        max_tokens,
-        sampling,
-        stop_ids: engine.stop_ids.clone(),
-        stop_strings: Vec::new(),
-    };
-    let generation =
-        Generation::new(model, &mut session, prompt, params, model.tokenizer()).unwrap();
-    let (_, ids, _, _) = generation.collect_text().unwrap();
-    ids
-}
 
 fn ids(v: &Value) -> Vec<u32> {
     v["bitnet"]["token_ids"]

@@ -5,7 +5,7 @@
 
 mod common;
 
-use bitnet_engine::{Generation, GenerationParams, ModelRef, SamplingParams};
+use bitnet_engine::{ModelRef, SamplingParams};
 use common::*;
 use serde_json::{Value, json};
 
@@ -24,29 +24,6 @@ fn ids_of(v: &Value) -> Vec<u32> {
         .iter()
         .map(|x| x.as_u64().unwrap() as u32)
         .collect()
-}
-
-/// The engine's own generation of `prompt` with `sampling` (the reference).
-fn reference(
-    server: &TestServer,
-    prompt: &[u32],
-    max_tokens: usize,
-    sampling: SamplingParams,
-) -> Vec<u32> {
-    let engine = &server.state.loaded().unwrap().engine;
-    let model = &engine.model;
-    let mut session = model.session(&engine.session_opts);
-    let params = GenerationParams {
-        max_tokens,
-        sampling,
-        stop_ids: engine.stop_ids.clone(),
-        stop_strings: Vec::new(),
-    };
-    let (_, ids, _, _) = Generation::new(model, &mut session, prompt, params, model.tokenizer())
-        .unwrap()
-        .collect_text()
-        .unwrap();
-    ids
 }
 
 /// ln softmax(logits)[i] in f64, the direct way.

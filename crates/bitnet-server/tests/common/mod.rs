@@ -160,3 +160,27 @@ pub fn metric(text: &str, prefix: &str) -> Option<f64> {
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse().ok())
 }
+
+/// The engine's own single-request generation of `prompt` (the reference the server must
+/// match): the served engine's model, session options and stop ids, no stop strings.
+pub fn reference(
+    server: &TestServer,
+    prompt: &[u32],
+    max_tokens: usize,
+    sampling: bitnet_engine::SamplingParams,
+) -> Vec<u32> {
+    let engine = &server.state.loaded().unwrap().engine;
+    let model = &engine.model;
+    let mut session = model.session(&engine.session_opts);
+    let params = bitnet_engine::GenerationParams {
+        max_tokens,
+        sampling,
+        stop_ids: engine.stop_ids.clone(),
+        stop_strings: Vec::new(),
+    };
+    let generation =
+        bitnet_engine::Generation::new(model, &mut session, prompt, params, model.tokenizer())
+            .unwrap();
+    let (_, ids, _, _) = generation.collect_text().unwrap();
+    ids
+}

@@ -365,9 +365,17 @@ pub struct BenchArgs {
     /// Skip the memory bandwidth probe.
     #[arg(long)]
     pub no_bandwidth: bool,
-    /// Size of the bandwidth probe's buffer in MiB (much larger than the caches).
+    /// Size of the bandwidth probe's buffer in MiB (much larger than the caches), split
+    /// between the threads.
     #[arg(long, default_value_t = 1024, value_name = "MIB", value_parser = clap::value_parser!(u64).range(1..=65536))]
     pub probe_mib: u64,
+    /// Timed passes of the bandwidth probe (after one untimed); the best one counts.
+    #[arg(long, default_value_t = 10, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=1000))]
+    pub probe_passes: u64,
+    /// Only run the bandwidth probe for each `-t` thread count and print its GB/s (no model
+    /// is loaded): to check it against `scripts/bench/membw_check.sh`'s C read.
+    #[arg(long, conflicts_with = "no_bandwidth")]
+    pub probe_only: bool,
 }
 
 /// `perplexity`.

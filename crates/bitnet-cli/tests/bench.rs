@@ -18,6 +18,8 @@ fn synthetic_tiny_prints_a_llama_bench_table() {
         "1",
         "--probe-mib",
         "16",
+        "--probe-passes",
+        "2",
     ]));
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(
@@ -84,6 +86,99 @@ fn parallel_adds_batched_decode_rows() {
     let rows = bench_rows(&["-p", "0", "-n", "3", "-P", "1,2,4", "-r", "1"]);
     assert_eq!(tests(&rows), ["tg3", "tg3x2", "tg3x4"]);
     assert!(rows[2]["avg_ts"].as_f64().unwrap() > 0.0);
+}
+
+#[test]
+fn probe_only_prints_the_read_bandwidth_per_thread_count() {
+    let out = stdout_of(&mut cli([
+        "bench",
+        "--probe-only",
+        "-t",
+        "1,2",
+        "--probe-mib",
+        "8",
+        "--probe-passes",
+        "2",
+    ]));
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    for (line, t) in lines.iter().zip([1, 2]) {
+        // "probe threads T: X GB/s read (read/ISA, 8 MiB, best of 2)": what
+        // scripts/bench/membw_check.sh parses.
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(
+            &fields[..3],
+            ["probe", "threads", &format!("{t}:")],
+            "{line}"
+        );
+        assert!(fields[3].parse::<f64>().unwrap() > 0.0, "{line}");
+        assert_eq!(fields[4], "GB/s", "{line}");
+        assert!(line.contains("(read/"), "{line}");
+        assert!(line.ends_with(", 8 MiB, best of 2)"), "{line}");
+    }
+
+    let json = stdout_of(&mut cli([
+        "bench",
+        "--probe-only",
+        "-t",
+        "2",
+        "--probe-mib",
+        "4",
+        "--probe-passes",
+        "3",
+        "--json",
+    ]));
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&json).unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0]["threads"], 2);
+    assert_eq!(rows[0]["bytes"], 4 << 20);
+    assert_eq!(rows[0]["pass_gbs"].as_array().unwrap().len(), 3);
+    assert!(rows[0]["bandwidth_gbs"].as_f64().unwrap() > 0.0);
+}
+
+#[test]
+fn roofline_fields_are_in_the_json_tg_rows() {
+    let out = stdout_of(&mut cli([
+        "bench",
+        "--synthetic",
+        "tiny",
+        "-p",
+        "0",
+        "-n",
+        "2",
+        "-r",
+        "1",
+        "-t",
+        "1",
+        "--probe-mib",
+        "8",
+        "--probe-passes",
+        "2",
+        "--json",
+    ]));
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
+    let bw = rows[0]["bandwidth_gbs"].as_f64().unwrap();
+    let roof = rows[0]["roofline_ts"].as_f64().unwrap();
+    let pct = rows[0]["roofline_pct"].as_f64().unwrap();
+    let ts = rows[0]["avg_ts"].as_f64().unwrap();
+    assert!(bw > 0.0 && roof > 0.0);
+    assert!(
+        (pct - 100.0 * ts / roof).abs() < 1e-9 * pct.max(1.0),
+        "{out}"
+    );
+}
+
+#[test]
+fn probe_only_and_no_bandwidth_conflict() {
+    let out = cli(["bench", "--probe-only", "--no-bandwidth"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--probe-only") && err.contains("--no-bandwidth"),
+        "{err}"
+    );
 }
 
 /// `bench --synthetic tiny ARGS --json --no-bandwidth`: its rows.

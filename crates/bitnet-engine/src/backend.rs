@@ -7,7 +7,19 @@
 //! up); routing them through this module keeps the kernels crate free to change everything
 //! else, and keeps one place that says what the front ends may rely on.
 
+pub use bitnet_kernels::membw::ReadProbe;
 pub use bitnet_kernels::{Backend, available, by_id, cpu_features, detect, known_ids, tuning};
+
+/// Memory read bandwidth as decode sees it (for `bench`'s roofline): the fastest read
+/// kernel ([`bitnet_kernels::membw`]) on a fresh kernel pool of `threads` threads, the same
+/// pool type the model runs on, best of `passes` reads of a `bytes` buffer.
+///
+/// # Panics
+/// If `passes == 0`.
+pub fn read_bandwidth(threads: usize, bytes: usize, passes: usize) -> ReadProbe {
+    let kernels = bitnet_kernels::Kernels::new(threads);
+    bitnet_kernels::membw::read_bandwidth(&kernels, bytes, passes)
+}
 
 /// The `--kernel list` text both front ends print: every kernel id compiled for this
 /// architecture, best first, each marked with whether this CPU runs it and which one is the

@@ -13,6 +13,8 @@
 //! - [`PackedTernary`]: weights repacked once at load time into a [`PackedLayout`] the
 //!   backends stream (0.25 byte per weight; see [`packed`]).
 //! - [`Q8Matrix`]: ggml-style Q8_0 for the optional 8-bit output head ([`q8`]).
+//! - [`membw`]: the memory read-bandwidth probe (full-width loads per ISA, several streams
+//!   per thread, on the kernel pool) that decode's roofline is measured against.
 //! - [`Kernels`]: what the engine calls: the backend, a persistent thread pool splitting
 //!   rows, shape checks once per call, per-kernel call counters for receipts, and
 //!   [`Kernels::for_each_part_mut`] for other parallel work on disjoint [`PartsMut`]. No heap
@@ -30,6 +32,7 @@ mod dispatch;
 mod error;
 pub mod formats;
 mod kernels;
+pub mod membw;
 mod ops;
 pub mod packed;
 mod parts;

@@ -6,16 +6,20 @@
 //! `--parallel N` adds `tgNxP` rows: P sequences decoded together with the engine's batched
 //! step (as the server's continuous batching runs them), aggregate tokens/s.
 //!
-//! Alongside, the memory read bandwidth is probed in the same process (one warm pass over a
-//! 1 GiB buffer by default, then one timed pass summing it with the same number of threads), which gives
-//! the decode roofline `bandwidth / bytes streamed per token`: generation cannot beat it, so
-//! the table says how close it gets.
+//! Alongside, the memory read bandwidth is probed in the same process, after the model is
+//! dropped (`bitnet_kernels::membw` through [`read_bandwidth`]: full-width SIMD loads, several streams per thread, on
+//! a kernel pool of the same thread count as decode, best of `--probe-passes` reads of a
+//! `--probe-mib` buffer), which gives the decode roofline `bandwidth / bytes streamed per
+//! token`: generation cannot beat it, so the table says how close it gets.
+//! `scripts/bench/membw_check.sh` checks the probe (`--probe-only`) against a C/OpenMP
+//! STREAM-style read.
 
 use std::io::Write;
 use std::path::Path;
 use std::time::Instant;
 
 use anyhow::Result;
+use bitnet_engine::backend::{ReadProbe, read_bandwidth};
 use bitnet_engine::{HeadType, LoadOptions, Model, ModelConfig, ModelRef, SessionOptions};
 use serde::Serialize;
 
@@ -132,39 +136,50 @@ fn time_tg_parallel(model: &Model, opts: &SessionOptions, firsts: &[u32], n: usi
     Ok(start.elapsed().as_secs_f64())
 }
 
-/// Memory read bandwidth in bytes/s: sums a buffer of `bytes` (as u64) with `threads`
-/// threads, once to warm it (and fault the pages in), then timed.
-pub fn read_bandwidth(threads: usize, bytes: usize) -> f64 {
-    let buf = vec![1u64; bytes / 8];
-    let threads = threads.max(1);
-    let chunk = buf.len().div_ceil(threads);
-    let pass = |buf: &[u64]| -> u64 {
-        std::thread::scope(|s| {
-            let handles: Vec<_> = buf
-                .chunks(chunk)
-                .map(|part| {
-                    s.spawn(move || {
-                        // Four independent accumulators let the loop vectorise.
-                        let mut acc = [0u64; 4];
-                        for c in part.chunks_exact(4) {
-                            for k in 0..4 {
-                                acc[k] = acc[k].wrapping_add(c[k]);
-                            }
-                        }
-                        acc.iter().fold(0u64, |a, &b| a.wrapping_add(b))
-                    })
+/// Memory read bandwidth on `threads` threads of a kernel pool like the decode one (see
+/// [`read_bandwidth`]): best of `passes` timed reads of a `mib` MiB buffer.
+fn probe(threads: usize, mib: u64, passes: u64) -> ReadProbe {
+    read_bandwidth(threads, (mib as usize) << 20, passes as usize)
+}
+
+/// `--probe-only`: the probe for each thread count, as lines `probe threads T: X GB/s read
+/// (...)` or a JSON array.
+fn run_probe_only(args: &BenchArgs, threads: &[usize]) -> Result<()> {
+    let probes: Vec<_> = threads
+        .iter()
+        .map(|&t| probe(t, args.probe_mib, args.probe_passes))
+        .collect();
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        let rows: Vec<_> = probes
+            .iter()
+            .map(|p| {
+                serde_json::json!({
+                    "threads": p.threads,
+                    "kernel": p.kernel,
+                    "bytes": p.bytes,
+                    "passes": p.passes,
+                    "bandwidth_gbs": p.best_bytes_per_sec / 1e9,
+                    "pass_gbs": p.pass_bytes_per_sec.iter().map(|b| b / 1e9).collect::<Vec<_>>(),
                 })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().unwrap_or(0))
-                .fold(0u64, u64::wrapping_add)
-        })
-    };
-    std::hint::black_box(pass(std::hint::black_box(&buf)));
-    let start = Instant::now();
-    std::hint::black_box(pass(std::hint::black_box(&buf)));
-    (buf.len() * 8) as f64 / start.elapsed().as_secs_f64()
+            })
+            .collect();
+        writeln!(out, "{}", serde_json::to_string_pretty(&rows)?)?;
+    } else {
+        for p in &probes {
+            writeln!(
+                out,
+                "probe threads {}: {:.2} GB/s read ({}, {} MiB, best of {})",
+                p.threads,
+                p.best_bytes_per_sec / 1e9,
+                p.kernel,
+                p.bytes >> 20,
+                p.passes
+            )?;
+        }
+    }
+    out.flush()?;
+    Ok(())
 }
 
 /// Runs the benchmark and prints the table (or JSON).
@@ -208,6 +223,9 @@ pub fn run(args: BenchArgs) -> Result<()> {
         threads.push(bitnet_engine::threads::default_threads(&model_ref));
     }
     threads.dedup();
+    if args.probe_only {
+        return run_probe_only(&args, &threads);
+    }
 
     let mut results = Vec::new();
     let mut footer = Vec::new();
@@ -328,7 +346,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         if !args.no_bandwidth {
             let bytes_per_token = w.bytes_per_token() as f64;
             drop(model);
-            let bw = read_bandwidth(threads_used, (args.probe_mib as usize) << 20);
+            let bw = probe(threads_used, args.probe_mib, args.probe_passes).best_bytes_per_sec;
             let roofline = bw / bytes_per_token;
             for &i in &tg_rows {
                 let r = &mut results[i];

@@ -10,6 +10,7 @@
 
 pub(crate) mod act_quant;
 pub(crate) mod dense;
+pub(crate) mod membw;
 pub(crate) mod ternary;
 
 use crate::backend::{Backend, OpKind};

@@ -495,7 +495,7 @@ mode_fuzz_loaders() {
     log "fuzz-loaders: $dir $target for ${secs}s"
     mkdir -p "crates/$dir/fuzz/corpus/$target"
     (cd "crates/$dir/fuzz" &&
-      cargo +nightly fuzz run -O --target-dir "$ROOT/target/fuzz" "$target" "corpus/$target" "../$kept" -- \
+      cargo +nightly fuzz run --target-dir "$ROOT/target/fuzz" "$target" "corpus/$target" "../$kept" -- \
         -max_total_time="$secs" -rss_limit_mb=2048 -timeout=10 -print_final_stats=1)
   done
 }

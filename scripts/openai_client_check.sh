@@ -15,16 +15,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 
-if python3 -c 'import openai' 2>/dev/null; then
-  PY=python3
-else
-  VENV="$ROOT/target/openai-venv"
-  [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
-  "$VENV/bin/python" -c 'import openai' 2>/dev/null || "$VENV/bin/pip" install -q openai
-  PY="$VENV/bin/python"
-fi
-
 . scripts/lib/server.sh
+client_python openai
+
 server_bin
 LOG=$(mktemp)
 KEY="openai-check-key"

@@ -12,17 +12,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 
-if python3 -c 'import openai, jsonschema' 2>/dev/null; then
-  PY=python3
-else
-  VENV="$ROOT/target/openai-venv"
-  [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
-  "$VENV/bin/python" -c 'import openai, jsonschema' 2>/dev/null \
-    || "$VENV/bin/pip" install -q openai jsonschema
-  PY="$VENV/bin/python"
-fi
-
 . scripts/lib/server.sh
+client_python openai jsonschema
+
 server_bin
 LOG=$(mktemp)
 KEY="openai-json-check-key"

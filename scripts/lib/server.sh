@@ -10,6 +10,9 @@
 #                       trap kills it (and removes its scratch dir) if the script ends first.
 #   server_wait_ready   waits (up to 60 s) until GET $URL/ready answers 200 (model loaded).
 #   server_stop LOG     SIGTERM, then requires a graceful exit 0 (prints LOG's tail if not).
+#   client_python MOD.. sets PY: `python3` when it imports every MOD (the Nix check's, from
+#                       nixpkgs), else the venv target/openai-venv with the missing ones
+#                       installed from PyPI (never machine-wide).
 #
 # The caller has `set -euo pipefail` and ROOT (the checkout) set.
 
@@ -73,4 +76,17 @@ server_stop() {
     tail -20 "$log" >&2
     return 1
   fi
+}
+
+client_python() {
+  local imports
+  imports=$(IFS=,; echo "$*")
+  if python3 -c "import $imports" 2>/dev/null; then
+    PY=python3
+    return
+  fi
+  local venv="$ROOT/target/openai-venv"
+  [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+  "$venv/bin/python" -c "import $imports" 2>/dev/null || "$venv/bin/pip" install -q "$@"
+  PY="$venv/bin/python"
 }

@@ -9,6 +9,21 @@ use common::*;
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 
+/// What the server samples with for `temperature: 0.9, top_p: 0.95, seed: 1234` (the rest at
+/// OpenAI's defaults, which are the server's without flags).
+fn seeded_0_9() -> SamplingParams {
+    SamplingParams {
+        temperature: 0.9,
+        top_k: 0,
+        top_p: 0.95,
+        min_p: 0.0,
+        repeat_penalty: 1.0,
+        repeat_last_n: 64,
+        seed: 1234,
+        ..SamplingParams::default()
+    }
+}
+
 fn ids(v: &Value) -> Vec<u32> {
     v["bitnet"]["token_ids"]
         .as_array()
@@ -41,16 +56,7 @@ async fn completion_matches_the_engine_alone_and_counts_usage() {
     assert_eq!(v["choices"][0]["finish_reason"], "length");
 
     // Seeded sampling: same seed, same tokens as the engine's sampler with that seed.
-    let sampling = SamplingParams {
-        temperature: 0.9,
-        top_k: 0,
-        top_p: 0.95,
-        min_p: 0.0,
-        repeat_penalty: 1.0,
-        repeat_last_n: 64,
-        seed: 1234,
-        ..SamplingParams::default()
-    };
+    let sampling = seeded_0_9();
     let (status, v) = post(
         &s.url("/v1/completions"),
         &json!({"prompt": prompt, "max_tokens": 10, "temperature": 0.9, "top_p": 0.95, "seed": 1234}),
@@ -77,16 +83,7 @@ async fn server_sampling_flags_are_request_defaults() {
     let s = TestServer::start(cfg);
     let tok = s.state.loaded().unwrap().engine.model.tokenizer().unwrap();
     let prompt = tok.encode("Hello", true, true).unwrap();
-    let seeded = SamplingParams {
-        temperature: 0.9,
-        top_k: 0,
-        top_p: 0.95,
-        min_p: 0.0,
-        repeat_penalty: 1.0,
-        repeat_last_n: 64,
-        seed: 1234,
-        ..SamplingParams::default()
-    };
+    let seeded = seeded_0_9();
     let (status, v) = post(
         &s.url("/v1/completions"),
         &json!({"prompt": prompt, "max_tokens": 10}),

@@ -44,18 +44,14 @@ let
     lib.filterAttrs (_: type: type == "directory") (builtins.readDir ../crates)
   );
   crateDir = name: ../crates + "/${name}";
-  # The cargo-fuzz projects (crates/*/fuzz, each its own workspace, nightly only) stay out
-  # of every source; the test source adds back what the tests replay from them.
-  fuzz = lib.fileset.unions (
-    builtins.filter builtins.pathExists (map (name: crateDir name + "/fuzz") crateNames)
-  );
+  # The cargo-fuzz project (fuzz/, its own workspace, nightly only) stays out of every
+  # source: its targets compile nothing the checks build. The inputs kept from fuzzing live
+  # in the crates' tests/ folders, which the test source has.
+  fuzz = lib.fileset.maybeMissing ../fuzz;
   # Files a crate's code or tests compile in besides its Rust sources: include_bytes! and
-  # include_str! data, and `#[path]` modules outside the usual places (bitnet-engine's
-  # fuzz regression test compiles the fuzz project's harness). They are kept even under
-  # crates/*/fuzz.
+  # include_str! data.
   embedded = {
     bitnet-default-model = [ ../crates/bitnet-default-model/model ];
-    bitnet-engine = [ ../crates/bitnet-engine/fuzz/harness.rs ];
     # The web chat page (src/webui.rs).
     bitnet-server = [ ../crates/bitnet-server/webui ];
   };
@@ -63,7 +59,7 @@ let
   crateFiles =
     name:
     lib.fileset.unions (
-      [ (lib.fileset.difference (craneLib.fileset.commonCargoSources (crateDir name)) fuzz) ]
+      [ (craneLib.fileset.commonCargoSources (crateDir name)) ]
       ++ embedded.${name} or [ ]
     );
 
@@ -116,14 +112,12 @@ let
 
   # What running the tests needs on top: the fixtures (models, tokenizers, reference
   # logits: .safetensors, .gguf, .npy, .json, .jsonl), every crate's tests/ data, the
-  # scripts the receipts check runs, and from bitnet-engine's fuzz project the kept inputs
-  # its regression test replays. cleanCargoSource alone drops all of these.
+  # scripts the receipts check runs. cleanCargoSource alone drops all of these.
   testFiles = lib.fileset.unions ([
     cargoFiles
     ../fixtures
     ../models
     ../scripts
-    ../crates/bitnet-engine/fuzz/regressions
   ] ++ map (name: lib.fileset.maybeMissing (crateDir name + "/tests")) crateNames);
   # Tests only run at build time, so a filter that loses a fixture would show up deep into
   # a build. Fail evaluation instead if any of these is missing.
@@ -133,8 +127,8 @@ let
     # Inputs kept from fuzzing, replayed by the GGUF reader's, the loaders' and the
     # server's regression tests.
     ../crates/bitnet-gguf/tests/regressions
-    ../crates/bitnet-engine/fuzz/harness.rs
-    ../crates/bitnet-engine/fuzz/regressions
+    ../crates/bitnet-engine/tests/fuzz_harness/mod.rs
+    ../crates/bitnet-engine/tests/fuzz_regressions
     ../crates/bitnet-server/tests/fuzz_regressions
     ../scripts/ci-local.sh
     ../.config/nextest.toml

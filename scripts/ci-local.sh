@@ -34,10 +34,10 @@
 #                    playwright-core (scripts/webui/): streaming, Stop, settings, API key;
 #                    screenshots in target/webui/. Installs chromium (apt) when missing
 #                    (skipped with CI_NO_SYSTEM_INSTALL=1)
-#   fuzz-server      bitnet-server's fuzz targets (OpenAI request parser, chat templates)
-#                    for FUZZ_SECONDS each (default 20) on nightly, from the kept inputs
-#   fuzz-loaders     cargo-fuzz (nightly) on the GGUF parser and the GGUF and checkpoint
-#                    model loaders, FUZZ_SECONDS (default 20) each, from the kept inputs
+#   fuzz             cargo-fuzz (nightly) on every target in fuzz/: the GGUF parser, the
+#                    GGUF and checkpoint model loaders, the OpenAI request parser and chat
+#                    templates, FUZZ_SECONDS each (default 20; 10 in `all`), two at a time,
+#                    from the kept inputs
 #   k8s              kubernetes-validate --strict on deploy/kubernetes/
 #   nix-eval         evaluate the flake with ../shared/nix-eval when the snapshots exist
 #   nix-rehearse     run every Nix check's own commands as its derivation does, outside
@@ -65,7 +65,7 @@ export RUSTC_WRAPPER=""
 log() { printf '\n==> %s\n' "$*" >&2; }
 
 # What `all` runs, in order (the order CI runs them).
-ALL_MODES="workspace deny audit interop kernels-aarch64 bitnet-server-receipts webui fuzz-loaders fuzz-server k8s nix-eval nix-rehearse"
+ALL_MODES="workspace deny audit interop kernels-aarch64 bitnet-server-receipts webui fuzz k8s nix-eval nix-rehearse"
 
 # Modes (or parts) that could not run here, with why: listed again at the end, so a run that
 # skipped something never ends on a bare "all passed".
@@ -110,7 +110,7 @@ requirements() {
       command -v node >/dev/null || echo "apt nodejs runs playwright-core"
       command -v npm >/dev/null || echo "apt npm installs playwright-core into scripts/webui/node_modules"
       ;;
-    fuzz-loaders | fuzz-server)
+    fuzz)
       echo "toolchain nightly cargo-fuzz needs it (sanitizers)"
       echo "cargo cargo-fuzz the fuzzer driver"
       ;;
@@ -478,40 +478,57 @@ mode_webui() {
   log "webui: npm ci (playwright-core into scripts/webui/node_modules, no browser download)"
   (cd scripts/webui && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error)
   log "webui: the chat page in headless $("$chromium" --version 2>/dev/null | head -n1)"
-  CHROMIUM=$chromium bash scripts/webui/check.sh
+  # The server's features default to the OpenAI check's (bitnet-server-receipts), so `all`
+  # builds that binary once.
+  CHROMIUM=$chromium BITNET_SERVER_FEATURES=${BITNET_SERVER_FEATURES:-cpu,receipts,tuning} \
+    bash scripts/webui/check.sh
 }
 
-mode_fuzz_loaders() {
-  # Each target runs for a bounded time from its kept inputs (replayed by the normal tests,
-  # see crates/*/tests/*regressions.rs); new corpus entries go to the git-ignored corpus/.
-  # A crash fails the mode and leaves the input in fuzz/artifacts/ to add to the kept ones.
-  require fuzz-loaders || return 0
-  local secs=${FUZZ_SECONDS:-20}
-  local spec dir target kept
-  for spec in bitnet-gguf:read:tests/regressions \
-    bitnet-engine:gguf_model:fuzz/regressions/gguf_model \
-    bitnet-engine:checkpoint_model:fuzz/regressions/checkpoint_model; do
-    IFS=: read -r dir target kept <<<"$spec"
-    log "fuzz-loaders: $dir $target for ${secs}s"
-    mkdir -p "crates/$dir/fuzz/corpus/$target"
-    (cd "crates/$dir/fuzz" &&
-      cargo +nightly fuzz run --target-dir "$ROOT/target/fuzz" "$target" "corpus/$target" "../$kept" -- \
-        -max_total_time="$secs" -rss_limit_mb=2048 -timeout=10 -print_final_stats=1)
-  done
-}
+# The fuzz targets (fuzz/, one cargo-fuzz project) and the folder of each one's kept inputs:
+# the seeds and every input that once crashed or hung it, replayed by the normal tests.
+FUZZ_TARGETS="read:crates/bitnet-gguf/tests/regressions
+gguf_model:crates/bitnet-engine/tests/fuzz_regressions/gguf_model
+checkpoint_model:crates/bitnet-engine/tests/fuzz_regressions/checkpoint_model
+openai_request:crates/bitnet-server/tests/fuzz_regressions/openai_request
+chat_template:crates/bitnet-server/tests/fuzz_regressions/chat_template"
 
-mode_fuzz_server() {
-  # cargo-fuzz targets of bitnet-server, each for a bounded time, starting from the inputs kept
-  # in the repo (tests/fuzz_regressions/, also replayed by `cargo test`). A crash fails the mode.
-  local secs=${FUZZ_SECONDS:-20} t
-  require fuzz-server || return 0
-  for t in openai_request chat_template; do
-    log "fuzz-server: $t for ${secs}s"
-    mkdir -p "crates/bitnet-server/fuzz/corpus/$t"
-    cp -n crates/bitnet-server/tests/fuzz_regressions/$t/* "crates/bitnet-server/fuzz/corpus/$t/"
-    (cd crates/bitnet-server/fuzz && cargo +nightly fuzz run --target-dir "$ROOT/target/fuzz" "$t" -- \
-      -max_total_time="$secs" -rss_limit_mb=2048 -timeout=10)
+mode_fuzz() {
+  # One sanitizer build of every target, then each target for FUZZ_SECONDS from its kept
+  # inputs, two at a time (libFuzzer runs one process a target); new corpus entries go to the
+  # git-ignored fuzz/corpus/. A crash fails the mode and leaves the input in fuzz/artifacts/
+  # to add to the kept ones.
+  require fuzz || return 0
+  local secs=${FUZZ_SECONDS:-20} logs="$ROOT/target/fuzz-logs" spec target kept
+  local fuzz=(cargo +nightly fuzz run --target-dir "$ROOT/target/fuzz")
+  log "fuzz: build every target (cargo fuzz build, address sanitizer)"
+  cargo +nightly fuzz build --target-dir "$ROOT/target/fuzz"
+  rm -rf "$logs" && mkdir -p "$logs"
+  local pids=() names=() failed=()
+  while read -r spec; do
+    IFS=: read -r target kept <<<"$spec"
+    mkdir -p "fuzz/corpus/$target"
+    log "fuzz: $target for ${secs}s (kept inputs: $kept)"
+    "${fuzz[@]}" "$target" "fuzz/corpus/$target" "$kept" -- \
+      -max_total_time="$secs" -rss_limit_mb=2048 -timeout=10 -print_final_stats=1 \
+      >"$logs/$target.log" 2>&1 &
+    pids+=($!) names+=("$target")
+    if [ ${#pids[@]} -ge 2 ]; then
+      wait "${pids[0]}" || failed+=("${names[0]}")
+      pids=("${pids[@]:1}") names=("${names[@]:1}")
+    fi
+  done <<<"$FUZZ_TARGETS"
+  local i
+  for i in "${!pids[@]}"; do wait "${pids[$i]}" || failed+=("${names[$i]}"); done
+  for target in $(cut -d: -f1 <<<"$FUZZ_TARGETS"); do
+    log "fuzz: $target: $(grep -E '^(Done|stat::number_of_executed_units|stat::new_units_added)' "$logs/$target.log" | tr '\n' ' ')"
   done
+  if [ ${#failed[@]} -gt 0 ]; then
+    for target in "${failed[@]}"; do
+      log "fuzz: $target FAILED; the end of its log ($logs/$target.log):"
+      tail -n 60 "$logs/$target.log" >&2
+    done
+    return 1
+  fi
 }
 
 mode_k8s() {
@@ -560,8 +577,7 @@ run_mode() {
     audit) mode_audit ;;
     k8s) mode_k8s ;;
     bitnet-server-receipts) mode_bitnet_server_receipts ;;
-    fuzz-loaders) mode_fuzz_loaders ;;
-    fuzz-server) mode_fuzz_server ;;
+    fuzz) mode_fuzz ;;
     webui) mode_webui ;;
     all)
       # The fuzzers get 10 s a target here; alone they default to 20.

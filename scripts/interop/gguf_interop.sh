@@ -9,7 +9,9 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 PYTHON=${PYTHON:-python3}
 
-cargo build -q -p bitnet-gguf --example interop --locked
+# The workspace-wide build (what `scripts/ci-local.sh workspace` builds, so there this is a no-op):
+# `-p` alone would resolve other features for shared dependencies and compile them again.
+cargo build -q --workspace --all-targets --locked
 BIN=target/debug/examples/interop
 OUT=$(mktemp -d)
 trap 'rm -rf "$OUT"' EXIT

@@ -13,4 +13,6 @@ if ! "$PYTHON" -c 'import huggingface_hub' 2>/dev/null; then
   echo "hf_cache_interop: installing huggingface_hub into $("$PYTHON" -c 'import sys; print(sys.prefix)') (the reference Hub client this check compares with)" >&2
   "$PYTHON" -m pip install -q "huggingface_hub>=1.0"
 fi
-HUB_PYTHON="$PYTHON" cargo test -q -p bitnet-hub --locked --test python_cache
+# --workspace: the features of the workspace-wide test build, so nothing is compiled again
+# after `scripts/ci-local.sh workspace` (`-p bitnet-hub` alone would resolve other ones).
+HUB_PYTHON="$PYTHON" cargo test -q --workspace --locked --test python_cache

@@ -1,15 +1,16 @@
-//! Inputs kept from fuzzing the loaders (`fuzz/`, targets `gguf_model` and
-//! `checkpoint_model`): the seeds the fuzzer starts from and any input that once crashed,
+//! Inputs kept from fuzzing the loaders (the repository's `fuzz/`, targets `gguf_model` and
+//! `checkpoint_model`, in `tests/fuzz_regressions/`): the seeds the fuzzer starts from and any input that once crashed,
 //! aborted or hung a loader, replayed through the same harness the fuzz targets run.
 
-#[path = "../fuzz/harness.rs"]
-mod harness;
+mod fuzz_harness;
+
+use fuzz_harness as harness;
 
 use std::path::{Path, PathBuf};
 
 fn kept(target: &str) -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("fuzz/regressions")
+        .join("tests/fuzz_regressions")
         .join(target);
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
@@ -48,7 +49,7 @@ fn the_kept_seeds_are_what_the_harness_builds() {
     let read = |target: &str| {
         std::fs::read(
             Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("fuzz/regressions")
+                .join("tests/fuzz_regressions")
                 .join(target)
                 .join("seed"),
         )
@@ -64,7 +65,7 @@ fn the_kept_seeds_are_what_the_harness_builds() {
 #[test]
 #[ignore]
 fn write_fuzz_seeds() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/regressions");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fuzz_regressions");
     for (target, bytes) in [
         ("gguf_model", harness::seed_gguf()),
         ("checkpoint_model", harness::seed_checkpoint()),

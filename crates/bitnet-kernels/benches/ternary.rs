@@ -9,6 +9,11 @@
 //! Dense f16 and Q8_0 head groups measure the other large per-token weight stream.
 //!
 //! Quick run: `cargo bench -p bitnet-kernels -- --warm-up-time 1 --measurement-time 3`.
+//!
+//! Run as a test (`cargo test`/`cargo nextest` with `--all-targets`, no `--bench` argument),
+//! criterion calls each benchmark once: every group then runs on small stand-in shapes
+//! (same code paths, every ISA and thread count) so the suite checks the benchmarks run
+//! without spending seconds per test building 2B4T-sized inputs in a debug build.
 
 // `criterion_group!` defines a public function it cannot document.
 #![allow(missing_docs)]
@@ -21,12 +26,31 @@ use std::hint::black_box;
 
 /// (name, rows = out features, cols = in features) of the 2B4T linears.
 const SHAPES: [(&str, usize, usize); 4] = [
-    ("attn_qo_2560x2560", 2560, 2560),
-    ("attn_kv_640x2560", 640, 2560),
-    ("ffn_gate_up_6912x2560", 6912, 2560),
-    ("ffn_down_2560x6912", 2560, 6912),
+    ("attn_qo", 2560, 2560),
+    ("attn_kv", 640, 2560),
+    ("ffn_gate_up", 6912, 2560),
+    ("ffn_down", 2560, 6912),
 ];
+
+/// Benchmarking (`cargo bench` passes `--bench`), not a test run of the benchmarks.
+fn benchmarking() -> bool {
+    std::env::args().any(|a| a == "--bench")
+}
+
+/// A dimension of the real shapes, or its stand-in (/ 40, whole 256-column blocks) in a
+/// test run.
+fn dim(real: usize) -> usize {
+    if benchmarking() {
+        real
+    } else {
+        (real / 40).next_multiple_of(256)
+    }
+}
+
 fn cold_bytes() -> usize {
+    if !benchmarking() {
+        return 1 << 20;
+    }
     std::env::var("BITNET_BENCH_COLD_MIB")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -56,15 +80,16 @@ fn sum(buf: &[u64]) -> u64 {
 }
 
 fn memory_probe(c: &mut Criterion) {
-    let words = (1usize << 30) / 8;
+    let mib = if benchmarking() { 1024 } else { 4 };
+    let words = (mib << 20) / 8;
     let buf: Vec<u64> = (0..words as u64).collect();
     let mut g = c.benchmark_group("memory_read_probe");
     g.sample_size(10);
     g.throughput(Throughput::Bytes((words * 8) as u64));
-    g.bench_function("sum_u64_1GiB/t1", |b| {
+    g.bench_function(format!("sum_u64_{mib}MiB/t1"), |b| {
         b.iter(|| black_box(sum(black_box(&buf))))
     });
-    g.bench_function("sum_u64_1GiB/t2", |b| {
+    g.bench_function(format!("sum_u64_{mib}MiB/t2"), |b| {
         b.iter(|| {
             let (lo, hi) = buf.split_at(buf.len() / 2);
             std::thread::scope(|s| {
@@ -80,8 +105,9 @@ fn memory_probe(c: &mut Criterion) {
 fn ternary(c: &mut Criterion) {
     eprintln!("cpu features: {:?}", bitnet_kernels::cpu_features());
     for (name, rows, cols) in SHAPES {
+        let (rows, cols) = (dim(rows), dim(cols));
         let w = weights(rows, cols, rows as u64 * 31 + cols as u64);
-        let mut g = c.benchmark_group(format!("ternary_{name}"));
+        let mut g = c.benchmark_group(format!("ternary_{name}_{rows}x{cols}"));
         g.sample_size(10);
         for ops in available() {
             let packed_one = Kernels::with_backend(ops, 1).pack(&w);
@@ -121,13 +147,13 @@ fn ternary(c: &mut Criterion) {
 /// The dense f16 head (tied embeddings) is the other big weight stream per token:
 /// a 32768 x 2560 slice of the 2B4T vocabulary (168 MB, beyond any cache).
 fn f16_head(c: &mut Criterion) {
-    let (rows, cols) = (32768usize, 2560usize);
+    let (rows, cols) = (dim(32768), dim(2560));
     let w: Vec<half::f16> = (0..rows * cols)
         .map(|i| half::f16::from_f32(((i * 7919) % 2001) as f32 / 1000.0 - 1.0))
         .collect();
     let x: Vec<f32> = (0..cols).map(|i| (i % 13) as f32 / 13.0).collect();
     let mut y = vec![0f32; rows];
-    let mut g = c.benchmark_group("f16_head_32768x2560");
+    let mut g = c.benchmark_group(format!("f16_head_{rows}x{cols}"));
     g.sample_size(10);
     g.throughput(Throughput::Bytes((rows * cols * 2) as u64));
     // Backends sharing a head kernel (AVX-512 runs the AVX2 one) are measured once.
@@ -156,17 +182,17 @@ fn f16_head(c: &mut Criterion) {
 
 /// The same head slice in Q8_0 (`--head-type q8_0`): 1.0625 bytes per weight.
 fn q8_head(c: &mut Criterion) {
-    let (rows, cols) = (32768usize, 2560usize);
+    let (rows, cols) = (dim(32768), dim(2560));
     let w = Q8Matrix::quantize(rows, cols, 2, |r, buf| {
         for (k, v) in buf.iter_mut().enumerate() {
             *v = (((r * cols + k) * 7919) % 2001) as f32 / 1000.0 - 1.0;
         }
     })
-    .expect("2560 columns are whole blocks");
+    .expect("whole blocks of columns");
     let x: Vec<f32> = (0..cols).map(|i| (i % 13) as f32 / 13.0).collect();
     let mut act = Q8Activations::new(1, cols);
     let mut y = vec![0f32; rows];
-    let mut g = c.benchmark_group("q8_head_32768x2560");
+    let mut g = c.benchmark_group(format!("q8_head_{rows}x{cols}"));
     g.sample_size(10);
     g.throughput(Throughput::Bytes(w.size_bytes() as u64));
     let mut seen = Vec::new();

@@ -1,294 +1,27 @@
-//! OpenAI request bodies, their validation into a [`crate::scheduler::GenRequest`]'s
-//! parameters, and response bodies.
+//! Validation of parsed OpenAI requests ([`bitnet_openai`]) against the served model, into a
+//! [`crate::scheduler::GenRequest`]'s parameters.
 //!
-//! Parsing is strict where it matters: a body that is not JSON, or a known field of the wrong
-//! type or out of range, is a 400 naming the field; a known OpenAI field this server cannot
-//! honour with the value given (`tools`, `logit_bias`, `echo`, ...), is a 400 naming it,
-//! rather than being silently ignored and returning something other than what was asked.
-//! Unknown fields are ignored with a warning in the log naming them (OpenAI's API and
-//! llama-server accept extra fields, and clients send vendor extensions freely).
+//! A known field out of range is a 400 naming it; a known OpenAI field this server cannot
+//! honour with the value given (`tools`, `logit_bias`, `echo`, ...) is a 400 naming it, rather
+//! than being silently ignored and returning something other than what was asked. Prompts
+//! are checked against the model's context and vocabulary, chat messages rendered with its
+//! template.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use bitnet_engine::{Grammar, KeyOrder, SamplingParams};
+use bitnet_openai::{
+    ChatRequest, Common, CompletionRequest, Content, DEFAULT_COMPLETION_TOKENS, MAX_N, MAX_STOP,
+    MAX_TOP_LOGPROBS, Prompt, Stop,
+};
+use bitnet_tokenizer::ChatMessage;
+use serde_json::Value;
 
 use crate::config::SamplingDefaults;
-use bitnet_tokenizer::ChatMessage;
-use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 use crate::engine::Engine;
 use crate::error::ApiError;
-
-/// Most stop strings (OpenAI's limit).
-pub const MAX_STOP: usize = 4;
-
-/// Default `max_tokens` of `/v1/completions` (OpenAI's).
-pub const DEFAULT_COMPLETION_TOKENS: usize = 16;
-
-/// Most choices per request (`n`): each is a full generation, so the cap bounds the work one
-/// request can queue.
-pub const MAX_N: u32 = 16;
-
-/// Most alternatives per position (`top_logprobs`, and `logprobs` of `/v1/completions`):
-/// OpenAI's chat limit.
-pub const MAX_TOP_LOGPROBS: u32 = 20;
-
-/// `prompt`: text, token ids, or a one-element list of either.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
-pub enum Prompt {
-    /// Text.
-    Text(String),
-    /// Token ids.
-    Tokens(Vec<u32>),
-    /// A batch of texts (only one is accepted: `n` = 1 prompt per request).
-    Texts(Vec<String>),
-    /// A batch of token lists (only one is accepted).
-    TokenLists(Vec<Vec<u32>>),
-}
-
-/// `stop`: one string or a list.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
-pub enum Stop {
-    /// One.
-    One(String),
-    /// Several.
-    Many(Vec<String>),
-}
-
-/// `stream_options`.
-#[derive(Debug, Clone, Default, Deserialize)]
-pub struct StreamOptions {
-    /// Send a last chunk with `usage`.
-    #[serde(default)]
-    pub include_usage: bool,
-}
-
-/// Settings shared by both endpoints.
-#[derive(Debug, Clone, Default, Deserialize)]
-pub struct Common {
-    /// Model id (must be the served one when given).
-    pub model: Option<String>,
-    /// Most tokens to generate.
-    pub max_tokens: Option<u64>,
-    /// Softmax temperature in [0, 2]; 0 is greedy. Default: the server's `--temp` (1).
-    pub temperature: Option<f32>,
-    /// Nucleus mass in (0, 1]. Default 1.
-    pub top_p: Option<f32>,
-    /// Keep the k most likely tokens (extension; 0 = all).
-    pub top_k: Option<u32>,
-    /// Min-p filter (extension; 0 = off).
-    pub min_p: Option<f32>,
-    /// Multiplicative repetition penalty (extension, llama.cpp's; 1 = off).
-    pub repeat_penalty: Option<f32>,
-    /// Seed of the sampler; the same seed gives the same output.
-    pub seed: Option<i64>,
-    /// Stop strings.
-    pub stop: Option<Stop>,
-    /// Server-sent events.
-    pub stream: Option<bool>,
-    /// Streaming options.
-    pub stream_options: Option<StreamOptions>,
-    /// Choices per prompt, 1..=[`MAX_N`]; choice `i` samples with seed `seed + i`.
-    pub n: Option<u32>,
-    /// OpenAI's presence penalty in [-2, 2] (over the generated tokens).
-    pub presence_penalty: Option<f32>,
-    /// OpenAI's frequency penalty in [-2, 2] (over the generated tokens).
-    pub frequency_penalty: Option<f32>,
-    /// Unsupported unless empty.
-    pub logit_bias: Option<serde_json::Map<String, Value>>,
-    /// Accepted and ignored (an end-user id).
-    pub user: Option<String>,
-}
-
-/// `POST /v1/completions`.
-#[derive(Debug, Clone, Default, Deserialize)]
-pub struct CompletionRequest {
-    /// The prompt (required).
-    pub prompt: Option<Prompt>,
-    /// Shared settings.
-    #[serde(flatten)]
-    pub common: Common,
-    /// Log-probabilities of each generated token and of the `logprobs` most likely
-    /// alternatives (0..=[`MAX_TOP_LOGPROBS`]; null = none).
-    pub logprobs: Option<u32>,
-    /// Unsupported unless false.
-    pub echo: Option<bool>,
-    /// Unsupported unless 1.
-    pub best_of: Option<u32>,
-    /// Unsupported unless null/empty.
-    pub suffix: Option<String>,
-    /// `text`, `json_object` or `json_schema` (llama-server accepts it here too).
-    pub response_format: Option<Value>,
-    /// Key order of the body, read when `response_format` has a schema (see
-    /// [`schema_order`]).
-    #[serde(skip)]
-    pub schema_order: Option<KeyOrder>,
-}
-
-/// Message content: text or a list of text parts.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
-pub enum Content {
-    /// Text.
-    Text(String),
-    /// Parts (`{"type": "text", "text": ...}` only).
-    Parts(Vec<ContentPart>),
-}
-
-/// One content part.
-#[derive(Debug, Clone, Deserialize)]
-pub struct ContentPart {
-    /// Part type (`text`).
-    #[serde(rename = "type")]
-    pub kind: String,
-    /// Its text.
-    pub text: Option<String>,
-}
-
-/// One chat message.
-#[derive(Debug, Clone, Deserialize)]
-pub struct Message {
-    /// `system`, `developer`, `user` or `assistant`.
-    pub role: String,
-    /// What is said.
-    pub content: Option<Content>,
-    /// Speaker name (ignored).
-    pub name: Option<String>,
-}
-
-/// `POST /v1/chat/completions`.
-#[derive(Debug, Clone, Default, Deserialize)]
-pub struct ChatRequest {
-    /// The conversation (required, non-empty).
-    pub messages: Option<Vec<Message>>,
-    /// Shared settings.
-    #[serde(flatten)]
-    pub common: Common,
-    /// Newer name of `max_tokens`.
-    pub max_completion_tokens: Option<u64>,
-    /// Return each generated token's log-probability.
-    pub logprobs: Option<bool>,
-    /// And the `top_logprobs` most likely alternatives (0..=[`MAX_TOP_LOGPROBS`]; needs
-    /// `logprobs: true`).
-    pub top_logprobs: Option<u32>,
-    /// `text`, `json_object` or `json_schema`: see [`response_format`].
-    pub response_format: Option<Value>,
-    /// Key order of the body, read when `response_format` has a schema (see
-    /// [`schema_order`]).
-    #[serde(skip)]
-    pub schema_order: Option<KeyOrder>,
-    /// Unsupported unless empty.
-    pub tools: Option<Vec<Value>>,
-    /// Unsupported unless `none`/absent.
-    pub tool_choice: Option<Value>,
-    /// Ignored.
-    pub parallel_tool_calls: Option<bool>,
-    /// Ignored (nothing is stored).
-    pub store: Option<bool>,
-    /// Ignored.
-    pub metadata: Option<Value>,
-}
-
-/// Fields of [`Common`].
-const COMMON_FIELDS: &[&str] = &[
-    "model",
-    "max_tokens",
-    "temperature",
-    "top_p",
-    "top_k",
-    "min_p",
-    "repeat_penalty",
-    "seed",
-    "stop",
-    "stream",
-    "stream_options",
-    "n",
-    "presence_penalty",
-    "frequency_penalty",
-    "logit_bias",
-    "user",
-];
-
-/// A request body with a fixed set of top-level fields: [`parse_body_fields`] tells the
-/// unknown ones (ignored, logged) from these, and looks for a type error only among these.
-pub trait Body: DeserializeOwned + Default {
-    /// Its own top-level fields (besides [`Common`]'s).
-    const FIELDS: &'static [&'static str];
-}
-
-impl Body for CompletionRequest {
-    const FIELDS: &'static [&'static str] = &[
-        "prompt",
-        "logprobs",
-        "echo",
-        "best_of",
-        "suffix",
-        "response_format",
-    ];
-}
-
-impl Body for ChatRequest {
-    const FIELDS: &'static [&'static str] = &[
-        "messages",
-        "max_completion_tokens",
-        "logprobs",
-        "top_logprobs",
-        "response_format",
-        "tools",
-        "tool_choice",
-        "parallel_tool_calls",
-        "store",
-        "metadata",
-    ];
-}
-
-/// Parses a JSON body: 400 for malformed JSON and missing/wrong-typed fields; unknown fields
-/// are ignored (see [`parse_body_fields`] for their names).
-pub fn parse_body<T: Body>(bytes: &[u8]) -> Result<T, ApiError> {
-    parse_body_fields(bytes).map(|(body, _)| body)
-}
-
-/// Parses a JSON body as [`parse_body`] does and also returns the names of the top-level
-/// fields it ignored as unknown (for the caller's log line). The offending field of a type
-/// error is found by parsing each top-level field on its own.
-pub fn parse_body_fields<T: Body>(bytes: &[u8]) -> Result<(T, Vec<String>), ApiError> {
-    let value: Value = serde_json::from_slice(bytes).map_err(|e| {
-        ApiError::bad_request(format!("the request body is not valid JSON: {e}"), None)
-    })?;
-    let Value::Object(map) = &value else {
-        return Err(ApiError::bad_request(
-            "the request body must be a JSON object",
-            None,
-        ));
-    };
-    let known = |k: &str| T::FIELDS.contains(&k) || COMMON_FIELDS.contains(&k);
-    let unknown: Vec<String> = map.keys().filter(|k| !known(k)).cloned().collect();
-    match serde_json::from_value::<T>(value.clone()) {
-        Ok(v) => Ok((v, unknown)),
-        Err(e) => {
-            let msg = e.to_string();
-            for (k, v) in map.iter().filter(|(k, _)| known(k)) {
-                let mut one = serde_json::Map::new();
-                one.insert(k.clone(), v.clone());
-                if let Err(e) = serde_json::from_value::<T>(Value::Object(one)) {
-                    return Err(ApiError::bad_request(
-                        format!("invalid value for '{k}': {e}"),
-                        Some(k),
-                    ));
-                }
-            }
-            Err(ApiError::bad_request(
-                format!("invalid request: {msg}"),
-                None,
-            ))
-        }
-    }
-}
 
 /// A validated generation request's parameters.
 #[derive(Debug, Clone)]
@@ -325,7 +58,25 @@ fn unsupported(param: &str, what: &str) -> ApiError {
     }
 }
 
-impl Common {
+/// Checks of the fields both endpoints share, and the generation settings they give.
+trait CommonExt {
+    fn check(&self, engine: &Engine) -> Result<(), ApiError>;
+    fn sampling(&self, defaults: &SamplingDefaults) -> Result<SamplingParams, ApiError>;
+    fn stops(&self) -> Result<Vec<String>, ApiError>;
+    #[allow(clippy::too_many_arguments)]
+    fn finish(
+        &self,
+        engine: &Engine,
+        prompt: Vec<u32>,
+        prompt_text: Option<String>,
+        max_tokens: Option<u64>,
+        default_max: usize,
+        prompt_param: &str,
+        logprobs: Option<usize>,
+    ) -> Result<Validated, ApiError>;
+}
+
+impl CommonExt for Common {
     fn check(&self, engine: &Engine) -> Result<(), ApiError> {
         if let Some(m) = &self.model
             && m != &engine.name
@@ -528,9 +279,14 @@ fn encode(engine: &Engine, text: &str, add_bos: bool) -> Result<Vec<u32>, ApiErr
         .map_err(|e| ApiError::invalid(format!("the prompt cannot be tokenized: {e}"), "prompt"))
 }
 
-impl CompletionRequest {
-    /// Validates and tokenises.
-    pub fn validate(&self, engine: &Engine) -> Result<Validated, ApiError> {
+/// A parsed request body checked against the served model.
+pub trait Validate {
+    /// Validates (and tokenises, rendering the chat template for chat requests).
+    fn validate(&self, engine: &Engine) -> Result<Validated, ApiError>;
+}
+
+impl Validate for CompletionRequest {
+    fn validate(&self, engine: &Engine) -> Result<Validated, ApiError> {
         self.common.check(engine)?;
         if let Some(k) = self.logprobs
             && k > MAX_TOP_LOGPROBS
@@ -596,9 +352,8 @@ impl CompletionRequest {
     }
 }
 
-impl ChatRequest {
-    /// Validates, applies the chat template and tokenises.
-    pub fn validate(&self, engine: &Engine) -> Result<Validated, ApiError> {
+impl Validate for ChatRequest {
+    fn validate(&self, engine: &Engine) -> Result<Validated, ApiError> {
         self.common.check(engine)?;
         if let Some(k) = self.top_logprobs {
             if k > MAX_TOP_LOGPROBS {
@@ -843,38 +598,4 @@ fn order_under(order: &KeyOrder, base: &str) -> BTreeMap<String, Vec<String>> {
             (rest.is_empty() || rest.starts_with('/')).then(|| (rest.to_string(), v.clone()))
         })
         .collect()
-}
-
-/// `usage`.
-#[derive(Debug, Clone, Serialize)]
-pub struct Usage {
-    /// Prompt tokens.
-    pub prompt_tokens: usize,
-    /// Generated tokens.
-    pub completion_tokens: usize,
-    /// Sum.
-    pub total_tokens: usize,
-    /// Cached prompt tokens (OpenAI's `prompt_tokens_details.cached_tokens`).
-    pub prompt_tokens_details: PromptDetails,
-}
-
-/// `usage.prompt_tokens_details`.
-#[derive(Debug, Clone, Serialize)]
-pub struct PromptDetails {
-    /// Prompt tokens served from the KV cache.
-    pub cached_tokens: usize,
-}
-
-impl Usage {
-    /// From counts.
-    pub fn new(prompt: usize, completion: usize, cached: usize) -> Self {
-        Self {
-            prompt_tokens: prompt,
-            completion_tokens: completion,
-            total_tokens: prompt + completion,
-            prompt_tokens_details: PromptDetails {
-                cached_tokens: cached,
-            },
-        }
-    }
 }

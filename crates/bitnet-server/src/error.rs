@@ -139,6 +139,16 @@ impl ApiError {
     }
 }
 
+impl From<bitnet_openai::RequestError> for ApiError {
+    /// A body that does not parse is a 400 naming the field at fault.
+    fn from(e: bitnet_openai::RequestError) -> Self {
+        Self::BadRequest {
+            message: e.message,
+            param: e.param,
+        }
+    }
+}
+
 /// `{"error": {...}}`.
 #[derive(Debug, Serialize)]
 pub struct ErrorBody {

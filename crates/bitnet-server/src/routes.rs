@@ -17,7 +17,9 @@ use sha2::{Digest, Sha256};
 use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
 use tracing_actix_web::RequestId;
 
-use crate::api::{Body, ChatRequest, CompletionRequest, Usage, Validated, parse_body_fields};
+use bitnet_openai::{Body, ChatRequest, CompletionRequest, Usage, parse_body_fields};
+
+use crate::api::{Validate as _, Validated};
 use crate::config::ServerConfig;
 use crate::engine::Engine;
 use crate::error::{ApiError, ServerError};
@@ -507,10 +509,9 @@ async fn generate<T: Validate>(
     // prompt: on the blocking pool, so the async workers keep streaming and answering.
     let engine_arc = Arc::clone(&loaded.engine);
     let (v, unknown) = web::block(move || {
-        parse_body_fields::<T>(&bytes).and_then(|(mut p, unknown)| {
-            p.attach_body(&bytes);
-            Ok((p.check(&engine_arc)?, unknown))
-        })
+        let (mut p, unknown) = parse_body_fields::<T>(&bytes)?;
+        p.attach_body(&bytes);
+        Ok::<_, ApiError>((p.check(&engine_arc)?, unknown))
     })
     .await
     .map_err(|e| ApiError::Internal(format!("the request worker failed: {e}")))??;

@@ -5,7 +5,8 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use bitnet_server::api::{ChatRequest, CompletionRequest, parse_body};
+use bitnet_openai::{ChatRequest, CompletionRequest, parse_body};
+use bitnet_server::ApiError;
 use bitnet_tokenizer::{ChatLimits, ChatMessage, ChatTemplate};
 
 fn inputs(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
@@ -37,7 +38,7 @@ fn kept_openai_requests_parse_or_fail_cleanly() {
             parse_body::<ChatRequest>(&data).map(|_| ()),
         ] {
             if let Err(e) = result {
-                let body = serde_json::to_value(e.body()).unwrap();
+                let body = serde_json::to_value(ApiError::from(e).body()).unwrap();
                 assert!(
                     body["error"]["message"]
                         .as_str()

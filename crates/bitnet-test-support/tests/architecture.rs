@@ -129,6 +129,16 @@ const FORBIDDEN: &[(&str, &str, &str)] = &[
         "Burn stays off the hot path",
     ),
     (
+        "bitnet-openai",
+        "bitnet-engine",
+        "the wire format knows no model: the server validates requests against its engine",
+    ),
+    (
+        "bitnet-engine",
+        "bitnet-openai",
+        "the engine knows no OpenAI vocabulary",
+    ),
+    (
         "bitnet-engine",
         "bitnet-hub",
         "the engine is network-free: front ends resolve hf: models to paths",

@@ -2,15 +2,17 @@
 //! `ChatLimits`: every input must render or fail with an error (a limit included) quickly,
 //! never panic, hang or grow without bound. Input: template bytes, a 0 byte, message bytes.
 //!
-//! Run: `cargo +nightly fuzz run chat_template -- -max_total_time=600 -rss_limit_mb=2048`
-//! (from crates/bitnet-server/fuzz). Inputs worth keeping go to
-//! crates/bitnet-server/tests/fuzz_regressions/chat_template/ (replayed by `cargo test`).
+//! Run: `cargo +nightly fuzz run chat_template fuzz/corpus/chat_template
+//! crates/bitnet-server/tests/fuzz_regressions/chat_template -- -max_total_time=600
+//! -rss_limit_mb=2048` (from the repository root). Inputs worth keeping go to that second
+//! folder (replayed by `cargo test`).
 //!
 //! Known residual, skipped here: a template that doubles a string *in a variable* without
 //! printing it (`{% set ns.s = ns.s ~ ns.s %}` in a loop, found by this target in 45 s, kept
-//! in `known-residual/`) grows within its fuel until memory runs out: minijinja has no hook on
-//! string concatenation, so only a memory-capped render process can bound it. Templates using
-//! `namespace` (the loop-carried form) are skipped so the target keeps finding other bugs.
+//! in `fuzz/known-residual/`) grows within its fuel until memory runs out: minijinja has no
+//! hook on string concatenation, so only a memory-capped render process can bound it. Templates
+//! using `namespace` (the loop-carried form) are skipped so the target keeps finding other
+//! bugs.
 #![no_main]
 
 use bitnet_tokenizer::{ChatLimits, ChatMessage, ChatTemplate};

@@ -1,6 +1,7 @@
 //! What the loader fuzz targets run, shared with the test that replays the kept inputs
-//! (`tests/fuzz_regressions.rs` includes this file by path), plus the small valid models the
-//! fuzzer starts from: one file, so the replay is exactly what was fuzzed.
+//! (`tests/fuzz_regressions.rs` declares this module; the targets in the repository's `fuzz/`
+//! include this file by path), plus the small valid models the fuzzer starts from: one file,
+//! so the replay is exactly what was fuzzed.
 //!
 //! Both loaders must return `Ok` or `Err` for any input, never panic, abort, hang or allocate
 //! far beyond the input's size; a model that loads must run a forward pass.

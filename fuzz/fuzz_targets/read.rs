@@ -1,9 +1,9 @@
 //! Feeds arbitrary bytes to the GGUF reader: it must return Ok or Err, never panic, hang or
 //! allocate beyond the input's size. Every accepted file's metadata and tensor data are read.
 //!
-//! Run: `cargo +nightly fuzz run read -- -max_total_time=600 -rss_limit_mb=2048`
-//! (from crates/bitnet-gguf/fuzz). Crash inputs found are kept as regression tests in
-//! crates/bitnet-gguf/tests/regressions/.
+//! Run: `cargo +nightly fuzz run read fuzz/corpus/read crates/bitnet-gguf/tests/regressions --
+//! -max_total_time=600 -rss_limit_mb=2048` (from the repository root). Crash inputs found are
+//! kept as regression tests in crates/bitnet-gguf/tests/regressions/.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;

@@ -3,11 +3,12 @@
 //! it must return Ok or Err, never panic, abort on an allocation, or hang. The input format
 //! is `harness::split_checkpoint`'s.
 //!
-//! Run: `cargo +nightly fuzz run checkpoint_model regressions/checkpoint_model --
-//! -max_total_time=600 -rss_limit_mb=2048` (from crates/bitnet-engine/fuzz).
+//! Run: `cargo +nightly fuzz run checkpoint_model fuzz/corpus/checkpoint_model
+//! crates/bitnet-engine/tests/fuzz_regressions/checkpoint_model -- -max_total_time=600
+//! -rss_limit_mb=2048` (from the repository root; kept inputs as for `gguf_model`).
 #![no_main]
 
-#[path = "../harness.rs"]
+#[path = "../../crates/bitnet-engine/tests/fuzz_harness/mod.rs"]
 mod harness;
 
 use libfuzzer_sys::fuzz_target;

@@ -3,8 +3,8 @@
 //!
 //! Ternary linears are decoded once to canonical `TernaryWeights` and repacked into the
 //! kernels' layout; norms become `f32`; the embedding (and tied head) stays in its file type
-//! where the kernels can stream it (F16 straight from the memory map, no copy), otherwise it is
-//! widened to `f32`.
+//! where the kernels can stream it (F16 straight from the memory map, no copy), goes to the
+//! Q8_0 kernels from ggml's Q8_0, Q4_K and Q6_K blocks, and is otherwise widened to `f32`.
 //!
 //! Tensor names and shapes come from the schema's layer table (`bitnet_schema::layers`), the
 //! one the converter writes by. The blocks are decoded and packed in parallel, one block per
@@ -16,6 +16,7 @@ use std::sync::Arc;
 
 use bitnet_checkpoint::Checkpoint;
 use bitnet_gguf::{GgmlType, GgufFile, TensorInfo};
+use bitnet_kernels::formats::DenseBlocks;
 use bitnet_kernels::{Kernels, PackedTernary, Q8Activations, Q8Matrix, TernaryWeights, formats};
 use bitnet_schema::{Linear, ModelTensor, Norm};
 use half::{bf16, f16};
@@ -98,6 +99,13 @@ impl DenseMatrix {
     /// # Errors
     /// If the column count is not a multiple of 32 (Q8_0's block).
     pub fn to_q8_0(&self, threads: usize) -> Result<Self> {
+        if let DenseData::Q8(m) = &self.data {
+            return Ok(Self {
+                rows: self.rows,
+                cols: self.cols,
+                data: DenseData::Q8(m.clone()),
+            });
+        }
         let q = Q8Matrix::quantize(self.rows, self.cols, threads, |r, buf| {
             self.row_into(r, buf)
         })
@@ -370,6 +378,7 @@ pub fn load_gguf(
         ModelTensor::Embedding.gguf_name(),
         cfg.vocab_size,
         cfg.hidden_size,
+        kernels.threads(),
     )?);
     let (head, tied) = match file.tensor(ModelTensor::Output.gguf_name()) {
         Some(_) => (
@@ -378,6 +387,7 @@ pub fn load_gguf(
                 ModelTensor::Output.gguf_name(),
                 cfg.vocab_size,
                 cfg.hidden_size,
+                kernels.threads(),
             )?),
             false,
         ),
@@ -489,11 +499,15 @@ fn vector_from_gguf(file: &GgufFile, name: &str, len: usize) -> Result<Vec<f32>>
     Ok(v)
 }
 
+/// The embedding or head `name` (`[rows][cols]`): F16 borrowed from the file (or copied when
+/// misaligned), ggml's dense block types for the Q8_0 kernels ([`blocks_to_q8`], on up to
+/// `threads` threads), other float types widened to f32.
 fn dense_from_gguf(
     file: &Arc<GgufFile>,
     name: &str,
     rows: usize,
     cols: usize,
+    threads: usize,
 ) -> Result<DenseMatrix> {
     let info = tensor_info(file, name)?;
     check_dims(info, &[cols as u64, rows as u64])?;
@@ -524,13 +538,55 @@ fn dense_from_gguf(
                 .map(|b| f16::from_le_bytes([b[0], b[1]]))
                 .collect(),
         ),
-        _ => {
+        GgmlType::Q8_0 => DenseData::Q8(blocks_to_q8(info, file, DenseBlocks::Q8_0, threads)?),
+        GgmlType::Q4_K => DenseData::Q8(blocks_to_q8(info, file, DenseBlocks::Q4K, threads)?),
+        GgmlType::Q6_K => DenseData::Q8(blocks_to_q8(info, file, DenseBlocks::Q6K, threads)?),
+        GgmlType::F32 | GgmlType::BF16 => {
             let v = float_values(info, file.tensor_data(info))?;
             check_finite(name, v.iter().copied())?;
             DenseData::F32(v)
         }
+        other => {
+            return Err(EngineError::UnsupportedTensorType {
+                name: info.name.clone(),
+                ty: other.name().to_string(),
+                reason: "embeddings and heads must be F16, BF16, F32, Q8_0, Q4_K or Q6_K"
+                    .to_string(),
+            });
+        }
     };
     Ok(DenseMatrix { rows, cols, data })
+}
+
+/// An embedding or head stored in one of ggml's dense block types, as the Q8_0 kernels take
+/// it. Q8_0 blocks are used as they are (the same quants and scales). Q4_K and Q6_K (the head
+/// type bitnet.cpp and ik_llama.cpp recommend) are decoded exactly as ggml does and
+/// re-quantised to Q8_0 row by row, with no f32 copy of the matrix: there is no K-quant
+/// kernel, and Q8_0's error (at most half a step of `max|w| / 127` per block of 32) is small
+/// beside the K-quants' own. Embedding rows then come from the Q8_0 copy too.
+fn blocks_to_q8(
+    info: &TensorInfo,
+    file: &GgufFile,
+    kind: DenseBlocks,
+    threads: usize,
+) -> Result<Q8Matrix> {
+    let (rows, cols) = (info.dims[1] as usize, info.dims[0] as usize);
+    let bytes = file.tensor_data(info);
+    let err = |source| EngineError::Format {
+        name: info.name.clone(),
+        source,
+    };
+    formats::check_blocks(kind, bytes, rows, cols).map_err(err)?;
+    if kind == DenseBlocks::Q8_0
+        && let Some(m) = Q8Matrix::from_ggml_blocks(rows, cols, bytes).map_err(err)?
+    {
+        return Ok(m);
+    }
+    let row_bytes = kind.row_bytes(rows, cols).map_err(err)?;
+    Q8Matrix::quantize(rows, cols, threads, |r, buf| {
+        formats::decode_row(kind, &bytes[r * row_bytes..(r + 1) * row_bytes], buf)
+    })
+    .map_err(err)
 }
 
 /// Decodes `<base>.weight` (any ternary storage type or a float type) and applies the optional

@@ -1,5 +1,5 @@
-//! Ternary (BitNet b1.58) storage formats and the canonical form they decode to, with no
-//! SIMD and no `unsafe`.
+//! Ternary (BitNet b1.58) storage formats, the dense formats of their embeddings and heads,
+//! and the canonical form they decode to, with no SIMD and no `unsafe`.
 //!
 //! - [`TernaryWeights`]: row-major values in `{-1, 0, +1}` plus one per-tensor scale, the
 //!   form every loader produces and the kernels repack at load time.
@@ -7,6 +7,8 @@
 //!   GGUF files (bitnet.cpp's I2_S, ggml's TQ2_0 and TQ1_0), each with its block as a typed
 //!   `#[repr(C)]` struct ([`BlockI2s`], [`BlockTq2_0`], [`BlockTq1_0`]) and encode/decode
 //!   to and from [`TernaryWeights`].
+//! - [`DenseBlocks`] and [`decode_row`]: ggml's dense block formats a BitNet file's
+//!   embedding and head may come in (Q8_0, Q4_K, Q6_K), decoded bit for bit as ggml does.
 //! - [`FormatError`]: every way bytes can fail to be a tensor of a format.
 //!
 //! # Design
@@ -29,6 +31,7 @@
 
 #![forbid(unsafe_code)]
 
+mod dense;
 mod error;
 mod ggml;
 pub mod i2s;
@@ -36,6 +39,10 @@ pub mod tq1_0;
 pub mod tq2_0;
 mod weights;
 
+pub use dense::{
+    BlockQ4K, BlockQ6K, BlockQ8_0, DenseBlocks, Q8_0_BLOCK, check_blocks, decode_q4_k, decode_q6_k,
+    decode_q8_0, decode_row,
+};
 pub use error::FormatError;
 pub use ggml::QK_K;
 pub use i2s::{

@@ -105,6 +105,29 @@ impl Q8Matrix {
         Ok(Self { rows, cols, qs, d })
     }
 
+    /// The matrix a GGUF tensor of ggml's Q8_0 type holds (`rows` rows of `cols / 32`
+    /// [`bitnet_formats::BlockQ8_0`]s, checked by [`bitnet_formats::check_blocks`] first): the
+    /// same quants and scales, de-interleaved into this layout, so its values are exactly the
+    /// file's. `None` when a quant is -128: ggml's quantiser never writes it and the kernels
+    /// rely on `-127..=127`, so the caller re-quantises the values ([`Self::quantize`]).
+    ///
+    /// # Errors
+    /// As [`bitnet_formats::check_blocks`].
+    pub fn from_ggml_blocks(
+        rows: usize,
+        cols: usize,
+        bytes: &[u8],
+    ) -> Result<Option<Self>, FormatError> {
+        bitnet_formats::check_blocks(bitnet_formats::DenseBlocks::Q8_0, bytes, rows, cols)?;
+        let blocks: &[bitnet_formats::BlockQ8_0] = bytemuck::cast_slice(bytes);
+        if blocks.iter().any(|b| b.qs.contains(&i8::MIN)) {
+            return Ok(None);
+        }
+        let qs = blocks.iter().flat_map(|b| b.qs).collect();
+        let d = blocks.iter().map(|b| f16::from_le_bytes(b.d)).collect();
+        Ok(Some(Self { rows, cols, qs, d }))
+    }
+
     /// Rows (output features).
     pub fn rows(&self) -> usize {
         self.rows

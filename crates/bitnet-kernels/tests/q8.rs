@@ -183,3 +183,43 @@ fn dispatch_counts_name_the_q8_kernel() {
     assert!(counts.contains(&(format!("{id}:gemv"), 1)), "{counts:?}");
     assert!(counts.contains(&(format!("{id}:gemm"), 1)), "{counts:?}");
 }
+
+/// A GGUF tensor of ggml's own Q8_0 blocks becomes the same matrix as quantising its values:
+/// the same quants and scales, de-interleaved; a -128 quant (never written by ggml) is left to
+/// the caller to re-quantise.
+#[test]
+fn ggml_q8_0_blocks_are_taken_as_they_are() {
+    let (rows, cols) = (3usize, 96usize);
+    let value = |r: usize, c: usize| ((r * 131 + c * 17) % 41) as f32 / 8.0 - 2.5;
+    let m = Q8Matrix::quantize(rows, cols, 1, |r, buf| {
+        for (c, v) in buf.iter_mut().enumerate() {
+            *v = value(r, c);
+        }
+    })
+    .unwrap();
+    // ggml's interleaved blocks: { f16 d, int8 qs[32] }.
+    let mut bytes = Vec::new();
+    for (d, qs) in m.scales().iter().zip(m.quants().chunks_exact(32)) {
+        bytes.extend_from_slice(&d.to_le_bytes());
+        bytes.extend(qs.iter().map(|&q| q as u8));
+    }
+    let from_file = Q8Matrix::from_ggml_blocks(rows, cols, &bytes)
+        .unwrap()
+        .unwrap();
+    assert_eq!(from_file, m);
+    let mut row = vec![0f32; cols];
+    from_file.row_into(1, &mut row);
+    assert_eq!(
+        row[5],
+        f32::from(m.quants()[cols + 5]) * m.scales()[3].to_f32()
+    );
+
+    bytes[2 + 7] = 0x80; // quant -128 in the first block
+    assert!(
+        Q8Matrix::from_ggml_blocks(rows, cols, &bytes)
+            .unwrap()
+            .is_none()
+    );
+    assert!(Q8Matrix::from_ggml_blocks(rows, cols, &bytes[..34 * 8]).is_err());
+    assert!(Q8Matrix::from_ggml_blocks(rows, 100, &bytes).is_err());
+}

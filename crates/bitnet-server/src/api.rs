@@ -58,214 +58,192 @@ fn unsupported(param: &str, what: &str) -> ApiError {
     }
 }
 
-/// Checks of the fields both endpoints share, and the generation settings they give.
-trait CommonExt {
-    fn check(&self, engine: &Engine) -> Result<(), ApiError>;
-    fn sampling(&self, defaults: &SamplingDefaults) -> Result<SamplingParams, ApiError>;
-    fn stops(&self) -> Result<Vec<String>, ApiError>;
-    #[allow(clippy::too_many_arguments)]
-    fn finish(
-        &self,
-        engine: &Engine,
-        prompt: Vec<u32>,
-        prompt_text: Option<String>,
-        max_tokens: Option<u64>,
-        default_max: usize,
-        prompt_param: &str,
-        logprobs: Option<usize>,
-    ) -> Result<Validated, ApiError>;
+/// Checks of the fields both endpoints share (model, `n`, penalties, `logit_bias`).
+fn check_common(c: &Common, engine: &Engine) -> Result<(), ApiError> {
+    if let Some(m) = &c.model
+        && m != &engine.name
+    {
+        return Err(ApiError::NotFound {
+            message: format!(
+                "the model '{m}' does not exist; this server serves '{}'",
+                engine.name
+            ),
+            code: Some("model_not_found"),
+        });
+    }
+    if let Some(n) = c.n
+        && !(1..=MAX_N).contains(&n)
+    {
+        return Err(ApiError::invalid(
+            format!("n {n} is out of range: it must be in [1, {MAX_N}]"),
+            "n",
+        ));
+    }
+    for (name, v) in [
+        ("presence_penalty", c.presence_penalty),
+        ("frequency_penalty", c.frequency_penalty),
+    ] {
+        if let Some(v) = v
+            && !(v.is_finite() && (-2.0..=2.0).contains(&v))
+        {
+            return Err(ApiError::invalid(
+                format!("{name} {v} is out of range: it must be in [-2, 2]"),
+                name,
+            ));
+        }
+    }
+    if c.logit_bias.as_ref().is_some_and(|m| !m.is_empty()) {
+        return Err(unsupported("logit_bias", ""));
+    }
+    Ok(())
 }
 
-impl CommonExt for Common {
-    fn check(&self, engine: &Engine) -> Result<(), ApiError> {
-        if let Some(m) = &self.model
-            && m != &engine.name
-        {
-            return Err(ApiError::NotFound {
-                message: format!(
-                    "the model '{m}' does not exist; this server serves '{}'",
-                    engine.name
-                ),
-                code: Some("model_not_found"),
-            });
-        }
-        if let Some(n) = self.n
-            && !(1..=MAX_N).contains(&n)
-        {
-            return Err(ApiError::invalid(
-                format!("n {n} is out of range: it must be in [1, {MAX_N}]"),
-                "n",
-            ));
-        }
-        for (name, v) in [
-            ("presence_penalty", self.presence_penalty),
-            ("frequency_penalty", self.frequency_penalty),
-        ] {
-            if let Some(v) = v
-                && !(v.is_finite() && (-2.0..=2.0).contains(&v))
-            {
-                return Err(ApiError::invalid(
-                    format!("{name} {v} is out of range: it must be in [-2, 2]"),
-                    name,
-                ));
-            }
-        }
-        if self.logit_bias.as_ref().is_some_and(|m| !m.is_empty()) {
-            return Err(unsupported("logit_bias", ""));
-        }
-        Ok(())
+/// The request's sampling settings; a field it leaves out takes the server's default
+/// (`--temp`, `--top-k`, ...: OpenAI's values unless the operator set others).
+fn sampling(c: &Common, defaults: &SamplingDefaults) -> Result<SamplingParams, ApiError> {
+    let temperature = c.temperature.unwrap_or(defaults.temperature);
+    if !(temperature.is_finite() && (0.0..=2.0).contains(&temperature)) {
+        return Err(ApiError::invalid(
+            format!("temperature {temperature} is out of range: it must be in [0, 2]"),
+            "temperature",
+        ));
     }
-
-    /// The request's sampling settings; a field it leaves out takes the server's default
-    /// (`--temp`, `--top-k`, ...: OpenAI's values unless the operator set others).
-    fn sampling(&self, defaults: &SamplingDefaults) -> Result<SamplingParams, ApiError> {
-        let temperature = self.temperature.unwrap_or(defaults.temperature);
-        if !(temperature.is_finite() && (0.0..=2.0).contains(&temperature)) {
-            return Err(ApiError::invalid(
-                format!("temperature {temperature} is out of range: it must be in [0, 2]"),
-                "temperature",
-            ));
-        }
-        let top_p = self.top_p.unwrap_or(defaults.top_p);
-        if !(top_p > 0.0 && top_p <= 1.0) {
-            return Err(ApiError::invalid(
-                format!("top_p {top_p} is out of range: it must be in (0, 1]"),
-                "top_p",
-            ));
-        }
-        let min_p = self.min_p.unwrap_or(defaults.min_p);
-        if !(0.0..=1.0).contains(&min_p) {
-            return Err(ApiError::invalid(
-                format!("min_p {min_p} is out of range: it must be in [0, 1]"),
-                "min_p",
-            ));
-        }
-        let repeat_penalty = self.repeat_penalty.unwrap_or(defaults.repeat_penalty);
-        if !(repeat_penalty.is_finite() && repeat_penalty > 0.0) {
-            return Err(ApiError::invalid(
-                format!("repeat_penalty {repeat_penalty} must be > 0"),
-                "repeat_penalty",
-            ));
-        }
-        // No seed: a fresh one, recorded in the receipt so the output can be reproduced.
-        let seed = match (self.seed, defaults.seed) {
-            (Some(s), _) => s as u64,
-            (None, Some(s)) => s,
-            (None, None) => uuid::Uuid::new_v4().as_u64_pair().0,
-        };
-        Ok(SamplingParams {
-            temperature,
-            top_k: self.top_k.unwrap_or(defaults.top_k) as usize,
-            top_p,
-            min_p,
-            repeat_penalty,
-            repeat_last_n: 64,
-            presence_penalty: self.presence_penalty.unwrap_or(0.0),
-            frequency_penalty: self.frequency_penalty.unwrap_or(0.0),
-            seed,
-        })
+    let top_p = c.top_p.unwrap_or(defaults.top_p);
+    if !(top_p > 0.0 && top_p <= 1.0) {
+        return Err(ApiError::invalid(
+            format!("top_p {top_p} is out of range: it must be in (0, 1]"),
+            "top_p",
+        ));
     }
-
-    fn stops(&self) -> Result<Vec<String>, ApiError> {
-        let stops = match &self.stop {
-            None => Vec::new(),
-            Some(Stop::One(s)) => vec![s.clone()],
-            Some(Stop::Many(v)) => v.clone(),
-        };
-        if stops.len() > MAX_STOP {
-            return Err(ApiError::invalid(
-                format!(
-                    "at most {MAX_STOP} stop sequences are allowed, got {}",
-                    stops.len()
-                ),
-                "stop",
-            ));
-        }
-        if stops.iter().any(String::is_empty) {
-            return Err(ApiError::invalid(
-                "stop sequences must not be empty",
-                "stop",
-            ));
-        }
-        Ok(stops)
+    let min_p = c.min_p.unwrap_or(defaults.min_p);
+    if !(0.0..=1.0).contains(&min_p) {
+        return Err(ApiError::invalid(
+            format!("min_p {min_p} is out of range: it must be in [0, 1]"),
+            "min_p",
+        ));
     }
+    let repeat_penalty = c.repeat_penalty.unwrap_or(defaults.repeat_penalty);
+    if !(repeat_penalty.is_finite() && repeat_penalty > 0.0) {
+        return Err(ApiError::invalid(
+            format!("repeat_penalty {repeat_penalty} must be > 0"),
+            "repeat_penalty",
+        ));
+    }
+    // No seed: a fresh one, recorded in the receipt so the output can be reproduced.
+    let seed = match (c.seed, defaults.seed) {
+        (Some(s), _) => s as u64,
+        (None, Some(s)) => s,
+        (None, None) => uuid::Uuid::new_v4().as_u64_pair().0,
+    };
+    Ok(SamplingParams {
+        temperature,
+        top_k: c.top_k.unwrap_or(defaults.top_k) as usize,
+        top_p,
+        min_p,
+        repeat_penalty,
+        repeat_last_n: 64,
+        presence_penalty: c.presence_penalty.unwrap_or(0.0),
+        frequency_penalty: c.frequency_penalty.unwrap_or(0.0),
+        seed,
+    })
+}
 
-    /// Checks lengths against the context; `default_max` applies when `max_tokens` is absent.
-    #[allow(clippy::too_many_arguments)]
-    fn finish(
-        &self,
-        engine: &Engine,
-        prompt: Vec<u32>,
-        prompt_text: Option<String>,
-        max_tokens: Option<u64>,
-        default_max: usize,
-        prompt_param: &str,
-        logprobs: Option<usize>,
-    ) -> Result<Validated, ApiError> {
-        let ctx = engine.ctx;
-        if prompt.is_empty() {
-            return Err(ApiError::invalid("the prompt is empty", prompt_param));
-        }
-        if let Some(&bad) = prompt.iter().find(|&&t| t as usize >= engine.vocab()) {
+fn stops(c: &Common) -> Result<Vec<String>, ApiError> {
+    let stops = match &c.stop {
+        None => Vec::new(),
+        Some(Stop::One(s)) => vec![s.clone()],
+        Some(Stop::Many(v)) => v.clone(),
+    };
+    if stops.len() > MAX_STOP {
+        return Err(ApiError::invalid(
+            format!(
+                "at most {MAX_STOP} stop sequences are allowed, got {}",
+                stops.len()
+            ),
+            "stop",
+        ));
+    }
+    if stops.iter().any(String::is_empty) {
+        return Err(ApiError::invalid(
+            "stop sequences must not be empty",
+            "stop",
+        ));
+    }
+    Ok(stops)
+}
+
+/// Checks lengths against the context; `default_max` applies when `max_tokens` is absent.
+#[allow(clippy::too_many_arguments)]
+fn finish(
+    c: &Common,
+    engine: &Engine,
+    prompt: Vec<u32>,
+    prompt_text: Option<String>,
+    max_tokens: Option<u64>,
+    default_max: usize,
+    prompt_param: &str,
+    logprobs: Option<usize>,
+) -> Result<Validated, ApiError> {
+    let ctx = engine.ctx;
+    if prompt.is_empty() {
+        return Err(ApiError::invalid("the prompt is empty", prompt_param));
+    }
+    if let Some(&bad) = prompt.iter().find(|&&t| t as usize >= engine.vocab()) {
+        return Err(ApiError::invalid(
+            format!(
+                "token id {bad} is outside the vocabulary (size {})",
+                engine.vocab()
+            ),
+            prompt_param,
+        ));
+    }
+    if prompt.len() >= ctx {
+        return Err(ApiError::Unprocessable {
+            message: format!(
+                "this model's context is {ctx} tokens, but the prompt is {} tokens \
+                 (at least one token must be left to generate)",
+                prompt.len()
+            ),
+            param: Some(prompt_param.to_string()),
+            code: Some("context_length_exceeded"),
+        });
+    }
+    let room = ctx - prompt.len();
+    let max_tokens = match max_tokens {
+        Some(0) => {
             return Err(ApiError::invalid(
-                format!(
-                    "token id {bad} is outside the vocabulary (size {})",
-                    engine.vocab()
-                ),
-                prompt_param,
+                "max_tokens must be at least 1",
+                "max_tokens",
             ));
         }
-        if prompt.len() >= ctx {
+        Some(m) if m > room as u64 => {
             return Err(ApiError::Unprocessable {
                 message: format!(
-                    "this model's context is {ctx} tokens, but the prompt is {} tokens \
-                     (at least one token must be left to generate)",
+                    "this model's context is {ctx} tokens; you requested {} tokens \
+                     ({} in the prompt, {m} for the completion)",
+                    prompt.len() as u64 + m,
                     prompt.len()
                 ),
-                param: Some(prompt_param.to_string()),
+                param: Some("max_tokens".to_string()),
                 code: Some("context_length_exceeded"),
             });
         }
-        let room = ctx - prompt.len();
-        let max_tokens = match max_tokens {
-            Some(0) => {
-                return Err(ApiError::invalid(
-                    "max_tokens must be at least 1",
-                    "max_tokens",
-                ));
-            }
-            Some(m) if m > room as u64 => {
-                return Err(ApiError::Unprocessable {
-                    message: format!(
-                        "this model's context is {ctx} tokens; you requested {} tokens \
-                         ({} in the prompt, {m} for the completion)",
-                        prompt.len() as u64 + m,
-                        prompt.len()
-                    ),
-                    param: Some("max_tokens".to_string()),
-                    code: Some("context_length_exceeded"),
-                });
-            }
-            Some(m) => m as usize,
-            None => default_max.min(room),
-        };
-        Ok(Validated {
-            prompt,
-            prompt_text,
-            max_tokens,
-            sampling: self.sampling(&engine.sampling_defaults)?,
-            stop: self.stops()?,
-            stream: self.stream.unwrap_or(false),
-            include_usage: self
-                .stream_options
-                .as_ref()
-                .is_some_and(|o| o.include_usage),
-            n: self.n.unwrap_or(1) as usize,
-            logprobs,
-            grammar: None,
-            format: None,
-        })
-    }
+        Some(m) => m as usize,
+        None => default_max.min(room),
+    };
+    Ok(Validated {
+        prompt,
+        prompt_text,
+        max_tokens,
+        sampling: sampling(c, &engine.sampling_defaults)?,
+        stop: stops(c)?,
+        stream: c.stream.unwrap_or(false),
+        include_usage: c.stream_options.as_ref().is_some_and(|o| o.include_usage),
+        n: c.n.unwrap_or(1) as usize,
+        logprobs,
+        grammar: None,
+        format: None,
+    })
 }
 
 fn encode(engine: &Engine, text: &str, add_bos: bool) -> Result<Vec<u32>, ApiError> {
@@ -287,7 +265,7 @@ pub trait Validate {
 
 impl Validate for CompletionRequest {
     fn validate(&self, engine: &Engine) -> Result<Validated, ApiError> {
-        self.common.check(engine)?;
+        check_common(&self.common, engine)?;
         if let Some(k) = self.logprobs
             && k > MAX_TOP_LOGPROBS
         {
@@ -338,7 +316,8 @@ impl Validate for CompletionRequest {
             self.schema_order.as_ref(),
             engine,
         )?;
-        let mut v = self.common.finish(
+        let mut v = finish(
+            &self.common,
             engine,
             ids,
             text,
@@ -354,7 +333,7 @@ impl Validate for CompletionRequest {
 
 impl Validate for ChatRequest {
     fn validate(&self, engine: &Engine) -> Result<Validated, ApiError> {
-        self.common.check(engine)?;
+        check_common(&self.common, engine)?;
         if let Some(k) = self.top_logprobs {
             if k > MAX_TOP_LOGPROBS {
                 return Err(ApiError::invalid(
@@ -461,7 +440,8 @@ impl Validate for ChatRequest {
             ApiError::invalid(format!("the prompt cannot be tokenized: {e}"), "messages")
         })?;
         let max = self.max_completion_tokens.or(self.common.max_tokens);
-        let mut v = self.common.finish(
+        let mut v = finish(
+            &self.common,
             engine,
             ids,
             Some(rendered),

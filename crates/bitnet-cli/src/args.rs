@@ -336,6 +336,18 @@ pub struct BenchArgs {
         default_value = "128"
     )]
     pub n_gen: Vec<usize>,
+    /// Tokens already in the context when each test starts (llama-bench's `-d`),
+    /// comma-separated: the prompt is processed, or tokens generated, against a KV cache that
+    /// deep (filled untimed first). Rows read `tg128 @ d4096`; the roofline of a tg row counts
+    /// the KV cache it reads as well as the weights.
+    #[arg(
+        short = 'd',
+        long = "n-depth",
+        value_delimiter = ',',
+        default_value = "0",
+        value_name = "N"
+    )]
+    pub n_depth: Vec<usize>,
     /// Thread counts, comma-separated [default: as run and the server choose: 1 for a model
     /// under 50 MB of weights, else one per physical core].
     #[arg(short = 't', long, value_delimiter = ',')]

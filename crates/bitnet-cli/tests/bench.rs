@@ -181,6 +181,50 @@ fn probe_only_and_no_bandwidth_conflict() {
     );
 }
 
+/// `-d` (llama-bench's depth): each test again after that many cached tokens, named
+/// `pp8 @ d16`; the tg row's roofline counts the KV cache it reads besides the weights.
+#[test]
+fn depth_repeats_each_test_over_a_filled_cache() {
+    let rows = bench_rows(&["-p", "8", "-n", "4", "-d", "0,16", "-r", "1", "-t", "1"]);
+    assert_eq!(tests(&rows), ["pp8", "tg4", "pp8 @ d16", "tg4 @ d16"]);
+    let depths: Vec<u64> = rows
+        .iter()
+        .map(|r| r["n_depth"].as_u64().unwrap())
+        .collect();
+    assert_eq!(depths, [0, 0, 16, 16]);
+    // The roofline of a deeper tg row is lower: more bytes per token (the tiny preset's
+    // KV cache: 2 x layers x kv_dim x positions x 4 bytes).
+    let out = stdout_of(&mut cli([
+        "bench",
+        "--synthetic",
+        "tiny",
+        "-p",
+        "0",
+        "-n",
+        "2",
+        "-d",
+        "0,64",
+        "-r",
+        "1",
+        "-t",
+        "1",
+        "--probe-mib",
+        "8",
+        "--probe-passes",
+        "2",
+        "--json",
+    ]));
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
+    let roof = |i: usize| rows[i]["roofline_ts"].as_f64().unwrap();
+    assert!(roof(1) < roof(0), "{out}");
+    // A depth beyond the context is refused before anything runs.
+    let out = cli(["bench", "--synthetic", "tiny", "-d", "100000", "-r", "1"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("100128"));
+}
+
 /// `bench --synthetic tiny ARGS --json --no-bandwidth`: its rows.
 fn bench_rows(args: &[&str]) -> Vec<serde_json::Value> {
     let mut all = vec!["bench", "--synthetic", "tiny"];

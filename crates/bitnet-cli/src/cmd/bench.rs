@@ -20,7 +20,9 @@ use std::time::Instant;
 
 use anyhow::Result;
 use bitnet_engine::backend::{ReadProbe, read_bandwidth};
-use bitnet_engine::{HeadType, LoadOptions, Model, ModelConfig, ModelRef, SessionOptions};
+use bitnet_engine::{
+    HeadType, KvType, LoadOptions, Model, ModelConfig, ModelRef, Session, SessionOptions,
+};
 use serde::Serialize;
 
 use crate::args::BenchArgs;
@@ -40,6 +42,8 @@ struct BenchResult {
     test: String,
     n_prompt: usize,
     n_gen: usize,
+    /// Tokens in the context before the test (`-d`).
+    n_depth: usize,
     avg_ts: f64,
     stddev_ts: f64,
     samples_ts: Vec<f64>,
@@ -100,17 +104,47 @@ fn random_tokens(n: usize, vocab: usize, seed: u64) -> Vec<u32> {
         .collect()
 }
 
-/// Seconds for one prompt-processing run of `p` tokens.
-fn time_pp(model: &Model, opts: &SessionOptions, tokens: &[u32]) -> Result<f64> {
+/// Tokens per forward call when filling a context to its test depth (untimed).
+const DEPTH_CHUNK: usize = 512;
+
+/// A session whose KV cache already holds `depth` tokens (filled in chunks, untimed).
+fn session_at_depth(model: &Model, opts: &SessionOptions, depth: usize) -> Result<Session> {
     let mut session = model.session(opts);
+    let vocab = model.config().vocab_size;
+    let fill = random_tokens(depth, vocab, 0xdee9 + depth as u64);
+    for chunk in fill.chunks(DEPTH_CHUNK) {
+        model.forward(&mut session, chunk)?;
+    }
+    Ok(session)
+}
+
+/// Bytes of KV cache one decode step reads at `pos` cached positions: K and V of every
+/// layer at every position.
+fn kv_bytes_read(c: &ModelConfig, kv_type: KvType, pos: usize) -> usize {
+    let elem = match kv_type {
+        KvType::F32 => 4,
+        KvType::F16 => 2,
+    };
+    2 * c.n_layers * c.n_kv_heads * c.head_dim * pos * elem
+}
+
+/// Seconds for one prompt-processing run of `p` tokens after `depth` cached ones.
+fn time_pp(model: &Model, opts: &SessionOptions, depth: usize, tokens: &[u32]) -> Result<f64> {
+    let mut session = session_at_depth(model, opts, depth)?;
     let start = Instant::now();
     model.forward(&mut session, tokens)?;
     Ok(start.elapsed().as_secs_f64())
 }
 
-/// Seconds for `n` single-token decode steps from an empty context.
-fn time_tg(model: &Model, opts: &SessionOptions, first: u32, n: usize) -> Result<f64> {
-    let mut session = model.session(opts);
+/// Seconds for `n` single-token decode steps after `depth` cached tokens.
+fn time_tg(
+    model: &Model,
+    opts: &SessionOptions,
+    depth: usize,
+    first: u32,
+    n: usize,
+) -> Result<f64> {
+    let mut session = session_at_depth(model, opts, depth)?;
     let mut token = first;
     let start = Instant::now();
     for _ in 0..n {
@@ -122,8 +156,17 @@ fn time_tg(model: &Model, opts: &SessionOptions, first: u32, n: usize) -> Result
 
 /// Seconds for `n` decode steps of `firsts.len()` sequences advanced together by
 /// [`Model::forward_batch`] (each weight streamed once per step for all of them).
-fn time_tg_parallel(model: &Model, opts: &SessionOptions, firsts: &[u32], n: usize) -> Result<f64> {
-    let mut sessions: Vec<_> = firsts.iter().map(|_| model.session(opts)).collect();
+fn time_tg_parallel(
+    model: &Model,
+    opts: &SessionOptions,
+    depth: usize,
+    firsts: &[u32],
+    n: usize,
+) -> Result<f64> {
+    let mut sessions = firsts
+        .iter()
+        .map(|_| session_at_depth(model, opts, depth))
+        .collect::<Result<Vec<_>>>()?;
     let mut tokens = firsts.to_vec();
     let start = Instant::now();
     for _ in 0..n {
@@ -259,7 +302,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
             other => format!("CPU {} + {other} head", model.kernels().backend().id()),
         };
         let threads_used = model.kernels().threads();
-        let row = |test: String, np: usize, ng: usize, samples: Vec<f64>| {
+        let row = |test: String, np: usize, ng: usize, nd: usize, samples: Vec<f64>| {
             let (avg, sd) = mean_std(&samples);
             BenchResult {
                 model: label.clone(),
@@ -271,6 +314,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
                 test,
                 n_prompt: np,
                 n_gen: ng,
+                n_depth: nd,
                 avg_ts: avg,
                 stddev_ts: sd,
                 samples_ts: samples,
@@ -280,83 +324,84 @@ pub fn run(args: BenchArgs) -> Result<()> {
             }
         };
 
-        let mut tg_rows = Vec::new();
-        for &p in args.n_prompt.iter().filter(|&&p| p > 0) {
-            if p > c.context_length {
-                return Err(CliError::ContextTooLarge {
-                    ctx: p,
-                    max: c.context_length,
+        // tg rows with the bytes one of their tokens streams on average (weights + KV read).
+        let mut tg_rows: Vec<(usize, f64)> = Vec::new();
+        let weight_bytes = w.bytes_per_token() as f64;
+        for &d in &args.n_depth {
+            let at = |test: String| {
+                if d == 0 {
+                    test
+                } else {
+                    format!("{test} @ d{d}")
                 }
-                .into());
-            }
-            let sopts = SessionOptions {
-                context: Some(p),
-                kv_type: args.kv_type.engine(),
-                max_batch: p,
             };
-            let tokens = random_tokens(p, c.vocab_size, 0x5eed + p as u64);
-            let mut samples = Vec::with_capacity(reps);
-            for rep in 0..=reps {
-                let secs = time_pp(&model, &sopts, &tokens)?;
-                if rep > 0 {
-                    samples.push(p as f64 / secs);
-                }
-            }
-            results.push(row(format!("pp{p}"), p, 0, samples));
-        }
-        for &n in args.n_gen.iter().filter(|&&n| n > 0) {
-            if n > c.context_length {
-                return Err(CliError::ContextTooLarge {
-                    ctx: n,
-                    max: c.context_length,
-                }
-                .into());
-            }
-            let sopts = SessionOptions {
-                context: Some(n),
-                kv_type: args.kv_type.engine(),
-                max_batch: 1,
-            };
-            let first = random_tokens(1, c.vocab_size, 0x5eed)[0];
-            let mut samples = Vec::with_capacity(reps);
-            for rep in 0..=reps {
-                let secs = time_tg(&model, &sopts, first, n)?;
-                if rep > 0 {
-                    samples.push(n as f64 / secs);
-                }
-            }
-            tg_rows.push(results.len());
-            results.push(row(format!("tg{n}"), 0, n, samples));
-
-            // Several sequences decoding together (continuous batching, as the server
-            // runs them): aggregate tokens/s over all of them.
-            for &npl in args.parallel.iter().filter(|&&p| p > 1) {
-                let firsts = random_tokens(npl, c.vocab_size, 0x5eed + npl as u64);
+            for &p in args.n_prompt.iter().filter(|&&p| p > 0) {
+                check_context(d + p, c.context_length)?;
+                let sopts = SessionOptions {
+                    context: Some(d + p),
+                    kv_type: args.kv_type.engine(),
+                    max_batch: p.max(d.min(DEPTH_CHUNK)),
+                };
+                let tokens = random_tokens(p, c.vocab_size, 0x5eed + p as u64);
                 let mut samples = Vec::with_capacity(reps);
                 for rep in 0..=reps {
-                    let secs = time_tg_parallel(&model, &sopts, &firsts, n)?;
+                    let secs = time_pp(&model, &sopts, d, &tokens)?;
                     if rep > 0 {
-                        samples.push((n * npl) as f64 / secs);
+                        samples.push(p as f64 / secs);
                     }
                 }
-                results.push(row(format!("tg{n}x{npl}"), 0, n, samples));
+                results.push(row(at(format!("pp{p}")), p, 0, d, samples));
+            }
+            for &n in args.n_gen.iter().filter(|&&n| n > 0) {
+                check_context(d + n, c.context_length)?;
+                let sopts = SessionOptions {
+                    context: Some(d + n),
+                    kv_type: args.kv_type.engine(),
+                    max_batch: d.clamp(1, DEPTH_CHUNK),
+                };
+                // Step i reads d + i cached positions: on average d + (n - 1) / 2.
+                let kv_type = args.kv_type.engine();
+                let kv = kv_bytes_read(&c, kv_type, d) as f64
+                    + kv_bytes_read(&c, kv_type, n.saturating_sub(1)) as f64 / 2.0;
+                let first = random_tokens(1, c.vocab_size, 0x5eed)[0];
+                let mut samples = Vec::with_capacity(reps);
+                for rep in 0..=reps {
+                    let secs = time_tg(&model, &sopts, d, first, n)?;
+                    if rep > 0 {
+                        samples.push(n as f64 / secs);
+                    }
+                }
+                tg_rows.push((results.len(), weight_bytes + kv));
+                results.push(row(at(format!("tg{n}")), 0, n, d, samples));
+
+                // Several sequences decoding together (continuous batching, as the server
+                // runs them): aggregate tokens/s over all of them.
+                for &npl in args.parallel.iter().filter(|&&p| p > 1) {
+                    let firsts = random_tokens(npl, c.vocab_size, 0x5eed + npl as u64);
+                    let mut samples = Vec::with_capacity(reps);
+                    for rep in 0..=reps {
+                        let secs = time_tg_parallel(&model, &sopts, d, &firsts, n)?;
+                        if rep > 0 {
+                            samples.push((n * npl) as f64 / secs);
+                        }
+                    }
+                    results.push(row(at(format!("tg{n}x{npl}")), 0, n, d, samples));
+                }
             }
         }
 
         if !args.no_bandwidth {
-            let bytes_per_token = w.bytes_per_token() as f64;
             drop(model);
             let bw = probe(threads_used, args.probe_mib, args.probe_passes).best_bytes_per_sec;
-            let roofline = bw / bytes_per_token;
-            for &i in &tg_rows {
+            for &(i, bytes) in &tg_rows {
                 let r = &mut results[i];
                 r.bandwidth_gbs = Some(bw / 1e9);
-                r.roofline_ts = Some(roofline);
-                r.roofline_pct = Some(100.0 * r.avg_ts / roofline);
+                r.roofline_ts = Some(bw / bytes);
+                r.roofline_pct = Some(100.0 * r.avg_ts * bytes / bw);
             }
             let reached: Vec<String> = tg_rows
                 .iter()
-                .map(|&i| {
+                .map(|&(i, _)| {
                     format!(
                         "{} {:.1} %",
                         results[i].test,
@@ -364,11 +409,16 @@ pub fn run(args: BenchArgs) -> Result<()> {
                     )
                 })
                 .collect();
+            let kv_note = if args.n_depth.iter().any(|&d| d > 0) {
+                " (tg rows at a depth add the KV cache they read)"
+            } else {
+                ""
+            };
             footer.push(format!(
-                "threads {threads_used}: memory read bandwidth {:.2} GB/s; {:.2} MiB of weights per token; roofline {:.2} tokens/s{}",
+                "threads {threads_used}: memory read bandwidth {:.2} GB/s; {:.2} MiB of weights per token; roofline {:.2} tokens/s{kv_note}{}",
                 bw / 1e9,
-                bytes_per_token / (1u64 << 20) as f64,
-                roofline,
+                weight_bytes / (1u64 << 20) as f64,
+                bw / weight_bytes,
                 if reached.is_empty() {
                     String::new()
                 } else {
@@ -409,6 +459,14 @@ pub fn run(args: BenchArgs) -> Result<()> {
         }
     }
     out.flush()?;
+    Ok(())
+}
+
+/// A test needs `needed` positions of context; the model has `max`.
+fn check_context(needed: usize, max: usize) -> Result<(), CliError> {
+    if needed > max {
+        return Err(CliError::ContextTooLarge { ctx: needed, max });
+    }
     Ok(())
 }
 

@@ -25,7 +25,8 @@
 #   audit            cargo audit (RustSec), ignores as in deny.toml and unexpired
 #   interop          Python `gguf` package reads our GGUF output; Python `huggingface_hub`
 #                    and bitnet-hub share one HF cache (scripts/interop/)
-#   kernels-aarch64  cross-build bitnet-kernels for aarch64, run its tests under qemu-user
+#   kernels-aarch64  clippy on bitnet-kernels for aarch64 (the NEON code), cross-build it and
+#                    run its tests under qemu-user
 #   bitnet-server-receipts  server feature builds, receipt/tuning tests, and the
 #                    official OpenAI Python client against the real binary (with
 #                    response_format checked by jsonschema: both from PyPI into a venv
@@ -380,6 +381,10 @@ mode_interop() {
 
 mode_kernels_aarch64() {
   require kernels-aarch64 || return 0
+  # The NEON code compiles only for aarch64, so the workspace's clippy never sees it.
+  log "bitnet-kernels on aarch64: clippy -D warnings (the NEON backend)"
+  cargo clippy -p bitnet-kernels --target aarch64-unknown-linux-gnu --all-targets --locked \
+    --target-dir target/aarch64 -- -D warnings
   log "bitnet-kernels on aarch64 (NEON) under qemu-user"
   CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc \
     CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER="qemu-aarch64 -L /usr/aarch64-linux-gnu" \

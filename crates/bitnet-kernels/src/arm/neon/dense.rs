@@ -19,6 +19,8 @@ pub(crate) const Q8_ID: KernelId = "q8_0/neon";
 #[target_feature(enable = "neon")]
 unsafe fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
     let n = a.len().min(b.len());
+    // SAFETY: NEON is this fn's target feature (always present on aarch64); every load reads
+    // 4 floats at `i + 4k + 3 < i + 16 <= n`, inside both slices.
     unsafe {
         let (pa, pb) = (a.as_ptr(), b.as_ptr());
         let mut acc = [vdupq_n_f32(0.0); 4];
@@ -75,6 +77,8 @@ fn dense_rows<T>(m: &DenseMatmul<'_, T>, out: &mut OutRows<'_>, chunk: impl Fn(&
 /// `wq` and `xq` hold `wd.len() * 32` values, `xd` at least `wd.len()` scales.
 #[inline]
 unsafe fn q8_row_dot(wq: &[i8], wd: &[f16], xq: &[i8], xd: &[f32]) -> f32 {
+    // SAFETY: block `b < wd.len()` reads `wq` and `xq` at `32b..32b + 32`, inside the
+    // `wd.len() * 32` values the caller guarantees; NEON is always present on aarch64.
     unsafe {
         let mut acc = vdupq_n_f32(0.0);
         for (b, (d, &dx)) in wd.iter().zip(xd).enumerate() {

@@ -18,6 +18,8 @@ struct NeonDot;
 
 #[inline(always)]
 unsafe fn block_dot(acc: int32x4_t, row: *const u8, q: *const i8) -> int32x4_t {
+    // SAFETY: only forwards this unsafe fn's own contract (`row` holds one packed block of
+    // `BLOCK_BYTES`, `q` one block of `BLOCK` activations, from `TileDot::dot`'s caller).
     unsafe {
         let mask = vdupq_n_u8(3);
         let one = vdupq_n_u8(1);
@@ -52,6 +54,8 @@ impl TileDot for NeonDot {
         tails: &[*const i8; NT],
         has_tail: bool,
     ) -> [i32; NT] {
+        // SAFETY: only forwards this unsafe fn's own contract (`TileDot::dot`: `row` holds
+        // `full + has_tail` blocks, each `q[t]` `full` blocks, each `tails[t]` one block).
         unsafe {
             let mut acc = [vdupq_n_s32(0); NT];
             for b in 0..full {

@@ -138,25 +138,7 @@ fn probe_only_prints_the_read_bandwidth_per_thread_count() {
 
 #[test]
 fn roofline_fields_are_in_the_json_tg_rows() {
-    let out = stdout_of(&mut cli([
-        "bench",
-        "--synthetic",
-        "tiny",
-        "-p",
-        "0",
-        "-n",
-        "2",
-        "-r",
-        "1",
-        "-t",
-        "1",
-        "--probe-mib",
-        "8",
-        "--probe-passes",
-        "2",
-        "--json",
-    ]));
-    let rows: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
+    let rows = probed_rows(&["-p", "0", "-n", "2", "-r", "1", "-t", "1"]);
     let bw = rows[0]["bandwidth_gbs"].as_f64().unwrap();
     let roof = rows[0]["roofline_ts"].as_f64().unwrap();
     let pct = rows[0]["roofline_pct"].as_f64().unwrap();
@@ -164,7 +146,7 @@ fn roofline_fields_are_in_the_json_tg_rows() {
     assert!(bw > 0.0 && roof > 0.0);
     assert!(
         (pct - 100.0 * ts / roof).abs() < 1e-9 * pct.max(1.0),
-        "{out}"
+        "{rows:?}"
     );
 }
 
@@ -194,29 +176,9 @@ fn depth_repeats_each_test_over_a_filled_cache() {
     assert_eq!(depths, [0, 0, 16, 16]);
     // The roofline of a deeper tg row is lower: more bytes per token (the tiny preset's
     // KV cache: 2 x layers x kv_dim x positions x 4 bytes).
-    let out = stdout_of(&mut cli([
-        "bench",
-        "--synthetic",
-        "tiny",
-        "-p",
-        "0",
-        "-n",
-        "2",
-        "-d",
-        "0,64",
-        "-r",
-        "1",
-        "-t",
-        "1",
-        "--probe-mib",
-        "8",
-        "--probe-passes",
-        "2",
-        "--json",
-    ]));
-    let rows: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
+    let rows = probed_rows(&["-p", "0", "-n", "2", "-d", "0,64", "-r", "1", "-t", "1"]);
     let roof = |i: usize| rows[i]["roofline_ts"].as_f64().unwrap();
-    assert!(roof(1) < roof(0), "{out}");
+    assert!(roof(1) < roof(0), "{rows:?}");
     // A depth beyond the context is refused before anything runs.
     let out = cli(["bench", "--synthetic", "tiny", "-d", "100000", "-r", "1"])
         .output()
@@ -235,6 +197,14 @@ fn bench_rows(args: &[&str]) -> Vec<serde_json::Value> {
         serde_json::Value::Array(rows) => rows,
         other => panic!("bench --json printed no array: {other}"),
     }
+}
+
+/// `bench --synthetic tiny ARGS --json` with a small, quick bandwidth probe: its rows.
+fn probed_rows(args: &[&str]) -> Vec<serde_json::Value> {
+    let mut all = vec!["bench", "--synthetic", "tiny"];
+    all.extend_from_slice(args);
+    all.extend(["--probe-mib", "8", "--probe-passes", "2", "--json"]);
+    serde_json::from_str(&stdout_of(&mut cli(all))).unwrap()
 }
 
 /// The `test` names of bench rows.

@@ -22,6 +22,16 @@ pub enum KvType {
     F16,
 }
 
+impl KvType {
+    /// Bytes of one cached element.
+    pub fn element_bytes(self) -> usize {
+        match self {
+            Self::F32 => 4,
+            Self::F16 => 2,
+        }
+    }
+}
+
 enum Store {
     F32(Vec<f32>),
     F16(Vec<f16>),
@@ -60,11 +70,11 @@ impl KvCache {
 
     /// Bytes allocated for keys and values.
     pub fn size_bytes(&self) -> usize {
-        let elem = match self.keys {
-            Store::F32(_) => 4,
-            Store::F16(_) => 2,
+        let ty = match self.keys {
+            Store::F32(_) => KvType::F32,
+            Store::F16(_) => KvType::F16,
         };
-        2 * self.n_layers * self.capacity * self.kv_dim * elem
+        2 * self.n_layers * self.capacity * self.kv_dim * ty.element_bytes()
     }
 
     fn offset(&self, layer: usize, pos: usize) -> usize {

@@ -576,11 +576,13 @@ fn blocks_to_q8(
         name: info.name.clone(),
         source,
     };
-    formats::check_blocks(kind, bytes, rows, cols).map_err(err)?;
-    if kind == DenseBlocks::Q8_0
-        && let Some(m) = Q8Matrix::from_ggml_blocks(rows, cols, bytes).map_err(err)?
-    {
-        return Ok(m);
+    // `from_ggml_blocks` checks the blocks itself; the K-quants are checked here.
+    if kind == DenseBlocks::Q8_0 {
+        if let Some(m) = Q8Matrix::from_ggml_blocks(rows, cols, bytes).map_err(err)? {
+            return Ok(m);
+        }
+    } else {
+        formats::check_blocks(kind, bytes, rows, cols).map_err(err)?;
     }
     let row_bytes = kind.row_bytes(rows, cols).map_err(err)?;
     Q8Matrix::quantize(rows, cols, threads, |r, buf| {

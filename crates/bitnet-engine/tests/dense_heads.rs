@@ -202,10 +202,8 @@ fn against_f16(path: &Path) -> (f32, f32, f64) {
 #[test]
 fn a_q8_0_embedding_is_taken_as_stored() {
     let dir = tempfile::tempdir().unwrap();
-    let q8_file = load(
-        &with_embedding(dir.path(), GgmlType::Q8_0, encode_q8_0),
-        HeadType::Stored,
-    );
+    let path = with_embedding(dir.path(), GgmlType::Q8_0, encode_q8_0);
+    let q8_file = load(&path, HeadType::Stored);
     // `--head-type q8_0` quantises the F16 head with ggml's steps: the same blocks.
     let f16_as_q8 = load(&fixture("i2s/model-i2_s.gguf"), HeadType::Q8_0);
     assert_eq!(q8_file.weights().head.type_name(), "Q8_0");
@@ -218,15 +216,12 @@ fn a_q8_0_embedding_is_taken_as_stored() {
     };
     assert_eq!(a, b);
     // `--head-type q8_0` of a Q8_0 file keeps it.
-    let again = load(
-        &with_embedding(dir.path(), GgmlType::Q8_0, encode_q8_0),
-        HeadType::Q8_0,
-    );
+    let again = load(&path, HeadType::Q8_0);
     let DenseStorage::Q8_0(c) = again.weights().head.storage() else {
         panic!("Q8_0 head expected");
     };
     assert_eq!(a, c);
-    let (max, rel, top1) = against_f16(&dir.path().join("model-Q8_0.gguf"));
+    let (max, rel, top1) = against_f16(&path);
     eprintln!("Q8_0 embedding vs F16: max |d| {max:.4}, rel rms {rel:.4}, top-1 {top1:.3}");
     // Measured: max |d logit| 0.36, relative rms 1.6 %, top-1 92 %.
     assert!(rel < 0.03 && top1 >= 0.85, "{max} {rel} {top1}");

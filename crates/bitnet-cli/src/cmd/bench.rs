@@ -121,11 +121,7 @@ fn session_at_depth(model: &Model, opts: &SessionOptions, depth: usize) -> Resul
 /// Bytes of KV cache one decode step reads at `pos` cached positions: K and V of every
 /// layer at every position.
 fn kv_bytes_read(c: &ModelConfig, kv_type: KvType, pos: usize) -> usize {
-    let elem = match kv_type {
-        KvType::F32 => 4,
-        KvType::F16 => 2,
-    };
-    2 * c.n_layers * c.n_kv_heads * c.head_dim * pos * elem
+    2 * c.n_layers * c.n_kv_heads * c.head_dim * pos * kv_type.element_bytes()
 }
 
 /// Seconds for one prompt-processing run of `p` tokens after `depth` cached ones.

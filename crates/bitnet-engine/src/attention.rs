@@ -134,22 +134,22 @@ impl Attention<'_> {
             let kv_start = (head / group) * hd;
             let q = &q_row[head * hd..(head + 1) * hd];
             let scores = &mut scores[..=pos];
-            let mut max = f32::NEG_INFINITY;
-            for (j, sc) in scores.iter_mut().enumerate() {
-                *sc = kv.key_dot(layer, j, kv_start, q) * scale;
-                max = max.max(*sc);
-            }
+            self.kernels
+                .kv_scores(&kv.keys(layer, kv_start, hd, pos + 1), q, scale, scores);
+            let max = scores.iter().fold(f32::NEG_INFINITY, |m, &s| m.max(s));
             let mut sum = 0.0f32;
             for sc in scores.iter_mut() {
                 *sc = (*sc - max).exp();
                 sum += *sc;
             }
             let inv = 1.0 / sum;
+            for sc in scores.iter_mut() {
+                *sc *= inv;
+            }
             let out = &mut out[(head - first) * hd..(head - first + 1) * hd];
             out.fill(0.0);
-            for (j, &w) in scores.iter().enumerate() {
-                kv.add_value(layer, j, kv_start, w * inv, out);
-            }
+            self.kernels
+                .kv_mix(&kv.values(layer, kv_start, hd, pos + 1), scores, out);
         }
     }
 }

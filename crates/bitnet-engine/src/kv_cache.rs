@@ -2,15 +2,9 @@
 //! never allocates. Stored as f32 (exact) or f16 (half the memory; what bitnet.cpp does by
 //! default).
 
+use bitnet_kernels::{KvData, KvRows};
 use half::f16;
 use half::slice::HalfFloatSliceExt;
-
-/// Elements converted from f16 at a time into a stack buffer: `half`'s slice conversion runs
-/// F16C (or NEON) over the whole chunk after one CPU-feature check, where `f16::to_f32` per
-/// element pays that check and a call each time and cannot vectorise (it made f16-cache
-/// attention several times slower than f32). A multiple of [`LANES`], so the lanes of
-/// [`dot_lanes`] see the same products in the same order: results are bit-identical.
-const CHUNK: usize = 64;
 
 /// Element type of the cache.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -93,122 +87,78 @@ impl KvCache {
         }
     }
 
-    /// `dot(q, key[layer][pos][range])` for one head.
-    #[inline]
-    pub fn key_dot(&self, layer: usize, pos: usize, start: usize, q: &[f32]) -> f32 {
-        let o = self.offset(layer, pos) + start;
-        match &self.keys {
-            Store::F32(s) => dot_lanes(&s[o..o + q.len()], q, |&k| k),
-            Store::F16(s) => dot_f16(&s[o..o + q.len()], q),
-        }
+    /// Keys of positions `0..rows` of `layer`, columns `start..start + len` (one KV head),
+    /// for the kernels' attention passes.
+    pub fn keys(&self, layer: usize, start: usize, len: usize, rows: usize) -> KvRows<'_> {
+        self.rows(&self.keys, layer, start, len, rows)
     }
 
-    /// `out += weight * value[layer][pos][range]` for one head.
-    #[inline]
-    pub fn add_value(&self, layer: usize, pos: usize, start: usize, weight: f32, out: &mut [f32]) {
-        let o = self.offset(layer, pos) + start;
-        let n = out.len();
-        match &self.values {
-            Store::F32(s) => {
-                for (acc, v) in out.iter_mut().zip(&s[o..o + n]) {
-                    *acc += weight * v;
-                }
-            }
-            Store::F16(s) => {
-                let mut buf = [0f32; CHUNK];
-                for (acc, v) in out.chunks_mut(CHUNK).zip(s[o..o + n].chunks(CHUNK)) {
-                    let buf = &mut buf[..v.len()];
-                    v.convert_to_f32_slice(buf);
-                    for (acc, v) in acc.iter_mut().zip(buf.iter()) {
-                        *acc += weight * v;
-                    }
-                }
-            }
-        }
+    /// Values of positions `0..rows` of `layer`, columns `start..start + len`.
+    pub fn values(&self, layer: usize, start: usize, len: usize, rows: usize) -> KvRows<'_> {
+        self.rows(&self.values, layer, start, len, rows)
     }
-}
 
-/// Partial sums of [`dot_lanes`].
-const LANES: usize = 8;
-
-/// [`dot_lanes`] of f16 keys, converted [`CHUNK`] at a time: the same lanes, products and
-/// order, so the same result bit for bit.
-fn dot_f16(k: &[f16], q: &[f32]) -> f32 {
-    let whole = k.len() / LANES * LANES;
-    let mut acc = [0.0f32; LANES];
-    let mut buf = [0f32; CHUNK];
-    for (kc, qc) in k[..whole].chunks(CHUNK).zip(q[..whole].chunks(CHUNK)) {
-        let buf = &mut buf[..kc.len()];
-        kc.convert_to_f32_slice(buf);
-        for (kb, qb) in buf.chunks_exact(LANES).zip(qc.chunks_exact(LANES)) {
-            for i in 0..LANES {
-                acc[i] += kb[i] * qb[i];
-            }
-        }
+    fn rows<'a>(
+        &self,
+        store: &'a Store,
+        layer: usize,
+        start: usize,
+        len: usize,
+        rows: usize,
+    ) -> KvRows<'a> {
+        assert!(
+            rows <= self.capacity,
+            "{rows} positions > capacity {}",
+            self.capacity
+        );
+        let range = self.offset(layer, 0)..self.offset(layer + 1, 0);
+        let data = match store {
+            Store::F32(s) => KvData::F32(&s[range]),
+            Store::F16(s) => KvData::F16(&s[range]),
+        };
+        KvRows::new(data, self.kv_dim, start, len, rows)
     }
-    let mut sum = acc.iter().sum::<f32>();
-    for (a, b) in k[whole..].iter().zip(&q[whole..]) {
-        sum += a.to_f32() * b;
-    }
-    sum
-}
-
-/// `sum k[i] * q[i]` in eight interleaved partial sums: a single running sum is one long
-/// dependency chain the compiler may not reorder (float addition is not associative), while
-/// eight independent lanes vectorise. Prompt attention spends most of its time here.
-#[inline]
-fn dot_lanes<K>(k: &[K], q: &[f32], to_f32: impl Fn(&K) -> f32) -> f32 {
-    let mut acc = [0.0f32; LANES];
-    let (kc, qc) = (k.chunks_exact(LANES), q.chunks_exact(LANES));
-    let (kt, qt) = (kc.remainder(), qc.remainder());
-    for (kb, qb) in kc.zip(qc) {
-        for i in 0..LANES {
-            acc[i] += to_f32(&kb[i]) * qb[i];
-        }
-    }
-    let mut sum = acc.iter().sum::<f32>();
-    for (a, b) in kt.iter().zip(qt) {
-        sum += to_f32(a) * b;
-    }
-    sum
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// The chunked f16 paths give exactly what converting element by element gives, for
-    /// lengths around the lane and chunk sizes.
+    /// Stored rows read back through the kernels' view: f32 exactly, f16 rounded once.
     #[test]
-    fn chunked_f16_conversion_is_bit_identical() {
-        for len in [1usize, 7, 8, 9, 63, 64, 65, 128, 200] {
-            let k: Vec<f16> = (0..len)
-                .map(|i| f16::from_f32(((i * 37 % 23) as f32 - 11.0) / 7.0))
-                .collect();
-            let q: Vec<f32> = (0..len)
-                .map(|i| ((i * 11 % 17) as f32 - 8.0) / 5.0)
-                .collect();
-            let want = dot_lanes(&k, &q, |k| k.to_f32());
-            assert_eq!(dot_f16(&k, &q).to_bits(), want.to_bits(), "len {len}");
-
-            let mut cache = KvCache::new(1, 2, len, KvType::F16);
-            cache.store(0, 1, &q, &q);
-            let mut out = vec![0.5f32; len];
-            cache.add_value(0, 1, 0, 0.3, &mut out);
-            for (i, o) in out.iter().enumerate() {
-                let v = f16::from_f32(q[i]).to_f32();
-                assert_eq!(
-                    o.to_bits(),
-                    (0.5 + 0.3 * v).to_bits(),
-                    "len {len} element {i}"
-                );
+    fn rows_view_the_stored_positions() {
+        for ty in [KvType::F32, KvType::F16] {
+            let mut cache = KvCache::new(2, 3, 4, ty);
+            for layer in 0..2 {
+                for pos in 0..3 {
+                    let k: Vec<f32> = (0..4)
+                        .map(|i| (layer * 100 + pos * 10 + i) as f32 + 0.1)
+                        .collect();
+                    let v: Vec<f32> = k.iter().map(|x| -x).collect();
+                    cache.store(layer, pos, &k, &v);
+                }
             }
-            let kq = cache.key_dot(0, 1, 0, &q);
-            let stored: Vec<f16> = q.iter().map(|&x| f16::from_f32(x)).collect();
-            assert_eq!(
-                kq.to_bits(),
-                dot_lanes(&stored, &q, |k| k.to_f32()).to_bits()
+            let round = |x: f32| match ty {
+                KvType::F32 => x,
+                KvType::F16 => f16::from_f32(x).to_f32(),
+            };
+            let kernels = bitnet_kernels::Kernels::with_backend(
+                bitnet_kernels::by_id("i2s/scalar").unwrap(),
+                1,
             );
+            // Scores against a one-hot query pick column 2 + 1 of every position.
+            let keys = cache.keys(1, 2, 2, 3);
+            let mut scores = [0f32; 3];
+            kernels.kv_scores(&keys, &[0.0, 1.0], 1.0, &mut scores);
+            for (pos, s) in scores.iter().enumerate() {
+                assert_eq!(*s, round((100 + pos * 10 + 3) as f32 + 0.1));
+            }
+            let values = cache.values(0, 0, 4, 2);
+            let mut out = [0f32; 4];
+            kernels.kv_mix(&values, &[1.0, 0.0], &mut out);
+            for (i, o) in out.iter().enumerate() {
+                assert_eq!(*o, round(-((i as f32) + 0.1)));
+            }
         }
     }
 }

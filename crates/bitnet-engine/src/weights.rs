@@ -593,10 +593,10 @@ fn blocks_to_q8(
 
 /// Decodes `<base>.weight` (any ternary storage type or a float type) and applies the optional
 /// per-tensor `<base>.scale` multiplier that llama.cpp's `bitnet` architecture uses.
-/// A linear weight in the kernels' layout. I2_S tensors whose rows are whole 128-column
-/// blocks (every real BitNet shape) are taken as they are: their bytes already are the
-/// kernels' layout, so loading is a copy and a validity scan (see `formats::i2s_to_packed`);
-/// everything else is decoded to ternary values and packed.
+/// A linear weight in the kernels' layout. I2_S tensors whose rows are whole blocks of that
+/// layout (every real BitNet shape) are taken as they are or transcoded within bytes (see
+/// `formats::i2s_to_packed`), so loading is one pass and a validity scan; everything else is
+/// decoded to ternary values and packed.
 fn packed_from_gguf(
     file: &GgufFile,
     base: &str,
@@ -608,12 +608,10 @@ fn packed_from_gguf(
     let info = tensor_info(file, &name)?;
     check_dims(info, &[cols as u64, rows as u64])?;
     if info.ggml_type == GgmlType::I2_S {
-        let fast =
-            formats::i2s_to_packed(file.tensor_data(info), rows, cols).map_err(|source| {
-                EngineError::Format {
-                    name: name.clone(),
-                    source,
-                }
+        let fast = formats::i2s_to_packed(file.tensor_data(info), rows, cols, kernels.layout())
+            .map_err(|source| EngineError::Format {
+                name: name.clone(),
+                source,
             })?;
         if let Some(packed) = fast {
             let factor = scale_factor(file, base)?;

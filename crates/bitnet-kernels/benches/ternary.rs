@@ -1,5 +1,7 @@
-//! Ternary matmul at the BitNet b1.58 2B4T shapes, per available ISA, 1 and 2 threads,
-//! reported as effective GB/s of packed weight bytes streamed, next to a memory-read
+//! Ternary matmul at the BitNet b1.58 2B4T shapes, per available ISA, 1 and 2 threads, at
+//! n = 1 (decode) and n = 128 (prefill) tokens, reported in GOPS (criterion's `elem/s`,
+//! counting `2 * rows * cols * n` operations: a multiply and an add per weight and token;
+//! at n = 1 the packed weights streamed are `GOPS / 8` GB/s), next to a memory-read
 //! bandwidth probe (sum of a 1 GiB buffer of u64) measured in the same run.
 //!
 //! The real model's ternary weights (~0.5 GB packed) never fit in cache, so every
@@ -127,7 +129,7 @@ fn ternary(c: &mut Criterion) {
                     let mut s = vec![0f32; n];
                     k.quantize_rows(&x, n, &mut q, &mut s);
                     let mut y = vec![0f32; n * rows];
-                    g.throughput(Throughput::Bytes(packed_one.size_bytes() as u64));
+                    g.throughput(Throughput::Elements((2 * rows * cols * n) as u64));
                     let id = BenchmarkId::new(format!("{}/n{n}", ops.id()), format!("t{threads}"));
                     let mut i = 0;
                     g.bench_function(id, |b| {

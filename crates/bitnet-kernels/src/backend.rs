@@ -13,7 +13,7 @@
 
 use std::fmt;
 
-use crate::ops::{ActQuantOps, DenseOps, KernelId, TernaryMatmulOps};
+use crate::ops::{ActQuantOps, AttentionOps, DenseOps, KernelId, TernaryMatmulOps};
 
 /// One op of the op families, as [`crate::Kernels`] counts it and a receipt names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -30,17 +30,23 @@ pub enum OpKind {
     F32,
     /// [`DenseOps::q8_rows`].
     Q8_0,
+    /// [`AttentionOps::kv_scores`].
+    KvScores,
+    /// [`AttentionOps::kv_mix`].
+    KvMix,
 }
 
 impl OpKind {
     /// Every op, in the order receipts list them.
-    pub const ALL: [OpKind; 6] = [
+    pub const ALL: [OpKind; 8] = [
         OpKind::Quantize,
         OpKind::Ternary,
         OpKind::TernaryF32,
         OpKind::F16,
         OpKind::F32,
         OpKind::Q8_0,
+        OpKind::KvScores,
+        OpKind::KvMix,
     ];
 }
 
@@ -48,7 +54,9 @@ impl OpKind {
 ///
 /// Each backend writes every op; where it has no SIMD version it calls another backend's
 /// function by name and says so in [`Backend::kernel_id`].
-pub trait Backend: TernaryMatmulOps + DenseOps + ActQuantOps + Send + Sync + 'static {
+pub trait Backend:
+    TernaryMatmulOps + DenseOps + ActQuantOps + AttentionOps + Send + Sync + 'static
+{
     /// Stable id `"<packed layout family>/<isa>"`, e.g. `"i2s/avx2"`: what `--kernel`
     /// selects ([`crate::by_id`]) and receipts report as the backend.
     fn id(&self) -> &'static str;

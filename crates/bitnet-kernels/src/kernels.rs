@@ -13,8 +13,8 @@ use crate::TernaryWeights;
 use crate::backend::{Backend, OpKind};
 use crate::dispatch::detect;
 use crate::error::{ShapeError, check_len};
-use crate::ops::{DenseMatmul, KernelId, Q8Matmul, TernaryF32Matmul, TernaryMatmul};
-use crate::packed::{OutRows, PackedTernary};
+use crate::ops::{DenseMatmul, KernelId, KvRows, Q8Matmul, TernaryF32Matmul, TernaryMatmul};
+use crate::packed::{OutRows, PackedLayout, PackedTernary};
 use crate::parts::{Part, PartsMut};
 use crate::pool::{Pool, chunk};
 use crate::q8::{Q8Activations, Q8Matrix};
@@ -37,9 +37,11 @@ enum Counter {
     F32Gemm,
     Q8Gemv,
     Q8Gemm,
+    KvScores,
+    KvMix,
 }
 
-const COUNTERS: [Counter; 10] = [
+const COUNTERS: [Counter; 12] = [
     Counter::Quantize,
     Counter::TernaryGemv,
     Counter::TernaryGemm,
@@ -50,6 +52,8 @@ const COUNTERS: [Counter; 10] = [
     Counter::F32Gemm,
     Counter::Q8Gemv,
     Counter::Q8Gemm,
+    Counter::KvScores,
+    Counter::KvMix,
 ];
 
 impl Counter {
@@ -67,6 +71,8 @@ impl Counter {
             OpKind::F32 => Counter::F32Gemm,
             OpKind::Q8_0 if gemv => Counter::Q8Gemv,
             OpKind::Q8_0 => Counter::Q8Gemm,
+            OpKind::KvScores => Counter::KvScores,
+            OpKind::KvMix => Counter::KvMix,
         }
     }
 
@@ -78,6 +84,8 @@ impl Counter {
             Counter::F16Gemv | Counter::F16Gemm => OpKind::F16,
             Counter::F32Gemv | Counter::F32Gemm => OpKind::F32,
             Counter::Q8Gemv | Counter::Q8Gemm => OpKind::Q8_0,
+            Counter::KvScores => OpKind::KvScores,
+            Counter::KvMix => OpKind::KvMix,
         }
     }
 
@@ -88,6 +96,8 @@ impl Counter {
             Counter::TernaryF32 => "f32",
             Counter::TernaryGemv | Counter::F16Gemv | Counter::F32Gemv | Counter::Q8Gemv => "gemv",
             Counter::TernaryGemm | Counter::F16Gemm | Counter::F32Gemm | Counter::Q8Gemm => "gemm",
+            Counter::KvScores => "scores",
+            Counter::KvMix => "mix",
         }
     }
 }
@@ -144,6 +154,11 @@ impl Kernels {
     /// Threads used per call (including the caller's).
     pub fn threads(&self) -> usize {
         self.pool.threads()
+    }
+
+    /// The packed layout this backend streams (what [`Kernels::pack`] produces).
+    pub fn layout(&self) -> PackedLayout {
+        self.backend.layout()
     }
 
     /// Packs weights in the layout this backend streams (once, at load time).
@@ -411,9 +426,32 @@ impl Kernels {
         );
     }
 
+    /// One attention head's scores over cached rows: `scores[j] = scale * dot(q, row j)`
+    /// (see [`crate::AttentionOps::kv_scores`]), on the calling thread: the engine splits heads and
+    /// tokens across the pool itself. Counted once per head (`kv/<isa>:scores`).
+    ///
+    /// # Panics
+    /// If `q.len() != k.len()` or `scores.len() != k.rows()`.
+    pub fn kv_scores(&self, k: &KvRows<'_>, q: &[f32], scale: f32, scores: &mut [f32]) {
+        self.count(Counter::KvScores);
+        let ran = self.backend.kv_scores(k, q, scale, scores);
+        self.witness(OpKind::KvScores, ran);
+    }
+
+    /// One attention head's weighted sum of cached rows: `out += sum_j w[j] * row j` (see
+    /// [`crate::AttentionOps::kv_mix`]), on the calling thread, counted as `kv/<isa>:mix`.
+    ///
+    /// # Panics
+    /// If `w.len() != v.rows()` or `out.len() != v.len()`.
+    pub fn kv_mix(&self, v: &KvRows<'_>, w: &[f32], out: &mut [f32]) {
+        self.count(Counter::KvMix);
+        let ran = self.backend.kv_mix(v, w, out);
+        self.witness(OpKind::KvMix, ran);
+    }
+
     /// Kernel ids actually dispatched, with call counts, e.g.
     /// `[("i2s/avx2:gemv", 123), ("f16/avx2:gemv", 16)]` (zero counts omitted). Each name is
-    /// `<kernel id>:<quantize|gemv|gemm|f32>`, the kernel id being that of the code that ran
+    /// `<kernel id>:<quantize|gemv|gemm|f32|scores|mix>`, the kernel id being that of the code that ran
     /// ([`Backend::kernel_id`]): a backend without its own version of an op names the
     /// fallback, e.g. `i2s/scalar:f32` on AVX2.
     pub fn dispatch_counts(&self) -> Vec<(String, u64)> {

@@ -3,7 +3,8 @@
 //!
 //! - [`TernaryWeights`]: the canonical form every loader produces; [`formats`] converts the
 //!   storage formats (I2_S, TQ2_0, TQ1_0; re-exported from `bitnet-formats`) to and from it.
-//! - Op families ([`TernaryMatmulOps`], [`DenseOps`], [`ActQuantOps`]), one file per family
+//! - Op families ([`TernaryMatmulOps`], [`DenseOps`], [`ActQuantOps`], [`AttentionOps`]),
+//!   one file per family
 //!   per backend, tied together by [`Backend`]. A backend exists per instruction set
 //!   (`i2s/scalar`, `i2s/avx2`, `i2s/avx512vnni`, `i2s/neon`); [`detect`] picks the best
 //!   once at run time, [`available`]/[`by_id`] expose the others. Every backend gives
@@ -52,8 +53,8 @@ pub use dispatch::{available, by_id, cpu_features, detect, known_ids};
 pub use error::ShapeError;
 pub use kernels::Kernels;
 pub use ops::{
-    ActQuantOps, DenseMatmul, DenseOps, KernelId, Q8Matmul, TernaryF32Matmul, TernaryMatmul,
-    TernaryMatmulOps,
+    ActQuantOps, AttentionOps, DenseMatmul, DenseOps, KernelId, KvData, KvRows, Q8Matmul,
+    TernaryF32Matmul, TernaryMatmul, TernaryMatmulOps,
 };
 pub use packed::{OutRows, PackedLayout, PackedTernary};
 pub use parts::{Part, PartsMut};

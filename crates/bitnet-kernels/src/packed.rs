@@ -14,6 +14,16 @@
 //! as is, NEON as two 16-byte halves, VNNI feeds it to `vpdpbusd`). Rows are padded
 //! separately (unlike I2_S, whose blocks run across rows) so that any row range can be
 //! handed to a thread. For `cols % 128 == 0` a row is byte-identical to the I2_S bytes.
+//!
+//! # Layout `i2s256`
+//! The same interleave one size up, for 512-bit vectors: 256-column blocks of 64 bytes, byte
+//! `k` of block `b` holding columns `256b+k`, `+64`, `+128`, `+192` in bits 7:6 ... 1:0. One
+//! 64-byte load then yields four 64-lane code vectors lined up with four contiguous 64-byte
+//! slices of the activations, so an AVX-512 kernel needs no shuffle of weights or
+//! activations (with `i2s128`, a 512-bit load spans two blocks whose activation slices are
+//! 128 columns apart). This is ik_llama.cpp's repack-at-load idea applied to the interleave:
+//! I2_S files are transcoded once at load ([`PackedTernary::from_i2s128_rows`]), rows padded
+//! to 256 columns (every 2B4T shape is a multiple of 256 already).
 
 use crate::TernaryWeights;
 use std::fmt;
@@ -37,6 +47,9 @@ pub enum PackedLayout {
     /// 2-bit codes in 128-column blocks with the I2_S interleave, each row padded on its own
     /// (see the module doc).
     I2s128,
+    /// 2-bit codes in 256-column blocks of 64 bytes, the same interleave for 512-bit
+    /// vectors (see the module doc).
+    I2s256,
 }
 
 impl PackedLayout {
@@ -44,7 +57,21 @@ impl PackedLayout {
     pub fn id(self) -> &'static str {
         match self {
             PackedLayout::I2s128 => "i2s128",
+            PackedLayout::I2s256 => "i2s256",
         }
+    }
+
+    /// Columns per block (rows are padded to a multiple of it).
+    pub fn block_cols(self) -> usize {
+        match self {
+            PackedLayout::I2s128 => BLOCK,
+            PackedLayout::I2s256 => 2 * BLOCK,
+        }
+    }
+
+    /// Bytes per block (4 codes per byte).
+    pub fn block_bytes(self) -> usize {
+        self.block_cols() / 4
     }
 }
 
@@ -82,27 +109,17 @@ impl PackedTernary {
     /// Packs `w` into `layout`.
     ///
     /// # Panics
-    /// As [`PackedTernary::pack_i2s128`].
-    pub fn pack(w: &TernaryWeights, layout: PackedLayout) -> Self {
-        match layout {
-            PackedLayout::I2s128 => Self::pack_i2s128(w),
-        }
-    }
-
-    /// Packs `w` into layout `i2s128`.
-    ///
-    /// # Panics
     /// If `w.values.len() != w.rows * w.cols` or a value is outside `-1..=1` (a
     /// [`TernaryWeights`] breaking its own invariant is a programming error; decoders of
     /// untrusted bytes return errors before this point).
-    pub fn pack_i2s128(w: &TernaryWeights) -> Self {
+    pub fn pack(w: &TernaryWeights, layout: PackedLayout) -> Self {
         assert_eq!(
             w.values.len(),
             w.rows * w.cols,
             "TernaryWeights: values.len() != rows * cols"
         );
-        let blocks = w.cols.div_ceil(BLOCK);
-        let row_bytes = blocks * BLOCK_BYTES;
+        let (block_cols, block_bytes) = (layout.block_cols(), layout.block_bytes());
+        let row_bytes = w.cols.div_ceil(block_cols) * block_bytes;
         // 0x55 = four codes 1 (weight 0): padding stays zero weight.
         let mut data = vec![0x55u8; row_bytes * w.rows];
         if w.cols > 0 {
@@ -116,10 +133,8 @@ impl PackedTernary {
                         (-1..=1).contains(&v),
                         "TernaryWeights: value {v} is not ternary"
                     );
-                    let (b, within) = (c / BLOCK, c % BLOCK);
-                    let (j, k) = (within / 32, within % 32);
-                    let shift = 6 - 2 * j;
-                    let byte = &mut out[b * BLOCK_BYTES + k];
+                    let (at, shift) = code_position(layout, c);
+                    let byte = &mut out[at];
                     *byte = (*byte & !(3 << shift)) | (((v + 1) as u8) << shift);
                 }
             }
@@ -129,9 +144,17 @@ impl PackedTernary {
             cols: w.cols,
             row_bytes,
             scale: w.scale,
-            layout: PackedLayout::I2s128,
+            layout,
             data,
         }
+    }
+
+    /// Packs `w` into layout `i2s128`.
+    ///
+    /// # Panics
+    /// As [`PackedTernary::pack`].
+    pub fn pack_i2s128(w: &TernaryWeights) -> Self {
+        Self::pack(w, PackedLayout::I2s128)
     }
 
     /// Takes bytes that are already in layout `i2s128` with no padding (`cols % 128 == 0`):
@@ -151,6 +174,46 @@ impl PackedTernary {
             scale,
             layout: PackedLayout::I2s128,
             data,
+        }
+    }
+
+    /// Unpadded `i2s128` rows (`cols` a multiple of `layout`'s block, e.g. I2_S code bytes) transcoded into
+    /// `layout`: a copy for `i2s128`; for `i2s256`, each pair of 32-byte blocks `A, B`
+    /// becomes one 64-byte block by moving 2-bit fields within bytes (byte `k < 32` takes
+    /// planes 0 and 2 of `A[k]` and `B[k]`, byte `32 + k` their planes 1 and 3), so a 2B4T
+    /// model transcodes at memory speed instead of decoding a byte per weight.
+    pub(crate) fn from_i2s128_rows(
+        data: Vec<u8>,
+        rows: usize,
+        cols: usize,
+        scale: f32,
+        layout: PackedLayout,
+    ) -> Self {
+        debug_assert!(cols.is_multiple_of(layout.block_cols()) && data.len() == rows * cols / 4);
+        match layout {
+            PackedLayout::I2s128 => Self::from_unpadded_i2s128(data, rows, cols, scale),
+            PackedLayout::I2s256 => {
+                let mut out = vec![0u8; data.len()];
+                for (src, dst) in data.chunks_exact(64).zip(out.chunks_exact_mut(64)) {
+                    let (a, b) = src.split_at(32);
+                    let (lo, hi) = dst.split_at_mut(32);
+                    for k in 0..32 {
+                        let (a, b) = (a[k], b[k]);
+                        lo[k] =
+                            (a & 0xC0) | ((a & 0x0C) << 2) | ((b & 0xC0) >> 4) | ((b & 0x0C) >> 2);
+                        hi[k] =
+                            ((a & 0x30) << 2) | ((a & 0x03) << 4) | ((b & 0x30) >> 2) | (b & 0x03);
+                    }
+                }
+                Self {
+                    rows,
+                    cols,
+                    row_bytes: cols / 4,
+                    scale,
+                    layout,
+                    data: out,
+                }
+            }
         }
     }
 
@@ -185,13 +248,13 @@ impl PackedTernary {
     pub fn size_bytes(&self) -> usize {
         self.data.len()
     }
-    /// Bytes per packed row (`ceil(cols / 128) * 32`).
+    /// Bytes per packed row (`ceil(cols / block_cols) * block_bytes`).
     pub fn row_bytes(&self) -> usize {
         self.row_bytes
     }
-    /// Number of 128-column blocks per row.
+    /// Number of blocks per row (of the layout's [`PackedLayout::block_cols`] columns).
     pub fn blocks(&self) -> usize {
-        self.row_bytes / BLOCK_BYTES
+        self.row_bytes / self.layout.block_bytes()
     }
     /// Packed bytes of row `r`.
     ///
@@ -204,9 +267,8 @@ impl PackedTernary {
     /// Code (`value + 1`) of element `(r, c)`; padding columns read as 1.
     #[inline]
     pub fn code(&self, r: usize, c: usize) -> u8 {
-        let (b, within) = (c / BLOCK, c % BLOCK);
-        let (j, k) = (within / 32, within % 32);
-        (self.row(r)[b * BLOCK_BYTES + k] >> (6 - 2 * j)) & 3
+        let (at, shift) = code_position(self.layout, c);
+        (self.row(r)[at] >> shift) & 3
     }
     /// Decodes back to canonical form (for tests and cross-checks).
     pub fn unpack(&self) -> TernaryWeights {
@@ -221,6 +283,15 @@ impl PackedTernary {
             scale: self.scale,
         }
     }
+}
+
+/// Byte offset within a row and bit shift of column `c`'s code in `layout`.
+#[inline]
+pub(crate) fn code_position(layout: PackedLayout, c: usize) -> (usize, u32) {
+    let (block_cols, block_bytes) = (layout.block_cols(), layout.block_bytes());
+    let (b, within) = (c / block_cols, c % block_cols);
+    let (j, k) = (within / block_bytes, within % block_bytes);
+    (b * block_bytes + k, 6 - 2 * j as u32)
 }
 
 /// A mutable view of rows `start..end` of every token of an output matrix `y: [n][stride]`.

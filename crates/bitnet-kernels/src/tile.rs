@@ -1,7 +1,7 @@
 //! The row/token tiling shared by the SIMD ternary kernels, generic over the ISA's
 //! dot-product micro-kernel.
 //!
-//! Columns beyond the last full 128-column block read a zero-padded stack copy of the
+//! Columns beyond the last full block (128 or 256 columns) read a zero-padded stack copy of the
 //! activation tail (the packed padding codes are 1 = weight 0, and the activation padding
 //! is 0, so padding adds nothing in either code convention). For GEMM the rows are
 //! processed in blocks of [`ROW_BLOCK`] whose packed bytes (a few KiB) stay in L1 while
@@ -13,6 +13,9 @@ use crate::act_quant::finish;
 use crate::ops::TernaryMatmul;
 use crate::packed::{BLOCK, OutRows};
 
+/// Widest block a micro-kernel may take (the `i2s256` layout's), the size of the stack tails.
+const MAX_BLOCK: usize = 2 * BLOCK;
+
 /// Rows per cache block in GEMM.
 const ROW_BLOCK: usize = 16;
 /// Tokens whose sums and tails are kept on the stack at once.
@@ -23,6 +26,10 @@ pub(crate) trait TileDot {
     /// Tokens per micro-kernel tile (at most 8): as many as the ISA has registers for.
     const TILE: usize = 4;
 
+    /// Columns per block of the packed layout the micro-kernel streams (at most
+    /// [`MAX_BLOCK`]).
+    const BLOCK: usize = BLOCK;
+
     /// True when the micro-kernel multiplies the unsigned codes `c = v + 1`, so the caller
     /// must subtract `sum q` (false when it multiplies the signed values).
     const CODES_OFFSET: bool;
@@ -32,7 +39,7 @@ pub(crate) trait TileDot {
     ///
     /// # Safety
     /// Needs the ISA's CPU features; `row` must hold `full + has_tail` blocks, each `q[t]`
-    /// `full * 128` bytes, each `tails[t]` 128 bytes.
+    /// `full * BLOCK` bytes, each `tails[t]` `BLOCK` bytes.
     unsafe fn dot<const NT: usize>(
         row: *const u8,
         full: usize,
@@ -45,7 +52,8 @@ pub(crate) trait TileDot {
 /// The whole ternary op for the rows of `out`, for tokens `0..m.n()`.
 ///
 /// Memory safety rests on `m`'s checked shapes (`q: [n][cols]`, `scales: [n]`) and the
-/// packed rows' length (`ceil(cols / 128)` blocks, an invariant of `PackedTernary`);
+/// packed rows' length (`ceil(cols / D::BLOCK)` blocks, an invariant of `PackedTernary` in
+/// the layout whose block `D` streams);
 /// `out` is written through its checked accessors.
 ///
 /// # Safety
@@ -55,14 +63,16 @@ pub(crate) unsafe fn ternary_rows<D: TileDot>(m: &TernaryMatmul<'_>, out: &mut O
     debug_assert!(m.fits(out), "output view does not fit the operands");
     let (w, q, scales) = (m.w(), m.q(), m.scales());
     let cols = w.cols();
-    let full = cols / BLOCK;
-    let tail_len = cols % BLOCK;
+    debug_assert_eq!(w.layout().block_cols(), D::BLOCK);
+    const { assert!(D::BLOCK <= MAX_BLOCK) };
+    let full = cols / D::BLOCK;
+    let tail_len = cols % D::BLOCK;
     let has_tail = tail_len != 0;
     let rows = out.rows();
     let n = m.n();
     let w_scale = w.scale();
     let mut sums = [0i32; TOKEN_CHUNK];
-    let mut tails = [[0i8; BLOCK]; TOKEN_CHUNK];
+    let mut tails = [[0i8; MAX_BLOCK]; TOKEN_CHUNK];
     for t0 in (0..n).step_by(TOKEN_CHUNK) {
         let nt_chunk = TOKEN_CHUNK.min(n - t0);
         for i in 0..nt_chunk {
@@ -72,7 +82,7 @@ pub(crate) unsafe fn ternary_rows<D: TileDot>(m: &TernaryMatmul<'_>, out: &mut O
             } else {
                 0
             };
-            tails[i][..tail_len].copy_from_slice(&qt[full * BLOCK..]);
+            tails[i][..tail_len].copy_from_slice(&qt[full * D::BLOCK..]);
         }
         let row_block = if n == 1 { usize::MAX } else { ROW_BLOCK };
         let mut r0 = rows.start;
@@ -90,7 +100,8 @@ pub(crate) unsafe fn ternary_rows<D: TileDot>(m: &TernaryMatmul<'_>, out: &mut O
                         for r in r0..r1 {
                             // SAFETY: the row has `full (+1 if tail)` blocks; `t + k < n` and
                             // `q: [n][cols]` (checked by `TernaryMatmul::new`), so every q row
-                            // has `full * 128` columns before the tail; tails are 128 bytes.
+                            // has `full * D::BLOCK` columns before the tail; tails are
+                            // `MAX_BLOCK >= D::BLOCK` bytes.
                             let acc = unsafe {
                                 D::dot::<$nt>(w.row(r).as_ptr(), full, &qp, &tp, has_tail)
                             };

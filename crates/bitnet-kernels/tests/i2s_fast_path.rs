@@ -1,8 +1,9 @@
-//! The load-time fast path from I2_S bytes into the kernels' layout
-//! (`formats::i2s_to_packed`) equals decoding and packing, and refuses what decoding refuses.
+//! The load-time fast path from I2_S bytes into the kernels' layouts
+//! (`formats::i2s_to_packed`: a copy for `i2s128`, a within-byte transcode for `i2s256`)
+//! equals decoding and packing, and refuses what decoding refuses.
 
 use bitnet_kernels::formats::{self, FormatError};
-use bitnet_kernels::{PackedTernary, TernaryWeights};
+use bitnet_kernels::{PackedLayout, PackedTernary, TernaryWeights};
 use proptest::prelude::*;
 
 fn ternary(rows: usize, cols: usize, seed: u64, scale: f32) -> TernaryWeights {
@@ -22,9 +23,50 @@ proptest! {
     fn i2s_bytes_are_the_packed_layout(rows in 1usize..9, blocks in 1usize..5, seed: u64, scale in 1e-3f32..10.0) {
         let w = ternary(rows, 128 * blocks, seed, scale);
         let b = formats::encode_i2s(&w).unwrap();
-        let fast = formats::i2s_to_packed(&b, rows, 128 * blocks).unwrap().unwrap();
+        let fast = formats::i2s_to_packed(&b, rows, 128 * blocks, PackedLayout::I2s128).unwrap().unwrap();
         prop_assert_eq!(fast, PackedTernary::pack_i2s128(&w));
     }
+
+    #[test]
+    fn i2s_bytes_transcode_to_the_512_bit_layout(rows in 1usize..9, pairs in 1usize..4, seed: u64, scale in 1e-3f32..10.0) {
+        let cols = 256 * pairs;
+        let w = ternary(rows, cols, seed, scale);
+        let b = formats::encode_i2s(&w).unwrap();
+        let fast = formats::i2s_to_packed(&b, rows, cols, PackedLayout::I2s256).unwrap().unwrap();
+        prop_assert_eq!(fast.layout(), PackedLayout::I2s256);
+        prop_assert_eq!(&fast, &PackedTernary::pack(&w, PackedLayout::I2s256));
+        prop_assert_eq!(fast.unpack(), w);
+    }
+}
+
+#[test]
+fn layout_i2s256_puts_columns_where_its_doc_says() {
+    // Column 256 + 64 * j + k of row 0 is byte 64 + k, bits 7-2j..6-2j.
+    let cols = 512;
+    for (j, k) in [(0, 0), (1, 5), (2, 63), (3, 31), (2, 32)] {
+        let mut values = vec![0i8; cols];
+        values[256 + 64 * j + k] = 1; // code 2
+        let w = TernaryWeights {
+            rows: 1,
+            cols,
+            values,
+            scale: 1.0,
+        };
+        let p = PackedTernary::pack(&w, PackedLayout::I2s256);
+        assert_eq!(p.row_bytes(), 128);
+        assert_eq!(p.blocks(), 2);
+        let expect_byte = (0x55u8 & !(3 << (6 - 2 * j))) | (2 << (6 - 2 * j));
+        for (at, &byte) in p.row(0).iter().enumerate() {
+            let want = if at == 64 + k { expect_byte } else { 0x55 };
+            assert_eq!(byte, want, "byte {at} for column 256 + 64*{j} + {k}");
+        }
+    }
+    // Rows are padded to 256 columns with code 1 (weight 0).
+    let w = ternary(3, 300, 1, 1.0);
+    let p = PackedTernary::pack(&w, PackedLayout::I2s256);
+    assert_eq!((p.row_bytes(), p.blocks()), (128, 2));
+    assert_eq!(p.unpack(), w);
+    assert_eq!(p.code(2, 299), (w.values[2 * 300 + 299] + 1) as u8);
 }
 
 #[test]
@@ -32,7 +74,7 @@ fn i2s_fast_path_refuses_code_3_and_skips_unaligned_rows() {
     let w = ternary(2, 256, 7, 0.5);
     let mut b = formats::encode_i2s(&w).unwrap();
     b[70] |= 0b0000_1100; // element 256 + 32*2 + 6 of the flattened tensor gets code 3
-    let e = formats::i2s_to_packed(&b, 2, 256).unwrap_err();
+    let e = formats::i2s_to_packed(&b, 2, 256, PackedLayout::I2s256).unwrap_err();
     assert!(
         matches!(
             e,
@@ -51,5 +93,22 @@ fn i2s_fast_path_refuses_code_3_and_skips_unaligned_rows() {
     // 2 x 64 is a valid I2_S tensor but its rows do not start on block boundaries.
     let w = ternary(2, 64, 9, 0.5);
     let b = formats::encode_i2s(&w).unwrap();
-    assert!(formats::i2s_to_packed(&b, 2, 64).unwrap().is_none());
+    assert!(
+        formats::i2s_to_packed(&b, 2, 64, PackedLayout::I2s128)
+            .unwrap()
+            .is_none()
+    );
+    // 2 x 128 rows start on I2_S blocks but are half an `i2s256` block: decode and pack.
+    let w = ternary(2, 128, 9, 0.5);
+    let b = formats::encode_i2s(&w).unwrap();
+    assert!(
+        formats::i2s_to_packed(&b, 2, 128, PackedLayout::I2s128)
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        formats::i2s_to_packed(&b, 2, 128, PackedLayout::I2s256)
+            .unwrap()
+            .is_none()
+    );
 }

@@ -3,8 +3,8 @@
 //! the known fallbacks (ops a backend has no SIMD version of) are named as fallbacks.
 
 use bitnet_kernels::{
-    Backend, DenseMatmul, Kernels, OpKind, OutRows, Q8Activations, Q8Matmul, Q8Matrix, ShapeError,
-    TernaryF32Matmul, TernaryMatmul, TernaryWeights, available, by_id,
+    Backend, DenseMatmul, Kernels, KvData, KvRows, OpKind, OutRows, Q8Activations, Q8Matmul,
+    Q8Matrix, ShapeError, TernaryF32Matmul, TernaryMatmul, TernaryWeights, available, by_id,
 };
 use half::f16;
 
@@ -59,6 +59,9 @@ fn ran(b: &'static dyn Backend, d: &Data) -> Vec<(OpKind, &'static str)> {
     let mut act = Q8Activations::new(1, COLS);
     act.quantize(&d.x, 1);
     let q8 = b.q8_rows(&Q8Matmul::new(&d.q8, &act).unwrap(), &mut out);
+    let kv = KvRows::new(KvData::F32(&d.wf32), COLS, 0, COLS, ROWS);
+    let kv_scores = b.kv_scores(&kv, &d.x, 1.0, &mut y);
+    let kv_mix = b.kv_mix(&kv, &y, &mut vec![0f32; COLS]);
     vec![
         (OpKind::Quantize, quantize),
         (OpKind::Ternary, ternary),
@@ -66,6 +69,8 @@ fn ran(b: &'static dyn Backend, d: &Data) -> Vec<(OpKind, &'static str)> {
         (OpKind::F16, f16),
         (OpKind::F32, f32),
         (OpKind::Q8_0, q8),
+        (OpKind::KvScores, kv_scores),
+        (OpKind::KvMix, kv_mix),
     ]
 }
 
@@ -82,6 +87,9 @@ fn dispatch_each_op_once(k: &Kernels, d: &Data) {
     k.f32_matmul(&d.wf32, ROWS, COLS, &d.x, 1, &mut y);
     let mut act = Q8Activations::new(1, COLS);
     k.q8_matmul(&d.q8, &d.x, 1, &mut act, &mut y);
+    let kv = KvRows::new(KvData::F32(&d.wf32), COLS, 0, COLS, ROWS);
+    k.kv_scores(&kv, &d.x, 1.0, &mut y);
+    k.kv_mix(&kv, &y, &mut vec![0f32; COLS]);
 }
 
 #[test]
@@ -98,6 +106,7 @@ fn every_op_runs_the_kernel_its_backend_declares() {
                 OpKind::F16 => "f16",
                 OpKind::F32 => "f32",
                 OpKind::Q8_0 => "q8_0",
+                OpKind::KvScores | OpKind::KvMix => "kv",
             };
             assert_eq!(format, expected, "{}: {op:?} -> {id}", b.id());
             assert!(
@@ -119,6 +128,8 @@ fn every_op_runs_the_kernel_its_backend_declares() {
                 name(OpKind::F16, "gemv"),
                 name(OpKind::F32, "gemv"),
                 name(OpKind::Q8_0, "gemv"),
+                name(OpKind::KvScores, "scores"),
+                name(OpKind::KvMix, "mix"),
             ],
             "{}",
             b.id()
@@ -158,21 +169,26 @@ fn fallbacks_are_reported_as_fallbacks() {
                     "i2s/scalar:f32",
                     "f16/avx2:gemv",
                     "f32/avx2:gemv",
-                    "q8_0/avx2:gemv"
+                    "q8_0/avx2:gemv",
+                    "kv/avx2:scores",
+                    "kv/avx2:mix"
                 ]
             );
         }
         if by_id("i2s/avx512vnni").is_some() {
-            // VNNI has its own ternary kernel only; the rest is AVX2 (or scalar) code.
+            // VNNI has its own ternary and float-head kernels; the rest is AVX2 (or scalar)
+            // code.
             assert_eq!(
                 report("i2s/avx512vnni"),
                 [
                     "act_i8/avx2:quantize",
                     "i2s/avx512vnni:gemv",
                     "i2s/scalar:f32",
-                    "f16/avx2:gemv",
-                    "f32/avx2:gemv",
-                    "q8_0/avx2:gemv"
+                    "f16/avx512vnni:gemv",
+                    "f32/avx512vnni:gemv",
+                    "q8_0/avx2:gemv",
+                    "kv/avx2:scores",
+                    "kv/avx2:mix"
                 ]
             );
         }
@@ -186,7 +202,9 @@ fn fallbacks_are_reported_as_fallbacks() {
             "i2s/scalar:f32",
             "f16/neon:gemv",
             "f32/neon:gemv",
-            "q8_0/neon:gemv"
+            "q8_0/neon:gemv",
+            "kv/scalar:scores",
+            "kv/scalar:mix"
         ]
     );
 }

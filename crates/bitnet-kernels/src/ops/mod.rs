@@ -6,8 +6,10 @@
 //! - [`DenseOps`] (`dense.rs`): dense f16, f32 and Q8_0 weights times f32 activations (the
 //!   output head).
 //! - [`ActQuantOps`] (`act_quant.rs`): per-row int8 activation quantisation.
+//! - [`AttentionOps`] (`attention.rs`): one attention head's score and value passes over
+//!   the KV cache ([`KvRows`]).
 //!
-//! [`crate::Backend`] ties the three together with the backend's id and the ids of the code
+//! [`crate::Backend`] ties the four together with the backend's id and the ids of the code
 //! each op actually runs.
 //!
 //! # Shapes are checked once
@@ -27,10 +29,12 @@
 //! kernel that did not run.
 
 pub(crate) mod act_quant;
+pub(crate) mod attention;
 mod dense;
 mod ternary;
 
 pub use act_quant::ActQuantOps;
+pub use attention::{AttentionOps, KvData, KvRows};
 pub use dense::{DenseMatmul, DenseOps, Q8Matmul};
 pub use ternary::{TernaryF32Matmul, TernaryMatmul, TernaryMatmulOps};
 

@@ -6,6 +6,7 @@
 //! scalar one by name: `crate::scalar::ternary::ternary_f32_rows(m, out)`.
 
 pub(crate) mod act_quant;
+pub(crate) mod attention;
 pub(crate) mod dense;
 pub(crate) mod membw;
 pub(crate) mod ternary;
@@ -34,6 +35,7 @@ impl Backend for Scalar {
             OpKind::F16 => dense::F16_ID,
             OpKind::F32 => dense::F32_ID,
             OpKind::Q8_0 => dense::Q8_ID,
+            OpKind::KvScores | OpKind::KvMix => attention::ID,
         }
     }
 }

@@ -1,7 +1,9 @@
 //! x86_64 implementations: AVX2 (+FMA, F16C) and AVX-512 VNNI, both detected at run time.
 //!
-//! Both stream the `i2s128` layout with the same loop structure ([`ternary`]); they differ
-//! only in the integer dot-product step (`vpmaddubsw`+`vpmaddwd` vs. `vpdpbusd`). Each
+//! AVX2 streams the `i2s128` layout through the 256-bit micro-kernel of [`ternary`]
+//! (`vpmaddubsw`+`vpmaddwd`); AVX-512 VNNI streams `i2s256` with 512-bit `vpdpbusd`
+//! micro-kernels of its own (`avx512/ternary.rs`). Both run in the shared tiling of
+//! [`crate::tile`]. Each
 //! backend is a directory: `mod.rs` holds the backend type and its [`crate::Backend`] impl,
 //! and one file per op family holds that family's impl.
 

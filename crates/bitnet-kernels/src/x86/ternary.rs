@@ -1,11 +1,11 @@
-//! The x86 ternary micro-kernel, generic over the integer dot step.
+//! The 256-bit x86 ternary micro-kernel on layout `i2s128` (AVX2's), generic over the
+//! integer dot step.
 //!
 //! # Exactness
 //! Codes are unsigned `c = v + 1 in {0,1,2}`, activations signed `q in -128..=127`, so
 //! `sum v*q = sum c*q - sum q`. `vpmaddubsw(c, q)` adds two products per i16 lane,
 //! `|2 * 2 * 128| = 512`, and four of them (one 128-column block) stay within
-//! `4 * 512 = 2048`, far from i16 saturation; `vpmaddwd(.., 1)` widens to i32 (`vpdpbusd`
-//! does both at once). `sum q` is computed once per activation row. Everything is exact
+//! `4 * 512 = 2048`, far from i16 saturation; `vpmaddwd(.., 1)` widens to i32. `sum q` is computed once per activation row. Everything is exact
 //! integer arithmetic, and the float step is the shared `finish`, so the results equal
 //! the scalar reference bit for bit.
 //!

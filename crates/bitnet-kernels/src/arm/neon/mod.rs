@@ -11,6 +11,7 @@
 //! intrinsics are not all stable on the MSRV; this baseline path runs on every aarch64 CPU.
 
 pub(crate) mod act_quant;
+pub(crate) mod attention;
 pub(crate) mod dense;
 pub(crate) mod membw;
 pub(crate) mod ternary;
@@ -51,6 +52,8 @@ impl Backend for Neon {
             OpKind::F16 => dense::F16_ID,
             OpKind::F32 => dense::F32_ID,
             OpKind::Q8_0 => dense::Q8_ID,
+            // The scalar code, called by name (see `attention.rs`).
+            OpKind::KvScores | OpKind::KvMix => crate::scalar::attention::ID,
         }
     }
 }

@@ -84,6 +84,9 @@ unsafe fn ternary_neon(m: &TernaryMatmul<'_>, out: &mut OutRows<'_>) -> KernelId
     match m.w().layout() {
         // SAFETY: the feature is enabled on this function.
         PackedLayout::I2s128 => unsafe { ternary_rows::<NeonDot>(m, out) },
+        // The AVX-512 backend's layout (only reachable by calling this backend directly;
+        // `Kernels` refuses mismatched layouts): the scalar code reads every layout.
+        PackedLayout::I2s256 => return crate::scalar::ternary::ternary_rows(m, out),
     }
     ID
 }

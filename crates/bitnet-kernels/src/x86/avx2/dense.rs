@@ -48,8 +48,8 @@ macro_rules! for_token_tiles {
     }};
 }
 
-/// Loads 8 weights as f32.
-trait Load8 {
+/// Loads 8 weights as f32 (also the attention passes' load of cached rows).
+pub(crate) trait Load8 {
     unsafe fn load8(p: *const Self) -> __m256;
     fn to_f32(self) -> f32;
 }
@@ -79,7 +79,7 @@ impl Load8 for f16 {
 }
 
 #[inline(always)]
-unsafe fn hsum_ps(v: __m256) -> f32 {
+pub(crate) unsafe fn hsum_ps(v: __m256) -> f32 {
     // SAFETY: only forwards this unsafe fn's own contract (the CPU features it is compiled for, pointers and lengths its safe caller checked); no further obligation.
     unsafe {
         let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));

@@ -9,6 +9,7 @@
 //! - `act_quant.rs`: the reference's exact f32 steps 8 lanes at a time.
 
 pub(crate) mod act_quant;
+pub(crate) mod attention;
 pub(crate) mod dense;
 pub(crate) mod membw;
 pub(crate) mod ternary;
@@ -53,6 +54,7 @@ impl Backend for Avx2 {
             OpKind::F16 => dense::F16_ID,
             OpKind::F32 => dense::F32_ID,
             OpKind::Q8_0 => dense::Q8_ID,
+            OpKind::KvScores | OpKind::KvMix => attention::ID,
         }
     }
 }

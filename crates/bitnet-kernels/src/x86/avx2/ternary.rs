@@ -41,11 +41,18 @@ impl DotStep for MaddStep {
     }
 }
 
+/// The AVX2 ternary matmul.
+///
+/// # Safety
+/// The CPU must have AVX2, FMA and F16C.
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn ternary_avx2(m: &TernaryMatmul<'_>, out: &mut OutRows<'_>) -> KernelId {
+pub(crate) unsafe fn ternary_avx2(m: &TernaryMatmul<'_>, out: &mut OutRows<'_>) -> KernelId {
     match m.w().layout() {
         // SAFETY: the features are enabled on this function.
         PackedLayout::I2s128 => unsafe { ternary_rows::<MaddStep>(m, out) },
+        // The AVX-512 backend's layout (only reachable by calling this backend directly;
+        // `Kernels` refuses mismatched layouts): the scalar code reads every layout.
+        PackedLayout::I2s256 => return crate::scalar::ternary::ternary_rows(m, out),
     }
     ID
 }

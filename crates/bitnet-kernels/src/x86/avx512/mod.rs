@@ -1,13 +1,15 @@
-//! AVX-512 VNNI backend (`"i2s/avx512vnni"`): the AVX2 ternary loop with the dot step done
-//! by `vpdpbusd` (u8 x i8, four products summed into i32 lanes, exact, no intermediate
-//! i16). Needs AVX-512F/VL/VNNI plus AVX2/FMA/F16C, all detected at run time.
+//! AVX-512 VNNI backend (`"i2s/avx512vnni"`): ternary weights in the 512-bit layout
+//! `i2s256` (repacked at load), multiplied with `vpdpbusd` on 512-bit vectors (u8 x i8, four
+//! products summed into i32 lanes, exact, no intermediate i16). Needs AVX-512F/BW/VL/VNNI
+//! plus AVX2/FMA/F16C, all detected at run time.
 //!
-//! Only the ternary matmul has a VNNI version. The dense head is memory-bound (VNNI would
-//! not move it) and quantisation is negligible, so those ops run the AVX2 code, called by
-//! name in `dense.rs` and `act_quant.rs` and reported as `*/avx2`; the f32-activation
-//! ternary matmul runs the scalar one, as on AVX2.
+//! The f16 and f32 heads have 512-bit kernels too (`dense.rs`: the f16 head is over half of
+//! what a 2B4T token streams). The Q8_0 head and activation quantisation (negligible) run
+//! the AVX2 code, called by name in `dense.rs` and `act_quant.rs` and reported as `*/avx2`;
+//! the f32-activation ternary matmul runs the scalar one, as on AVX2.
 
 pub(crate) mod act_quant;
+pub(crate) mod attention;
 pub(crate) mod dense;
 pub(crate) mod membw;
 pub(crate) mod ternary;
@@ -26,9 +28,10 @@ pub struct Avx512Vnni {
 static AVX512VNNI: Avx512Vnni = Avx512Vnni { _private: () };
 
 impl Avx512Vnni {
-    /// The VNNI backend if this CPU has AVX-512F/VL/VNNI and AVX2/FMA/F16C.
+    /// The VNNI backend if this CPU has AVX-512F/BW/VL/VNNI and AVX2/FMA/F16C.
     pub(crate) fn get() -> Option<&'static Avx512Vnni> {
         (is_x86_feature_detected!("avx512f")
+            && is_x86_feature_detected!("avx512bw")
             && is_x86_feature_detected!("avx512vl")
             && is_x86_feature_detected!("avx512vnni")
             && is_x86_feature_detected!("avx2")
@@ -53,9 +56,10 @@ impl Backend for Avx512Vnni {
             OpKind::Quantize => avx2::act_quant::ID,
             OpKind::Ternary => ternary::ID,
             OpKind::TernaryF32 => crate::scalar::ternary::F32_ID,
-            OpKind::F16 => avx2::dense::F16_ID,
-            OpKind::F32 => avx2::dense::F32_ID,
+            OpKind::F16 => dense::F16_ID,
+            OpKind::F32 => dense::F32_ID,
             OpKind::Q8_0 => avx2::dense::Q8_ID,
+            OpKind::KvScores | OpKind::KvMix => avx2::attention::ID,
         }
     }
 }

@@ -1,0 +1,133 @@
+//! [`AttentionOps`]: one attention head's two passes over the KV cache (scores against the
+//! keys, the softmax-weighted sum of the values), and the checked view of cached rows they
+//! read ([`KvRows`]).
+//!
+//! Decoding at depth reads every cached key and value once per token and layer: at 1024
+//! positions of the 2B4T shape that is 157 M multiply-adds per token, which element-at-a-time
+//! code on f16 made slower than streaming all the weights. The ops are float sums, so
+//! backends may sum in any order (tests bound them against f64 and against the scalar
+//! code).
+
+use super::KernelId;
+use half::f16;
+
+/// The element type of a KV cache.
+#[derive(Debug, Clone, Copy)]
+pub enum KvData<'a> {
+    /// 32-bit floats.
+    F32(&'a [f32]),
+    /// 16-bit floats.
+    F16(&'a [f16]),
+}
+
+impl KvData<'_> {
+    fn len(&self) -> usize {
+        match self {
+            KvData::F32(s) => s.len(),
+            KvData::F16(s) => s.len(),
+        }
+    }
+}
+
+/// `rows` cached positions of one head: row `j` is `data[j * stride + start..][..len]`.
+/// Checked once when made, so backends slice rows without re-checking the geometry.
+#[derive(Debug, Clone, Copy)]
+pub struct KvRows<'a> {
+    data: KvData<'a>,
+    stride: usize,
+    start: usize,
+    len: usize,
+    rows: usize,
+}
+
+impl<'a> KvRows<'a> {
+    /// Rows `0..rows` of `data` viewed as `[..][stride]`, columns `start..start + len`.
+    ///
+    /// # Panics
+    /// If the columns do not fit in a row or the rows do not fit in `data` (the engine
+    /// builds these from its own cache geometry; a mismatch is a programming error).
+    pub fn new(data: KvData<'a>, stride: usize, start: usize, len: usize, rows: usize) -> Self {
+        assert!(
+            start.checked_add(len).is_some_and(|end| end <= stride),
+            "KvRows: columns {start}..{start}+{len} do not fit a row of {stride}"
+        );
+        let need = rows.checked_sub(1).map_or(Some(0), |last| {
+            last.checked_mul(stride)?.checked_add(start + len)
+        });
+        assert!(
+            need.is_some_and(|need| need <= data.len()),
+            "KvRows: {rows} rows of stride {stride} do not fit {} elements",
+            data.len()
+        );
+        Self {
+            data,
+            stride,
+            start,
+            len,
+            rows,
+        }
+    }
+
+    /// Positions (rows).
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Elements per row (the head dimension).
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True when there are no rows.
+    pub fn is_empty(&self) -> bool {
+        self.rows == 0
+    }
+
+    /// The storage.
+    pub fn data(&self) -> KvData<'a> {
+        self.data
+    }
+
+    /// Element offset of row `j` (in bounds for `j < rows`, see [`KvRows::new`]).
+    #[inline]
+    pub fn offset(&self, j: usize) -> usize {
+        j * self.stride + self.start
+    }
+}
+
+/// The two passes of one attention head over cached rows.
+pub trait AttentionOps {
+    /// `scores[j] = scale * dot(q, row j)` for every row (`q.len() == k.len()`,
+    /// `scores.len() == k.rows()`). Returns the id of the code that ran.
+    ///
+    /// # Panics
+    /// On those length mismatches.
+    fn kv_scores(&self, k: &KvRows<'_>, q: &[f32], scale: f32, scores: &mut [f32]) -> KernelId;
+
+    /// `out += sum_j w[j] * row j` (`w.len() == v.rows()`, `out.len() == v.len()`). Returns
+    /// the id of the code that ran.
+    ///
+    /// # Panics
+    /// On those length mismatches.
+    fn kv_mix(&self, v: &KvRows<'_>, w: &[f32], out: &mut [f32]) -> KernelId;
+}
+
+/// The length checks every backend makes first (cheap next to the passes).
+pub(crate) fn check_scores(k: &KvRows<'_>, q: &[f32], scores: &[f32]) {
+    assert_eq!(
+        q.len(),
+        k.len(),
+        "kv_scores: query length != head dimension"
+    );
+    assert_eq!(scores.len(), k.rows(), "kv_scores: scores length != rows");
+}
+
+/// See [`check_scores`].
+pub(crate) fn check_mix(v: &KvRows<'_>, w: &[f32], out: &[f32]) {
+    assert_eq!(w.len(), v.rows(), "kv_mix: weights length != rows");
+    assert_eq!(
+        out.len(),
+        v.len(),
+        "kv_mix: output length != head dimension"
+    );
+}

@@ -30,38 +30,55 @@ unsafe fn scores<T: Load8 + Copy>(
     unsafe {
         let len = k.len();
         let whole = len / 8 * 8;
-        let row = |j: usize| data[k.offset(j)..][..len].as_ptr();
-        let finish = |acc: __m256, r: *const T| {
-            let mut s = hsum_ps(acc);
-            for (c, qc) in q.iter().enumerate().skip(whole) {
-                s += (*r.add(c)).to_f32() * qc;
-            }
-            s * scale
-        };
+        let qp = q.as_ptr();
         let mut j = 0;
+        // Plain loops and inline fns, not closures: a closure is compiled without the
+        // caller's target features, so intrinsics in it would not inline.
         while j + 4 <= k.rows() {
-            let r: [*const T; 4] = std::array::from_fn(|i| row(j + i));
+            let r: [*const T; 4] = [
+                data[k.offset(j)..][..len].as_ptr(),
+                data[k.offset(j + 1)..][..len].as_ptr(),
+                data[k.offset(j + 2)..][..len].as_ptr(),
+                data[k.offset(j + 3)..][..len].as_ptr(),
+            ];
             let mut acc = [_mm256_setzero_ps(); 4];
-            for c in (0..whole).step_by(8) {
-                let qv = _mm256_loadu_ps(q.as_ptr().add(c));
+            let mut c = 0;
+            while c < whole {
+                let qv = _mm256_loadu_ps(qp.add(c));
                 for i in 0..4 {
                     acc[i] = _mm256_fmadd_ps(T::load8(r[i].add(c)), qv, acc[i]);
                 }
+                c += 8;
             }
             for i in 0..4 {
-                out[j + i] = finish(acc[i], r[i]);
+                out[j + i] = finish(acc[i], r[i], q, whole) * scale;
             }
             j += 4;
         }
-        for (j, o) in out.iter_mut().enumerate().skip(j) {
-            let r = row(j);
+        while j < k.rows() {
+            let r = data[k.offset(j)..][..len].as_ptr();
             let mut acc = _mm256_setzero_ps();
-            for c in (0..whole).step_by(8) {
-                let qv = _mm256_loadu_ps(q.as_ptr().add(c));
-                acc = _mm256_fmadd_ps(T::load8(r.add(c)), qv, acc);
+            let mut c = 0;
+            while c < whole {
+                acc = _mm256_fmadd_ps(T::load8(r.add(c)), _mm256_loadu_ps(qp.add(c)), acc);
+                c += 8;
             }
-            *o = finish(acc, r);
+            out[j] = finish(acc, r, q, whole) * scale;
+            j += 1;
         }
+    }
+}
+
+/// The horizontal sum of `acc` plus the products of columns `whole..q.len()`.
+#[inline(always)]
+unsafe fn finish<T: Load8 + Copy>(acc: __m256, r: *const T, q: &[f32], whole: usize) -> f32 {
+    // SAFETY: `r` holds `q.len()` elements (the caller's row).
+    unsafe {
+        let mut s = hsum_ps(acc);
+        for (c, qc) in q.iter().enumerate().skip(whole) {
+            s += (*r.add(c)).to_f32() * qc;
+        }
+        s
     }
 }
 
@@ -72,14 +89,18 @@ unsafe fn mix<T: Load8 + Copy>(data: &[T], v: &KvRows<'_>, w: &[f32], out: &mut 
     // the row length, and every column range below ends at or before it.
     unsafe {
         let len = v.len();
-        let rows: usize = v.rows();
-        let row = |j: usize| data[v.offset(j)..][..len].as_ptr();
         let o = out.as_mut_ptr();
         let mut c = 0;
         while c + 32 <= len {
-            let mut acc: [__m256; 4] = std::array::from_fn(|i| _mm256_loadu_ps(o.add(c + 8 * i)));
-            for (j, &wj) in w.iter().enumerate().take(rows) {
-                let (wv, r) = (_mm256_set1_ps(wj), row(j).add(c));
+            let mut acc = [
+                _mm256_loadu_ps(o.add(c)),
+                _mm256_loadu_ps(o.add(c + 8)),
+                _mm256_loadu_ps(o.add(c + 16)),
+                _mm256_loadu_ps(o.add(c + 24)),
+            ];
+            for (j, &wj) in w.iter().enumerate() {
+                let r = data[v.offset(j)..][..len].as_ptr().add(c);
+                let wv = _mm256_set1_ps(wj);
                 for (i, a) in acc.iter_mut().enumerate() {
                     *a = _mm256_fmadd_ps(wv, T::load8(r.add(8 * i)), *a);
                 }
@@ -92,14 +113,15 @@ unsafe fn mix<T: Load8 + Copy>(data: &[T], v: &KvRows<'_>, w: &[f32], out: &mut 
         while c + 8 <= len {
             let mut acc = _mm256_loadu_ps(o.add(c));
             for (j, &wj) in w.iter().enumerate() {
-                acc = _mm256_fmadd_ps(_mm256_set1_ps(wj), T::load8(row(j).add(c)), acc);
+                let r = data[v.offset(j)..][..len].as_ptr().add(c);
+                acc = _mm256_fmadd_ps(_mm256_set1_ps(wj), T::load8(r), acc);
             }
             _mm256_storeu_ps(o.add(c), acc);
             c += 8;
         }
         for (cc, oc) in out.iter_mut().enumerate().skip(c) {
             for (j, &wj) in w.iter().enumerate() {
-                *oc += wj * (*row(j).add(cc)).to_f32();
+                *oc += wj * data[v.offset(j) + cc].to_f32();
             }
         }
     }

@@ -14,6 +14,9 @@ static SCALAR: Scalar = Scalar;
 #[cfg(target_arch = "x86_64")]
 fn simd_candidates() -> Vec<&'static dyn Backend> {
     let mut v: Vec<&'static dyn Backend> = Vec::new();
+    if let Some(ops) = crate::x86::amx::Amx::get() {
+        v.push(ops);
+    }
     if let Some(ops) = crate::x86::avx512::Avx512Vnni::get() {
         v.push(ops);
     }
@@ -55,7 +58,7 @@ pub fn by_id(id: &str) -> Option<&'static dyn Backend> {
 pub fn known_ids() -> &'static [&'static str] {
     #[cfg(target_arch = "x86_64")]
     {
-        &["i2s/avx512vnni", "i2s/avx2", "i2s/scalar"]
+        &["i2s/amx", "i2s/avx512vnni", "i2s/avx2", "i2s/scalar"]
     }
     #[cfg(target_arch = "aarch64")]
     {
@@ -88,6 +91,10 @@ pub fn cpu_features() -> Vec<&'static str> {
             "avx512vnni",
             "avxvnni"
         );
+        // Not in `is_x86_feature_detected!` on stable Rust: CPUID, as the AMX backend reads it.
+        if crate::x86::amx::cpu_has_amx_int8() {
+            v.push("amx-int8");
+        }
     }
     #[cfg(target_arch = "aarch64")]
     {

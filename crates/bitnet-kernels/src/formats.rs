@@ -31,10 +31,6 @@ pub fn i2s_to_packed(
     let t = parse_i2s(bytes, rows, cols)?;
     let codes: &[u8] = bytemuck::cast_slice(t.blocks);
     Ok(Some(PackedTernary::from_i2s128_rows(
-        codes.to_vec(),
-        rows,
-        cols,
-        t.scale,
-        layout,
+        codes, rows, cols, t.scale, layout,
     )))
 }

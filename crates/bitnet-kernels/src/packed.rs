@@ -183,7 +183,7 @@ impl PackedTernary {
     /// planes 0 and 2 of `A[k]` and `B[k]`, byte `32 + k` their planes 1 and 3), so a 2B4T
     /// model transcodes at memory speed instead of decoding a byte per weight.
     pub(crate) fn from_i2s128_rows(
-        data: Vec<u8>,
+        data: &[u8],
         rows: usize,
         cols: usize,
         scale: f32,
@@ -191,7 +191,7 @@ impl PackedTernary {
     ) -> Self {
         debug_assert!(cols.is_multiple_of(layout.block_cols()) && data.len() == rows * cols / 4);
         match layout {
-            PackedLayout::I2s128 => Self::from_unpadded_i2s128(data, rows, cols, scale),
+            PackedLayout::I2s128 => Self::from_unpadded_i2s128(data.to_vec(), rows, cols, scale),
             PackedLayout::I2s256 => {
                 let mut out = vec![0u8; data.len()];
                 for (src, dst) in data.chunks_exact(64).zip(out.chunks_exact_mut(64)) {

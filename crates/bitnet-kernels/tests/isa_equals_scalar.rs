@@ -225,6 +225,11 @@ proptest! {
     }
 
     #[test]
+    fn ternary_batches_equal_scalar(rows in 16usize..80, cols in 1usize..700, n in 16usize..70, seed: u64) {
+        run_ternary(rows, cols, n, seed);
+    }
+
+    #[test]
     fn quantize_and_float_paths(rows in 1usize..100, cols in 1usize..1100, n in 1usize..5, seed: u64) {
         run_quantize_and_float(rows, cols, n, seed);
     }
@@ -256,6 +261,15 @@ fn fixed_edge_shapes() {
         (24, 4096, 8),
         (9, 4224, 8),
         (5, 640, 13),
+        // Prompt-sized batches (the AMX backend's tile GEMM from 16 tokens): whole and
+        // partial 16-row tiles and 16-token tiles, several groups of 64 tokens, rows padded
+        // to 256 columns.
+        (32, 256, 16),
+        (48, 512, 17),
+        (40, 2560, 33),
+        (130, 768, 100),
+        (33, 300, 64),
+        (64, 1100, 129),
     ] {
         run_ternary(rows, cols, n, (rows * 7919 + cols * 31 + n) as u64);
     }

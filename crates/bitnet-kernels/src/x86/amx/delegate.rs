@@ -1,0 +1,38 @@
+//! The op families the AMX backend has no code of its own for: the AVX-512 VNNI backend's
+//! (dense heads, activation quantisation, attention), called through it. Its
+//! `Backend::kernel_id` names that code, so receipts report it as what ran.
+
+use super::Amx;
+use crate::ops::{ActQuantOps, AttentionOps, DenseMatmul, DenseOps, KernelId, KvRows, Q8Matmul};
+use crate::packed::OutRows;
+use half::f16;
+
+impl DenseOps for Amx {
+    fn f16_rows(&self, m: &DenseMatmul<'_, f16>, out: &mut OutRows<'_>) -> KernelId {
+        self.vnni().f16_rows(m, out)
+    }
+
+    fn f32_rows(&self, m: &DenseMatmul<'_, f32>, out: &mut OutRows<'_>) -> KernelId {
+        self.vnni().f32_rows(m, out)
+    }
+
+    fn q8_rows(&self, m: &Q8Matmul<'_>, out: &mut OutRows<'_>) -> KernelId {
+        self.vnni().q8_rows(m, out)
+    }
+}
+
+impl ActQuantOps for Amx {
+    fn quantize_rows(&self, x: &[f32], cols: usize, q: &mut [i8], scales: &mut [f32]) -> KernelId {
+        self.vnni().quantize_rows(x, cols, q, scales)
+    }
+}
+
+impl AttentionOps for Amx {
+    fn kv_scores(&self, k: &KvRows<'_>, q: &[f32], scale: f32, out: &mut [f32]) -> KernelId {
+        self.vnni().kv_scores(k, q, scale, out)
+    }
+
+    fn kv_mix(&self, v: &KvRows<'_>, w: &[f32], out: &mut [f32]) -> KernelId {
+        self.vnni().kv_mix(v, w, out)
+    }
+}

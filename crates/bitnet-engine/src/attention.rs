@@ -2,7 +2,8 @@
 //! prompt by tokens (contiguous ranges of equal cost), one decoded token by heads (when the
 //! context is long enough to pay for the hand-off).
 //!
-//! Each thread uses its own `ctx`-long row of the session's scores (`threads * ctx` long) and
+//! Each thread uses its own `group * ctx` part of the session's scores (`threads * group *
+//! ctx` long, `group` the query heads per KV head) and
 //! writes only its own tokens' or heads' part of the output. The parts are cut by
 //! [`Kernels::for_each_part_mut`], which hands each job exclusive slices: no raw pointers
 //! here. Every head's arithmetic is the same whichever thread runs it, so results do not
@@ -42,8 +43,9 @@ impl Attention<'_> {
         let threads = self.kernels.threads();
         let share = scores.len() / threads;
         assert!(
-            share >= pos0 + n,
-            "scores: {share} per thread < {} positions",
+            share >= self.config.group() * (pos0 + n),
+            "scores: {share} per thread < {} heads x {} positions",
+            self.config.group(),
             pos0 + n
         );
         assert_eq!(out.len(), n * qd, "attention output length");
@@ -99,7 +101,11 @@ impl Attention<'_> {
             return;
         }
         let share = scores.len() / threads;
-        assert!(share > pos, "scores: {share} per thread <= position {pos}");
+        assert!(
+            share > self.config.group() * pos,
+            "scores: {share} per thread <= {} heads x position {pos}",
+            self.config.group()
+        );
         let hd = self.config.head_dim;
         self.kernels.for_each_part_mut(
             [PartsMut::even(out_row, hd), PartsMut::chunks(scores, share)],
@@ -114,6 +120,8 @@ impl Attention<'_> {
     }
 
     /// Attention of heads `heads` of one query row; `out` holds just those heads' columns.
+    /// The heads sharing a KV head go to the kernels together (each cached row is read once
+    /// for the group), their score rows side by side in `scores` (`group * (pos + 1)`).
     #[allow(clippy::too_many_arguments)]
     fn heads(
         &self,
@@ -129,27 +137,36 @@ impl Attention<'_> {
         let hd = c.head_dim;
         let group = c.n_heads / c.n_kv_heads;
         let scale = 1.0 / (hd as f32).sqrt();
+        let rows = pos + 1;
         let first = heads.start;
-        for head in heads {
-            let kv_start = (head / group) * hd;
-            let q = &q_row[head * hd..(head + 1) * hd];
-            let scores = &mut scores[..=pos];
+        let mut h0 = heads.start;
+        while h0 < heads.end {
+            // The heads of `heads` that share h0's KV head.
+            let kv_head = h0 / group;
+            let h1 = heads.end.min((kv_head + 1) * group);
+            let g = h1 - h0;
+            let kv_start = kv_head * hd;
+            let q = &q_row[h0 * hd..h1 * hd];
+            let scores = &mut scores[..g * rows];
             self.kernels
-                .kv_scores(&kv.keys(layer, kv_start, hd, pos + 1), q, scale, scores);
-            let max = scores.iter().fold(f32::NEG_INFINITY, |m, &s| m.max(s));
-            let mut sum = 0.0f32;
-            for sc in scores.iter_mut() {
-                *sc = (*sc - max).exp();
-                sum += *sc;
+                .kv_scores(&kv.keys(layer, kv_start, hd, rows), q, scale, scores);
+            for scores in scores.chunks_exact_mut(rows) {
+                let max = scores.iter().fold(f32::NEG_INFINITY, |m, &s| m.max(s));
+                let mut sum = 0.0f32;
+                for sc in scores.iter_mut() {
+                    *sc = (*sc - max).exp();
+                    sum += *sc;
+                }
+                let inv = 1.0 / sum;
+                for sc in scores.iter_mut() {
+                    *sc *= inv;
+                }
             }
-            let inv = 1.0 / sum;
-            for sc in scores.iter_mut() {
-                *sc *= inv;
-            }
-            let out = &mut out[(head - first) * hd..(head - first + 1) * hd];
+            let out = &mut out[(h0 - first) * hd..(h1 - first) * hd];
             out.fill(0.0);
             self.kernels
-                .kv_mix(&kv.values(layer, kv_start, hd, pos + 1), scores, out);
+                .kv_mix(&kv.values(layer, kv_start, hd, rows), scores, out);
+            h0 = h1;
         }
     }
 }

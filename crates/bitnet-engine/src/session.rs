@@ -44,7 +44,8 @@ impl Default for SessionOptions {
 pub struct Session {
     pub(crate) kv: KvCache,
     pub(crate) pos: usize,
-    /// One attention score row of `capacity()` positions per kernel thread.
+    /// Attention score rows of `capacity()` positions, one per query head of a KV head
+    /// (`ModelConfig::group`), per kernel thread.
     pub(crate) scores: Vec<f32>,
     pub(crate) scratch: Scratch,
 }
@@ -62,8 +63,9 @@ impl Session {
         Self {
             kv: KvCache::new(c.n_layers, ctx, c.kv_dim(), opts.kv_type),
             pos: 0,
-            // One attention score row per kernel thread (prompts split attention by token).
-            scores: vec![0.0; ctx * threads],
+            // The score rows of one KV head's query heads per kernel thread (prompts split
+            // attention by token, decoding by head).
+            scores: vec![0.0; ctx * c.group() * threads],
             scratch: Scratch::new(c, batch, threads),
         }
     }

@@ -105,6 +105,12 @@ impl ModelConfig {
         self.n_kv_heads * self.head_dim
     }
 
+    /// Query heads per key/value head (grouped-query attention; `validate` checks that
+    /// `n_kv_heads` divides `n_heads`).
+    pub fn group(&self) -> usize {
+        self.n_heads / self.n_kv_heads.max(1)
+    }
+
     /// The widths every tensor shape is made of (see [`crate::layers`]).
     pub fn dims(&self) -> Dims {
         Dims {

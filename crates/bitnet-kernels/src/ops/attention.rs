@@ -83,6 +83,11 @@ impl<'a> KvRows<'a> {
         self.rows == 0
     }
 
+    /// True when rows have no elements.
+    fn is_empty_row(&self) -> bool {
+        self.len == 0
+    }
+
     /// The storage.
     pub fn data(&self) -> KvData<'a> {
         self.data
@@ -95,39 +100,56 @@ impl<'a> KvRows<'a> {
     }
 }
 
-/// The two passes of one attention head over cached rows.
+/// The two passes of attention over one KV head's cached rows, for the `g >= 1` query heads
+/// that share it (grouped-query attention: 4 in 2B4T). Taking the group at once reads each
+/// cached row once for all of them: one head at a time read the cache `g` times, from L3 or
+/// memory once a layer's cache outgrows L2.
 pub trait AttentionOps {
-    /// `scores[j] = scale * dot(q, row j)` for every row (`q.len() == k.len()`,
-    /// `scores.len() == k.rows()`). Returns the id of the code that ran.
+    /// `scores[h][j] = scale * dot(q[h], row j)` for every row and each of the `g` queries
+    /// `q: [g][k.len()]`, `scores: [g][k.rows()]`. Returns the id of the code that ran.
     ///
     /// # Panics
-    /// On those length mismatches.
+    /// If `q` is not a whole, non-zero number of rows, or `scores` not `g * k.rows()`.
     fn kv_scores(&self, k: &KvRows<'_>, q: &[f32], scale: f32, scores: &mut [f32]) -> KernelId;
 
-    /// `out += sum_j w[j] * row j` (`w.len() == v.rows()`, `out.len() == v.len()`). Returns
-    /// the id of the code that ran.
+    /// `out[h] += sum_j w[h][j] * row j` for the `g` weight rows `w: [g][v.rows()]`,
+    /// `out: [g][v.len()]`. Returns the id of the code that ran.
     ///
     /// # Panics
-    /// On those length mismatches.
+    /// If `out` is not a whole, non-zero number of rows, or `w` not `g * v.rows()`.
     fn kv_mix(&self, v: &KvRows<'_>, w: &[f32], out: &mut [f32]) -> KernelId;
 }
 
-/// The length checks every backend makes first (cheap next to the passes).
-pub(crate) fn check_scores(k: &KvRows<'_>, q: &[f32], scores: &[f32]) {
-    assert_eq!(
+/// The length checks every backend makes first (cheap next to the passes); returns `g`.
+pub(crate) fn check_scores(k: &KvRows<'_>, q: &[f32], scores: &[f32]) -> usize {
+    assert!(
+        !k.is_empty_row() && !q.is_empty() && q.len().is_multiple_of(k.len()),
+        "kv_scores: query length {} is not a whole number of heads of {}",
         q.len(),
-        k.len(),
-        "kv_scores: query length != head dimension"
+        k.len()
     );
-    assert_eq!(scores.len(), k.rows(), "kv_scores: scores length != rows");
+    let g = q.len() / k.len();
+    assert_eq!(
+        scores.len(),
+        g * k.rows(),
+        "kv_scores: scores length != heads * rows"
+    );
+    g
 }
 
 /// See [`check_scores`].
-pub(crate) fn check_mix(v: &KvRows<'_>, w: &[f32], out: &[f32]) {
-    assert_eq!(w.len(), v.rows(), "kv_mix: weights length != rows");
-    assert_eq!(
+pub(crate) fn check_mix(v: &KvRows<'_>, w: &[f32], out: &[f32]) -> usize {
+    assert!(
+        !v.is_empty_row() && !out.is_empty() && out.len().is_multiple_of(v.len()),
+        "kv_mix: output length {} is not a whole number of heads of {}",
         out.len(),
-        v.len(),
-        "kv_mix: output length != head dimension"
+        v.len()
     );
+    let g = out.len() / v.len();
+    assert_eq!(
+        w.len(),
+        g * v.rows(),
+        "kv_mix: weights length != heads * rows"
+    );
+    g
 }

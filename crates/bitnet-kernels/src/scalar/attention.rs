@@ -60,39 +60,50 @@ fn dot_f16(k: &[f16], q: &[f32]) -> f32 {
     sum
 }
 
-/// The reference score pass.
+/// The reference score pass: each query head on its own, rows in order.
 pub(crate) fn kv_scores(k: &KvRows<'_>, q: &[f32], scale: f32, scores: &mut [f32]) -> KernelId {
     check_scores(k, q, scores);
-    let len = k.len();
-    for (j, s) in scores.iter_mut().enumerate() {
-        let o = k.offset(j);
-        *s = match k.data() {
-            KvData::F32(d) => dot_lanes(&d[o..o + len], q),
-            KvData::F16(d) => dot_f16(&d[o..o + len], q),
-        } * scale;
+    let (len, rows) = (k.len(), k.rows());
+    if rows == 0 {
+        return ID;
+    }
+    for (q, scores) in q.chunks_exact(len).zip(scores.chunks_exact_mut(rows)) {
+        for (j, s) in scores.iter_mut().enumerate() {
+            let o = k.offset(j);
+            *s = match k.data() {
+                KvData::F32(d) => dot_lanes(&d[o..o + len], q),
+                KvData::F16(d) => dot_f16(&d[o..o + len], q),
+            } * scale;
+        }
     }
     ID
 }
 
-/// The reference value pass: rows in order, each added element by element.
+/// The reference value pass: each head on its own, rows in order, each added element by
+/// element.
 pub(crate) fn kv_mix(v: &KvRows<'_>, w: &[f32], out: &mut [f32]) -> KernelId {
     check_mix(v, w, out);
-    let len = v.len();
+    let (len, rows) = (v.len(), v.rows());
+    if rows == 0 {
+        return ID;
+    }
     let mut buf = [0f32; CHUNK];
-    for (j, &wj) in w.iter().enumerate() {
-        let o = v.offset(j);
-        match v.data() {
-            KvData::F32(d) => {
-                for (acc, x) in out.iter_mut().zip(&d[o..o + len]) {
-                    *acc += wj * x;
-                }
-            }
-            KvData::F16(d) => {
-                for (acc, x) in out.chunks_mut(CHUNK).zip(d[o..o + len].chunks(CHUNK)) {
-                    let buf = &mut buf[..x.len()];
-                    x.convert_to_f32_slice(buf);
-                    for (acc, x) in acc.iter_mut().zip(buf.iter()) {
+    for (w, out) in w.chunks_exact(rows).zip(out.chunks_exact_mut(len)) {
+        for (j, &wj) in w.iter().enumerate() {
+            let o = v.offset(j);
+            match v.data() {
+                KvData::F32(d) => {
+                    for (acc, x) in out.iter_mut().zip(&d[o..o + len]) {
                         *acc += wj * x;
+                    }
+                }
+                KvData::F16(d) => {
+                    for (acc, x) in out.chunks_mut(CHUNK).zip(d[o..o + len].chunks(CHUNK)) {
+                        let buf = &mut buf[..x.len()];
+                        x.convert_to_f32_slice(buf);
+                        for (acc, x) in acc.iter_mut().zip(buf.iter()) {
+                            *acc += wj * x;
+                        }
                     }
                 }
             }

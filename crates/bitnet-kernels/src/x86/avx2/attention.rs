@@ -1,10 +1,15 @@
-//! AVX2 attention passes over f32 or f16 (`vcvtph2ps`) cached rows, with FMA.
+//! AVX2 attention passes over f32 or f16 (`vcvtph2ps`) cached rows, with FMA, for up to
+//! four query heads of one KV head at a time (a group of more is taken four at a time):
 //!
-//! - Scores: four rows at a time against one query, four independent FMA chains (one per
-//!   row) sharing each query load.
-//! - Values: 32 output columns held in four registers while every row passes (one FMA per
-//!   8 elements, nothing stored until the end), then the next 32 columns: the rows of one
-//!   head (a few hundred KiB at long context) stay in L2 between the passes.
+//! - Scores: two rows at a time against every query of the group: each loaded (and
+//!   converted) key vector feeds `2 x G` independent FMA chains.
+//! - Values: 16 output columns of every head of the group held in registers while all the
+//!   rows pass (one load and conversion per 8 elements for all heads), then the next 16
+//!   columns: one KV head's rows (a few hundred KiB to 1 MiB at long context) stay in L2
+//!   between the passes.
+//!
+//! Intrinsics are only called from functions and loops, never from closures: a closure is
+//! compiled without the enclosing function's target features, so they would not inline.
 
 use super::Avx2;
 use super::dense::{Load8, hsum_ps};
@@ -15,61 +20,7 @@ use std::arch::x86_64::*;
 /// Id of [`kv_scores`] and [`kv_mix`].
 pub(crate) const ID: KernelId = "kv/avx2";
 
-/// Scores of rows `rows` of `k` over `data`.
-#[inline(always)]
-unsafe fn scores<T: Load8 + Copy>(
-    data: &[T],
-    k: &KvRows<'_>,
-    q: &[f32],
-    scale: f32,
-    out: &mut [f32],
-) {
-    // SAFETY: `KvRows::new` checked that every row `j < k.rows()` has `k.len()` elements
-    // from `k.offset(j)` inside `data` (the slices below re-check it), and `check_scores`
-    // that `q` has `k.len()` elements; vector loads stay below `whole <= len`.
-    unsafe {
-        let len = k.len();
-        let whole = len / 8 * 8;
-        let qp = q.as_ptr();
-        let mut j = 0;
-        // Plain loops and inline fns, not closures: a closure is compiled without the
-        // caller's target features, so intrinsics in it would not inline.
-        while j + 4 <= k.rows() {
-            let r: [*const T; 4] = [
-                data[k.offset(j)..][..len].as_ptr(),
-                data[k.offset(j + 1)..][..len].as_ptr(),
-                data[k.offset(j + 2)..][..len].as_ptr(),
-                data[k.offset(j + 3)..][..len].as_ptr(),
-            ];
-            let mut acc = [_mm256_setzero_ps(); 4];
-            let mut c = 0;
-            while c < whole {
-                let qv = _mm256_loadu_ps(qp.add(c));
-                for i in 0..4 {
-                    acc[i] = _mm256_fmadd_ps(T::load8(r[i].add(c)), qv, acc[i]);
-                }
-                c += 8;
-            }
-            for i in 0..4 {
-                out[j + i] = finish(acc[i], r[i], q, whole) * scale;
-            }
-            j += 4;
-        }
-        while j < k.rows() {
-            let r = data[k.offset(j)..][..len].as_ptr();
-            let mut acc = _mm256_setzero_ps();
-            let mut c = 0;
-            while c < whole {
-                acc = _mm256_fmadd_ps(T::load8(r.add(c)), _mm256_loadu_ps(qp.add(c)), acc);
-                c += 8;
-            }
-            out[j] = finish(acc, r, q, whole) * scale;
-            j += 1;
-        }
-    }
-}
-
-/// The horizontal sum of `acc` plus the products of columns `whole..q.len()`.
+/// The horizontal sum of `acc` plus the products of columns `whole..q.len()` of row `r`.
 #[inline(always)]
 unsafe fn finish<T: Load8 + Copy>(acc: __m256, r: *const T, q: &[f32], whole: usize) -> f32 {
     // SAFETY: `r` holds `q.len()` elements (the caller's row).
@@ -82,49 +33,140 @@ unsafe fn finish<T: Load8 + Copy>(acc: __m256, r: *const T, q: &[f32], whole: us
     }
 }
 
-/// `out += sum_j w[j] * row j` over `data`.
+/// Scores of `G` queries `q: [G][len]` against every row of `k` into `out: [G][rows]`.
 #[inline(always)]
-unsafe fn mix<T: Load8 + Copy>(data: &[T], v: &KvRows<'_>, w: &[f32], out: &mut [f32]) {
-    // SAFETY: as in `scores`; `check_mix` checked `w` against the rows and `out` against
-    // the row length, and every column range below ends at or before it.
+unsafe fn scores<T: Load8 + Copy, const G: usize>(
+    data: &[T],
+    k: &KvRows<'_>,
+    q: &[f32],
+    scale: f32,
+    out: &mut [f32],
+) {
+    // SAFETY: `KvRows::new` checked that every row `j < k.rows()` has `k.len()` elements
+    // from `k.offset(j)` inside `data` (the slices below re-check it); the caller passes
+    // `q` of `G * len` and `out` of `G * rows` elements; vector loads stay below
+    // `whole <= len`.
     unsafe {
-        let len = v.len();
-        let o = out.as_mut_ptr();
-        let mut c = 0;
-        while c + 32 <= len {
-            let mut acc = [
-                _mm256_loadu_ps(o.add(c)),
-                _mm256_loadu_ps(o.add(c + 8)),
-                _mm256_loadu_ps(o.add(c + 16)),
-                _mm256_loadu_ps(o.add(c + 24)),
-            ];
-            for (j, &wj) in w.iter().enumerate() {
-                let r = data[v.offset(j)..][..len].as_ptr().add(c);
-                let wv = _mm256_set1_ps(wj);
-                for (i, a) in acc.iter_mut().enumerate() {
-                    *a = _mm256_fmadd_ps(wv, T::load8(r.add(8 * i)), *a);
+        let (len, rows) = (k.len(), k.rows());
+        let whole = len / 8 * 8;
+        let mut qp = [q.as_ptr(); G];
+        for (h, p) in qp.iter_mut().enumerate() {
+            *p = q[h * len..(h + 1) * len].as_ptr();
+        }
+        let mut j = 0;
+        while j + 2 <= rows {
+            let r0 = data[k.offset(j)..][..len].as_ptr();
+            let r1 = data[k.offset(j + 1)..][..len].as_ptr();
+            let mut a0 = [_mm256_setzero_ps(); G];
+            let mut a1 = [_mm256_setzero_ps(); G];
+            let mut c = 0;
+            while c < whole {
+                let (k0, k1) = (T::load8(r0.add(c)), T::load8(r1.add(c)));
+                for h in 0..G {
+                    let qv = _mm256_loadu_ps(qp[h].add(c));
+                    a0[h] = _mm256_fmadd_ps(k0, qv, a0[h]);
+                    a1[h] = _mm256_fmadd_ps(k1, qv, a1[h]);
                 }
+                c += 8;
             }
-            for (i, a) in acc.iter().enumerate() {
-                _mm256_storeu_ps(o.add(c + 8 * i), *a);
+            for h in 0..G {
+                let qh = &q[h * len..(h + 1) * len];
+                out[h * rows + j] = finish(a0[h], r0, qh, whole) * scale;
+                out[h * rows + j + 1] = finish(a1[h], r1, qh, whole) * scale;
             }
-            c += 32;
+            j += 2;
         }
-        while c + 8 <= len {
-            let mut acc = _mm256_loadu_ps(o.add(c));
-            for (j, &wj) in w.iter().enumerate() {
-                let r = data[v.offset(j)..][..len].as_ptr().add(c);
-                acc = _mm256_fmadd_ps(_mm256_set1_ps(wj), T::load8(r), acc);
+        if j < rows {
+            let r = data[k.offset(j)..][..len].as_ptr();
+            let mut a = [_mm256_setzero_ps(); G];
+            let mut c = 0;
+            while c < whole {
+                let kv = T::load8(r.add(c));
+                for h in 0..G {
+                    a[h] = _mm256_fmadd_ps(kv, _mm256_loadu_ps(qp[h].add(c)), a[h]);
+                }
+                c += 8;
             }
-            _mm256_storeu_ps(o.add(c), acc);
-            c += 8;
-        }
-        for (cc, oc) in out.iter_mut().enumerate().skip(c) {
-            for (j, &wj) in w.iter().enumerate() {
-                *oc += wj * data[v.offset(j) + cc].to_f32();
+            for h in 0..G {
+                out[h * rows + j] = finish(a[h], r, &q[h * len..(h + 1) * len], whole) * scale;
             }
         }
     }
+}
+
+/// `out[h] += sum_j w[h][j] * row j` for `G` heads (`w: [G][rows]`, `out: [G][len]`).
+#[inline(always)]
+unsafe fn mix<T: Load8 + Copy, const G: usize>(
+    data: &[T],
+    v: &KvRows<'_>,
+    w: &[f32],
+    out: &mut [f32],
+) {
+    // SAFETY: as in `scores`; the caller passes `w` of `G * rows` and `out` of `G * len`
+    // elements, and every column range below ends at or before `len`.
+    unsafe {
+        let (len, rows) = (v.len(), v.rows());
+        let o = out.as_mut_ptr();
+        let wp = w.as_ptr();
+        let mut c = 0;
+        while c + 16 <= len {
+            let mut acc = [[_mm256_setzero_ps(); 2]; G];
+            for (h, a) in acc.iter_mut().enumerate() {
+                a[0] = _mm256_loadu_ps(o.add(h * len + c));
+                a[1] = _mm256_loadu_ps(o.add(h * len + c + 8));
+            }
+            for j in 0..rows {
+                let r = data[v.offset(j)..][..len].as_ptr().add(c);
+                let (v0, v1) = (T::load8(r), T::load8(r.add(8)));
+                for (h, a) in acc.iter_mut().enumerate() {
+                    let wv = _mm256_set1_ps(*wp.add(h * rows + j));
+                    a[0] = _mm256_fmadd_ps(wv, v0, a[0]);
+                    a[1] = _mm256_fmadd_ps(wv, v1, a[1]);
+                }
+            }
+            for (h, a) in acc.iter().enumerate() {
+                _mm256_storeu_ps(o.add(h * len + c), a[0]);
+                _mm256_storeu_ps(o.add(h * len + c + 8), a[1]);
+            }
+            c += 16;
+        }
+        while c + 8 <= len {
+            let mut acc = [_mm256_setzero_ps(); G];
+            for (h, a) in acc.iter_mut().enumerate() {
+                *a = _mm256_loadu_ps(o.add(h * len + c));
+            }
+            for j in 0..rows {
+                let vv = T::load8(data[v.offset(j)..][..len].as_ptr().add(c));
+                for (h, a) in acc.iter_mut().enumerate() {
+                    *a = _mm256_fmadd_ps(_mm256_set1_ps(*wp.add(h * rows + j)), vv, *a);
+                }
+            }
+            for (h, a) in acc.iter().enumerate() {
+                _mm256_storeu_ps(o.add(h * len + c), *a);
+            }
+            c += 8;
+        }
+        for cc in c..len {
+            for j in 0..rows {
+                let x = data[v.offset(j) + cc].to_f32();
+                for h in 0..G {
+                    *o.add(h * len + cc) += *wp.add(h * rows + j) * x;
+                }
+            }
+        }
+    }
+}
+
+/// Runs `$f::<T, G>` over the group in chunks of up to four heads.
+macro_rules! by_fours {
+    ($g:expr, |$h0:ident, $gc:ident| $body:block) => {{
+        let mut $h0 = 0;
+        while $h0 < $g {
+            let $gc = ($g - $h0).min(4);
+            $body
+            $h0 += $gc;
+        }
+    }};
 }
 
 /// The score pass.
@@ -133,14 +175,30 @@ unsafe fn mix<T: Load8 + Copy>(data: &[T], v: &KvRows<'_>, w: &[f32], out: &mut 
 /// The CPU must have AVX2, FMA and F16C.
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(crate) unsafe fn kv_scores(k: &KvRows<'_>, q: &[f32], scale: f32, out: &mut [f32]) -> KernelId {
-    check_scores(k, q, out);
-    // SAFETY: the features are enabled on this function; lengths checked above.
-    unsafe {
-        match k.data() {
-            KvData::F32(d) => scores(d, k, q, scale, out),
-            KvData::F16(d) => scores(d, k, q, scale, out),
+    let g = check_scores(k, q, out);
+    let (len, rows) = (k.len(), k.rows());
+    by_fours!(g, |h0, gc| {
+        let q = &q[h0 * len..(h0 + gc) * len];
+        let out = &mut out[h0 * rows..(h0 + gc) * rows];
+        macro_rules! go {
+            ($n:literal) => {
+                // SAFETY: the features are enabled on this function; `q` and `out` hold
+                // `$n` heads (sliced above, lengths checked by `check_scores`).
+                unsafe {
+                    match k.data() {
+                        KvData::F32(d) => scores::<f32, $n>(d, k, q, scale, out),
+                        KvData::F16(d) => scores::<half::f16, $n>(d, k, q, scale, out),
+                    }
+                }
+            };
         }
-    }
+        match gc {
+            4 => go!(4),
+            3 => go!(3),
+            2 => go!(2),
+            _ => go!(1),
+        }
+    });
     ID
 }
 
@@ -150,14 +208,29 @@ pub(crate) unsafe fn kv_scores(k: &KvRows<'_>, q: &[f32], scale: f32, out: &mut 
 /// The CPU must have AVX2, FMA and F16C.
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(crate) unsafe fn kv_mix(v: &KvRows<'_>, w: &[f32], out: &mut [f32]) -> KernelId {
-    check_mix(v, w, out);
-    // SAFETY: the features are enabled on this function; lengths checked above.
-    unsafe {
-        match v.data() {
-            KvData::F32(d) => mix(d, v, w, out),
-            KvData::F16(d) => mix(d, v, w, out),
+    let g = check_mix(v, w, out);
+    let (len, rows) = (v.len(), v.rows());
+    by_fours!(g, |h0, gc| {
+        let w = &w[h0 * rows..(h0 + gc) * rows];
+        let out = &mut out[h0 * len..(h0 + gc) * len];
+        macro_rules! go {
+            ($n:literal) => {
+                // SAFETY: as in `kv_scores` (lengths checked by `check_mix`).
+                unsafe {
+                    match v.data() {
+                        KvData::F32(d) => mix::<f32, $n>(d, v, w, out),
+                        KvData::F16(d) => mix::<half::f16, $n>(d, v, w, out),
+                    }
+                }
+            };
         }
-    }
+        match gc {
+            4 => go!(4),
+            3 => go!(3),
+            2 => go!(2),
+            _ => go!(1),
+        }
+    });
     ID
 }
 

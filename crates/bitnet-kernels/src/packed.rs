@@ -22,7 +22,7 @@
 //! slices of the activations, so an AVX-512 kernel needs no shuffle of weights or
 //! activations (with `i2s128`, a 512-bit load spans two blocks whose activation slices are
 //! 128 columns apart). This is ik_llama.cpp's repack-at-load idea applied to the interleave:
-//! I2_S files are transcoded once at load ([`PackedTernary::from_i2s128_rows`]), rows padded
+//! I2_S files are transcoded once at load ([`crate::formats::i2s_to_packed`]), rows padded
 //! to 256 columns (every 2B4T shape is a multiple of 256 already).
 
 use crate::TernaryWeights;

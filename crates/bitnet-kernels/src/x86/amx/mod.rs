@@ -50,11 +50,16 @@ impl Amx {
 /// CPUID leaf 7: EDX bit 24 is AMX-TILE, bit 25 AMX-INT8.
 pub(crate) fn cpu_has_amx_int8() -> bool {
     use std::arch::x86_64::{__cpuid, __cpuid_count};
-    // CPUID is available on every x86_64 CPU; leaf 7 only if the maximum leaf allows it.
-    if __cpuid(0).eax < 7 {
+    // `__cpuid` is an unsafe fn on Rust 1.89 (the MSRV) and safe on later compilers.
+    #[allow(unused_unsafe)]
+    // SAFETY: CPUID is available on every x86_64 CPU.
+    let max_leaf = unsafe { __cpuid(0) }.eax;
+    if max_leaf < 7 {
         return false;
     }
-    let edx = __cpuid_count(7, 0).edx;
+    #[allow(unused_unsafe)]
+    // SAFETY: as above; leaf 7 exists (checked against the maximum leaf).
+    let edx = unsafe { __cpuid_count(7, 0) }.edx;
     edx & (1 << 24) != 0 && edx & (1 << 25) != 0
 }
 

@@ -6,7 +6,8 @@
 //! is 0, so padding adds nothing in either code convention). For GEMM the rows are
 //! processed in blocks of [`ROW_BLOCK`] whose packed bytes (a few KiB) stay in L1 while
 //! tiles of up to 4 tokens pass over them, so weights are streamed from memory once per
-//! [`TOKEN_CHUNK`] tokens rather than once per token. Nothing here allocates: sums and
+//! [`TOKEN_CHUNK`] tokens rather than once per token. GEMV (one token) visits the rows in
+//! the order of [`two_stream_row`]. Nothing here allocates: sums and
 //! tails live on the stack.
 
 use crate::act_quant::finish;
@@ -20,6 +21,23 @@ const MAX_BLOCK: usize = 2 * BLOCK;
 const ROW_BLOCK: usize = 16;
 /// Tokens whose sums and tails are kept on the stack at once.
 const TOKEN_CHUNK: usize = 32;
+
+/// The `j`-th row to visit of `span` rows in GEMV (one token): alternately from the first and
+/// the second half of the range, so each thread reads two row streams from memory at once
+/// instead of one. One stream per thread left a quarter of the bandwidth unused: the
+/// hardware prefetcher and the software prefetch of one stream keep too few cache lines in
+/// flight (`cargo bench -p bitnet-kernels --bench ternary`, 2B4T shapes at n = 1, one thread,
+/// alternating in one run: 11.5-12.3 GB/s one stream, 12.9-14.6 two; docs/performance.md).
+/// Every row is still computed whole and once, so results do not depend on the order.
+#[inline(always)]
+pub(crate) fn two_stream_row(span: usize, j: usize) -> usize {
+    let half = span / 2;
+    if j < 2 * half {
+        j / 2 + (j % 2) * half
+    } else {
+        j
+    }
+}
 
 /// An ISA's micro-kernel: one packed row times up to [`TileDot::TILE`] activation rows.
 pub(crate) trait TileDot {
@@ -97,7 +115,13 @@ pub(crate) unsafe fn ternary_rows<D: TileDot>(m: &TernaryMatmul<'_>, out: &mut O
                         let qp: [*const i8; $nt] =
                             std::array::from_fn(|k| q[(t + k) * cols..].as_ptr());
                         let tp: [*const i8; $nt] = std::array::from_fn(|k| tails[i + k].as_ptr());
-                        for r in r0..r1 {
+                        for j in 0..r1 - r0 {
+                            let r = r0
+                                + if n == 1 {
+                                    two_stream_row(r1 - r0, j)
+                                } else {
+                                    j
+                                };
                             // SAFETY: the row has `full (+1 if tail)` blocks; `t + k < n` and
                             // `q: [n][cols]` (checked by `TernaryMatmul::new`), so every q row
                             // has `full * D::BLOCK` columns before the tail; tails are
@@ -126,6 +150,28 @@ pub(crate) unsafe fn ternary_rows<D: TileDot>(m: &TernaryMatmul<'_>, out: &mut O
                 i += nt;
             }
             r0 = r1;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::two_stream_row;
+
+    #[test]
+    fn two_stream_order_visits_every_row_once_alternating_halves() {
+        assert_eq!(
+            (0..7).map(|j| two_stream_row(7, j)).collect::<Vec<_>>(),
+            [0, 3, 1, 4, 2, 5, 6]
+        );
+        assert_eq!(
+            (0..1).map(|j| two_stream_row(1, j)).collect::<Vec<_>>(),
+            [0]
+        );
+        for span in 0..40 {
+            let mut seen: Vec<usize> = (0..span).map(|j| two_stream_row(span, j)).collect();
+            seen.sort_unstable();
+            assert_eq!(seen, (0..span).collect::<Vec<_>>(), "span {span}");
         }
     }
 }

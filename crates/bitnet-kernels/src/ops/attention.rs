@@ -122,34 +122,30 @@ pub trait AttentionOps {
 
 /// The length checks every backend makes first (cheap next to the passes); returns `g`.
 pub(crate) fn check_scores(k: &KvRows<'_>, q: &[f32], scores: &[f32]) -> usize {
-    assert!(
-        !k.is_empty_row() && !q.is_empty() && q.len().is_multiple_of(k.len()),
-        "kv_scores: query length {} is not a whole number of heads of {}",
-        q.len(),
-        k.len()
-    );
-    let g = q.len() / k.len();
-    assert_eq!(
-        scores.len(),
-        g * k.rows(),
-        "kv_scores: scores length != heads * rows"
-    );
-    g
+    check_group(k, q, scores, ["kv_scores", "query", "scores"])
 }
 
 /// See [`check_scores`].
 pub(crate) fn check_mix(v: &KvRows<'_>, w: &[f32], out: &[f32]) -> usize {
+    check_group(v, out, w, ["kv_mix", "output", "weights"])
+}
+
+/// `per_head` (`[g][rows.len()]`: queries or outputs) must be a whole, non-zero number of
+/// heads, and `per_row` (`[g][rows.rows()]`: scores or weights) as many rows of positions;
+/// `names` are the op's and the two operands' names for the panic message.
+fn check_group(rows: &KvRows<'_>, per_head: &[f32], per_row: &[f32], names: [&str; 3]) -> usize {
+    let [op, head_name, row_name] = names;
     assert!(
-        !v.is_empty_row() && !out.is_empty() && out.len().is_multiple_of(v.len()),
-        "kv_mix: output length {} is not a whole number of heads of {}",
-        out.len(),
-        v.len()
+        !rows.is_empty_row() && !per_head.is_empty() && per_head.len().is_multiple_of(rows.len()),
+        "{op}: {head_name} length {} is not a whole number of heads of {}",
+        per_head.len(),
+        rows.len()
     );
-    let g = out.len() / v.len();
+    let g = per_head.len() / rows.len();
     assert_eq!(
-        w.len(),
-        g * v.rows(),
-        "kv_mix: weights length != heads * rows"
+        per_row.len(),
+        g * rows.rows(),
+        "{op}: {row_name} length != heads * rows"
     );
     g
 }

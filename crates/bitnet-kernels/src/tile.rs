@@ -27,7 +27,8 @@ const TOKEN_CHUNK: usize = 32;
 /// instead of one. One stream per thread left a quarter of the bandwidth unused: the
 /// hardware prefetcher and the software prefetch of one stream keep too few cache lines in
 /// flight (`cargo bench -p bitnet-kernels --bench ternary`, 2B4T shapes at n = 1, one thread,
-/// alternating in one run: 11.5-12.3 GB/s one stream, 12.9-14.6 two; docs/performance.md).
+/// alternating in one run, two rounds: 9.5-12.3 GB/s one stream, 11.0-14.6 two, the C
+/// STREAM-style read 13-15; docs/performance.md).
 /// Every row is still computed whole and once, so results do not depend on the order.
 #[inline(always)]
 pub(crate) fn two_stream_row(span: usize, j: usize) -> usize {

@@ -24,7 +24,7 @@ const TOKEN_CHUNK: usize = 32;
 
 /// The `j`-th row to visit of `span` rows in GEMV (one token): alternately from the first and
 /// the second half of the range, so each thread reads two row streams from memory at once
-/// instead of one. One stream per thread left a quarter of the bandwidth unused: the
+/// instead of one. One stream per thread left about a fifth of the bandwidth unused: the
 /// hardware prefetcher and the software prefetch of one stream keep too few cache lines in
 /// flight (`cargo bench -p bitnet-kernels --bench ternary`, 2B4T shapes at n = 1, one thread,
 /// alternating in one run, two rounds: 9.5-12.3 GB/s one stream, 11.0-14.6 two, the C

@@ -4,8 +4,10 @@
 //! token cover the FMA latency, and a software prefetch runs ahead of the stream (one row
 //! of a few KiB is too short for the hardware prefetcher to ramp up on its own). GEMV takes
 //! two rows at once from the two halves of its range: two streams in flight per thread
-//! (`f16_head` bench, full 2B4T head, one thread: 11.2-12.0 GB/s with one, 14.5-14.6 with
-//! two, the STREAM-style read 13-15 in the same run). Q8_0 runs the AVX2 code, called by name.
+//! (`f16_head` bench, full 2B4T head, one thread, two rounds: 11.2-12.0 GB/s with one,
+//! 14.5-14.6 with two; the STREAM-style read gave 12.7-13.6 on one thread minutes before).
+//! The AVX2 head still reads one stream per thread (not measured with two). Q8_0 runs the
+//! AVX2 code, called by name.
 
 use super::Avx512Vnni;
 use crate::ops::{DenseMatmul, DenseOps, KernelId, Q8Matmul};

@@ -1,26 +1,48 @@
 //! Causal grouped-query attention over the KV cache, split across the kernel threads: a
-//! prompt by tokens (contiguous ranges of equal cost), one decoded token by heads (when the
-//! context is long enough to pay for the hand-off).
+//! prompt by tokens (contiguous ranges of equal cost, each cut into tiles of up to
+//! [`MAX_TILE_TOKENS`] tokens that go to [`Kernels::kv_causal`] one KV head at a time), one
+//! decoded token by heads (when the context is long enough to pay for the hand-off).
 //!
-//! Each thread uses its own `group * ctx` part of the session's scores (`threads * group *
-//! ctx` long, `group` the query heads per KV head) and
-//! writes only its own tokens' or heads' part of the output. The parts are cut by
+//! Each thread uses its own part of the session's scores buffer ([`scores_share`] long: a
+//! tile's queries, outputs and kernel work, or one token's score rows) and writes only its
+//! own tokens' or heads' part of the output. The parts are cut by
 //! [`Kernels::for_each_part_mut`], which hands each job exclusive slices: no raw pointers
-//! here. Every head's arithmetic is the same whichever thread runs it, so results do not
-//! depend on the thread count.
+//! here. Every head's arithmetic is the same whichever thread runs it and whatever tile it
+//! falls in ([`Kernels::kv_causal`]'s contract), so results do not depend on the thread count.
 
 use std::ops::Range;
 
-use bitnet_kernels::{Kernels, PartsMut};
+use bitnet_kernels::{Kernels, PartsMut, causal_work_len};
 
 use crate::config::ModelConfig;
 use crate::kv_cache::KvCache;
 
-/// Lowest softmax exponent: `exp` of anything below about -87.3 is subnormal or zero in
-/// f32, and glibc's `expf` reaches it through a slow path that sets `errno` (5-9 % of a
-/// long prompt's time in `perf`, with the peaked scores of the 2B4T-shaped model). Against
-/// the largest term, `exp(0) = 1`, a term of `exp(-87)` (1.6e-38) changes no sum.
-const EXP_FLOOR: f32 = -87.0;
+/// Most tokens of a prompt tile: 64 query rows of the 2B4T shape (4 heads per KV head), the
+/// AVX-512 tile kernel's widest register block. Measured (`bitnet-cli bench -p 2048`)
+/// against token-by-token attention in the notes of issue 15.
+pub(crate) const MAX_TILE_TOKENS: usize = 16;
+
+/// Scores buffer per thread worth aiming for (f32 elements, 1 MiB): the tile shrinks below
+/// [`MAX_TILE_TOKENS`] when a long context would need more.
+const TILE_BUDGET: usize = 1 << 18;
+
+/// Tokens per prompt tile for a context of `ctx` positions.
+fn tile_tokens_for(c: &ModelConfig, ctx: usize) -> usize {
+    (TILE_BUDGET / (ctx.max(1) * c.group())).clamp(1, MAX_TILE_TOKENS)
+}
+
+/// Elements of a `tile`-token tile's part of the scores buffer over `rows` cached rows: its
+/// gathered queries and outputs, and the kernel's work.
+fn tile_share(c: &ModelConfig, tile: usize, rows: usize) -> usize {
+    let m = tile * c.group();
+    2 * m * c.head_dim + causal_work_len(rows, m, c.head_dim)
+}
+
+/// Elements of the scores buffer each kernel thread needs for a context of `ctx` positions:
+/// one token's score rows (decoding) or a prompt tile ([`tile_share`]).
+pub(crate) fn scores_share(c: &ModelConfig, ctx: usize) -> usize {
+    (c.group() * ctx).max(tile_share(c, tile_tokens_for(c, ctx), ctx))
+}
 
 /// Attention for one model: its shapes and the kernels whose threads split the work.
 pub(crate) struct Attention<'a> {
@@ -32,7 +54,9 @@ impl Attention<'_> {
     /// Attention of `q.len() / q_dim` consecutive tokens of one sequence (positions
     /// `pos0..`) on every kernel thread. Token `t` costs `pos0 + t + 1` key/value rows, so
     /// the tokens are split into contiguous ranges of equal total cost, whose boundaries go
-    /// to `bounds` (`threads + 1` long, caller-owned so nothing is allocated).
+    /// to `bounds` (`threads + 1` long, caller-owned so nothing is allocated); each range goes
+    /// through [`Kernels::kv_causal`] in tiles of as many tokens as the thread's part of
+    /// `scores` holds, up to [`MAX_TILE_TOKENS`].
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn tokens(
         &self,
@@ -44,17 +68,18 @@ impl Attention<'_> {
         q: &[f32],
         out: &mut [f32],
     ) {
-        let qd = self.config.q_dim();
+        let c = self.config;
+        let (qd, hd, g) = (c.q_dim(), c.head_dim, c.group());
         let n = q.len() / qd;
         let threads = self.kernels.threads();
         let share = scores.len() / threads;
-        assert!(
-            share >= self.config.group() * (pos0 + n),
-            "scores: {share} per thread < {} heads x {} positions",
-            self.config.group(),
-            pos0 + n
-        );
+        let rows = pos0 + n;
+        let tile = (1..=MAX_TILE_TOKENS)
+            .rev()
+            .find(|&t| tile_share(c, t, rows) <= share)
+            .unwrap_or_else(|| panic!("scores: {share} per thread < one token over {rows} rows"));
         assert_eq!(out.len(), n * qd, "attention output length");
+        let scale = 1.0 / (hd as f32).sqrt();
         // Cost of tokens 0..t; thread i starts at the first token where its share begins.
         let cost = |t: usize| t * pos0 + t * (t + 1) / 2;
         let total = cost(n);
@@ -65,20 +90,34 @@ impl Attention<'_> {
         }
         self.kernels.for_each_part_mut(
             [PartsMut::at(out, bounds), PartsMut::chunks(scores, share)],
-            &|_, [mut rows, mut s]| {
-                let t0 = rows.start() / qd;
-                for (k, o) in rows.chunks_exact_mut(qd).enumerate() {
-                    let t = t0 + k;
-                    let q_row = &q[t * qd..(t + 1) * qd];
-                    self.heads(
-                        kv,
-                        &mut s,
-                        layer,
-                        pos0 + t,
-                        q_row,
-                        o,
-                        0..self.config.n_heads,
-                    );
+            &|_, [mut part, mut s]| {
+                let t0 = part.start() / qd;
+                let (qt, rest) = s.split_at_mut(tile * g * hd);
+                let (ot, work) = rest.split_at_mut(tile * g * hd);
+                for (i, out) in part.chunks_mut(tile * qd).enumerate() {
+                    let a = t0 + i * tile;
+                    let tokens = out.len() / qd;
+                    let (qt, ot) = (&mut qt[..tokens * g * hd], &mut ot[..tokens * g * hd]);
+                    let seen = pos0 + a + tokens;
+                    for kv_head in 0..c.n_kv_heads {
+                        // This KV head's query heads are adjacent in each token's row.
+                        let cols = kv_head * g * hd..(kv_head + 1) * g * hd;
+                        for (t, qh) in qt.chunks_exact_mut(g * hd).enumerate() {
+                            qh.copy_from_slice(&q[(a + t) * qd..][cols.clone()]);
+                        }
+                        self.kernels.kv_causal(
+                            &kv.keys(layer, kv_head * hd, hd, seen),
+                            &kv.values(layer, kv_head * hd, hd, seen),
+                            qt,
+                            g,
+                            scale,
+                            work,
+                            ot,
+                        );
+                        for (o, oh) in out.chunks_exact_mut(qd).zip(ot.chunks_exact(g * hd)) {
+                            o[cols.clone()].copy_from_slice(oh);
+                        }
+                    }
                 }
             },
         );
@@ -153,25 +192,14 @@ impl Attention<'_> {
             let g = h1 - h0;
             let kv_start = kv_head * hd;
             let q = &q_row[h0 * hd..h1 * hd];
-            let scores = &mut scores[..g * rows];
-            self.kernels
-                .kv_scores(&kv.keys(layer, kv_start, hd, rows), q, scale, scores);
-            for scores in scores.chunks_exact_mut(rows) {
-                let max = scores.iter().fold(f32::NEG_INFINITY, |m, &s| m.max(s));
-                let mut sum = 0.0f32;
-                for sc in scores.iter_mut() {
-                    *sc = (*sc - max).max(EXP_FLOOR).exp();
-                    sum += *sc;
-                }
-                let inv = 1.0 / sum;
-                for sc in scores.iter_mut() {
-                    *sc *= inv;
-                }
-            }
             let out = &mut out[(h0 - first) * hd..(h1 - first) * hd];
-            out.fill(0.0);
+            let (keys, values) = (
+                kv.keys(layer, kv_start, hd, rows),
+                kv.values(layer, kv_start, hd, rows),
+            );
+            // One token: the last (only) token of a tile sees every row.
             self.kernels
-                .kv_mix(&kv.values(layer, kv_start, hd, rows), scores, out);
+                .kv_causal(&keys, &values, q, g, scale, scores, out);
             h0 = h1;
         }
     }

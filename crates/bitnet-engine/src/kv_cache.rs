@@ -142,22 +142,22 @@ mod tests {
                 KvType::F32 => x,
                 KvType::F16 => f16::from_f32(x).to_f32(),
             };
-            let kernels = bitnet_kernels::Kernels::with_backend(
-                bitnet_kernels::by_id("i2s/scalar").unwrap(),
-                1,
-            );
-            // Scores against a one-hot query pick column 2 + 1 of every position.
+            // Element `c` of row `j` of a view, as the kernels read it.
+            let at = |rows: &bitnet_kernels::KvRows<'_>, j: usize, c: usize| {
+                let o = rows.offset(j) + c;
+                match rows.data() {
+                    bitnet_kernels::KvData::F32(d) => d[o],
+                    bitnet_kernels::KvData::F16(d) => d[o].to_f32(),
+                }
+            };
+            // Columns 2..4 of layer 1's keys: column 2 + 1 of every position.
             let keys = cache.keys(1, 2, 2, 3);
-            let mut scores = [0f32; 3];
-            kernels.kv_scores(&keys, &[0.0, 1.0], 1.0, &mut scores);
-            for (pos, s) in scores.iter().enumerate() {
-                assert_eq!(*s, round((100 + pos * 10 + 3) as f32 + 0.1));
+            for pos in 0..3 {
+                assert_eq!(at(&keys, pos, 1), round((100 + pos * 10 + 3) as f32 + 0.1));
             }
             let values = cache.values(0, 0, 4, 2);
-            let mut out = [0f32; 4];
-            kernels.kv_mix(&values, &[1.0, 0.0], &mut out);
-            for (i, o) in out.iter().enumerate() {
-                assert_eq!(*o, round(-((i as f32) + 0.1)));
+            for i in 0..4 {
+                assert_eq!(at(&values, 0, i), round(-((i as f32) + 0.1)));
             }
         }
     }

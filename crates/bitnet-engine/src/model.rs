@@ -386,17 +386,16 @@ impl Model {
             }
             let attention = self.attention();
             match rows.single_sequence() {
-                // A prompt: its tokens' attention split across the kernel threads.
-                Some((kv, scores, pos0)) if n > 1 && self.kernels.threads() > 1 => attention
-                    .tokens(
-                        kv,
-                        scores,
-                        &mut sc.bounds,
-                        l,
-                        pos0,
-                        &sc.q[..n * qd],
-                        &mut sc.attn[..n * qd],
-                    ),
+                // A prompt: its tokens' attention in tiles, split across the kernel threads.
+                Some((kv, scores, pos0)) if n > 1 => attention.tokens(
+                    kv,
+                    scores,
+                    &mut sc.bounds,
+                    l,
+                    pos0,
+                    &sc.q[..n * qd],
+                    &mut sc.attn[..n * qd],
+                ),
                 _ => {
                     for t in 0..n {
                         let pos = rows.pos(t);

@@ -44,8 +44,9 @@ impl Default for SessionOptions {
 pub struct Session {
     pub(crate) kv: KvCache,
     pub(crate) pos: usize,
-    /// Attention score rows of `capacity()` positions, one per query head of a KV head
-    /// (`ModelConfig::group`), per kernel thread.
+    /// Attention scratch per kernel thread ([`crate::attention::scores_share`]): a prompt
+    /// tile's queries, outputs and scores, or one token's score rows over `capacity()`
+    /// positions.
     pub(crate) scores: Vec<f32>,
     pub(crate) scratch: Scratch,
 }
@@ -63,9 +64,9 @@ impl Session {
         Self {
             kv: KvCache::new(c.n_layers, ctx, c.kv_dim(), opts.kv_type),
             pos: 0,
-            // The score rows of one KV head's query heads per kernel thread (prompts split
-            // attention by token, decoding by head).
-            scores: vec![0.0; ctx * c.group() * threads],
+            // Per kernel thread, a prompt tile's or one KV head's query heads' scores
+            // (prompts split attention by token, decoding by head).
+            scores: vec![0.0; crate::attention::scores_share(c, ctx) * threads],
             scratch: Scratch::new(c, batch, threads),
         }
     }

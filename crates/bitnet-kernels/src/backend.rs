@@ -30,23 +30,20 @@ pub enum OpKind {
     F32,
     /// [`DenseOps::q8_rows`].
     Q8_0,
-    /// [`AttentionOps::kv_scores`].
-    KvScores,
-    /// [`AttentionOps::kv_mix`].
-    KvMix,
+    /// [`AttentionOps::kv_causal`].
+    KvCausal,
 }
 
 impl OpKind {
     /// Every op, in the order receipts list them.
-    pub const ALL: [OpKind; 8] = [
+    pub const ALL: [OpKind; 7] = [
         OpKind::Quantize,
         OpKind::Ternary,
         OpKind::TernaryF32,
         OpKind::F16,
         OpKind::F32,
         OpKind::Q8_0,
-        OpKind::KvScores,
-        OpKind::KvMix,
+        OpKind::KvCausal,
     ];
 }
 

@@ -37,11 +37,10 @@ enum Counter {
     F32Gemm,
     Q8Gemv,
     Q8Gemm,
-    KvScores,
-    KvMix,
+    KvCausal,
 }
 
-const COUNTERS: [Counter; 12] = [
+const COUNTERS: [Counter; 11] = [
     Counter::Quantize,
     Counter::TernaryGemv,
     Counter::TernaryGemm,
@@ -52,8 +51,7 @@ const COUNTERS: [Counter; 12] = [
     Counter::F32Gemm,
     Counter::Q8Gemv,
     Counter::Q8Gemm,
-    Counter::KvScores,
-    Counter::KvMix,
+    Counter::KvCausal,
 ];
 
 impl Counter {
@@ -71,8 +69,7 @@ impl Counter {
             OpKind::F32 => Counter::F32Gemm,
             OpKind::Q8_0 if gemv => Counter::Q8Gemv,
             OpKind::Q8_0 => Counter::Q8Gemm,
-            OpKind::KvScores => Counter::KvScores,
-            OpKind::KvMix => Counter::KvMix,
+            OpKind::KvCausal => Counter::KvCausal,
         }
     }
 
@@ -84,8 +81,7 @@ impl Counter {
             Counter::F16Gemv | Counter::F16Gemm => OpKind::F16,
             Counter::F32Gemv | Counter::F32Gemm => OpKind::F32,
             Counter::Q8Gemv | Counter::Q8Gemm => OpKind::Q8_0,
-            Counter::KvScores => OpKind::KvScores,
-            Counter::KvMix => OpKind::KvMix,
+            Counter::KvCausal => OpKind::KvCausal,
         }
     }
 
@@ -96,8 +92,7 @@ impl Counter {
             Counter::TernaryF32 => "f32",
             Counter::TernaryGemv | Counter::F16Gemv | Counter::F32Gemv | Counter::Q8Gemv => "gemv",
             Counter::TernaryGemm | Counter::F16Gemm | Counter::F32Gemm | Counter::Q8Gemm => "gemm",
-            Counter::KvScores => "scores",
-            Counter::KvMix => "mix",
+            Counter::KvCausal => "causal",
         }
     }
 }
@@ -426,32 +421,31 @@ impl Kernels {
         );
     }
 
-    /// One attention head's scores over cached rows: `scores[j] = scale * dot(q, row j)`
-    /// (see [`crate::AttentionOps::kv_scores`]), on the calling thread: the engine splits heads and
-    /// tokens across the pool itself. Counted once per head (`kv/<isa>:scores`).
+    /// Causal attention of a tile of tokens over one KV head (see
+    /// [`crate::AttentionOps::kv_causal`]), on the calling thread: the engine splits tokens
+    /// and heads across the pool itself. Counted as `kv/<isa>:causal`.
     ///
     /// # Panics
-    /// If `q.len() != k.len()` or `scores.len() != k.rows()`.
-    pub fn kv_scores(&self, k: &KvRows<'_>, q: &[f32], scale: f32, scores: &mut [f32]) {
-        self.count(Counter::KvScores);
-        let ran = self.backend.kv_scores(k, q, scale, scores);
-        self.witness(OpKind::KvScores, ran);
-    }
-
-    /// One attention head's weighted sum of cached rows: `out += sum_j w[j] * row j` (see
-    /// [`crate::AttentionOps::kv_mix`]), on the calling thread, counted as `kv/<isa>:mix`.
-    ///
-    /// # Panics
-    /// If `w.len() != v.rows()` or `out.len() != v.len()`.
-    pub fn kv_mix(&self, v: &KvRows<'_>, w: &[f32], out: &mut [f32]) {
-        self.count(Counter::KvMix);
-        let ran = self.backend.kv_mix(v, w, out);
-        self.witness(OpKind::KvMix, ran);
+    /// On the shape errors [`crate::AttentionOps::kv_causal`] names.
+    #[allow(clippy::too_many_arguments)]
+    pub fn kv_causal(
+        &self,
+        k: &KvRows<'_>,
+        v: &KvRows<'_>,
+        q: &[f32],
+        g: usize,
+        scale: f32,
+        work: &mut [f32],
+        out: &mut [f32],
+    ) {
+        self.count(Counter::KvCausal);
+        let ran = self.backend.kv_causal(k, v, q, g, scale, work, out);
+        self.witness(OpKind::KvCausal, ran);
     }
 
     /// Kernel ids actually dispatched, with call counts, e.g.
     /// `[("i2s/avx2:gemv", 123), ("f16/avx2:gemv", 16)]` (zero counts omitted). Each name is
-    /// `<kernel id>:<quantize|gemv|gemm|f32|scores|mix>`, the kernel id being that of the code that ran
+    /// `<kernel id>:<quantize|gemv|gemm|f32|causal>`, the kernel id being that of the code that ran
     /// ([`Backend::kernel_id`]): a backend without its own version of an op names the
     /// fallback, e.g. `i2s/scalar:f32` on AVX2.
     pub fn dispatch_counts(&self) -> Vec<(String, u64)> {

@@ -5,6 +5,7 @@
 use bitnet_kernels::{
     Backend, DenseMatmul, Kernels, KvData, KvRows, OpKind, OutRows, Q8Activations, Q8Matmul,
     Q8Matrix, ShapeError, TernaryF32Matmul, TernaryMatmul, TernaryWeights, available, by_id,
+    causal_work_len,
 };
 use half::f16;
 
@@ -60,8 +61,8 @@ fn ran(b: &'static dyn Backend, d: &Data) -> Vec<(OpKind, &'static str)> {
     act.quantize(&d.x, 1);
     let q8 = b.q8_rows(&Q8Matmul::new(&d.q8, &act).unwrap(), &mut out);
     let kv = KvRows::new(KvData::F32(&d.wf32), COLS, 0, COLS, ROWS);
-    let kv_scores = b.kv_scores(&kv, &d.x, 1.0, &mut y);
-    let kv_mix = b.kv_mix(&kv, &y, &mut vec![0f32; COLS]);
+    let mut work = vec![0f32; causal_work_len(ROWS, 1, COLS)];
+    let kv_causal = b.kv_causal(&kv, &kv, &d.x, 1, 1.0, &mut work, &mut vec![0f32; COLS]);
     vec![
         (OpKind::Quantize, quantize),
         (OpKind::Ternary, ternary),
@@ -69,8 +70,7 @@ fn ran(b: &'static dyn Backend, d: &Data) -> Vec<(OpKind, &'static str)> {
         (OpKind::F16, f16),
         (OpKind::F32, f32),
         (OpKind::Q8_0, q8),
-        (OpKind::KvScores, kv_scores),
-        (OpKind::KvMix, kv_mix),
+        (OpKind::KvCausal, kv_causal),
     ]
 }
 
@@ -88,8 +88,8 @@ fn dispatch_each_op_once(k: &Kernels, d: &Data) {
     let mut act = Q8Activations::new(1, COLS);
     k.q8_matmul(&d.q8, &d.x, 1, &mut act, &mut y);
     let kv = KvRows::new(KvData::F32(&d.wf32), COLS, 0, COLS, ROWS);
-    k.kv_scores(&kv, &d.x, 1.0, &mut y);
-    k.kv_mix(&kv, &y, &mut vec![0f32; COLS]);
+    let mut work = vec![0f32; causal_work_len(ROWS, 1, COLS)];
+    k.kv_causal(&kv, &kv, &d.x, 1, 1.0, &mut work, &mut vec![0f32; COLS]);
 }
 
 #[test]
@@ -106,7 +106,7 @@ fn every_op_runs_the_kernel_its_backend_declares() {
                 OpKind::F16 => "f16",
                 OpKind::F32 => "f32",
                 OpKind::Q8_0 => "q8_0",
-                OpKind::KvScores | OpKind::KvMix => "kv",
+                OpKind::KvCausal => "kv",
             };
             assert_eq!(format, expected, "{}: {op:?} -> {id}", b.id());
             assert!(
@@ -128,8 +128,7 @@ fn every_op_runs_the_kernel_its_backend_declares() {
                 name(OpKind::F16, "gemv"),
                 name(OpKind::F32, "gemv"),
                 name(OpKind::Q8_0, "gemv"),
-                name(OpKind::KvScores, "scores"),
-                name(OpKind::KvMix, "mix"),
+                name(OpKind::KvCausal, "causal"),
             ],
             "{}",
             b.id()
@@ -170,13 +169,12 @@ fn fallbacks_are_reported_as_fallbacks() {
                     "f16/avx2:gemv",
                     "f32/avx2:gemv",
                     "q8_0/avx2:gemv",
-                    "kv/avx2:scores",
-                    "kv/avx2:mix"
+                    "kv/avx2:causal"
                 ]
             );
         }
         if by_id("i2s/avx512vnni").is_some() {
-            // VNNI has its own ternary and float-head kernels; the rest is AVX2 (or scalar)
+            // VNNI has its own ternary, float-head and attention kernels; the rest is AVX2 (or scalar)
             // code.
             assert_eq!(
                 report("i2s/avx512vnni"),
@@ -187,8 +185,7 @@ fn fallbacks_are_reported_as_fallbacks() {
                     "f16/avx512vnni:gemv",
                     "f32/avx512vnni:gemv",
                     "q8_0/avx2:gemv",
-                    "kv/avx2:scores",
-                    "kv/avx2:mix"
+                    "kv/avx512vnni:causal"
                 ]
             );
         }
@@ -203,8 +200,7 @@ fn fallbacks_are_reported_as_fallbacks() {
             "f16/neon:gemv",
             "f32/neon:gemv",
             "q8_0/neon:gemv",
-            "kv/scalar:scores",
-            "kv/scalar:mix"
+            "kv/scalar:causal"
         ]
     );
 }

@@ -1,12 +1,14 @@
-//! [`AttentionOps`]: one attention head's two passes over the KV cache (scores against the
-//! keys, the softmax-weighted sum of the values), and the checked view of cached rows they
-//! read ([`KvRows`]).
+//! [`AttentionOps`]: causal softmax attention over one KV head's cache for a tile of tokens
+//! and the query heads sharing it ([`AttentionOps::kv_causal`]), the checked view of cached
+//! rows it reads ([`KvRows`]), and the softmax it computes ([`softmax`]).
 //!
-//! Decoding at depth reads every cached key and value once per token and layer: at 1024
-//! positions of the 2B4T shape that is 157 M multiply-adds per token, which element-at-a-time
-//! code on f16 made slower than streaming all the weights. The ops are float sums, so
-//! backends may sum in any order (tests bound them against f64 and against the scalar
-//! code).
+//! Decoding at depth reads every cached key and value once per token and layer (at 1024
+//! positions of the 2B4T shape, 157 M multiply-adds per token), and a long prompt does that
+//! for each of its tokens: the op takes a tile of tokens so that each cached row is loaded
+//! once for all of them. The op is float sums, so backends may sum in any order (tests
+//! bound them against f64); but each backend must give every query row the same result
+//! whatever tile it comes in, and decoding uses the same op (a tile of one token), so
+//! logits do not depend on how a prompt was cut into batches, tiles or threads.
 
 use super::KernelId;
 use half::f16;
@@ -83,9 +85,13 @@ impl<'a> KvRows<'a> {
         self.rows == 0
     }
 
-    /// True when rows have no elements.
-    fn is_empty_row(&self) -> bool {
-        self.len == 0
+    /// The first `rows` of these rows.
+    ///
+    /// # Panics
+    /// If `rows` is more than [`KvRows::rows`].
+    pub fn first(&self, rows: usize) -> Self {
+        assert!(rows <= self.rows, "KvRows: {rows} of {} rows", self.rows);
+        Self { rows, ..*self }
     }
 
     /// The storage.
@@ -100,52 +106,126 @@ impl<'a> KvRows<'a> {
     }
 }
 
-/// The two passes of attention over one KV head's cached rows, for the `g >= 1` query heads
-/// that share it (grouped-query attention: 4 in 2B4T). Taking the group at once reads each
-/// cached row once for all of them: one head at a time read the cache `g` times, from L3 or
-/// memory once a layer's cache outgrows L2.
+/// Attention over one KV head's cached rows, for the `g >= 1` query heads that share it
+/// (grouped-query attention: 4 in 2B4T). Taking the group at once reads each cached row once
+/// for all of them: one head at a time read the cache `g` times, from L3 or memory once a
+/// layer's cache outgrows L2.
 pub trait AttentionOps {
-    /// `scores[h][j] = scale * dot(q[h], row j)` for every row and each of the `g` queries
-    /// `q: [g][k.len()]`, `scores: [g][k.rows()]`. Returns the id of the code that ran.
+    /// Causal softmax attention of consecutive tokens, `g` query heads each, over
+    /// one KV head: `q: [tokens][g][len]`, `out` likewise, and token `t` of `tokens` sees the
+    /// first `k.rows() - (tokens - 1 - t)` cached rows (the last token sees them all), so
+    /// `out[t][h] = sum_j softmax_j(scale * q[t][h] . k_j) v_j` over those rows, the softmax
+    /// as [`softmax`] computes it up to float rounding. `work` is scratch of at least
+    /// [`causal_work_len`] elements. Returns the id of the code that ran.
+    ///
+    /// A tile of tokens makes prompt attention a small matrix product (`tokens * g` query
+    /// rows against the cached rows, each loaded and converted from f16 once) instead of a
+    /// matrix-vector one per token; decoding is a tile of one token.
+    ///
+    /// Each output row's arithmetic must not depend on `tokens` or on the other rows of the
+    /// tile: callers cut prompts into tiles by thread and by buffer size, and logits must not
+    /// depend on the thread count.
     ///
     /// # Panics
-    /// If `q` is not a whole, non-zero number of rows, or `scores` not `g * k.rows()`.
-    fn kv_scores(&self, k: &KvRows<'_>, q: &[f32], scale: f32, scores: &mut [f32]) -> KernelId;
-
-    /// `out[h] += sum_j w[h][j] * row j` for the `g` weight rows `w: [g][v.rows()]`,
-    /// `out: [g][v.len()]`. Returns the id of the code that ran.
-    ///
-    /// # Panics
-    /// If `out` is not a whole, non-zero number of rows, or `w` not `g * v.rows()`.
-    fn kv_mix(&self, v: &KvRows<'_>, w: &[f32], out: &mut [f32]) -> KernelId;
+    /// If `q` and `out` are not the same whole, non-zero number of `g * len` rows, the keys'
+    /// and values' shapes differ, there are fewer rows than tokens, or `work` is short.
+    #[allow(clippy::too_many_arguments)]
+    fn kv_causal(
+        &self,
+        k: &KvRows<'_>,
+        v: &KvRows<'_>,
+        q: &[f32],
+        g: usize,
+        scale: f32,
+        work: &mut [f32],
+        out: &mut [f32],
+    ) -> KernelId;
 }
 
-/// The length checks every backend makes first (cheap next to the passes); returns `g`.
-pub(crate) fn check_scores(k: &KvRows<'_>, q: &[f32], scores: &[f32]) -> usize {
-    check_group(k, q, scores, ["kv_scores", "query", "scores"])
+/// Softmax terms whose exponent `s - max` is below this are zero. Against the largest term,
+/// `exp(0) = 1`, `exp(-60)` (8.8e-27) is far below f32's resolution, so no sum changes; but
+/// kept, such weights make weight x value products subnormal (a weight of `exp(-87)` times a
+/// value of 0.01 is 1.6e-40), which x86 CPUs compute through microcode assists many times
+/// slower than normal FMAs, and glibc's `expf` reaches subnormal results through a slow
+/// path that sets `errno` (5-9 % of a long prompt's time in `perf` with the peaked scores of
+/// the 2B4T-shaped model, before this cut).
+pub const EXP_FLOOR: f32 = -60.0;
+
+/// The softmax of one row of scores, in place: `exp(s - max)` over their sum, terms with an
+/// exponent below [`EXP_FLOOR`] zero.
+pub fn softmax(scores: &mut [f32]) {
+    let max = scores.iter().fold(f32::NEG_INFINITY, |m, &s| m.max(s));
+    let mut sum = 0.0f32;
+    for sc in scores.iter_mut() {
+        let x = *sc - max;
+        *sc = if x < EXP_FLOOR { 0.0 } else { x.exp() };
+        sum += *sc;
+    }
+    let inv = 1.0 / sum;
+    for sc in scores.iter_mut() {
+        *sc *= inv;
+    }
 }
 
-/// See [`check_scores`].
-pub(crate) fn check_mix(v: &KvRows<'_>, w: &[f32], out: &[f32]) -> usize {
-    check_group(v, out, w, ["kv_mix", "output", "weights"])
+/// Query rows of [`AttentionOps::kv_causal`]'s tiles are padded to a multiple of this in
+/// `work` (the widest vector's lanes: SIMD backends hold one score per query row per lane).
+pub(crate) const CAUSAL_LANES: usize = 16;
+
+/// Cached rows a SIMD backend converts to f32 at once in `work` (at most).
+pub(crate) const CAUSAL_KEYS: usize = 4;
+
+/// f32 elements of a block of values a SIMD backend converts and packs in `work`.
+pub(crate) const CAUSAL_VALUES: usize = 64 * 64;
+
+/// Elements of `work` that [`AttentionOps::kv_causal`] needs for `m` query rows (tokens
+/// times heads) of `len` elements over `rows` cached rows, on any backend: the scores
+/// (`rows x m`, padded), the queries transposed (`len x m`), a few converted keys, one
+/// sum per query row, a block of values.
+pub fn causal_work_len(rows: usize, m: usize, len: usize) -> usize {
+    let mp = m.next_multiple_of(CAUSAL_LANES);
+    rows * mp + len * mp + CAUSAL_KEYS * len + mp + CAUSAL_VALUES
 }
 
-/// `per_head` (`[g][rows.len()]`: queries or outputs) must be a whole, non-zero number of
-/// heads, and `per_row` (`[g][rows.rows()]`: scores or weights) as many rows of positions;
-/// `names` are the op's and the two operands' names for the panic message.
-fn check_group(rows: &KvRows<'_>, per_head: &[f32], per_row: &[f32], names: [&str; 3]) -> usize {
-    let [op, head_name, row_name] = names;
+/// The checks of [`AttentionOps::kv_causal`]; returns the number of tokens.
+pub(crate) fn check_causal(
+    k: &KvRows<'_>,
+    v: &KvRows<'_>,
+    q: &[f32],
+    g: usize,
+    work: &[f32],
+    out: &[f32],
+) -> usize {
+    let len = k.len();
     assert!(
-        !rows.is_empty_row() && !per_head.is_empty() && per_head.len().is_multiple_of(rows.len()),
-        "{op}: {head_name} length {} is not a whole number of heads of {}",
-        per_head.len(),
-        rows.len()
+        v.len() == len && v.rows() == k.rows(),
+        "kv_causal: values {}x{} != keys {}x{}",
+        v.rows(),
+        v.len(),
+        k.rows(),
+        len
     );
-    let g = per_head.len() / rows.len();
+    let head = g * len;
+    assert!(
+        head > 0 && !q.is_empty() && q.len().is_multiple_of(head),
+        "kv_causal: query length {} is not a whole number of {g} heads of {len}",
+        q.len()
+    );
     assert_eq!(
-        per_row.len(),
-        g * rows.rows(),
-        "{op}: {row_name} length != heads * rows"
+        out.len(),
+        q.len(),
+        "kv_causal: output length != query length"
     );
-    g
+    let tokens = q.len() / head;
+    assert!(
+        tokens <= k.rows(),
+        "kv_causal: {tokens} tokens need at least as many cached rows, not {}",
+        k.rows()
+    );
+    let need = causal_work_len(k.rows(), tokens * g, len);
+    assert!(
+        work.len() >= need,
+        "kv_causal: work of {} < {need} elements",
+        work.len()
+    );
+    tokens
 }

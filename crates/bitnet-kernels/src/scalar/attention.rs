@@ -4,12 +4,12 @@
 //! element, which made f16-cache attention several times slower than f32).
 
 use super::Scalar;
-use crate::ops::attention::{check_mix, check_scores};
+use crate::ops::attention::{check_causal, softmax};
 use crate::ops::{AttentionOps, KernelId, KvData, KvRows};
 use half::f16;
 use half::slice::HalfFloatSliceExt;
 
-/// Id of [`kv_scores`] and [`kv_mix`].
+/// Id of [`kv_causal`].
 pub(crate) const ID: KernelId = "kv/scalar";
 
 /// Partial sums of [`dot_lanes`].
@@ -60,13 +60,10 @@ fn dot_f16(k: &[f16], q: &[f32]) -> f32 {
     sum
 }
 
-/// The reference score pass: each query head on its own, rows in order.
-pub(crate) fn kv_scores(k: &KvRows<'_>, q: &[f32], scale: f32, scores: &mut [f32]) -> KernelId {
-    check_scores(k, q, scores);
+/// The score pass: `scores[h][j] = scale * q[h] . row j`, each query head on its own, rows
+/// in order (`q: [g][len]`, `scores: [g][rows]`).
+fn scores(k: &KvRows<'_>, q: &[f32], scale: f32, scores: &mut [f32]) {
     let (len, rows) = (k.len(), k.rows());
-    if rows == 0 {
-        return ID;
-    }
     for (q, scores) in q.chunks_exact(len).zip(scores.chunks_exact_mut(rows)) {
         for (j, s) in scores.iter_mut().enumerate() {
             let o = k.offset(j);
@@ -76,17 +73,12 @@ pub(crate) fn kv_scores(k: &KvRows<'_>, q: &[f32], scale: f32, scores: &mut [f32
             } * scale;
         }
     }
-    ID
 }
 
-/// The reference value pass: each head on its own, rows in order, each added element by
-/// element.
-pub(crate) fn kv_mix(v: &KvRows<'_>, w: &[f32], out: &mut [f32]) -> KernelId {
-    check_mix(v, w, out);
+/// The value pass: `out[h] += sum_j w[h][j] * row j`, each head on its own, rows in order,
+/// each added element by element (`w: [g][rows]`, `out: [g][len]`).
+fn mix(v: &KvRows<'_>, w: &[f32], out: &mut [f32]) {
     let (len, rows) = (v.len(), v.rows());
-    if rows == 0 {
-        return ID;
-    }
     let mut buf = [0f32; CHUNK];
     for (w, out) in w.chunks_exact(rows).zip(out.chunks_exact_mut(len)) {
         for (j, &wj) in w.iter().enumerate() {
@@ -109,16 +101,51 @@ pub(crate) fn kv_mix(v: &KvRows<'_>, w: &[f32], out: &mut [f32]) -> KernelId {
             }
         }
     }
+}
+
+/// The reference causal pass: token by token, head by head, [`scores`], [`softmax`] and
+/// [`mix`] over the rows the token sees, its scores in `work`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn kv_causal(
+    k: &KvRows<'_>,
+    v: &KvRows<'_>,
+    q: &[f32],
+    g: usize,
+    scale: f32,
+    work: &mut [f32],
+    out: &mut [f32],
+) -> KernelId {
+    let tokens = check_causal(k, v, q, g, work, out);
+    let head = g * k.len();
+    for (t, (q, out)) in q
+        .chunks_exact(head)
+        .zip(out.chunks_exact_mut(head))
+        .enumerate()
+    {
+        let seen = k.rows() - (tokens - 1 - t);
+        let scores = &mut work[..g * seen];
+        self::scores(&k.first(seen), q, scale, scores);
+        for row in scores.chunks_exact_mut(seen) {
+            softmax(row);
+        }
+        out.fill(0.0);
+        mix(&v.first(seen), scores, out);
+    }
     ID
 }
 
 impl AttentionOps for Scalar {
-    fn kv_scores(&self, k: &KvRows<'_>, q: &[f32], scale: f32, scores: &mut [f32]) -> KernelId {
-        kv_scores(k, q, scale, scores)
-    }
-
-    fn kv_mix(&self, v: &KvRows<'_>, w: &[f32], out: &mut [f32]) -> KernelId {
-        kv_mix(v, w, out)
+    fn kv_causal(
+        &self,
+        k: &KvRows<'_>,
+        v: &KvRows<'_>,
+        q: &[f32],
+        g: usize,
+        scale: f32,
+        work: &mut [f32],
+        out: &mut [f32],
+    ) -> KernelId {
+        kv_causal(k, v, q, g, scale, work, out)
     }
 }
 

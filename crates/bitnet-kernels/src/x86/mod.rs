@@ -11,4 +11,5 @@
 pub(crate) mod amx;
 pub(crate) mod avx2;
 pub(crate) mod avx512;
+pub(crate) mod causal;
 pub(crate) mod ternary;

@@ -53,7 +53,7 @@ impl Backend for Neon {
             OpKind::F32 => dense::F32_ID,
             OpKind::Q8_0 => dense::Q8_ID,
             // The scalar code, called by name (see `attention.rs`).
-            OpKind::KvScores | OpKind::KvMix => crate::scalar::attention::ID,
+            OpKind::KvCausal => crate::scalar::attention::ID,
         }
     }
 }

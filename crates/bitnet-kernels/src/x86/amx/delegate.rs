@@ -28,11 +28,16 @@ impl ActQuantOps for Amx {
 }
 
 impl AttentionOps for Amx {
-    fn kv_scores(&self, k: &KvRows<'_>, q: &[f32], scale: f32, out: &mut [f32]) -> KernelId {
-        self.vnni().kv_scores(k, q, scale, out)
-    }
-
-    fn kv_mix(&self, v: &KvRows<'_>, w: &[f32], out: &mut [f32]) -> KernelId {
-        self.vnni().kv_mix(v, w, out)
+    fn kv_causal(
+        &self,
+        k: &KvRows<'_>,
+        v: &KvRows<'_>,
+        q: &[f32],
+        g: usize,
+        scale: f32,
+        work: &mut [f32],
+        out: &mut [f32],
+    ) -> KernelId {
+        self.vnni().kv_causal(k, v, q, g, scale, work, out)
     }
 }

@@ -103,7 +103,7 @@ impl Backend for Amx {
             OpKind::F16 => avx512::dense::F16_ID,
             OpKind::F32 => avx512::dense::F32_ID,
             OpKind::Q8_0 => avx2::dense::Q8_ID,
-            OpKind::KvScores | OpKind::KvMix => avx2::attention::ID,
+            OpKind::KvCausal => avx512::attention::CAUSAL_ID,
         }
     }
 }

@@ -51,7 +51,7 @@ macro_rules! for_token_tiles {
 /// Software prefetch distance in weight bytes (as the AVX-512 kernels').
 const PREFETCH: usize = 4096;
 
-/// Loads 8 weights as f32 (also the attention passes' load of cached rows).
+/// Loads 8 weights as f32.
 pub(crate) trait Load8 {
     unsafe fn load8(p: *const Self) -> __m256;
     fn to_f32(self) -> f32;

@@ -54,7 +54,7 @@ impl Backend for Avx2 {
             OpKind::F16 => dense::F16_ID,
             OpKind::F32 => dense::F32_ID,
             OpKind::Q8_0 => dense::Q8_ID,
-            OpKind::KvScores | OpKind::KvMix => attention::ID,
+            OpKind::KvCausal => attention::ID,
         }
     }
 }

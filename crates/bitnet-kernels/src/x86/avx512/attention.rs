@@ -1,21 +1,49 @@
-//! The AVX-512 VNNI backend's attention passes: the AVX2 code, called by name. 512-bit
-//! versions of both passes (same structure, 32 output columns per step, halved FMA and
-//! conversion counts) were written and measured against it on the 2B4T-shaped file: pp1024
-//! at 2 threads, alternating in one run, two rounds, was no faster (94.3 / 76.7 tokens/s
-//! against 99.9 / 90.0 for AVX2), so they were not kept.
+//! The AVX-512 VNNI backend's attention: the shared tile kernel of `x86::causal` on 16 lanes.
 
 use super::Avx512Vnni;
+use crate::ops::attention::check_causal;
 use crate::ops::{AttentionOps, KernelId, KvRows};
-use crate::x86::avx2;
+use crate::x86::causal::causal;
+use std::arch::x86_64::__m512;
+
+/// Id of [`kv_causal`].
+pub(crate) const CAUSAL_ID: KernelId = "kv/avx512vnni";
+
+/// Causal attention of a tile of tokens: 4 cached rows x 4 vectors of query rows for the
+/// scores (64 query rows: a 16-token tile of the 2B4T shape's four heads per KV head), 4
+/// query rows x 4 vectors of columns for the values (21 of the 32 registers).
+///
+/// # Safety
+/// The CPU must have AVX-512F, AVX2, FMA and F16C.
+#[target_feature(enable = "avx2,fma,f16c,avx512f")]
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn kv_causal(
+    k: &KvRows<'_>,
+    v: &KvRows<'_>,
+    q: &[f32],
+    g: usize,
+    scale: f32,
+    work: &mut [f32],
+    out: &mut [f32],
+) -> KernelId {
+    let tokens = check_causal(k, v, q, g, work, out);
+    // SAFETY: the features are enabled on this function; the shapes were checked.
+    unsafe { causal::<__m512, 4, 4, 4, 4>(k, v, q, g, tokens, scale, work, out) };
+    CAUSAL_ID
+}
 
 impl AttentionOps for Avx512Vnni {
-    fn kv_scores(&self, k: &KvRows<'_>, q: &[f32], scale: f32, out: &mut [f32]) -> KernelId {
-        // SAFETY: `Avx512Vnni::get` checked AVX2, FMA and F16C.
-        unsafe { avx2::attention::kv_scores(k, q, scale, out) }
-    }
-
-    fn kv_mix(&self, v: &KvRows<'_>, w: &[f32], out: &mut [f32]) -> KernelId {
-        // SAFETY: as above.
-        unsafe { avx2::attention::kv_mix(v, w, out) }
+    fn kv_causal(
+        &self,
+        k: &KvRows<'_>,
+        v: &KvRows<'_>,
+        q: &[f32],
+        g: usize,
+        scale: f32,
+        work: &mut [f32],
+        out: &mut [f32],
+    ) -> KernelId {
+        // SAFETY: `Avx512Vnni::get` checked AVX-512F, AVX2, FMA and F16C.
+        unsafe { kv_causal(k, v, q, g, scale, work, out) }
     }
 }

@@ -59,7 +59,7 @@ impl Backend for Avx512Vnni {
             OpKind::F16 => dense::F16_ID,
             OpKind::F32 => dense::F32_ID,
             OpKind::Q8_0 => avx2::dense::Q8_ID,
-            OpKind::KvScores | OpKind::KvMix => avx2::attention::ID,
+            OpKind::KvCausal => attention::CAUSAL_ID,
         }
     }
 }

@@ -1,0 +1,623 @@
+//! A prompt tile's causal attention ([`crate::AttentionOps::kv_causal`]) as small matrix
+//! products, written once over a vector type ([`Lanes`]: `__m256` for AVX2, `__m512` for
+//! AVX-512) and instantiated by each backend inside its own `#[target_feature]` function.
+//!
+//! Token by token, prompt attention is a matrix-vector product per token and KV head: every
+//! cached row is loaded and converted from f16 for each token (at 2048 positions, 27 % of a
+//! prompt's time went to the score pass and 18 % to the value pass, per `perf`). Here a tile of
+//! `m = tokens x group` query rows goes through each cached row at once:
+//!
+//! - Scores, `S[j][r] = scale * q_r . k_j`, stored row-major by cached row with one query row
+//!   per lane: the queries are transposed once (`len x m`), each cached row is converted to
+//!   f32 once, and `KR` rows times `QV` vectors of query rows accumulate in registers over
+//!   the head dimension, one broadcast key element per FMA row (no horizontal sums).
+//! - Softmax down each column (one query row per lane, so it vectorises across rows), with
+//!   the causal mask per lane and a polynomial `exp` ([`exp_nonpos`]).
+//! - Values, `O[r] = sum_j S[j][r] v_j / sum_j S[j][r]`: `RV` query rows times `HV` vectors
+//!   of columns in registers while the rows pass.
+//!
+//! Every output element is one fixed chain of operations whatever the tile: a score is an FMA
+//! chain over the head dimension from zero, a softmax sum runs over the rows in order, an
+//! output accumulates over the rows in order (rows past a query's causal limit carry weight
+//! exactly zero, which adds exactly nothing). So a query row's result does not depend on how
+//! the prompt was cut into tiles or threads.
+//!
+//! Intrinsics are only reached through `#[inline(always)]` functions and loops, never
+//! closures (a closure is compiled without the enclosing function's target features).
+
+use crate::ops::attention::{CAUSAL_KEYS, CAUSAL_LANES, CAUSAL_VALUES, EXP_FLOOR};
+use crate::ops::{KvData, KvRows};
+use half::f16;
+use std::arch::x86_64::*;
+use std::ops::Range;
+
+/// Cached rows per block of the value pass: 64 rows of a 64-column chunk are 16 KiB of f32
+/// values (packed contiguously) and 16 KiB of weights (64 query rows), inside a 48 KiB L1.
+const VALUE_BLOCK: usize = 64;
+
+/// One SIMD vector of f32 lanes and the operations the tile kernel needs. Implementations
+/// are `#[inline(always)]` wrappers of one intrinsic each; they are only sound inside a
+/// function compiled with the vector type's features.
+pub(crate) trait Lanes: Copy {
+    /// Lanes per vector.
+    const N: usize;
+    unsafe fn zero() -> Self;
+    unsafe fn splat(x: f32) -> Self;
+    unsafe fn load(p: *const f32) -> Self;
+    unsafe fn load_f16(p: *const f16) -> Self;
+    unsafe fn store(self, p: *mut f32);
+    /// `a * b + c`, fused.
+    unsafe fn fma(a: Self, b: Self, c: Self) -> Self;
+    unsafe fn mul(a: Self, b: Self) -> Self;
+    unsafe fn add(a: Self, b: Self) -> Self;
+    unsafe fn sub(a: Self, b: Self) -> Self;
+    unsafe fn div(a: Self, b: Self) -> Self;
+    unsafe fn max(a: Self, b: Self) -> Self;
+    unsafe fn min(a: Self, b: Self) -> Self;
+    /// Lane by lane, `if a < b { x } else { y }`.
+    unsafe fn select_lt(a: Self, b: Self, x: Self, y: Self) -> Self;
+    /// Rounded to the nearest integer (ties to even).
+    unsafe fn round(a: Self) -> Self;
+    /// `2^n` for integral `n` in `-126..=127`.
+    unsafe fn pow2(n: Self) -> Self;
+}
+
+impl Lanes for __m256 {
+    const N: usize = 8;
+    #[inline(always)]
+    unsafe fn zero() -> Self {
+        // SAFETY: the caller runs with AVX2 (trait doc).
+        unsafe { _mm256_setzero_ps() }
+    }
+    #[inline(always)]
+    unsafe fn splat(x: f32) -> Self {
+        // SAFETY: as above.
+        unsafe { _mm256_set1_ps(x) }
+    }
+    #[inline(always)]
+    unsafe fn load(p: *const f32) -> Self {
+        // SAFETY: as above; the caller passes 8 readable floats.
+        unsafe { _mm256_loadu_ps(p) }
+    }
+    #[inline(always)]
+    unsafe fn load_f16(p: *const f16) -> Self {
+        // SAFETY: as above, with F16C; 8 readable halves.
+        unsafe { _mm256_cvtph_ps(_mm_loadu_si128(p.cast())) }
+    }
+    #[inline(always)]
+    unsafe fn store(self, p: *mut f32) {
+        // SAFETY: as above; 8 writable floats.
+        unsafe { _mm256_storeu_ps(p, self) }
+    }
+    #[inline(always)]
+    unsafe fn fma(a: Self, b: Self, c: Self) -> Self {
+        // SAFETY: as above, with FMA.
+        unsafe { _mm256_fmadd_ps(a, b, c) }
+    }
+    #[inline(always)]
+    unsafe fn mul(a: Self, b: Self) -> Self {
+        // SAFETY: as above.
+        unsafe { _mm256_mul_ps(a, b) }
+    }
+    #[inline(always)]
+    unsafe fn add(a: Self, b: Self) -> Self {
+        // SAFETY: as above.
+        unsafe { _mm256_add_ps(a, b) }
+    }
+    #[inline(always)]
+    unsafe fn sub(a: Self, b: Self) -> Self {
+        // SAFETY: as above.
+        unsafe { _mm256_sub_ps(a, b) }
+    }
+    #[inline(always)]
+    unsafe fn div(a: Self, b: Self) -> Self {
+        // SAFETY: as above.
+        unsafe { _mm256_div_ps(a, b) }
+    }
+    #[inline(always)]
+    unsafe fn max(a: Self, b: Self) -> Self {
+        // SAFETY: as above.
+        unsafe { _mm256_max_ps(a, b) }
+    }
+    #[inline(always)]
+    unsafe fn min(a: Self, b: Self) -> Self {
+        // SAFETY: as above.
+        unsafe { _mm256_min_ps(a, b) }
+    }
+    #[inline(always)]
+    unsafe fn select_lt(a: Self, b: Self, x: Self, y: Self) -> Self {
+        // SAFETY: as above.
+        unsafe { _mm256_blendv_ps(y, x, _mm256_cmp_ps::<_CMP_LT_OQ>(a, b)) }
+    }
+    #[inline(always)]
+    unsafe fn round(a: Self) -> Self {
+        // SAFETY: as above.
+        unsafe { _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(a) }
+    }
+    #[inline(always)]
+    unsafe fn pow2(n: Self) -> Self {
+        // SAFETY: as above.
+        unsafe {
+            let e = _mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127));
+            _mm256_castsi256_ps(_mm256_slli_epi32::<23>(e))
+        }
+    }
+}
+
+impl Lanes for __m512 {
+    const N: usize = 16;
+    #[inline(always)]
+    unsafe fn zero() -> Self {
+        // SAFETY: the caller runs with AVX-512F (trait doc).
+        unsafe { _mm512_setzero_ps() }
+    }
+    #[inline(always)]
+    unsafe fn splat(x: f32) -> Self {
+        // SAFETY: as above.
+        unsafe { _mm512_set1_ps(x) }
+    }
+    #[inline(always)]
+    unsafe fn load(p: *const f32) -> Self {
+        // SAFETY: as above; the caller passes 16 readable floats.
+        unsafe { _mm512_loadu_ps(p) }
+    }
+    #[inline(always)]
+    unsafe fn load_f16(p: *const f16) -> Self {
+        // SAFETY: as above; 16 readable halves.
+        unsafe { _mm512_cvtph_ps(_mm256_loadu_si256(p.cast())) }
+    }
+    #[inline(always)]
+    unsafe fn store(self, p: *mut f32) {
+        // SAFETY: as above; 16 writable floats.
+        unsafe { _mm512_storeu_ps(p, self) }
+    }
+    #[inline(always)]
+    unsafe fn fma(a: Self, b: Self, c: Self) -> Self {
+        // SAFETY: as above.
+        unsafe { _mm512_fmadd_ps(a, b, c) }
+    }
+    #[inline(always)]
+    unsafe fn mul(a: Self, b: Self) -> Self {
+        // SAFETY: as above.
+        unsafe { _mm512_mul_ps(a, b) }
+    }
+    #[inline(always)]
+    unsafe fn add(a: Self, b: Self) -> Self {
+        // SAFETY: as above.
+        unsafe { _mm512_add_ps(a, b) }
+    }
+    #[inline(always)]
+    unsafe fn sub(a: Self, b: Self) -> Self {
+        // SAFETY: as above.
+        unsafe { _mm512_sub_ps(a, b) }
+    }
+    #[inline(always)]
+    unsafe fn div(a: Self, b: Self) -> Self {
+        // SAFETY: as above.
+        unsafe { _mm512_div_ps(a, b) }
+    }
+    #[inline(always)]
+    unsafe fn max(a: Self, b: Self) -> Self {
+        // SAFETY: as above.
+        unsafe { _mm512_max_ps(a, b) }
+    }
+    #[inline(always)]
+    unsafe fn min(a: Self, b: Self) -> Self {
+        // SAFETY: as above.
+        unsafe { _mm512_min_ps(a, b) }
+    }
+    #[inline(always)]
+    unsafe fn select_lt(a: Self, b: Self, x: Self, y: Self) -> Self {
+        // SAFETY: as above.
+        unsafe { _mm512_mask_blend_ps(_mm512_cmp_ps_mask::<_CMP_LT_OQ>(a, b), y, x) }
+    }
+    #[inline(always)]
+    unsafe fn round(a: Self) -> Self {
+        // SAFETY: as above.
+        unsafe { _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(a) }
+    }
+    #[inline(always)]
+    unsafe fn pow2(n: Self) -> Self {
+        // SAFETY: as above.
+        unsafe {
+            let e = _mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127));
+            _mm512_castsi512_ps(_mm512_slli_epi32::<23>(e))
+        }
+    }
+}
+
+/// A cached element type: f32 or f16.
+pub(crate) trait Elem: Copy {
+    unsafe fn load<L: Lanes>(p: *const Self) -> L;
+    fn to_f32(self) -> f32;
+    /// `row` as f32: itself, or converted into `buf` (as long as `row`), a vector at a
+    /// time (`half`'s per-element conversion checks the CPU's features on every call).
+    #[inline(always)]
+    unsafe fn row_f32<L: Lanes>(row: &[Self], buf: &mut [f32]) -> *const f32 {
+        let whole = row.len() / L::N * L::N;
+        // SAFETY: the caller's features; vectors end at `whole <= row.len() <= buf.len()`.
+        unsafe {
+            let mut c = 0;
+            while c < whole {
+                Self::load::<L>(row.as_ptr().add(c)).store(buf.as_mut_ptr().add(c));
+                c += L::N;
+            }
+        }
+        for (x, y) in buf[whole..].iter_mut().zip(&row[whole..]) {
+            *x = y.to_f32();
+        }
+        buf.as_ptr()
+    }
+}
+
+impl Elem for f32 {
+    #[inline(always)]
+    unsafe fn load<L: Lanes>(p: *const f32) -> L {
+        // SAFETY: forwards the caller's contract.
+        unsafe { L::load(p) }
+    }
+    #[inline(always)]
+    fn to_f32(self) -> f32 {
+        self
+    }
+    #[inline(always)]
+    unsafe fn row_f32<L: Lanes>(row: &[f32], _: &mut [f32]) -> *const f32 {
+        row.as_ptr()
+    }
+}
+
+impl Elem for f16 {
+    #[inline(always)]
+    unsafe fn load<L: Lanes>(p: *const f16) -> L {
+        // SAFETY: forwards the caller's contract.
+        unsafe { L::load_f16(p) }
+    }
+    #[inline(always)]
+    fn to_f32(self) -> f32 {
+        f16::to_f32(self)
+    }
+}
+
+/// `exp(x)` for `x` in `[EXP_FLOOR, 0]`: `x = n ln 2 + r` with `|r| <= ln 2 / 2`, Cephes'
+/// degree-6 polynomial for `exp(r)` (about 1 ulp), times `2^n` built in the exponent bits
+/// (`n >= -87` here, so no subnormals).
+#[inline(always)]
+unsafe fn exp_nonpos<L: Lanes>(x: L) -> L {
+    // SAFETY: forwards the caller's contract (features of `L`).
+    unsafe {
+        let n = L::round(L::mul(x, L::splat(std::f32::consts::LOG2_E)));
+        let r = L::fma(n, L::splat(-0.693_359_4), x);
+        let r = L::fma(n, L::splat(2.121_944_4e-4), r);
+        let mut p = L::splat(1.987_569_1e-4);
+        for c in [
+            1.398_199_9e-3,
+            8.333_452e-3,
+            4.166_579_6e-2,
+            0.166_666_65,
+            0.5,
+        ] {
+            p = L::fma(p, r, L::splat(c));
+        }
+        let p = L::add(L::fma(p, L::mul(r, r), r), L::splat(1.0));
+        L::mul(p, L::pow2(n))
+    }
+}
+
+/// The kernel: dispatches on the cache's element types, then [`tile`].
+///
+/// # Safety
+/// The CPU must have the features of `L` (and FMA, F16C); the shapes must have passed
+/// [`crate::ops::attention::check_causal`], which returned `tokens`.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn causal<
+    L: Lanes,
+    const KR: usize,
+    const QV: usize,
+    const RV: usize,
+    const HV: usize,
+>(
+    k: &KvRows<'_>,
+    v: &KvRows<'_>,
+    q: &[f32],
+    g: usize,
+    tokens: usize,
+    scale: f32,
+    work: &mut [f32],
+    out: &mut [f32],
+) {
+    let t = Tile {
+        k,
+        v,
+        g,
+        tokens,
+        scale,
+    };
+    // SAFETY: forwards this function's contract.
+    unsafe {
+        match (k.data(), v.data()) {
+            (KvData::F32(kd), KvData::F32(vd)) => {
+                tile::<L, f32, f32, KR, QV, RV, HV>(&t, kd, vd, q, work, out)
+            }
+            (KvData::F16(kd), KvData::F16(vd)) => {
+                tile::<L, f16, f16, KR, QV, RV, HV>(&t, kd, vd, q, work, out)
+            }
+            (KvData::F32(kd), KvData::F16(vd)) => {
+                tile::<L, f32, f16, KR, QV, RV, HV>(&t, kd, vd, q, work, out)
+            }
+            (KvData::F16(kd), KvData::F32(vd)) => {
+                tile::<L, f16, f32, KR, QV, RV, HV>(&t, kd, vd, q, work, out)
+            }
+        }
+    }
+}
+
+/// The shapes of one call.
+struct Tile<'a, 'b> {
+    k: &'a KvRows<'b>,
+    v: &'a KvRows<'b>,
+    g: usize,
+    tokens: usize,
+    scale: f32,
+}
+
+impl Tile<'_, '_> {
+    /// Cached rows that query row `r` sees (the causal limit; 1 for padding rows, which
+    /// are never read back).
+    #[inline(always)]
+    fn seen(&self, r: usize) -> usize {
+        let t = r / self.g;
+        if t < self.tokens {
+            self.k.rows() - (self.tokens - 1 - t)
+        } else {
+            1
+        }
+    }
+}
+
+#[inline(always)]
+unsafe fn tile<
+    L: Lanes,
+    K: Elem,
+    V: Elem,
+    const KR: usize,
+    const QV: usize,
+    const RV: usize,
+    const HV: usize,
+>(
+    t: &Tile<'_, '_>,
+    kd: &[K],
+    vd: &[V],
+    q: &[f32],
+    work: &mut [f32],
+    out: &mut [f32],
+) {
+    const { assert!(KR <= CAUSAL_KEYS && VALUE_BLOCK * HV * 16 <= CAUSAL_VALUES) };
+    let (len, rows) = (t.k.len(), t.k.rows());
+    let m = q.len() / len;
+    let mp = m.next_multiple_of(CAUSAL_LANES);
+    let (s, rest) = work.split_at_mut(rows * mp);
+    let (qt, rest) = rest.split_at_mut(len * mp);
+    let (kbuf, rest) = rest.split_at_mut(CAUSAL_KEYS * len);
+    let (inv, rest) = rest.split_at_mut(mp);
+    let vbuf = &mut rest[..CAUSAL_VALUES];
+
+    // The queries transposed, padding rows zero: `qt[d][r] = q[r][d]`.
+    for (d, col) in qt.chunks_exact_mut(mp).enumerate() {
+        for (r, x) in col.iter_mut().enumerate() {
+            *x = if r < m { q[r * len + d] } else { 0.0 };
+        }
+    }
+
+    // SAFETY (all blocks below): `check_causal` sized `work` for these slices and `out` as
+    // `q`; `KvRows::new` checked every row `j < rows` to have `len` elements from
+    // `offset(j)` (re-checked by the slicing); the CPU features are the caller's contract.
+    // Vector accesses stay inside: `mp` is a multiple of `L::N` (16 is), columns go up to
+    // `whole <= len`.
+    let nv = mp / L::N;
+    let mut j = 0;
+    while j < rows {
+        let kr = if j + KR <= rows { KR } else { 1 };
+        let mut kp = [std::ptr::null(); KR];
+        for (i, (p, buf)) in kp
+            .iter_mut()
+            .zip(kbuf.chunks_exact_mut(len))
+            .take(kr)
+            .enumerate()
+        {
+            // SAFETY: the caller's features.
+            *p = unsafe { K::row_f32::<L>(&kd[t.k.offset(j + i)..][..len], buf) };
+        }
+        let mut u = 0;
+        while u < nv {
+            let at = s[j * mp + u * L::N..].as_mut_ptr();
+            let qp = qt[u * L::N..].as_ptr();
+            // SAFETY: see "all blocks below" above.
+            unsafe {
+                match (kr == KR, u + QV <= nv) {
+                    (true, true) => scores::<L, KR, QV>(&kp, qp, len, mp, t.scale, at),
+                    (true, false) => scores::<L, KR, 1>(&kp, qp, len, mp, t.scale, at),
+                    (false, true) => scores::<L, 1, QV>(&[kp[0]], qp, len, mp, t.scale, at),
+                    (false, false) => scores::<L, 1, 1>(&[kp[0]], qp, len, mp, t.scale, at),
+                }
+            }
+            u += if u + QV <= nv { QV } else { 1 };
+        }
+        j += kr;
+    }
+
+    // Softmax down each column, `L::N` query rows at a time.
+    for u in 0..nv {
+        let mut lens = [0f32; CAUSAL_LANES];
+        for (i, l) in lens[..L::N].iter_mut().enumerate() {
+            *l = t.seen(u * L::N + i) as f32;
+        }
+        let last = t.seen((u * L::N + L::N - 1).min(m - 1));
+        // SAFETY: as above; `col` and `inv` hold `L::N` lanes from `u * L::N < mp`.
+        unsafe {
+            let lens = L::load(lens.as_ptr());
+            let col = s[u * L::N..].as_mut_ptr();
+            let mut mx = L::splat(f32::NEG_INFINITY);
+            for j in 0..last {
+                let x = L::load(col.add(j * mp));
+                mx = L::select_lt(L::splat(j as f32), lens, L::max(mx, x), mx);
+            }
+            let (zero, floor) = (L::zero(), L::splat(EXP_FLOOR));
+            let mut sum = zero;
+            for j in 0..last {
+                let p = col.add(j * mp);
+                let x = L::min(L::sub(L::load(p), mx), zero);
+                let e = L::select_lt(x, floor, zero, exp_nonpos(L::max(x, floor)));
+                let e = L::select_lt(L::splat(j as f32), lens, e, zero);
+                sum = L::add(sum, e);
+                e.store(p);
+            }
+            L::div(L::splat(1.0), sum).store(inv[u * L::N..].as_mut_ptr());
+        }
+    }
+
+    // Values, unscaled, accumulated in `out`: blocks of `VALUE_BLOCK` cached rows, and in
+    // each `HV` vectors of columns times `RV` query rows at a time, so that a block's value
+    // columns and weights stay in L1 while every query row passes (a KV head's values at
+    // 2048 positions are 1 MiB in f32: read once per query row chunk from L2 or L3, they
+    // held the pass at a quarter of its FMA rate).
+    out.fill(0.0);
+    let whole = len / L::N * L::N;
+    let mut j0 = 0;
+    while j0 < rows {
+        let j1 = (j0 + VALUE_BLOCK).min(rows);
+        let mut c = 0;
+        while c < whole {
+            let hv = if c + HV * L::N <= whole { HV } else { 1 };
+            let width = hv * L::N;
+            // This block's columns `c..c + width`, as f32, packed.
+            for (j, packed) in (j0..j1).zip(vbuf.chunks_exact_mut(width)) {
+                let row = vd[t.v.offset(j) + c..][..width].as_ptr();
+                for h in 0..hv {
+                    // SAFETY: as above; `row` holds `width = hv * L::N` elements.
+                    unsafe {
+                        V::load::<L>(row.add(h * L::N)).store(packed[h * L::N..].as_mut_ptr())
+                    };
+                }
+            }
+            let mut r = 0;
+            while r < m {
+                let rv = if r + RV <= m { RV } else { 1 };
+                // Rows past the chunk's last query row's causal limit weigh zero for all.
+                let hi = j1.min(t.seen(r + rv - 1));
+                if hi > j0 {
+                    let rows = j0..hi;
+                    // SAFETY: as above; `o` is row `r`, column `c` of `out`, `vbuf` this block's rows.
+                    unsafe {
+                        let o = out[r * len + c..].as_mut_ptr();
+                        match (rv == RV, hv == HV) {
+                            (true, true) => mix::<L, RV, HV>(vbuf, s, mp, r, rows, len, o),
+                            (true, false) => mix::<L, RV, 1>(vbuf, s, mp, r, rows, len, o),
+                            (false, true) => mix::<L, 1, HV>(vbuf, s, mp, r, rows, len, o),
+                            (false, false) => mix::<L, 1, 1>(vbuf, s, mp, r, rows, len, o),
+                        }
+                    }
+                }
+                r += rv;
+            }
+            c += hv * L::N;
+        }
+        j0 = j1;
+    }
+    // The columns after the last whole vector, and every output over its row's sum.
+    for (r, (o, &inv)) in out.chunks_exact_mut(len).zip(inv.iter()).enumerate() {
+        let last = t.seen(r);
+        for (c, o) in o.iter_mut().enumerate().skip(whole) {
+            for j in 0..last {
+                *o = s[j * mp + r].mul_add(vd[t.v.offset(j) + c].to_f32(), *o);
+            }
+        }
+        for o in o.iter_mut() {
+            *o *= inv;
+        }
+    }
+}
+
+/// `KR` cached rows (f32, `len` each at `kp`) against `QV` vectors of query rows from `qt`
+/// (`[len][mp]`), scaled, into `s` (`[KR][mp]` from `out`).
+#[inline(always)]
+unsafe fn scores<L: Lanes, const KR: usize, const QV: usize>(
+    kp: &[*const f32; KR],
+    qt: *const f32,
+    len: usize,
+    mp: usize,
+    scale: f32,
+    out: *mut f32,
+) {
+    // SAFETY: the caller's (see `tile`): `kp` points at `KR` rows of `len`, `qt` at `len`
+    // rows of `mp`, `out` at `KR` rows of `mp`.
+    unsafe {
+        let mut acc = [[L::zero(); QV]; KR];
+        for d in 0..len {
+            let mut qv = [L::zero(); QV];
+            for (u, x) in qv.iter_mut().enumerate() {
+                *x = L::load(qt.add(d * mp + u * L::N));
+            }
+            for (i, a) in acc.iter_mut().enumerate() {
+                let kv = L::splat(*kp[i].add(d));
+                for (x, qx) in a.iter_mut().zip(qv) {
+                    *x = L::fma(kv, qx, *x);
+                }
+            }
+        }
+        let sc = L::splat(scale);
+        for (i, a) in acc.iter().enumerate() {
+            for (u, x) in a.iter().enumerate() {
+                L::mul(*x, sc).store(out.add(i * mp + u * L::N));
+            }
+        }
+    }
+}
+
+/// Output rows `r..r + RV`, `HV` vectors of columns at `o` (rows `len` apart): adds the
+/// weighted sum of value rows `rows`, packed in `vbuf` from the block's first row on
+/// (`HV * L::N` each).
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+unsafe fn mix<L: Lanes, const RV: usize, const HV: usize>(
+    vbuf: &[f32],
+    s: &[f32],
+    mp: usize,
+    r: usize,
+    rows: Range<usize>,
+    len: usize,
+    o: *mut f32,
+) {
+    // SAFETY: the caller's (see `tile`): `vbuf` holds the rows of the block up to
+    // `rows.end`, `HV * L::N` elements each.
+    unsafe {
+        let sp = s.as_ptr().add(r);
+        let width = HV * L::N;
+        let first = rows.start / VALUE_BLOCK * VALUE_BLOCK;
+        let mut acc = [[L::zero(); HV]; RV];
+        for (i, a) in acc.iter_mut().enumerate() {
+            for (h, x) in a.iter_mut().enumerate() {
+                *x = L::load(o.add(i * len + h * L::N));
+            }
+        }
+        for j in rows {
+            let row = vbuf[(j - first) * width..][..width].as_ptr();
+            let mut vv = [L::zero(); HV];
+            for (h, x) in vv.iter_mut().enumerate() {
+                *x = L::load(row.add(h * L::N));
+            }
+            let w = sp.add(j * mp);
+            for (i, a) in acc.iter_mut().enumerate() {
+                let wv = L::splat(*w.add(i));
+                for (x, vx) in a.iter_mut().zip(vv) {
+                    *x = L::fma(wv, vx, *x);
+                }
+            }
+        }
+        for (i, a) in acc.iter().enumerate() {
+            for (h, x) in a.iter().enumerate() {
+                x.store(o.add(i * len + h * L::N));
+            }
+        }
+    }
+}

@@ -4,7 +4,7 @@
 //! decoded token by heads (when the context is long enough to pay for the hand-off).
 //!
 //! Each thread uses its own part of the session's scores buffer ([`scores_share`] long: a
-//! tile's queries, outputs and kernel work, or one token's score rows) and writes only its
+//! tile's queries, outputs and kernel work) and writes only its
 //! own tokens' or heads' part of the output. The parts are cut by
 //! [`Kernels::for_each_part_mut`], which hands each job exclusive slices: no raw pointers
 //! here. Every head's arithmetic is the same whichever thread runs it and whatever tile it
@@ -39,7 +39,8 @@ fn tile_share(c: &ModelConfig, tile: usize, rows: usize) -> usize {
 }
 
 /// Elements of the scores buffer each kernel thread needs for a context of `ctx` positions:
-/// one token's score rows (decoding) or a prompt tile ([`tile_share`]).
+/// a prompt tile ([`tile_share`]), which is also enough for one decoded token's heads (a
+/// tile of one token).
 pub(crate) fn scores_share(c: &ModelConfig, ctx: usize) -> usize {
     (c.group() * ctx).max(tile_share(c, tile_tokens_for(c, ctx), ctx))
 }
@@ -165,8 +166,10 @@ impl Attention<'_> {
     }
 
     /// Attention of heads `heads` of one query row; `out` holds just those heads' columns.
-    /// The heads sharing a KV head go to the kernels together (each cached row is read once
-    /// for the group), their score rows side by side in `scores` (`group * (pos + 1)`).
+    /// The heads sharing a KV head go to [`Kernels::kv_causal`] together (each cached row is
+    /// read once for the group) as a tile of one token, `scores` its work: the same op and
+    /// arithmetic as a prompt's tiles, so a token's logits do not depend on whether it came
+    /// in a prompt or was decoded.
     #[allow(clippy::too_many_arguments)]
     fn heads(
         &self,

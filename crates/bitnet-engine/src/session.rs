@@ -45,8 +45,8 @@ pub struct Session {
     pub(crate) kv: KvCache,
     pub(crate) pos: usize,
     /// Attention scratch per kernel thread ([`crate::attention::scores_share`]): a prompt
-    /// tile's queries, outputs and scores, or one token's score rows over `capacity()`
-    /// positions.
+    /// tile's queries, outputs and kernel work over `capacity()` positions (a decoded token
+    /// is a tile of one).
     pub(crate) scores: Vec<f32>,
     pub(crate) scratch: Scratch,
 }
@@ -64,8 +64,8 @@ impl Session {
         Self {
             kv: KvCache::new(c.n_layers, ctx, c.kv_dim(), opts.kv_type),
             pos: 0,
-            // Per kernel thread, a prompt tile's or one KV head's query heads' scores
-            // (prompts split attention by token, decoding by head).
+            // Per kernel thread, the work of one attention tile (prompts split attention by
+            // token, decoding by head).
             scores: vec![0.0; crate::attention::scores_share(c, ctx) * threads],
             scratch: Scratch::new(c, batch, threads),
         }

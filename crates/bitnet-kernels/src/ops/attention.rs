@@ -171,19 +171,17 @@ pub fn softmax(scores: &mut [f32]) {
 /// `work` (the widest vector's lanes: SIMD backends hold one score per query row per lane).
 pub(crate) const CAUSAL_LANES: usize = 16;
 
-/// Cached rows a SIMD backend converts to f32 at once in `work` (at most).
-pub(crate) const CAUSAL_KEYS: usize = 4;
-
 /// f32 elements of a block of values a SIMD backend converts and packs in `work`.
 pub(crate) const CAUSAL_VALUES: usize = 64 * 64;
 
 /// Elements of `work` that [`AttentionOps::kv_causal`] needs for `m` query rows (tokens
 /// times heads) of `len` elements over `rows` cached rows, on any backend: the scores
-/// (`rows x m`, padded), the queries transposed (`len x m`), a few converted keys, one
+/// (`rows x m`, padded), the queries transposed (`len x m`), a block of keys converted and
+/// transposed, one
 /// sum per query row, a block of values.
 pub fn causal_work_len(rows: usize, m: usize, len: usize) -> usize {
     let mp = m.next_multiple_of(CAUSAL_LANES);
-    rows * mp + len * mp + CAUSAL_KEYS * len + mp + CAUSAL_VALUES
+    rows * mp + len * mp + 2 * CAUSAL_LANES * len + mp + CAUSAL_VALUES
 }
 
 /// The checks of [`AttentionOps::kv_causal`]; returns the number of tokens.

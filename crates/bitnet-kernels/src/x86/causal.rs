@@ -1,4 +1,4 @@
-//! A prompt tile's causal attention ([`crate::AttentionOps::kv_causal`]) as small matrix
+//! Causal attention of a tile of tokens ([`crate::AttentionOps::kv_causal`]) as small matrix
 //! products, written once over a vector type ([`Lanes`]: `__m256` for AVX2, `__m512` for
 //! AVX-512) and instantiated by each backend inside its own `#[target_feature]` function.
 //!
@@ -10,22 +10,26 @@
 //! - Scores, `S[j][r] = scale * q_r . k_j`, stored row-major by cached row with one query row
 //!   per lane: the queries are transposed once (`len x m`), each cached row is converted to
 //!   f32 once, and `KR` rows times `QV` vectors of query rows accumulate in registers over
-//!   the head dimension, one broadcast key element per FMA row (no horizontal sums).
+//!   the head dimension, one broadcast key element per FMA row (no horizontal sums). Tiles
+//!   of at most half a vector of query rows (a decoded token's heads) put cached rows in the
+//!   lanes instead ([`scores_by_key`]): blocks of rows transposed in registers, each query
+//!   element broadcast.
 //! - Softmax down each column (one query row per lane, so it vectorises across rows), with
 //!   the causal mask per lane and a polynomial `exp` ([`exp_nonpos`]).
 //! - Values, `O[r] = sum_j S[j][r] v_j / sum_j S[j][r]`: `RV` query rows times `HV` vectors
 //!   of columns in registers while the rows pass.
 //!
 //! Every output element is one fixed chain of operations whatever the tile: a score is an FMA
-//! chain over the head dimension from zero, a softmax sum runs over the rows in order, an
-//! output accumulates over the rows in order (rows past a query's causal limit carry weight
-//! exactly zero, which adds exactly nothing). So a query row's result does not depend on how
-//! the prompt was cut into tiles or threads.
+//! chain over the head dimension from zero (on either score path), a softmax sum runs over
+//! the rows in order, an output accumulates over the rows in order (rows past a query's
+//! causal limit carry weight exactly zero, which adds exactly nothing). So a query row's
+//! result does not depend on how the prompt was cut into tiles or threads, nor on whether
+//! it was decoded.
 //!
 //! Intrinsics are only reached through `#[inline(always)]` functions and loops, never
 //! closures (a closure is compiled without the enclosing function's target features).
 
-use crate::ops::attention::{CAUSAL_KEYS, CAUSAL_LANES, CAUSAL_VALUES, EXP_FLOOR};
+use crate::ops::attention::{CAUSAL_LANES, CAUSAL_VALUES, EXP_FLOOR};
 use crate::ops::{KvData, KvRows};
 use half::f16;
 use std::arch::x86_64::*;
@@ -60,6 +64,9 @@ pub(crate) trait Lanes: Copy {
     unsafe fn round(a: Self) -> Self;
     /// `2^n` for integral `n` in `-126..=127`.
     unsafe fn pow2(n: Self) -> Self;
+    /// Transposes the `N x N` block at `src` (rows `src_stride` apart) into `dst` (rows
+    /// `dst_stride` apart): in-register unpacks and lane shuffles.
+    unsafe fn transpose(src: *const f32, src_stride: usize, dst: *mut f32, dst_stride: usize);
 }
 
 impl Lanes for __m256 {
@@ -142,6 +149,40 @@ impl Lanes for __m256 {
             _mm256_castsi256_ps(_mm256_slli_epi32::<23>(e))
         }
     }
+    #[inline(always)]
+    unsafe fn transpose(src: *const f32, src_stride: usize, dst: *mut f32, dst_stride: usize) {
+        // SAFETY: as above; the caller passes 8 readable rows of 8 and 8 writable ones.
+        unsafe {
+            let mut r = [_mm256_setzero_ps(); 8];
+            for (i, x) in r.iter_mut().enumerate() {
+                *x = _mm256_loadu_ps(src.add(i * src_stride));
+            }
+            // Within 128-bit lanes, each four rows `4i..4i + 4`: pairs unpacked as floats,
+            // then as doubles, leaving `r[4i + s]` with column `4k + s` in lane `k`.
+            for i in [0, 4] {
+                let t0 = _mm256_castps_pd(_mm256_unpacklo_ps(r[i], r[i + 1]));
+                let t1 = _mm256_castps_pd(_mm256_unpackhi_ps(r[i], r[i + 1]));
+                let t2 = _mm256_castps_pd(_mm256_unpacklo_ps(r[i + 2], r[i + 3]));
+                let t3 = _mm256_castps_pd(_mm256_unpackhi_ps(r[i + 2], r[i + 3]));
+                r[i] = _mm256_castpd_ps(_mm256_unpacklo_pd(t0, t2));
+                r[i + 1] = _mm256_castpd_ps(_mm256_unpackhi_pd(t0, t2));
+                r[i + 2] = _mm256_castpd_ps(_mm256_unpacklo_pd(t1, t3));
+                r[i + 3] = _mm256_castpd_ps(_mm256_unpackhi_pd(t1, t3));
+            }
+            // `r[4i + s]`, 128-bit lane `k`: column `4k + s` of rows `4i..4i + 4`.
+            for s in 0..4 {
+                let (a, b) = (r[s], r[4 + s]);
+                _mm256_storeu_ps(
+                    dst.add(s * dst_stride),
+                    _mm256_permute2f128_ps::<0x20>(a, b),
+                );
+                _mm256_storeu_ps(
+                    dst.add((4 + s) * dst_stride),
+                    _mm256_permute2f128_ps::<0x31>(a, b),
+                );
+            }
+        }
+    }
 }
 
 impl Lanes for __m512 {
@@ -222,6 +263,53 @@ impl Lanes for __m512 {
         unsafe {
             let e = _mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127));
             _mm512_castsi512_ps(_mm512_slli_epi32::<23>(e))
+        }
+    }
+    #[inline(always)]
+    unsafe fn transpose(src: *const f32, src_stride: usize, dst: *mut f32, dst_stride: usize) {
+        // SAFETY: as above; the caller passes 16 readable rows of 16 and 16 writable ones.
+        unsafe {
+            let mut r = [_mm512_setzero_ps(); 16];
+            for (i, x) in r.iter_mut().enumerate() {
+                *x = _mm512_loadu_ps(src.add(i * src_stride));
+            }
+            // As for `__m256`: `r[4i + s]` gets column `4k + s` of rows `4i..4i + 4` in
+            // 128-bit lane `k`.
+            for i in [0, 4, 8, 12] {
+                let t0 = _mm512_castps_pd(_mm512_unpacklo_ps(r[i], r[i + 1]));
+                let t1 = _mm512_castps_pd(_mm512_unpackhi_ps(r[i], r[i + 1]));
+                let t2 = _mm512_castps_pd(_mm512_unpacklo_ps(r[i + 2], r[i + 3]));
+                let t3 = _mm512_castps_pd(_mm512_unpackhi_ps(r[i + 2], r[i + 3]));
+                r[i] = _mm512_castpd_ps(_mm512_unpacklo_pd(t0, t2));
+                r[i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(t0, t2));
+                r[i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(t1, t3));
+                r[i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(t1, t3));
+            }
+            // Then a 4 x 4 transpose of 128-bit lanes for each `s`: output row `4k + s` is
+            // lane `k` of `r[s]`, `r[4 + s]`, `r[8 + s]`, `r[12 + s]`.
+            for s in 0..4 {
+                let (a, b, c, d) = (r[s], r[4 + s], r[8 + s], r[12 + s]);
+                let x0 = _mm512_shuffle_f32x4::<0x88>(a, b); // a0 a2 b0 b2
+                let x1 = _mm512_shuffle_f32x4::<0xDD>(a, b); // a1 a3 b1 b3
+                let y0 = _mm512_shuffle_f32x4::<0x88>(c, d);
+                let y1 = _mm512_shuffle_f32x4::<0xDD>(c, d);
+                _mm512_storeu_ps(
+                    dst.add(s * dst_stride),
+                    _mm512_shuffle_f32x4::<0x88>(x0, y0),
+                );
+                _mm512_storeu_ps(
+                    dst.add((4 + s) * dst_stride),
+                    _mm512_shuffle_f32x4::<0x88>(x1, y1),
+                );
+                _mm512_storeu_ps(
+                    dst.add((8 + s) * dst_stride),
+                    _mm512_shuffle_f32x4::<0xDD>(x0, y0),
+                );
+                _mm512_storeu_ps(
+                    dst.add((12 + s) * dst_stride),
+                    _mm512_shuffle_f32x4::<0xDD>(x1, y1),
+                );
+            }
         }
     }
 }
@@ -392,13 +480,14 @@ unsafe fn tile<
     work: &mut [f32],
     out: &mut [f32],
 ) {
-    const { assert!(KR <= CAUSAL_KEYS && VALUE_BLOCK * HV * 16 <= CAUSAL_VALUES) };
+    const { assert!(KR <= CAUSAL_LANES && VALUE_BLOCK * HV * 16 <= CAUSAL_VALUES) };
     let (len, rows) = (t.k.len(), t.k.rows());
     let m = q.len() / len;
     let mp = m.next_multiple_of(CAUSAL_LANES);
     let (s, rest) = work.split_at_mut(rows * mp);
     let (qt, rest) = rest.split_at_mut(len * mp);
-    let (kbuf, rest) = rest.split_at_mut(CAUSAL_KEYS * len);
+    let (kbuf, rest) = rest.split_at_mut(CAUSAL_LANES * len);
+    let (ktbuf, rest) = rest.split_at_mut(CAUSAL_LANES * len);
     let (inv, rest) = rest.split_at_mut(mp);
     let vbuf = &mut rest[..CAUSAL_VALUES];
 
@@ -415,7 +504,13 @@ unsafe fn tile<
     // Vector accesses stay inside: `mp` is a multiple of `L::N` (16 is), columns go up to
     // `whole <= len`.
     let nv = mp / L::N;
-    let mut j = 0;
+    let mut j = if 2 * m <= L::N {
+        // SAFETY: see "all blocks below" above; `kbuf` and `ktbuf` hold `L::N` rows of `len`.
+        unsafe { scores_by_key::<L, K>(t, kd, q, mp, kbuf, ktbuf, s) };
+        rows
+    } else {
+        0
+    };
     while j < rows {
         let kr = if j + KR <= rows { KR } else { 1 };
         let mut kp = [std::ptr::null(); KR];
@@ -534,6 +629,103 @@ unsafe fn tile<
         }
         for o in o.iter_mut() {
             *o *= inv;
+        }
+    }
+}
+
+/// Scores with the cached rows in the lanes, for tiles of at most `L::N / 2` query rows (one
+/// decoded token's heads), where one query row per lane would leave most lanes idle and
+/// broadcast every key element: blocks of `L::N` rows are converted into `kbuf`, transposed
+/// into `kt` (`len x L::N`), and each query row's elements broadcast against them. Each score
+/// is the same FMA chain over the head dimension as in [`scores`], so a query row's scores do
+/// not depend on which path its tile took.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+unsafe fn scores_by_key<L: Lanes, K: Elem>(
+    t: &Tile<'_, '_>,
+    kd: &[K],
+    q: &[f32],
+    mp: usize,
+    kbuf: &mut [f32],
+    kt: &mut [f32],
+    s: &mut [f32],
+) {
+    let (len, rows) = (t.k.len(), t.k.rows());
+    let m = q.len() / len;
+    let n = L::N;
+    let whole = len / n * n;
+    // SAFETY: the caller's (see `tile`): `kbuf` and `kt` hold `n * len` elements, `s` `rows`
+    // rows of `mp >= m`; transposed blocks stay below `whole <= len`.
+    unsafe {
+        let mut j0 = 0;
+        while j0 < rows {
+            let nk = n.min(rows - j0);
+            for (i, dst) in kbuf.chunks_exact_mut(len).take(n).enumerate() {
+                if i < nk {
+                    let p = K::row_f32::<L>(&kd[t.k.offset(j0 + i)..][..len], dst);
+                    if !std::ptr::eq(p, dst.as_ptr()) {
+                        std::ptr::copy_nonoverlapping(p, dst.as_mut_ptr(), len);
+                    }
+                } else {
+                    dst.fill(0.0);
+                }
+            }
+            let mut d = 0;
+            while d < whole {
+                L::transpose(kbuf.as_ptr().add(d), len, kt.as_mut_ptr().add(d * n), n);
+                d += n;
+            }
+            for d in whole..len {
+                for i in 0..n {
+                    kt[d * n + i] = kbuf[i * len + d];
+                }
+            }
+            let at = s[j0 * mp..].as_mut_ptr();
+            let mut r = 0;
+            while r < m {
+                let qr = q[r * len..].as_ptr();
+                if r + 4 <= m {
+                    by_key::<L, 4>(qr, len, kt.as_ptr(), t.scale, nk, mp, at.add(r));
+                    r += 4;
+                } else {
+                    by_key::<L, 1>(qr, len, kt.as_ptr(), t.scale, nk, mp, at.add(r));
+                    r += 1;
+                }
+            }
+            j0 += nk;
+        }
+    }
+}
+
+/// `R` query rows (from `q`, `len` apart) against a transposed block of keys (`kt`,
+/// `[len][L::N]`), scaled, the first `nk` keys' scores stored down `s` (`mp` apart per key,
+/// the query rows side by side).
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+unsafe fn by_key<L: Lanes, const R: usize>(
+    q: *const f32,
+    len: usize,
+    kt: *const f32,
+    scale: f32,
+    nk: usize,
+    mp: usize,
+    s: *mut f32,
+) {
+    // SAFETY: the caller's (see `scores_by_key`).
+    unsafe {
+        let mut acc = [L::zero(); R];
+        for d in 0..len {
+            let kv = L::load(kt.add(d * L::N));
+            for (i, a) in acc.iter_mut().enumerate() {
+                *a = L::fma(kv, L::splat(*q.add(i * len + d)), *a);
+            }
+        }
+        let mut lanes = [0f32; CAUSAL_LANES];
+        for (i, a) in acc.iter().enumerate() {
+            L::mul(*a, L::splat(scale)).store(lanes.as_mut_ptr());
+            for (key, &x) in lanes[..nk].iter().enumerate() {
+                *s.add(key * mp + i) = x;
+            }
         }
     }
 }

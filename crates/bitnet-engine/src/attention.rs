@@ -18,8 +18,8 @@ use crate::config::ModelConfig;
 use crate::kv_cache::KvCache;
 
 /// Most tokens of a prompt tile: 64 query rows of the 2B4T shape (4 heads per KV head), the
-/// AVX-512 tile kernel's widest register block. Measured (`bitnet-cli bench -p 2048`)
-/// against token-by-token attention in the notes of issue 15.
+/// AVX-512 tile kernel's widest register block (chosen from the register count; other tile
+/// sizes were not measured).
 pub(crate) const MAX_TILE_TOKENS: usize = 16;
 
 /// Scores buffer per thread worth aiming for (f32 elements, 1 MiB): the tile shrinks below
@@ -42,7 +42,7 @@ fn tile_share(c: &ModelConfig, tile: usize, rows: usize) -> usize {
 /// a prompt tile ([`tile_share`]), which is also enough for one decoded token's heads (a
 /// tile of one token).
 pub(crate) fn scores_share(c: &ModelConfig, ctx: usize) -> usize {
-    (c.group() * ctx).max(tile_share(c, tile_tokens_for(c, ctx), ctx))
+    tile_share(c, tile_tokens_for(c, ctx), ctx)
 }
 
 /// Attention for one model: its shapes and the kernels whose threads split the work.

@@ -13,7 +13,9 @@ use crate::TernaryWeights;
 use crate::backend::{Backend, OpKind};
 use crate::dispatch::detect;
 use crate::error::{ShapeError, check_len};
-use crate::ops::{DenseMatmul, KernelId, KvRows, Q8Matmul, TernaryF32Matmul, TernaryMatmul};
+use crate::ops::{
+    CausalTile, DenseMatmul, KernelId, KvRows, Q8Matmul, TernaryF32Matmul, TernaryMatmul,
+};
 use crate::packed::{OutRows, PackedLayout, PackedTernary};
 use crate::parts::{Part, PartsMut};
 use crate::pool::{Pool, chunk};
@@ -439,7 +441,8 @@ impl Kernels {
         out: &mut [f32],
     ) {
         self.count(Counter::KvCausal);
-        let ran = self.backend.kv_causal(k, v, q, g, scale, work, out);
+        let tile = CausalTile::new(*k, *v, q, g, scale);
+        let ran = self.backend.kv_causal(&tile, work, out);
         self.witness(OpKind::KvCausal, ran);
     }
 

@@ -3,9 +3,9 @@
 //! the known fallbacks (ops a backend has no SIMD version of) are named as fallbacks.
 
 use bitnet_kernels::{
-    Backend, DenseMatmul, Kernels, KvData, KvRows, OpKind, OutRows, Q8Activations, Q8Matmul,
-    Q8Matrix, ShapeError, TernaryF32Matmul, TernaryMatmul, TernaryWeights, available, by_id,
-    causal_work_len,
+    Backend, CausalTile, DenseMatmul, Kernels, KvData, KvRows, OpKind, OutRows, Q8Activations,
+    Q8Matmul, Q8Matrix, ShapeError, TernaryF32Matmul, TernaryMatmul, TernaryWeights, available,
+    by_id, causal_work_len,
 };
 use half::f16;
 
@@ -62,7 +62,8 @@ fn ran(b: &'static dyn Backend, d: &Data) -> Vec<(OpKind, &'static str)> {
     let q8 = b.q8_rows(&Q8Matmul::new(&d.q8, &act).unwrap(), &mut out);
     let kv = KvRows::new(KvData::F32(&d.wf32), COLS, 0, COLS, ROWS);
     let mut work = vec![0f32; causal_work_len(ROWS, 1, COLS)];
-    let kv_causal = b.kv_causal(&kv, &kv, &d.x, 1, 1.0, &mut work, &mut vec![0f32; COLS]);
+    let tile = CausalTile::new(kv, kv, &d.x, 1, 1.0);
+    let kv_causal = b.kv_causal(&tile, &mut work, &mut vec![0f32; COLS]);
     vec![
         (OpKind::Quantize, quantize),
         (OpKind::Ternary, ternary),

@@ -112,7 +112,8 @@ impl<'a> KvRows<'a> {
 /// layer's cache outgrows L2.
 pub trait AttentionOps {
     /// Causal softmax attention of consecutive tokens, `g` query heads each, over
-    /// one KV head: `q: [tokens][g][len]`, `out` likewise, and token `t` of `tokens` sees the
+    /// one KV head (`tile`: keys `k`, values `v`, queries `q: [tokens][g][len]`); `out` is
+    /// shaped like `q`, and token `t` of `tokens` sees the
     /// first `k.rows() - (tokens - 1 - t)` cached rows (the last token sees them all), so
     /// `out[t][h] = sum_j softmax_j(scale * q[t][h] . k_j) v_j` over those rows, the softmax
     /// as [`softmax`] computes it up to float rounding. `work` is scratch of at least
@@ -127,19 +128,8 @@ pub trait AttentionOps {
     /// depend on the thread count.
     ///
     /// # Panics
-    /// If `q` and `out` are not the same whole, non-zero number of `g * len` rows, the keys'
-    /// and values' shapes differ, there are fewer rows than tokens, or `work` is short.
-    #[allow(clippy::too_many_arguments)]
-    fn kv_causal(
-        &self,
-        k: &KvRows<'_>,
-        v: &KvRows<'_>,
-        q: &[f32],
-        g: usize,
-        scale: f32,
-        work: &mut [f32],
-        out: &mut [f32],
-    ) -> KernelId;
+    /// If `out` is not shaped like the queries or `work` is short.
+    fn kv_causal(&self, tile: &CausalTile<'_>, work: &mut [f32], out: &mut [f32]) -> KernelId;
 }
 
 /// Softmax terms whose exponent `s - max` is below this are zero. Against the largest term,
@@ -185,45 +175,114 @@ pub fn causal_work_len(rows: usize, m: usize, len: usize) -> usize {
 }
 
 /// The checks of [`AttentionOps::kv_causal`]; returns the number of tokens.
-pub(crate) fn check_causal(
-    k: &KvRows<'_>,
-    v: &KvRows<'_>,
-    q: &[f32],
-    g: usize,
-    work: &[f32],
-    out: &[f32],
-) -> usize {
-    let len = k.len();
-    assert!(
-        v.len() == len && v.rows() == k.rows(),
-        "kv_causal: values {}x{} != keys {}x{}",
-        v.rows(),
-        v.len(),
-        k.rows(),
-        len
-    );
-    let head = g * len;
-    assert!(
-        head > 0 && !q.is_empty() && q.len().is_multiple_of(head),
-        "kv_causal: query length {} is not a whole number of {g} heads of {len}",
-        q.len()
-    );
+/// The operands of [`AttentionOps::kv_causal`]: a KV head's keys and values, the tile's
+/// queries (`[tokens][g][len]`), `g` and the score scale, checked once when made (like
+/// [`crate::DenseMatmul`]), so backends take one value instead of five.
+#[derive(Debug, Clone, Copy)]
+pub struct CausalTile<'a> {
+    pub(crate) k: KvRows<'a>,
+    pub(crate) v: KvRows<'a>,
+    pub(crate) q: &'a [f32],
+    pub(crate) g: usize,
+    pub(crate) scale: f32,
+    pub(crate) tokens: usize,
+}
+
+impl<'a> CausalTile<'a> {
+    /// # Panics
+    /// If `q` is not a whole, non-zero number of `g * len` rows, the keys' and values'
+    /// shapes differ, or there are fewer rows than tokens.
+    pub fn new(k: KvRows<'a>, v: KvRows<'a>, q: &'a [f32], g: usize, scale: f32) -> Self {
+        let len = k.len();
+        assert!(
+            v.len() == len && v.rows() == k.rows(),
+            "kv_causal: values {}x{} != keys {}x{}",
+            v.rows(),
+            v.len(),
+            k.rows(),
+            len
+        );
+        let head = g * len;
+        assert!(
+            head > 0 && !q.is_empty() && q.len().is_multiple_of(head),
+            "kv_causal: query length {} is not a whole number of {g} heads of {len}",
+            q.len()
+        );
+        let tokens = q.len() / head;
+        assert!(
+            tokens <= k.rows(),
+            "kv_causal: {tokens} tokens need at least as many cached rows, not {}",
+            k.rows()
+        );
+        Self {
+            k,
+            v,
+            q,
+            g,
+            scale,
+            tokens,
+        }
+    }
+
+    /// The keys.
+    pub fn keys(&self) -> &KvRows<'a> {
+        &self.k
+    }
+
+    /// The values.
+    pub fn values(&self) -> &KvRows<'a> {
+        &self.v
+    }
+
+    /// The queries, `[tokens][g][len]`.
+    pub fn queries(&self) -> &'a [f32] {
+        self.q
+    }
+
+    /// Query heads per token.
+    pub fn group(&self) -> usize {
+        self.g
+    }
+
+    /// The score scale.
+    pub fn scale(&self) -> f32 {
+        self.scale
+    }
+
+    /// Tokens in the tile.
+    pub fn tokens(&self) -> usize {
+        self.tokens
+    }
+
+    /// Cached rows that query row `r` (token `r / g`) sees: the causal limit; 1 for rows
+    /// past the tile (SIMD padding, never read back).
+    #[inline(always)]
+    pub(crate) fn seen(&self, r: usize) -> usize {
+        let t = r / self.g;
+        if t < self.tokens {
+            self.k.rows() - (self.tokens - 1 - t)
+        } else {
+            1
+        }
+    }
+
+    /// Elements of `work` the op needs ([`causal_work_len`]).
+    pub fn work_len(&self) -> usize {
+        causal_work_len(self.k.rows(), self.tokens * self.g, self.k.len())
+    }
+}
+
+/// The checks of [`AttentionOps::kv_causal`] on what [`CausalTile::new`] did not see.
+pub(crate) fn check_causal(tile: &CausalTile<'_>, work: &[f32], out: &[f32]) {
     assert_eq!(
         out.len(),
-        q.len(),
+        tile.q.len(),
         "kv_causal: output length != query length"
     );
-    let tokens = q.len() / head;
-    assert!(
-        tokens <= k.rows(),
-        "kv_causal: {tokens} tokens need at least as many cached rows, not {}",
-        k.rows()
-    );
-    let need = causal_work_len(k.rows(), tokens * g, len);
+    let need = tile.work_len();
     assert!(
         work.len() >= need,
         "kv_causal: work of {} < {need} elements",
         work.len()
-    );
-    tokens
+    )
 }

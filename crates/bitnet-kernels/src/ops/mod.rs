@@ -34,7 +34,9 @@ mod dense;
 mod ternary;
 
 pub use act_quant::ActQuantOps;
-pub use attention::{AttentionOps, EXP_FLOOR, KvData, KvRows, causal_work_len, softmax};
+pub use attention::{
+    AttentionOps, CausalTile, EXP_FLOOR, KvData, KvRows, causal_work_len, softmax,
+};
 pub use dense::{DenseMatmul, DenseOps, Q8Matmul};
 pub use ternary::{TernaryF32Matmul, TernaryMatmul, TernaryMatmulOps};
 

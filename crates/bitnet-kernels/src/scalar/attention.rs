@@ -5,7 +5,7 @@
 
 use super::Scalar;
 use crate::ops::attention::{check_causal, softmax};
-use crate::ops::{AttentionOps, KernelId, KvData, KvRows};
+use crate::ops::{AttentionOps, CausalTile, KernelId, KvData, KvRows};
 use half::f16;
 use half::slice::HalfFloatSliceExt;
 
@@ -105,24 +105,17 @@ fn mix(v: &KvRows<'_>, w: &[f32], out: &mut [f32]) {
 
 /// The reference causal pass: token by token, head by head, [`scores`], [`softmax`] and
 /// [`mix`] over the rows the token sees, its scores in `work`.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn kv_causal(
-    k: &KvRows<'_>,
-    v: &KvRows<'_>,
-    q: &[f32],
-    g: usize,
-    scale: f32,
-    work: &mut [f32],
-    out: &mut [f32],
-) -> KernelId {
-    let tokens = check_causal(k, v, q, g, work, out);
+pub(crate) fn kv_causal(tile: &CausalTile<'_>, work: &mut [f32], out: &mut [f32]) -> KernelId {
+    check_causal(tile, work, out);
+    let (k, v, q, g) = (tile.keys(), tile.values(), tile.queries(), tile.group());
+    let scale = tile.scale();
     let head = g * k.len();
     for (t, (q, out)) in q
         .chunks_exact(head)
         .zip(out.chunks_exact_mut(head))
         .enumerate()
     {
-        let seen = k.rows() - (tokens - 1 - t);
+        let seen = tile.seen(t * g);
         let scores = &mut work[..g * seen];
         self::scores(&k.first(seen), q, scale, scores);
         for row in scores.chunks_exact_mut(seen) {
@@ -135,17 +128,8 @@ pub(crate) fn kv_causal(
 }
 
 impl AttentionOps for Scalar {
-    fn kv_causal(
-        &self,
-        k: &KvRows<'_>,
-        v: &KvRows<'_>,
-        q: &[f32],
-        g: usize,
-        scale: f32,
-        work: &mut [f32],
-        out: &mut [f32],
-    ) -> KernelId {
-        kv_causal(k, v, q, g, scale, work, out)
+    fn kv_causal(&self, tile: &CausalTile<'_>, work: &mut [f32], out: &mut [f32]) -> KernelId {
+        kv_causal(tile, work, out)
     }
 }
 

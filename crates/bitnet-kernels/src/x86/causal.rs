@@ -30,7 +30,7 @@
 //! closures (a closure is compiled without the enclosing function's target features).
 
 use crate::ops::attention::{CAUSAL_LANES, CAUSAL_VALUES, EXP_FLOOR};
-use crate::ops::{KvData, KvRows};
+use crate::ops::{CausalTile, KvData};
 use half::f16;
 use std::arch::x86_64::*;
 use std::ops::Range;
@@ -394,10 +394,9 @@ unsafe fn exp_nonpos<L: Lanes>(x: L) -> L {
 /// The kernel: dispatches on the cache's element types, then [`tile`].
 ///
 /// # Safety
-/// The CPU must have the features of `L` (and FMA, F16C); the shapes must have passed
-/// [`crate::ops::attention::check_causal`], which returned `tokens`.
+/// The CPU must have the features of `L` (and FMA, F16C); `work` and `out` must have passed
+/// [`crate::ops::attention::check_causal`].
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
 pub(crate) unsafe fn causal<
     L: Lanes,
     const KR: usize,
@@ -405,60 +404,26 @@ pub(crate) unsafe fn causal<
     const RV: usize,
     const HV: usize,
 >(
-    k: &KvRows<'_>,
-    v: &KvRows<'_>,
-    q: &[f32],
-    g: usize,
-    tokens: usize,
-    scale: f32,
+    t: &CausalTile<'_>,
     work: &mut [f32],
     out: &mut [f32],
 ) {
-    let t = Tile {
-        k,
-        v,
-        g,
-        tokens,
-        scale,
-    };
+    let q = t.q;
     // SAFETY: forwards this function's contract.
     unsafe {
-        match (k.data(), v.data()) {
+        match (t.k.data(), t.v.data()) {
             (KvData::F32(kd), KvData::F32(vd)) => {
-                tile::<L, f32, f32, KR, QV, RV, HV>(&t, kd, vd, q, work, out)
+                tile::<L, f32, f32, KR, QV, RV, HV>(t, kd, vd, q, work, out)
             }
             (KvData::F16(kd), KvData::F16(vd)) => {
-                tile::<L, f16, f16, KR, QV, RV, HV>(&t, kd, vd, q, work, out)
+                tile::<L, f16, f16, KR, QV, RV, HV>(t, kd, vd, q, work, out)
             }
             (KvData::F32(kd), KvData::F16(vd)) => {
-                tile::<L, f32, f16, KR, QV, RV, HV>(&t, kd, vd, q, work, out)
+                tile::<L, f32, f16, KR, QV, RV, HV>(t, kd, vd, q, work, out)
             }
             (KvData::F16(kd), KvData::F32(vd)) => {
-                tile::<L, f16, f32, KR, QV, RV, HV>(&t, kd, vd, q, work, out)
+                tile::<L, f16, f32, KR, QV, RV, HV>(t, kd, vd, q, work, out)
             }
-        }
-    }
-}
-
-/// The shapes of one call.
-struct Tile<'a, 'b> {
-    k: &'a KvRows<'b>,
-    v: &'a KvRows<'b>,
-    g: usize,
-    tokens: usize,
-    scale: f32,
-}
-
-impl Tile<'_, '_> {
-    /// Cached rows that query row `r` sees (the causal limit; 1 for padding rows, which
-    /// are never read back).
-    #[inline(always)]
-    fn seen(&self, r: usize) -> usize {
-        let t = r / self.g;
-        if t < self.tokens {
-            self.k.rows() - (self.tokens - 1 - t)
-        } else {
-            1
         }
     }
 }
@@ -473,7 +438,7 @@ unsafe fn tile<
     const RV: usize,
     const HV: usize,
 >(
-    t: &Tile<'_, '_>,
+    t: &CausalTile<'_>,
     kd: &[K],
     vd: &[V],
     q: &[f32],
@@ -491,13 +456,6 @@ unsafe fn tile<
     let (inv, rest) = rest.split_at_mut(mp);
     let vbuf = &mut rest[..CAUSAL_VALUES];
 
-    // The queries transposed, padding rows zero: `qt[d][r] = q[r][d]`.
-    for (d, col) in qt.chunks_exact_mut(mp).enumerate() {
-        for (r, x) in col.iter_mut().enumerate() {
-            *x = if r < m { q[r * len + d] } else { 0.0 };
-        }
-    }
-
     // SAFETY (all blocks below): `check_causal` sized `work` for these slices and `out` as
     // `q`; `KvRows::new` checked every row `j < rows` to have `len` elements from
     // `offset(j)` (re-checked by the slicing); the CPU features are the caller's contract.
@@ -509,6 +467,12 @@ unsafe fn tile<
         unsafe { scores_by_key::<L, K>(t, kd, q, mp, kbuf, ktbuf, s) };
         rows
     } else {
+        // The queries transposed, padding rows zero: `qt[d][r] = q[r][d]`.
+        for (d, col) in qt.chunks_exact_mut(mp).enumerate() {
+            for (r, x) in col.iter_mut().enumerate() {
+                *x = if r < m { q[r * len + d] } else { 0.0 };
+            }
+        }
         0
     };
     while j < rows {
@@ -642,7 +606,7 @@ unsafe fn tile<
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 unsafe fn scores_by_key<L: Lanes, K: Elem>(
-    t: &Tile<'_, '_>,
+    t: &CausalTile<'_>,
     kd: &[K],
     q: &[f32],
     mp: usize,

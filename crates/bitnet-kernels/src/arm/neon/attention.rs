@@ -3,20 +3,11 @@
 //! f16 rows in chunks with `half`'s NEON conversion).
 
 use super::Neon;
-use crate::ops::{AttentionOps, KernelId, KvRows};
+use crate::ops::{AttentionOps, CausalTile, KernelId};
 use crate::scalar::attention;
 
 impl AttentionOps for Neon {
-    fn kv_causal(
-        &self,
-        k: &KvRows<'_>,
-        v: &KvRows<'_>,
-        q: &[f32],
-        g: usize,
-        scale: f32,
-        work: &mut [f32],
-        out: &mut [f32],
-    ) -> KernelId {
-        attention::kv_causal(k, v, q, g, scale, work, out)
+    fn kv_causal(&self, tile: &CausalTile<'_>, work: &mut [f32], out: &mut [f32]) -> KernelId {
+        attention::kv_causal(tile, work, out)
     }
 }

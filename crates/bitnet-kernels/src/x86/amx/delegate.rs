@@ -3,7 +3,9 @@
 //! `Backend::kernel_id` names that code, so receipts report it as what ran.
 
 use super::Amx;
-use crate::ops::{ActQuantOps, AttentionOps, DenseMatmul, DenseOps, KernelId, KvRows, Q8Matmul};
+use crate::ops::{
+    ActQuantOps, AttentionOps, CausalTile, DenseMatmul, DenseOps, KernelId, Q8Matmul,
+};
 use crate::packed::OutRows;
 use half::f16;
 
@@ -28,16 +30,7 @@ impl ActQuantOps for Amx {
 }
 
 impl AttentionOps for Amx {
-    fn kv_causal(
-        &self,
-        k: &KvRows<'_>,
-        v: &KvRows<'_>,
-        q: &[f32],
-        g: usize,
-        scale: f32,
-        work: &mut [f32],
-        out: &mut [f32],
-    ) -> KernelId {
-        self.vnni().kv_causal(k, v, q, g, scale, work, out)
+    fn kv_causal(&self, tile: &CausalTile<'_>, work: &mut [f32], out: &mut [f32]) -> KernelId {
+        self.vnni().kv_causal(tile, work, out)
     }
 }

@@ -3,7 +3,7 @@
 
 use super::Avx2;
 use crate::ops::attention::check_causal;
-use crate::ops::{AttentionOps, KernelId, KvRows};
+use crate::ops::{AttentionOps, CausalTile, KernelId};
 use crate::x86::causal::causal;
 use std::arch::x86_64::__m256;
 
@@ -16,34 +16,20 @@ pub(crate) const ID: KernelId = "kv/avx2";
 /// # Safety
 /// The CPU must have AVX2, FMA and F16C.
 #[target_feature(enable = "avx2,fma,f16c")]
-#[allow(clippy::too_many_arguments)]
 pub(crate) unsafe fn kv_causal(
-    k: &KvRows<'_>,
-    v: &KvRows<'_>,
-    q: &[f32],
-    g: usize,
-    scale: f32,
+    tile: &CausalTile<'_>,
     work: &mut [f32],
     out: &mut [f32],
 ) -> KernelId {
-    let tokens = check_causal(k, v, q, g, work, out);
+    check_causal(tile, work, out);
     // SAFETY: the features are enabled on this function; the shapes were checked.
-    unsafe { causal::<__m256, 4, 2, 4, 2>(k, v, q, g, tokens, scale, work, out) };
+    unsafe { causal::<__m256, 4, 2, 4, 2>(tile, work, out) };
     ID
 }
 
 impl AttentionOps for Avx2 {
-    fn kv_causal(
-        &self,
-        k: &KvRows<'_>,
-        v: &KvRows<'_>,
-        q: &[f32],
-        g: usize,
-        scale: f32,
-        work: &mut [f32],
-        out: &mut [f32],
-    ) -> KernelId {
+    fn kv_causal(&self, tile: &CausalTile<'_>, work: &mut [f32], out: &mut [f32]) -> KernelId {
         // SAFETY: an `Avx2` exists only when `Avx2::get` saw AVX2, FMA and F16C.
-        unsafe { kv_causal(k, v, q, g, scale, work, out) }
+        unsafe { kv_causal(tile, work, out) }
     }
 }

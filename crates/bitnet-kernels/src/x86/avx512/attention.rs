@@ -2,7 +2,7 @@
 
 use super::Avx512Vnni;
 use crate::ops::attention::check_causal;
-use crate::ops::{AttentionOps, KernelId, KvRows};
+use crate::ops::{AttentionOps, CausalTile, KernelId};
 use crate::x86::causal::causal;
 use std::arch::x86_64::__m512;
 
@@ -16,34 +16,20 @@ pub(crate) const CAUSAL_ID: KernelId = "kv/avx512vnni";
 /// # Safety
 /// The CPU must have AVX-512F, AVX2, FMA and F16C.
 #[target_feature(enable = "avx2,fma,f16c,avx512f")]
-#[allow(clippy::too_many_arguments)]
 pub(crate) unsafe fn kv_causal(
-    k: &KvRows<'_>,
-    v: &KvRows<'_>,
-    q: &[f32],
-    g: usize,
-    scale: f32,
+    tile: &CausalTile<'_>,
     work: &mut [f32],
     out: &mut [f32],
 ) -> KernelId {
-    let tokens = check_causal(k, v, q, g, work, out);
+    check_causal(tile, work, out);
     // SAFETY: the features are enabled on this function; the shapes were checked.
-    unsafe { causal::<__m512, 4, 4, 4, 4>(k, v, q, g, tokens, scale, work, out) };
+    unsafe { causal::<__m512, 4, 4, 4, 4>(tile, work, out) };
     CAUSAL_ID
 }
 
 impl AttentionOps for Avx512Vnni {
-    fn kv_causal(
-        &self,
-        k: &KvRows<'_>,
-        v: &KvRows<'_>,
-        q: &[f32],
-        g: usize,
-        scale: f32,
-        work: &mut [f32],
-        out: &mut [f32],
-    ) -> KernelId {
+    fn kv_causal(&self, tile: &CausalTile<'_>, work: &mut [f32], out: &mut [f32]) -> KernelId {
         // SAFETY: `Avx512Vnni::get` checked AVX-512F, AVX2, FMA and F16C.
-        unsafe { kv_causal(k, v, q, g, scale, work, out) }
+        unsafe { kv_causal(tile, work, out) }
     }
 }

@@ -107,8 +107,8 @@ impl Attention<'_> {
                             qh.copy_from_slice(&q[(a + t) * qd..][cols.clone()]);
                         }
                         self.kernels.kv_causal(
-                            &kv.keys(layer, kv_head * hd, hd, seen),
-                            &kv.values(layer, kv_head * hd, hd, seen),
+                            &kv.keys(layer, kv_head, seen),
+                            &kv.values(layer, kv_head, seen),
                             qt,
                             g,
                             scale,
@@ -193,12 +193,11 @@ impl Attention<'_> {
             let kv_head = h0 / group;
             let h1 = heads.end.min((kv_head + 1) * group);
             let g = h1 - h0;
-            let kv_start = kv_head * hd;
             let q = &q_row[h0 * hd..h1 * hd];
             let out = &mut out[(h0 - first) * hd..(h1 - first) * hd];
             let (keys, values) = (
-                kv.keys(layer, kv_start, hd, rows),
-                kv.values(layer, kv_start, hd, rows),
+                kv.keys(layer, kv_head, rows),
+                kv.values(layer, kv_head, rows),
             );
             // One token: the last (only) token of a tile sees every row.
             self.kernels

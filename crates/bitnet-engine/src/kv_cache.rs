@@ -1,6 +1,13 @@
 //! The key/value cache: preallocated for the whole context when a session starts, so decoding
 //! never allocates. Stored as f32 (exact) or f16 (half the memory; what bitnet.cpp does by
 //! default).
+//!
+//! Laid out head-major, `[layer][kv_head][position][head_dim]`: attention reads one KV head's
+//! rows for every cached position, so each (layer, head) is one contiguous stream the
+//! hardware prefetchers follow. (Position-major rows, `[layer][position][kv_dim]`, made that
+//! read a stride of `head_dim` out of every `kv_dim` elements: 256 of each 1280 bytes in the
+//! 2B4T shape with an f16 cache, which decoding at 2048 positions read at about a quarter of
+//! the weights' rate; docs/performance.md has the A/B.)
 
 use bitnet_kernels::{KvData, KvRows};
 use half::f16;
@@ -31,26 +38,35 @@ enum Store {
     F16(Vec<f16>),
 }
 
-/// Keys and values of every layer for `capacity` positions, `kv_dim` floats each.
+/// Keys and values of every layer for `capacity` positions, `kv_heads` heads of `head_dim`
+/// floats each.
 pub struct KvCache {
     capacity: usize,
-    kv_dim: usize,
+    kv_heads: usize,
+    head_dim: usize,
     n_layers: usize,
     keys: Store,
     values: Store,
 }
 
 impl KvCache {
-    /// Allocates the cache for `n_layers` layers of `capacity` positions.
-    pub fn new(n_layers: usize, capacity: usize, kv_dim: usize, ty: KvType) -> Self {
-        let len = n_layers * capacity * kv_dim;
+    /// Allocates the cache for `n_layers` layers of `capacity` positions of `kv_heads` heads.
+    pub fn new(
+        n_layers: usize,
+        capacity: usize,
+        kv_heads: usize,
+        head_dim: usize,
+        ty: KvType,
+    ) -> Self {
+        let len = n_layers * kv_heads * capacity * head_dim;
         let make = || match ty {
             KvType::F32 => Store::F32(vec![0.0; len]),
             KvType::F16 => Store::F16(vec![f16::ZERO; len]),
         };
         Self {
             capacity,
-            kv_dim,
+            kv_heads,
+            head_dim,
             n_layers,
             keys: make(),
             values: make(),
@@ -68,55 +84,62 @@ impl KvCache {
             Store::F32(_) => KvType::F32,
             Store::F16(_) => KvType::F16,
         };
-        2 * self.n_layers * self.capacity * self.kv_dim * ty.element_bytes()
+        2 * self.n_layers * self.kv_heads * self.capacity * self.head_dim * ty.element_bytes()
     }
 
-    fn offset(&self, layer: usize, pos: usize) -> usize {
-        (layer * self.capacity + pos) * self.kv_dim
+    /// Element offset of position `pos` of KV head `head` in `layer`.
+    fn offset(&self, layer: usize, head: usize, pos: usize) -> usize {
+        ((layer * self.kv_heads + head) * self.capacity + pos) * self.head_dim
     }
 
-    /// Stores the key and value of `pos` in `layer`.
+    /// Stores the key and value of `pos` in `layer` (`kv_heads * head_dim` floats each, the
+    /// heads in order).
     pub fn store(&mut self, layer: usize, pos: usize, k: &[f32], v: &[f32]) {
-        let o = self.offset(layer, pos);
-        let d = self.kv_dim;
-        for (store, src) in [(&mut self.keys, k), (&mut self.values, v)] {
-            match store {
-                Store::F32(s) => s[o..o + d].copy_from_slice(src),
-                Store::F16(s) => s[o..o + d].convert_from_f32_slice(src),
+        let d = self.head_dim;
+        assert!(
+            k.len() == self.kv_heads * d && v.len() == k.len(),
+            "KvCache::store: {} and {} floats for {} heads of {d}",
+            k.len(),
+            v.len(),
+            self.kv_heads
+        );
+        for head in 0..self.kv_heads {
+            let o = self.offset(layer, head, pos);
+            let cols = head * d..(head + 1) * d;
+            for (store, src) in [(&mut self.keys, k), (&mut self.values, v)] {
+                match store {
+                    Store::F32(s) => s[o..o + d].copy_from_slice(&src[cols.clone()]),
+                    Store::F16(s) => s[o..o + d].convert_from_f32_slice(&src[cols.clone()]),
+                }
             }
         }
     }
 
-    /// Keys of positions `0..rows` of `layer`, columns `start..start + len` (one KV head),
-    /// for the kernels' attention passes.
-    pub fn keys(&self, layer: usize, start: usize, len: usize, rows: usize) -> KvRows<'_> {
-        self.rows(&self.keys, layer, start, len, rows)
+    /// Keys of positions `0..rows` of KV head `head` in `layer`, for the kernels' attention
+    /// passes.
+    pub fn keys(&self, layer: usize, head: usize, rows: usize) -> KvRows<'_> {
+        self.rows(&self.keys, layer, head, rows)
     }
 
-    /// Values of positions `0..rows` of `layer`, columns `start..start + len`.
-    pub fn values(&self, layer: usize, start: usize, len: usize, rows: usize) -> KvRows<'_> {
-        self.rows(&self.values, layer, start, len, rows)
+    /// Values of positions `0..rows` of KV head `head` in `layer`.
+    pub fn values(&self, layer: usize, head: usize, rows: usize) -> KvRows<'_> {
+        self.rows(&self.values, layer, head, rows)
     }
 
-    fn rows<'a>(
-        &self,
-        store: &'a Store,
-        layer: usize,
-        start: usize,
-        len: usize,
-        rows: usize,
-    ) -> KvRows<'a> {
+    fn rows<'a>(&self, store: &'a Store, layer: usize, head: usize, rows: usize) -> KvRows<'a> {
         assert!(
-            rows <= self.capacity,
-            "{rows} positions > capacity {}",
-            self.capacity
+            rows <= self.capacity && head < self.kv_heads,
+            "{rows} positions of KV head {head}: the cache holds {} of {} heads",
+            self.capacity,
+            self.kv_heads
         );
-        let range = self.offset(layer, 0)..self.offset(layer + 1, 0);
+        let range = self.offset(layer, head, 0)..self.offset(layer, head + 1, 0);
         let data = match store {
             Store::F32(s) => KvData::F32(&s[range]),
             Store::F16(s) => KvData::F16(&s[range]),
         };
-        KvRows::new(data, self.kv_dim, start, len, rows)
+        let d = self.head_dim;
+        KvRows::new(data, d, 0, d, rows)
     }
 }
 
@@ -128,7 +151,8 @@ mod tests {
     #[test]
     fn rows_view_the_stored_positions() {
         for ty in [KvType::F32, KvType::F16] {
-            let mut cache = KvCache::new(2, 3, 4, ty);
+            // Two layers, three positions, two KV heads of two.
+            let mut cache = KvCache::new(2, 3, 2, 2, ty);
             for layer in 0..2 {
                 for pos in 0..3 {
                     let k: Vec<f32> = (0..4)
@@ -150,14 +174,20 @@ mod tests {
                     bitnet_kernels::KvData::F16(d) => d[o].to_f32(),
                 }
             };
-            // Columns 2..4 of layer 1's keys: column 2 + 1 of every position.
-            let keys = cache.keys(1, 2, 2, 3);
+            // KV head 1 of layer 1's keys: columns 2..4 of every stored row.
+            let keys = cache.keys(1, 1, 3);
+            assert_eq!(keys.len(), 2);
             for pos in 0..3 {
-                assert_eq!(at(&keys, pos, 1), round((100 + pos * 10 + 3) as f32 + 0.1));
+                for c in 0..2 {
+                    let want = round((100 + pos * 10 + 2 + c) as f32 + 0.1);
+                    assert_eq!(at(&keys, pos, c), want);
+                }
             }
-            let values = cache.values(0, 0, 4, 2);
-            for i in 0..4 {
-                assert_eq!(at(&values, 0, i), round(-((i as f32) + 0.1)));
+            let values = cache.values(0, 0, 2);
+            for pos in 0..2 {
+                for c in 0..2 {
+                    assert_eq!(at(&values, pos, c), round(-((pos * 10 + c) as f32 + 0.1)));
+                }
             }
         }
     }

@@ -62,7 +62,7 @@ impl Session {
             .min(c.context_length);
         let batch = opts.max_batch.clamp(1, ctx);
         Self {
-            kv: KvCache::new(c.n_layers, ctx, c.kv_dim(), opts.kv_type),
+            kv: KvCache::new(c.n_layers, ctx, c.n_kv_heads, c.head_dim, opts.kv_type),
             pos: 0,
             // Per kernel thread, the work of one attention tile (prompts split attention by
             // token, decoding by head).

@@ -189,9 +189,15 @@ proptest! {
 #[test]
 fn head_shapes() {
     // The 2B4T KV head (128 of a 640-wide row, four query heads) with a 16-token tile deep in
-    // a prompt; a first tile (the last token sees exactly the tile); odd sizes.
+    // a prompt; a first tile (the last token sees exactly the tile); odd sizes; a decoded
+    // token (a tile of one token: cached rows in the lanes, several blocks of them at once,
+    // a partial last pass and block, values read in place) deep in a strided cache and in a
+    // contiguous one.
     for &(rows, len, extra, start_frac, g, tokens, split) in &[
         (300, 128, 512, 255, 4, 16, 5),
+        (300, 128, 512, 255, 4, 16, 15),
+        (203, 128, 0, 0, 4, 2, 1),
+        (77, 40, 0, 0, 2, 3, 2),
         (16, 128, 512, 0, 4, 16, 8),
         (40, 24, 3, 100, 3, 7, 3),
         (9, 17, 0, 0, 5, 9, 1),

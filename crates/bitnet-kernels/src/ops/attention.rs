@@ -99,6 +99,11 @@ impl<'a> KvRows<'a> {
         self.data
     }
 
+    /// Elements from one row to the next.
+    pub fn stride(&self) -> usize {
+        self.stride
+    }
+
     /// Element offset of row `j` (in bounds for `j < rows`, see [`KvRows::new`]).
     #[inline]
     pub fn offset(&self, j: usize) -> usize {
@@ -164,14 +169,17 @@ pub(crate) const CAUSAL_LANES: usize = 16;
 /// f32 elements of a block of values a SIMD backend converts and packs in `work`.
 pub(crate) const CAUSAL_VALUES: usize = 64 * 64;
 
+/// Blocks of [`CAUSAL_LANES`] cached rows a SIMD backend's decode path transposes at once
+/// (their scores are independent FMA chains, so more blocks keep more FMAs in flight).
+pub(crate) const CAUSAL_KEY_BLOCKS: usize = 4;
+
 /// Elements of `work` that [`AttentionOps::kv_causal`] needs for `m` query rows (tokens
 /// times heads) of `len` elements over `rows` cached rows, on any backend: the scores
-/// (`rows x m`, padded), the queries transposed (`len x m`), a block of keys converted and
-/// transposed, one
-/// sum per query row, a block of values.
+/// (`rows x m`, padded), the queries transposed (`len x m`), blocks of keys converted and
+/// transposed, one sum per query row, a block of values.
 pub fn causal_work_len(rows: usize, m: usize, len: usize) -> usize {
     let mp = m.next_multiple_of(CAUSAL_LANES);
-    rows * mp + len * mp + 2 * CAUSAL_LANES * len + mp + CAUSAL_VALUES
+    rows * mp + len * mp + 2 * CAUSAL_KEY_BLOCKS * CAUSAL_LANES * len + mp + CAUSAL_VALUES
 }
 
 /// The checks of [`AttentionOps::kv_causal`]; returns the number of tokens.

@@ -29,7 +29,7 @@
 //! Intrinsics are only reached through `#[inline(always)]` functions and loops, never
 //! closures (a closure is compiled without the enclosing function's target features).
 
-use crate::ops::attention::{CAUSAL_LANES, CAUSAL_VALUES, EXP_FLOOR};
+use crate::ops::attention::{CAUSAL_KEY_BLOCKS, CAUSAL_LANES, CAUSAL_VALUES, EXP_FLOOR};
 use crate::ops::{CausalTile, KvData};
 use half::f16;
 use std::arch::x86_64::*;
@@ -64,9 +64,14 @@ pub(crate) trait Lanes: Copy {
     unsafe fn round(a: Self) -> Self;
     /// `2^n` for integral `n` in `-126..=127`.
     unsafe fn pow2(n: Self) -> Self;
-    /// Transposes the `N x N` block at `src` (rows `src_stride` apart) into `dst` (rows
-    /// `dst_stride` apart): in-register unpacks and lane shuffles.
-    unsafe fn transpose(src: *const f32, src_stride: usize, dst: *mut f32, dst_stride: usize);
+    /// Transposes the `N x N` block at `src` (rows `src_stride` apart, f32 or f16) into `dst`
+    /// as f32 (rows `dst_stride` apart): in-register unpacks and lane shuffles.
+    unsafe fn transpose<E: Elem>(
+        src: *const E,
+        src_stride: usize,
+        dst: *mut f32,
+        dst_stride: usize,
+    );
 }
 
 impl Lanes for __m256 {
@@ -150,12 +155,17 @@ impl Lanes for __m256 {
         }
     }
     #[inline(always)]
-    unsafe fn transpose(src: *const f32, src_stride: usize, dst: *mut f32, dst_stride: usize) {
+    unsafe fn transpose<E: Elem>(
+        src: *const E,
+        src_stride: usize,
+        dst: *mut f32,
+        dst_stride: usize,
+    ) {
         // SAFETY: as above; the caller passes 8 readable rows of 8 and 8 writable ones.
         unsafe {
             let mut r = [_mm256_setzero_ps(); 8];
             for (i, x) in r.iter_mut().enumerate() {
-                *x = _mm256_loadu_ps(src.add(i * src_stride));
+                *x = E::load::<Self>(src.add(i * src_stride));
             }
             // Within 128-bit lanes, each four rows `4i..4i + 4`: pairs unpacked as floats,
             // then as doubles, leaving `r[4i + s]` with column `4k + s` in lane `k`.
@@ -266,12 +276,17 @@ impl Lanes for __m512 {
         }
     }
     #[inline(always)]
-    unsafe fn transpose(src: *const f32, src_stride: usize, dst: *mut f32, dst_stride: usize) {
+    unsafe fn transpose<E: Elem>(
+        src: *const E,
+        src_stride: usize,
+        dst: *mut f32,
+        dst_stride: usize,
+    ) {
         // SAFETY: as above; the caller passes 16 readable rows of 16 and 16 writable ones.
         unsafe {
             let mut r = [_mm512_setzero_ps(); 16];
             for (i, x) in r.iter_mut().enumerate() {
-                *x = _mm512_loadu_ps(src.add(i * src_stride));
+                *x = E::load::<Self>(src.add(i * src_stride));
             }
             // As for `__m256`: `r[4i + s]` gets column `4k + s` of rows `4i..4i + 4` in
             // 128-bit lane `k`.
@@ -403,6 +418,7 @@ pub(crate) unsafe fn causal<
     const QV: usize,
     const RV: usize,
     const HV: usize,
+    const KB: usize,
 >(
     t: &CausalTile<'_>,
     work: &mut [f32],
@@ -413,16 +429,16 @@ pub(crate) unsafe fn causal<
     unsafe {
         match (t.k.data(), t.v.data()) {
             (KvData::F32(kd), KvData::F32(vd)) => {
-                tile::<L, f32, f32, KR, QV, RV, HV>(t, kd, vd, q, work, out)
+                tile::<L, f32, f32, KR, QV, RV, HV, KB>(t, kd, vd, q, work, out)
             }
             (KvData::F16(kd), KvData::F16(vd)) => {
-                tile::<L, f16, f16, KR, QV, RV, HV>(t, kd, vd, q, work, out)
+                tile::<L, f16, f16, KR, QV, RV, HV, KB>(t, kd, vd, q, work, out)
             }
             (KvData::F32(kd), KvData::F16(vd)) => {
-                tile::<L, f32, f16, KR, QV, RV, HV>(t, kd, vd, q, work, out)
+                tile::<L, f32, f16, KR, QV, RV, HV, KB>(t, kd, vd, q, work, out)
             }
             (KvData::F16(kd), KvData::F32(vd)) => {
-                tile::<L, f16, f32, KR, QV, RV, HV>(t, kd, vd, q, work, out)
+                tile::<L, f16, f32, KR, QV, RV, HV, KB>(t, kd, vd, q, work, out)
             }
         }
     }
@@ -437,6 +453,7 @@ unsafe fn tile<
     const QV: usize,
     const RV: usize,
     const HV: usize,
+    const KB: usize,
 >(
     t: &CausalTile<'_>,
     kd: &[K],
@@ -445,14 +462,18 @@ unsafe fn tile<
     work: &mut [f32],
     out: &mut [f32],
 ) {
-    const { assert!(KR <= CAUSAL_LANES && VALUE_BLOCK * HV * 16 <= CAUSAL_VALUES) };
+    const {
+        assert!(
+            KR <= CAUSAL_LANES && KB <= CAUSAL_KEY_BLOCKS && VALUE_BLOCK * HV * 16 <= CAUSAL_VALUES
+        )
+    };
     let (len, rows) = (t.k.len(), t.k.rows());
     let m = q.len() / len;
     let mp = m.next_multiple_of(CAUSAL_LANES);
     let (s, rest) = work.split_at_mut(rows * mp);
     let (qt, rest) = rest.split_at_mut(len * mp);
-    let (kbuf, rest) = rest.split_at_mut(CAUSAL_LANES * len);
-    let (ktbuf, rest) = rest.split_at_mut(CAUSAL_LANES * len);
+    let (kbuf, rest) = rest.split_at_mut(CAUSAL_KEY_BLOCKS * CAUSAL_LANES * len);
+    let (ktbuf, rest) = rest.split_at_mut(CAUSAL_KEY_BLOCKS * CAUSAL_LANES * len);
     let (inv, rest) = rest.split_at_mut(mp);
     let vbuf = &mut rest[..CAUSAL_VALUES];
 
@@ -462,9 +483,14 @@ unsafe fn tile<
     // Vector accesses stay inside: `mp` is a multiple of `L::N` (16 is), columns go up to
     // `whole <= len`.
     let nv = mp / L::N;
-    let mut j = if 2 * m <= L::N {
-        // SAFETY: see "all blocks below" above; `kbuf` and `ktbuf` hold `L::N` rows of `len`.
-        unsafe { scores_by_key::<L, K>(t, kd, q, mp, kbuf, ktbuf, s) };
+    // Tiles of at most half a vector of query rows (a decoded token's heads): cached rows in
+    // the lanes for the scores, values read straight from the cache (packing them would cost
+    // more than the few query rows that read them).
+    let small = 2 * m <= L::N;
+    let mut j = if small {
+        // SAFETY: see "all blocks below" above; `kbuf` holds `L::N` rows of `len`, `ktbuf`
+        // `KB` blocks of them.
+        unsafe { scores_by_key::<L, K, KB>(t, kd, q, mp, kbuf, ktbuf, s) };
         rows
     } else {
         // The queries transposed, padding rows zero: `qt[d][r] = q[r][d]`.
@@ -516,18 +542,24 @@ unsafe fn tile<
         unsafe {
             let lens = L::load(lens.as_ptr());
             let col = s[u * L::N..].as_mut_ptr();
+            // The row index as a vector counter (exact below 2^24), not converted per row.
+            let one = L::splat(1.0);
             let mut mx = L::splat(f32::NEG_INFINITY);
+            let mut jv = L::zero();
             for j in 0..last {
                 let x = L::load(col.add(j * mp));
-                mx = L::select_lt(L::splat(j as f32), lens, L::max(mx, x), mx);
+                mx = L::select_lt(jv, lens, L::max(mx, x), mx);
+                jv = L::add(jv, one);
             }
             let (zero, floor) = (L::zero(), L::splat(EXP_FLOOR));
             let mut sum = zero;
+            let mut jv = zero;
             for j in 0..last {
                 let p = col.add(j * mp);
                 let x = L::min(L::sub(L::load(p), mx), zero);
                 let e = L::select_lt(x, floor, zero, exp_nonpos(L::max(x, floor)));
-                let e = L::select_lt(L::splat(j as f32), lens, e, zero);
+                let e = L::select_lt(jv, lens, e, zero);
+                jv = L::add(jv, one);
                 sum = L::add(sum, e);
                 e.store(p);
             }
@@ -549,14 +581,17 @@ unsafe fn tile<
         while c < whole {
             let hv = if c + HV * L::N <= whole { HV } else { 1 };
             let width = hv * L::N;
-            // This block's columns `c..c + width`, as f32, packed.
-            for (j, packed) in (j0..j1).zip(vbuf.chunks_exact_mut(width)) {
-                let row = vd[t.v.offset(j) + c..][..width].as_ptr();
-                for h in 0..hv {
-                    // SAFETY: as above; `row` holds `width = hv * L::N` elements.
-                    unsafe {
-                        V::load::<L>(row.add(h * L::N)).store(packed[h * L::N..].as_mut_ptr())
-                    };
+            // This block's columns `c..c + width`: read in place for a small tile, else
+            // packed as f32 once for all its query rows.
+            if !small {
+                for (j, packed) in (j0..j1).zip(vbuf.chunks_exact_mut(width)) {
+                    let row = vd[t.v.offset(j) + c..][..width].as_ptr();
+                    for h in 0..hv {
+                        // SAFETY: as above; `row` holds `width = hv * L::N` elements.
+                        unsafe {
+                            V::load::<L>(row.add(h * L::N)).store(packed[h * L::N..].as_mut_ptr())
+                        };
+                    }
                 }
             }
             let mut r = 0;
@@ -566,14 +601,44 @@ unsafe fn tile<
                 let hi = j1.min(t.seen(r + rv - 1));
                 if hi > j0 {
                     let rows = j0..hi;
-                    // SAFETY: as above; `o` is row `r`, column `c` of `out`, `vbuf` this block's rows.
+                    // SAFETY: as above; `o` is row `r`, column `c` of `out`; the block's
+                    // rows are in the cache's view (`vd` from `offset(j0)`, `stride` apart)
+                    // or packed in `vbuf` (`width` apart).
                     unsafe {
                         let o = out[r * len + c..].as_mut_ptr();
-                        match (rv == RV, hv == HV) {
-                            (true, true) => mix::<L, RV, HV>(vbuf, s, mp, r, rows, len, o),
-                            (true, false) => mix::<L, RV, 1>(vbuf, s, mp, r, rows, len, o),
-                            (false, true) => mix::<L, 1, HV>(vbuf, s, mp, r, rows, len, o),
-                            (false, false) => mix::<L, 1, 1>(vbuf, s, mp, r, rows, len, o),
+                        if small {
+                            let v = vd[t.v.offset(j0) + c..].as_ptr();
+                            let stride = t.v.stride();
+                            match (rv == RV, hv == HV) {
+                                (true, true) => {
+                                    mix::<L, V, RV, HV>(v, stride, s, mp, r, rows, len, o)
+                                }
+                                (true, false) => {
+                                    mix::<L, V, RV, 1>(v, stride, s, mp, r, rows, len, o)
+                                }
+                                (false, true) => {
+                                    mix::<L, V, 1, HV>(v, stride, s, mp, r, rows, len, o)
+                                }
+                                (false, false) => {
+                                    mix::<L, V, 1, 1>(v, stride, s, mp, r, rows, len, o)
+                                }
+                            }
+                        } else {
+                            let v = vbuf.as_ptr();
+                            match (rv == RV, hv == HV) {
+                                (true, true) => {
+                                    mix::<L, f32, RV, HV>(v, width, s, mp, r, rows, len, o)
+                                }
+                                (true, false) => {
+                                    mix::<L, f32, RV, 1>(v, width, s, mp, r, rows, len, o)
+                                }
+                                (false, true) => {
+                                    mix::<L, f32, 1, HV>(v, width, s, mp, r, rows, len, o)
+                                }
+                                (false, false) => {
+                                    mix::<L, f32, 1, 1>(v, width, s, mp, r, rows, len, o)
+                                }
+                            }
                         }
                     }
                 }
@@ -599,13 +664,16 @@ unsafe fn tile<
 
 /// Scores with the cached rows in the lanes, for tiles of at most `L::N / 2` query rows (one
 /// decoded token's heads), where one query row per lane would leave most lanes idle and
-/// broadcast every key element: blocks of `L::N` rows are converted into `kbuf`, transposed
-/// into `kt` (`len x L::N`), and each query row's elements broadcast against them. Each score
-/// is the same FMA chain over the head dimension as in [`scores`], so a query row's scores do
-/// not depend on which path its tile took.
+/// broadcast every key element: blocks of `L::N` rows are transposed in registers straight
+/// from the cache (converted on load) into `kt` (`len x L::N` per block), and each query
+/// row's elements broadcast against `KB` blocks at once (`KB x` rows of independent FMA
+/// chains in flight; one block's chains alone wait on the FMA latency). The last, partial
+/// block goes through `kbuf`, padded with zero rows. Each score is the same FMA chain over
+/// the head dimension as in [`scores`], so a query row's scores do not depend on which path
+/// its tile took.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-unsafe fn scores_by_key<L: Lanes, K: Elem>(
+unsafe fn scores_by_key<L: Lanes, K: Elem, const KB: usize>(
     t: &CausalTile<'_>,
     kd: &[K],
     q: &[f32],
@@ -618,77 +686,125 @@ unsafe fn scores_by_key<L: Lanes, K: Elem>(
     let m = q.len() / len;
     let n = L::N;
     let whole = len / n * n;
-    // SAFETY: the caller's (see `tile`): `kbuf` and `kt` hold `n * len` elements, `s` `rows`
-    // rows of `mp >= m`; transposed blocks stay below `whole <= len`.
+    let stride = t.k.stride();
+    // SAFETY: the caller's (see `tile`): `kbuf` holds `n * len` elements and `kt`
+    // `KB * n * len`, `s` `rows` rows of `mp >= m`; a whole block's `n` rows are inside the
+    // view (`KvRows::new` checked rows `< rows`), transposed columns stay below `whole <= len`.
     unsafe {
         let mut j0 = 0;
         while j0 < rows {
-            let nk = n.min(rows - j0);
-            for (i, dst) in kbuf.chunks_exact_mut(len).take(n).enumerate() {
-                if i < nk {
-                    let p = K::row_f32::<L>(&kd[t.k.offset(j0 + i)..][..len], dst);
-                    if !std::ptr::eq(p, dst.as_ptr()) {
-                        std::ptr::copy_nonoverlapping(p, dst.as_mut_ptr(), len);
+            let blocks = (rows - j0).div_ceil(n).min(KB);
+            for b in 0..blocks {
+                let jb = j0 + b * n;
+                let nk = n.min(rows - jb);
+                let ktb = &mut kt[b * len * n..][..len * n];
+                let mut d = 0;
+                if nk == n {
+                    let src = kd[t.k.offset(jb)..].as_ptr();
+                    while d < whole {
+                        L::transpose::<K>(src.add(d), stride, ktb.as_mut_ptr().add(d * n), n);
+                        d += n;
+                    }
+                    for d in whole..len {
+                        for i in 0..n {
+                            ktb[d * n + i] = kd[t.k.offset(jb + i) + d].to_f32();
+                        }
                     }
                 } else {
-                    dst.fill(0.0);
+                    for (i, dst) in kbuf.chunks_exact_mut(len).take(n).enumerate() {
+                        if i < nk {
+                            let p = K::row_f32::<L>(&kd[t.k.offset(jb + i)..][..len], dst);
+                            if !std::ptr::eq(p, dst.as_ptr()) {
+                                std::ptr::copy_nonoverlapping(p, dst.as_mut_ptr(), len);
+                            }
+                        } else {
+                            dst.fill(0.0);
+                        }
+                    }
+                    while d < whole {
+                        L::transpose::<f32>(
+                            kbuf.as_ptr().add(d),
+                            len,
+                            ktb.as_mut_ptr().add(d * n),
+                            n,
+                        );
+                        d += n;
+                    }
+                    for d in whole..len {
+                        for i in 0..n {
+                            ktb[d * n + i] = kbuf[i * len + d];
+                        }
+                    }
                 }
             }
-            let mut d = 0;
-            while d < whole {
-                L::transpose(kbuf.as_ptr().add(d), len, kt.as_mut_ptr().add(d * n), n);
-                d += n;
-            }
-            for d in whole..len {
-                for i in 0..n {
-                    kt[d * n + i] = kbuf[i * len + d];
-                }
-            }
+            let keys = (rows - j0).min(blocks * n);
             let at = s[j0 * mp..].as_mut_ptr();
             let mut r = 0;
             while r < m {
                 let qr = q[r * len..].as_ptr();
-                if r + 4 <= m {
-                    by_key::<L, 4>(qr, len, kt.as_ptr(), t.scale, nk, mp, at.add(r));
-                    r += 4;
+                let step = if r + 4 <= m { 4 } else { 1 };
+                if blocks == KB {
+                    match step {
+                        4 => by_key::<L, 4, KB>(qr, len, kt.as_ptr(), t.scale, keys, mp, at.add(r)),
+                        _ => by_key::<L, 1, KB>(qr, len, kt.as_ptr(), t.scale, keys, mp, at.add(r)),
+                    }
                 } else {
-                    by_key::<L, 1>(qr, len, kt.as_ptr(), t.scale, nk, mp, at.add(r));
-                    r += 1;
+                    for b in 0..blocks {
+                        let (ktb, keys) = (kt.as_ptr().add(b * len * n), (keys - b * n).min(n));
+                        let at = at.add(b * n * mp + r);
+                        match step {
+                            4 => by_key::<L, 4, 1>(qr, len, ktb, t.scale, keys, mp, at),
+                            _ => by_key::<L, 1, 1>(qr, len, ktb, t.scale, keys, mp, at),
+                        }
+                    }
                 }
+                r += step;
             }
-            j0 += nk;
+            j0 += keys;
         }
     }
 }
 
-/// `R` query rows (from `q`, `len` apart) against a transposed block of keys (`kt`,
-/// `[len][L::N]`), scaled, the first `nk` keys' scores stored down `s` (`mp` apart per key,
-/// the query rows side by side).
+/// `R` query rows (from `q`, `len` apart) against `B` transposed blocks of keys (`kt`,
+/// `[B][len][L::N]`), scaled, the first `keys` keys' scores stored down `s` (`mp` apart per
+/// key, the query rows side by side).
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-unsafe fn by_key<L: Lanes, const R: usize>(
+unsafe fn by_key<L: Lanes, const R: usize, const B: usize>(
     q: *const f32,
     len: usize,
     kt: *const f32,
     scale: f32,
-    nk: usize,
+    keys: usize,
     mp: usize,
     s: *mut f32,
 ) {
     // SAFETY: the caller's (see `scores_by_key`).
     unsafe {
-        let mut acc = [L::zero(); R];
+        let mut acc = [[L::zero(); B]; R];
         for d in 0..len {
-            let kv = L::load(kt.add(d * L::N));
+            let mut kv = [L::zero(); B];
+            for (b, x) in kv.iter_mut().enumerate() {
+                *x = L::load(kt.add((b * len + d) * L::N));
+            }
             for (i, a) in acc.iter_mut().enumerate() {
-                *a = L::fma(kv, L::splat(*q.add(i * len + d)), *a);
+                let qv = L::splat(*q.add(i * len + d));
+                for (x, k) in a.iter_mut().zip(kv) {
+                    *x = L::fma(k, qv, *x);
+                }
             }
         }
         let mut lanes = [0f32; CAUSAL_LANES];
         for (i, a) in acc.iter().enumerate() {
-            L::mul(*a, L::splat(scale)).store(lanes.as_mut_ptr());
-            for (key, &x) in lanes[..nk].iter().enumerate() {
-                *s.add(key * mp + i) = x;
+            for (b, x) in a.iter().enumerate() {
+                L::mul(*x, L::splat(scale)).store(lanes.as_mut_ptr());
+                let first = b * L::N;
+                for (key, &x) in lanes[..keys.saturating_sub(first).min(L::N)]
+                    .iter()
+                    .enumerate()
+                {
+                    *s.add((first + key) * mp + i) = x;
+                }
             }
         }
     }
@@ -731,12 +847,14 @@ unsafe fn scores<L: Lanes, const KR: usize, const QV: usize>(
 }
 
 /// Output rows `r..r + RV`, `HV` vectors of columns at `o` (rows `len` apart): adds the
-/// weighted sum of value rows `rows`, packed in `vbuf` from the block's first row on
-/// (`HV * L::N` each).
+/// weighted sum of value rows `rows` (a range inside one block), read from `v`: the block's
+/// first row's columns, rows `stride` apart (the cache in place, or the block packed as f32).
+/// The conversion from f16 is exact, so both give the same sums.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-unsafe fn mix<L: Lanes, const RV: usize, const HV: usize>(
-    vbuf: &[f32],
+unsafe fn mix<L: Lanes, V: Elem, const RV: usize, const HV: usize>(
+    v: *const V,
+    stride: usize,
     s: &[f32],
     mp: usize,
     r: usize,
@@ -744,11 +862,10 @@ unsafe fn mix<L: Lanes, const RV: usize, const HV: usize>(
     len: usize,
     o: *mut f32,
 ) {
-    // SAFETY: the caller's (see `tile`): `vbuf` holds the rows of the block up to
-    // `rows.end`, `HV * L::N` elements each.
+    // SAFETY: the caller's (see `tile`): `v` holds the rows of the block up to `rows.end`,
+    // `HV * L::N` elements each from its start.
     unsafe {
         let sp = s.as_ptr().add(r);
-        let width = HV * L::N;
         let first = rows.start / VALUE_BLOCK * VALUE_BLOCK;
         let mut acc = [[L::zero(); HV]; RV];
         for (i, a) in acc.iter_mut().enumerate() {
@@ -757,10 +874,10 @@ unsafe fn mix<L: Lanes, const RV: usize, const HV: usize>(
             }
         }
         for j in rows {
-            let row = vbuf[(j - first) * width..][..width].as_ptr();
+            let row = v.add((j - first) * stride);
             let mut vv = [L::zero(); HV];
             for (h, x) in vv.iter_mut().enumerate() {
-                *x = L::load(row.add(h * L::N));
+                *x = V::load::<L>(row.add(h * L::N));
             }
             let w = sp.add(j * mp);
             for (i, a) in acc.iter_mut().enumerate() {

@@ -11,7 +11,8 @@ use std::arch::x86_64::__m256;
 pub(crate) const ID: KernelId = "kv/avx2";
 
 /// Causal attention of a tile of tokens: 4 cached rows x 2 vectors of query rows for the
-/// scores, 4 query rows x 2 vectors of columns for the values (11 of the 16 registers).
+/// scores, 4 query rows x 2 vectors of columns for the values (11 of the 16 registers); a
+/// decoded token's scores take 2 blocks of 8 cached rows at once (8 accumulators).
 ///
 /// # Safety
 /// The CPU must have AVX2, FMA and F16C.
@@ -23,7 +24,7 @@ pub(crate) unsafe fn kv_causal(
 ) -> KernelId {
     check_causal(tile, work, out);
     // SAFETY: the features are enabled on this function; the shapes were checked.
-    unsafe { causal::<__m256, 4, 2, 4, 2>(tile, work, out) };
+    unsafe { causal::<__m256, 4, 2, 4, 2, 2>(tile, work, out) };
     ID
 }
 

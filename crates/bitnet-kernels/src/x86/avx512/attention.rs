@@ -11,7 +11,8 @@ pub(crate) const CAUSAL_ID: KernelId = "kv/avx512vnni";
 
 /// Causal attention of a tile of tokens: 4 cached rows x 4 vectors of query rows for the
 /// scores (64 query rows: a 16-token tile of the 2B4T shape's four heads per KV head), 4
-/// query rows x 4 vectors of columns for the values (21 of the 32 registers).
+/// query rows x 4 vectors of columns for the values (21 of the 32 registers); a decoded
+/// token's scores take 4 blocks of 16 cached rows at once (16 accumulators).
 ///
 /// # Safety
 /// The CPU must have AVX-512F, AVX2, FMA and F16C.
@@ -23,7 +24,7 @@ pub(crate) unsafe fn kv_causal(
 ) -> KernelId {
     check_causal(tile, work, out);
     // SAFETY: the features are enabled on this function; the shapes were checked.
-    unsafe { causal::<__m512, 4, 4, 4, 4>(tile, work, out) };
+    unsafe { causal::<__m512, 4, 4, 4, 4, 4>(tile, work, out) };
     CAUSAL_ID
 }
 

@@ -12,12 +12,13 @@
 //!   f32 once, and `KR` rows times `QV` vectors of query rows accumulate in registers over
 //!   the head dimension, one broadcast key element per FMA row (no horizontal sums). Tiles
 //!   of at most half a vector of query rows (a decoded token's heads) put cached rows in the
-//!   lanes instead ([`scores_by_key`]): blocks of rows transposed in registers, each query
-//!   element broadcast.
+//!   lanes instead ([`scores_by_key`]): blocks of rows transposed in registers straight from
+//!   the cache, several blocks at once, each query element broadcast.
 //! - Softmax down each column (one query row per lane, so it vectorises across rows), with
 //!   the causal mask per lane and a polynomial `exp` ([`exp_nonpos`]).
 //! - Values, `O[r] = sum_j S[j][r] v_j / sum_j S[j][r]`: `RV` query rows times `HV` vectors
-//!   of columns in registers while the rows pass.
+//!   of columns in registers while the rows pass (blocks of rows packed as f32 first, except
+//!   for small tiles, which read the cache in place).
 //!
 //! Every output element is one fixed chain of operations whatever the tile: a score is an FMA
 //! chain over the head dimension from zero (on either score path), a softmax sum runs over

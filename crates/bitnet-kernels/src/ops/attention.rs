@@ -175,11 +175,11 @@ pub(crate) const CAUSAL_KEY_BLOCKS: usize = 4;
 
 /// Elements of `work` that [`AttentionOps::kv_causal`] needs for `m` query rows (tokens
 /// times heads) of `len` elements over `rows` cached rows, on any backend: the scores
-/// (`rows x m`, padded), the queries transposed (`len x m`), blocks of keys converted and
-/// transposed, one sum per query row, a block of values.
+/// (`rows x m`, padded), the queries transposed (`len x m`), a block of keys converted,
+/// blocks of keys transposed, one sum per query row, a block of values.
 pub fn causal_work_len(rows: usize, m: usize, len: usize) -> usize {
     let mp = m.next_multiple_of(CAUSAL_LANES);
-    rows * mp + len * mp + 2 * CAUSAL_KEY_BLOCKS * CAUSAL_LANES * len + mp + CAUSAL_VALUES
+    rows * mp + len * mp + (1 + CAUSAL_KEY_BLOCKS) * CAUSAL_LANES * len + mp + CAUSAL_VALUES
 }
 
 /// The checks of [`AttentionOps::kv_causal`]; returns the number of tokens.

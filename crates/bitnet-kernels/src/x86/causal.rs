@@ -473,7 +473,7 @@ unsafe fn tile<
     let mp = m.next_multiple_of(CAUSAL_LANES);
     let (s, rest) = work.split_at_mut(rows * mp);
     let (qt, rest) = rest.split_at_mut(len * mp);
-    let (kbuf, rest) = rest.split_at_mut(CAUSAL_KEY_BLOCKS * CAUSAL_LANES * len);
+    let (kbuf, rest) = rest.split_at_mut(CAUSAL_LANES * len);
     let (ktbuf, rest) = rest.split_at_mut(CAUSAL_KEY_BLOCKS * CAUSAL_LANES * len);
     let (inv, rest) = rest.split_at_mut(mp);
     let vbuf = &mut rest[..CAUSAL_VALUES];

@@ -46,10 +46,10 @@ enum Cache {
 }
 
 impl Cache {
-    fn new(f16: bool, rows: usize, copies: usize) -> Self {
+    fn new(half: bool, rows: usize, copies: usize) -> Self {
         let n = rows * HEAD_DIM * copies;
         let val = |i: usize, s: usize| ((i * s) % 2001) as f32 / 1000.0 - 1.0;
-        if f16 {
+        if half {
             Cache::F16(
                 (0..n).map(|i| f16::from_f32(val(i, 7919))).collect(),
                 (0..n).map(|i| f16::from_f32(val(i, 104_729))).collect(),
@@ -89,9 +89,9 @@ fn decode(c: &mut Criterion) {
     let mut out = vec![0f32; q.len()];
     for &rows in positions {
         let mut work = vec![0f32; causal_work_len(rows, GROUP, HEAD_DIM)];
-        for f16 in [true, false] {
-            let ty = if f16 { "f16" } else { "f32" };
-            let bytes = 2 * rows * HEAD_DIM * if f16 { 2 } else { 4 };
+        for half in [true, false] {
+            let ty = if half { "f16" } else { "f32" };
+            let bytes = 2 * rows * HEAD_DIM * if half { 2 } else { 4 };
             let cold = if benchmarking() {
                 cold_bytes().div_ceil(bytes)
             } else {
@@ -101,7 +101,7 @@ fn decode(c: &mut Criterion) {
                 c.benchmark_group(format!("kv_causal_decode_{ty}_{rows}x{HEAD_DIM}_g{GROUP}"));
             g.sample_size(10);
             g.throughput(Throughput::Bytes(bytes as u64));
-            let cache = Cache::new(f16, rows, cold);
+            let cache = Cache::new(half, rows, cold);
             for ops in available() {
                 let k = Kernels::with_backend(ops, 1);
                 for (set, copies) in [("hot", 1), ("cold", cold)] {

@@ -169,8 +169,9 @@ pub(crate) const CAUSAL_LANES: usize = 16;
 /// f32 elements of a block of values a SIMD backend converts and packs in `work`.
 pub(crate) const CAUSAL_VALUES: usize = 64 * 64;
 
-/// Blocks of [`CAUSAL_LANES`] cached rows a SIMD backend's decode path transposes at once
-/// (their scores are independent FMA chains, so more blocks keep more FMAs in flight).
+/// Most blocks of [`CAUSAL_LANES`] cached rows a SIMD backend's decode path transposes at
+/// once (their scores are independent FMA chains, so more blocks keep more FMAs in flight;
+/// AVX-512 takes 4, AVX2 2 blocks of 8).
 pub(crate) const CAUSAL_KEY_BLOCKS: usize = 4;
 
 /// Elements of `work` that [`AttentionOps::kv_causal`] needs for `m` query rows (tokens

@@ -608,38 +608,11 @@ unsafe fn tile<
                     unsafe {
                         let o = out[r * len + c..].as_mut_ptr();
                         if small {
-                            let v = vd[t.v.offset(j0) + c..].as_ptr();
-                            let stride = t.v.stride();
-                            match (rv == RV, hv == HV) {
-                                (true, true) => {
-                                    mix::<L, V, RV, HV>(v, stride, s, mp, r, rows, len, o)
-                                }
-                                (true, false) => {
-                                    mix::<L, V, RV, 1>(v, stride, s, mp, r, rows, len, o)
-                                }
-                                (false, true) => {
-                                    mix::<L, V, 1, HV>(v, stride, s, mp, r, rows, len, o)
-                                }
-                                (false, false) => {
-                                    mix::<L, V, 1, 1>(v, stride, s, mp, r, rows, len, o)
-                                }
-                            }
+                            let (v, stride) = (vd[t.v.offset(j0) + c..].as_ptr(), t.v.stride());
+                            mix_block::<L, V, RV, HV>(rv, hv, v, stride, s, mp, r, rows, len, o);
                         } else {
                             let v = vbuf.as_ptr();
-                            match (rv == RV, hv == HV) {
-                                (true, true) => {
-                                    mix::<L, f32, RV, HV>(v, width, s, mp, r, rows, len, o)
-                                }
-                                (true, false) => {
-                                    mix::<L, f32, RV, 1>(v, width, s, mp, r, rows, len, o)
-                                }
-                                (false, true) => {
-                                    mix::<L, f32, 1, HV>(v, width, s, mp, r, rows, len, o)
-                                }
-                                (false, false) => {
-                                    mix::<L, f32, 1, 1>(v, width, s, mp, r, rows, len, o)
-                                }
-                            }
+                            mix_block::<L, f32, RV, HV>(rv, hv, v, width, s, mp, r, rows, len, o);
                         }
                     }
                 }
@@ -843,6 +816,33 @@ unsafe fn scores<L: Lanes, const KR: usize, const QV: usize>(
             for (u, x) in a.iter().enumerate() {
                 L::mul(*x, sc).store(out.add(i * mp + u * L::N));
             }
+        }
+    }
+}
+
+/// [`mix`] for `rv` query rows and `hv` vectors of columns: the full `RV x HV` register block,
+/// or single rows or vectors at the edges of the tile.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+unsafe fn mix_block<L: Lanes, V: Elem, const RV: usize, const HV: usize>(
+    rv: usize,
+    hv: usize,
+    v: *const V,
+    stride: usize,
+    s: &[f32],
+    mp: usize,
+    r: usize,
+    rows: Range<usize>,
+    len: usize,
+    o: *mut f32,
+) {
+    // SAFETY: the caller's (see `mix`).
+    unsafe {
+        match (rv == RV, hv == HV) {
+            (true, true) => mix::<L, V, RV, HV>(v, stride, s, mp, r, rows, len, o),
+            (true, false) => mix::<L, V, RV, 1>(v, stride, s, mp, r, rows, len, o),
+            (false, true) => mix::<L, V, 1, HV>(v, stride, s, mp, r, rows, len, o),
+            (false, false) => mix::<L, V, 1, 1>(v, stride, s, mp, r, rows, len, o),
         }
     }
 }

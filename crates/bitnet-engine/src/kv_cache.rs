@@ -2,14 +2,17 @@
 //! never allocates. Stored as f32 (exact) or f16 (half the memory; what bitnet.cpp does by
 //! default).
 //!
-//! Laid out head-major, `[layer][kv_head][position][head_dim]`: attention reads one KV head's
-//! rows for every cached position, so each (layer, head) is one contiguous stream the
-//! hardware prefetchers follow. (Position-major rows, `[layer][position][kv_dim]`, made that
-//! read 256 of each 1280 bytes in the 2B4T shape with an f16 cache; the layout alone took
-//! decoding at 2048 positions from 14.7-15.2 to 15.4-15.7 tokens/s on two threads, see
-//! docs/performance.md.)
+//! Laid out head-major: attention reads one KV head's rows for every cached position, so each
+//! (layer, head) is one contiguous stream the hardware prefetchers follow. (Position-major
+//! rows, `[layer][position][kv_dim]`, made that read 256 of each 1280 bytes in the 2B4T shape
+//! with an f16 cache; the layout alone took decoding at 2048 positions from 14.7-15.2 to
+//! 15.4-15.7 tokens/s on two threads, see docs/performance.md.) Values are rows,
+//! `[layer][kv_head][position][head_dim]`; keys are blocks of [`KEY_BLOCK`] positions stored
+//! transposed, `[layer][kv_head][block][head_dim][KEY_BLOCK]` ([`KvKeys`]), so that decoding
+//! loads a vector of positions' key element at once instead of transposing rows (each head's
+//! positions rounded up to whole blocks).
 
-use bitnet_kernels::{KvData, KvRows};
+use bitnet_kernels::{KEY_BLOCK, KvData, KvKeys, KvRows};
 use half::f16;
 use half::slice::HalfFloatSliceExt;
 
@@ -38,15 +41,40 @@ enum Store {
     F16(Vec<f16>),
 }
 
+impl Store {
+    fn new(ty: KvType, len: usize) -> Self {
+        match ty {
+            KvType::F32 => Store::F32(vec![0.0; len]),
+            KvType::F16 => Store::F16(vec![f16::ZERO; len]),
+        }
+    }
+
+    fn bytes(&self) -> usize {
+        match self {
+            Store::F32(s) => s.len() * 4,
+            Store::F16(s) => s.len() * 2,
+        }
+    }
+
+    /// Elements `range` as the kernels' view of them.
+    fn view(&self, range: std::ops::Range<usize>) -> KvData<'_> {
+        match self {
+            Store::F32(s) => KvData::F32(&s[range]),
+            Store::F16(s) => KvData::F16(&s[range]),
+        }
+    }
+}
+
 /// Keys and values of every layer for `capacity` positions, `kv_heads` heads of `head_dim`
 /// floats each.
 pub struct KvCache {
     capacity: usize,
     kv_heads: usize,
     head_dim: usize,
-    n_layers: usize,
     keys: Store,
     values: Store,
+    /// One head's key converted to f16 before it is scattered into its block.
+    halves: Vec<f16>,
 }
 
 impl KvCache {
@@ -58,18 +86,15 @@ impl KvCache {
         head_dim: usize,
         ty: KvType,
     ) -> Self {
-        let len = n_layers * kv_heads * capacity * head_dim;
-        let make = || match ty {
-            KvType::F32 => Store::F32(vec![0.0; len]),
-            KvType::F16 => Store::F16(vec![f16::ZERO; len]),
-        };
+        let heads = n_layers * kv_heads;
+        let key_head = capacity.next_multiple_of(KEY_BLOCK) * head_dim;
         Self {
             capacity,
             kv_heads,
             head_dim,
-            n_layers,
-            keys: make(),
-            values: make(),
+            keys: Store::new(ty, heads * key_head),
+            values: Store::new(ty, heads * capacity * head_dim),
+            halves: vec![f16::ZERO; head_dim],
         }
     }
 
@@ -80,16 +105,17 @@ impl KvCache {
 
     /// Bytes allocated for keys and values.
     pub fn size_bytes(&self) -> usize {
-        let ty = match self.keys {
-            Store::F32(_) => KvType::F32,
-            Store::F16(_) => KvType::F16,
-        };
-        2 * self.n_layers * self.kv_heads * self.capacity * self.head_dim * ty.element_bytes()
+        self.keys.bytes() + self.values.bytes()
     }
 
-    /// Element offset of position `pos` of KV head `head` in `layer`.
-    fn offset(&self, layer: usize, head: usize, pos: usize) -> usize {
+    /// Element offset of position `pos` of KV head `head` in `layer`'s values.
+    fn value_offset(&self, layer: usize, head: usize, pos: usize) -> usize {
         ((layer * self.kv_heads + head) * self.capacity + pos) * self.head_dim
+    }
+
+    /// Element offset of KV head `head` in `layer`'s keys (whole blocks per head).
+    fn key_offset(&self, layer: usize, head: usize) -> usize {
+        (layer * self.kv_heads + head) * self.capacity.next_multiple_of(KEY_BLOCK) * self.head_dim
     }
 
     /// Stores the key and value of `pos` in `layer` (`kv_heads * head_dim` floats each, the
@@ -103,13 +129,31 @@ impl KvCache {
             v.len(),
             self.kv_heads
         );
+        assert!(
+            pos < self.capacity,
+            "KvCache::store: position {pos} of {}",
+            self.capacity
+        );
         for head in 0..self.kv_heads {
-            let o = self.offset(layer, head, pos);
             let cols = head * d..(head + 1) * d;
-            for (store, src) in [(&mut self.keys, k), (&mut self.values, v)] {
-                match store {
-                    Store::F32(s) => s[o..o + d].copy_from_slice(&src[cols.clone()]),
-                    Store::F16(s) => s[o..o + d].convert_from_f32_slice(&src[cols.clone()]),
+            let o = self.value_offset(layer, head, pos);
+            match &mut self.values {
+                Store::F32(s) => s[o..o + d].copy_from_slice(&v[cols.clone()]),
+                Store::F16(s) => s[o..o + d].convert_from_f32_slice(&v[cols.clone()]),
+            }
+            // The key's elements go `KEY_BLOCK` apart down its block.
+            let o = self.key_offset(layer, head) + KvKeys::index(d, pos, 0);
+            match &mut self.keys {
+                Store::F32(s) => {
+                    for (x, &y) in s[o..].iter_mut().step_by(KEY_BLOCK).zip(&k[cols]) {
+                        *x = y;
+                    }
+                }
+                Store::F16(s) => {
+                    self.halves.convert_from_f32_slice(&k[cols]);
+                    for (x, &y) in s[o..].iter_mut().step_by(KEY_BLOCK).zip(&self.halves) {
+                        *x = y;
+                    }
                 }
             }
         }
@@ -117,29 +161,27 @@ impl KvCache {
 
     /// Keys of positions `0..rows` of KV head `head` in `layer`, for the kernels' attention
     /// passes.
-    pub fn keys(&self, layer: usize, head: usize, rows: usize) -> KvRows<'_> {
-        self.rows(&self.keys, layer, head, rows)
+    pub fn keys(&self, layer: usize, head: usize, rows: usize) -> KvKeys<'_> {
+        self.check(head, rows);
+        let range = self.key_offset(layer, head)..self.key_offset(layer, head + 1);
+        KvKeys::new(self.keys.view(range), self.head_dim, rows)
     }
 
     /// Values of positions `0..rows` of KV head `head` in `layer`.
     pub fn values(&self, layer: usize, head: usize, rows: usize) -> KvRows<'_> {
-        self.rows(&self.values, layer, head, rows)
+        self.check(head, rows);
+        let range = self.value_offset(layer, head, 0)..self.value_offset(layer, head + 1, 0);
+        let d = self.head_dim;
+        KvRows::new(self.values.view(range), d, 0, d, rows)
     }
 
-    fn rows<'a>(&self, store: &'a Store, layer: usize, head: usize, rows: usize) -> KvRows<'a> {
+    fn check(&self, head: usize, rows: usize) {
         assert!(
             rows <= self.capacity && head < self.kv_heads,
             "{rows} positions of KV head {head}: the cache holds {} of {} heads",
             self.capacity,
             self.kv_heads
         );
-        let range = self.offset(layer, head, 0)..self.offset(layer, head + 1, 0);
-        let data = match store {
-            Store::F32(s) => KvData::F32(&s[range]),
-            Store::F16(s) => KvData::F16(&s[range]),
-        };
-        let d = self.head_dim;
-        KvRows::new(data, d, 0, d, rows)
     }
 }
 
@@ -147,14 +189,16 @@ impl KvCache {
 mod tests {
     use super::*;
 
-    /// Stored rows read back through the kernels' view: f32 exactly, f16 rounded once.
+    /// Stored rows read back through the kernels' views (keys in transposed blocks): f32
+    /// exactly, f16 rounded once.
     #[test]
     fn rows_view_the_stored_positions() {
         for ty in [KvType::F32, KvType::F16] {
-            // Two layers, three positions, two KV heads of two.
-            let mut cache = KvCache::new(2, 3, 2, 2, ty);
+            // Two layers, 20 positions (a whole key block and part of the next), two KV heads
+            // of two.
+            let mut cache = KvCache::new(2, 20, 2, 2, ty);
             for layer in 0..2 {
-                for pos in 0..3 {
+                for pos in 0..20 {
                     let k: Vec<f32> = (0..4)
                         .map(|i| (layer * 100 + pos * 10 + i) as f32 + 0.1)
                         .collect();
@@ -166,27 +210,25 @@ mod tests {
                 KvType::F32 => x,
                 KvType::F16 => f16::from_f32(x).to_f32(),
             };
-            // Element `c` of row `j` of a view, as the kernels read it.
-            let at = |rows: &bitnet_kernels::KvRows<'_>, j: usize, c: usize| {
-                let o = rows.offset(j) + c;
-                match rows.data() {
-                    bitnet_kernels::KvData::F32(d) => d[o],
-                    bitnet_kernels::KvData::F16(d) => d[o].to_f32(),
-                }
+            // Element `o` of a view, as the kernels read it.
+            let at = |data: KvData<'_>, o: usize| match data {
+                KvData::F32(d) => d[o],
+                KvData::F16(d) => d[o].to_f32(),
             };
             // KV head 1 of layer 1's keys: columns 2..4 of every stored row.
-            let keys = cache.keys(1, 1, 3);
+            let keys = cache.keys(1, 1, 20);
             assert_eq!(keys.len(), 2);
-            for pos in 0..3 {
+            for pos in 0..20 {
                 for c in 0..2 {
                     let want = round((100 + pos * 10 + 2 + c) as f32 + 0.1);
-                    assert_eq!(at(&keys, pos, c), want);
+                    assert_eq!(at(keys.data(), KvKeys::index(2, pos, c)), want);
                 }
             }
             let values = cache.values(0, 0, 2);
             for pos in 0..2 {
                 for c in 0..2 {
-                    assert_eq!(at(&values, pos, c), round(-((pos * 10 + c) as f32 + 0.1)));
+                    let want = round(-((pos * 10 + c) as f32 + 0.1));
+                    assert_eq!(at(values.data(), values.offset(pos) + c), want);
                 }
             }
         }

@@ -17,7 +17,7 @@
 // `criterion_group!` defines a public function it cannot document.
 #![allow(missing_docs)]
 
-use bitnet_kernels::{Kernels, KvData, KvRows, available, causal_work_len};
+use bitnet_kernels::{Kernels, KvData, KvKeys, KvRows, available, causal_work_len};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use half::f16;
 use std::hint::black_box;
@@ -62,15 +62,15 @@ impl Cache {
         }
     }
 
-    /// Keys and values of copy `i`, `rows` positions.
-    fn head(&self, i: usize, rows: usize) -> (KvRows<'_>, KvRows<'_>) {
+    /// Keys and values of copy `i`, `rows` positions (a multiple of the key block).
+    fn head(&self, i: usize, rows: usize) -> (KvKeys<'_>, KvRows<'_>) {
         let r = i * rows * HEAD_DIM..(i + 1) * rows * HEAD_DIM;
         let (k, v) = match self {
             Cache::F32(k, v) => (KvData::F32(&k[r.clone()]), KvData::F32(&v[r])),
             Cache::F16(k, v) => (KvData::F16(&k[r.clone()]), KvData::F16(&v[r])),
         };
         (
-            KvRows::new(k, HEAD_DIM, 0, HEAD_DIM, rows),
+            KvKeys::new(k, HEAD_DIM, rows),
             KvRows::new(v, HEAD_DIM, 0, HEAD_DIM, rows),
         )
     }

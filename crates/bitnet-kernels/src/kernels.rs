@@ -14,7 +14,7 @@ use crate::backend::{Backend, OpKind};
 use crate::dispatch::detect;
 use crate::error::{ShapeError, check_len};
 use crate::ops::{
-    CausalTile, DenseMatmul, KernelId, KvRows, Q8Matmul, TernaryF32Matmul, TernaryMatmul,
+    CausalTile, DenseMatmul, KernelId, KvKeys, KvRows, Q8Matmul, TernaryF32Matmul, TernaryMatmul,
 };
 use crate::packed::{OutRows, PackedLayout, PackedTernary};
 use crate::parts::{Part, PartsMut};
@@ -432,7 +432,7 @@ impl Kernels {
     #[allow(clippy::too_many_arguments)]
     pub fn kv_causal(
         &self,
-        k: &KvRows<'_>,
+        k: &KvKeys<'_>,
         v: &KvRows<'_>,
         q: &[f32],
         g: usize,

@@ -53,8 +53,9 @@ pub use dispatch::{available, by_id, cpu_features, detect, known_ids};
 pub use error::ShapeError;
 pub use kernels::Kernels;
 pub use ops::{
-    ActQuantOps, AttentionOps, CausalTile, DenseMatmul, DenseOps, EXP_FLOOR, KernelId, KvData,
-    KvRows, Q8Matmul, TernaryF32Matmul, TernaryMatmul, TernaryMatmulOps, causal_work_len, softmax,
+    ActQuantOps, AttentionOps, CausalTile, DenseMatmul, DenseOps, EXP_FLOOR, KEY_BLOCK, KernelId,
+    KvData, KvKeys, KvRows, Q8Matmul, TernaryF32Matmul, TernaryMatmul, TernaryMatmulOps,
+    causal_work_len, softmax,
 };
 pub use packed::{OutRows, PackedLayout, PackedTernary};
 pub use parts::{Part, PartsMut};

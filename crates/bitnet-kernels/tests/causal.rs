@@ -1,13 +1,14 @@
 //! A prompt tile's causal attention ([`Kernels::kv_causal`]) of every ISA on this CPU against
-//! an f64 computation on the stored values, for f32 and f16 caches, strided rows and head
-//! offsets, 1 to 6 query heads per KV head, tiles of 1 to 20 tokens and row counts, lengths
+//! an f64 computation on the stored values, for f32 and f16 caches (keys in transposed
+//! blocks, the storage past the last row filled with other values; value rows strided and
+//! offset), 1 to 6 query heads per KV head, tiles of 1 to 20 tokens and row counts, lengths
 //! and query-row counts around the kernels' 4-row, 8/16-lane and 64-row steps; and each
 //! output row equal bit for bit whatever tile it was computed in (the engine cuts prompts
 //! into tiles by thread, and logits must not depend on the thread count).
 
 mod common;
 
-use bitnet_kernels::{Kernels, KvData, KvRows, available, causal_work_len};
+use bitnet_kernels::{Kernels, KvData, KvKeys, KvRows, available, causal_work_len};
 use common::Rng;
 use half::f16;
 use proptest::prelude::*;
@@ -57,11 +58,26 @@ impl Case {
     }
 }
 
+impl Case {
+    /// The case's keys (rows `stride` apart from `start`) as the cache stores them, in
+    /// transposed blocks; the rest of the last block holds `pad`.
+    fn blocked<T: Copy>(&self, rows: &[T], pad: T) -> Vec<T> {
+        let len = self.len;
+        let mut out = vec![pad; KvKeys::storage_len(len, self.rows).unwrap()];
+        for j in 0..self.rows {
+            for c in 0..len {
+                out[KvKeys::index(len, j, c)] = rows[j * self.stride + self.start + c];
+            }
+        }
+        out
+    }
+}
+
 /// Output of `k.kv_causal` for tokens `t0..t1` of the case (`t1 - 1` seeing `rows - (tokens - t1)`).
 fn run(k: &Kernels, c: &Case, kd: KvData<'_>, vd: KvData<'_>, t0: usize, t1: usize) -> Vec<f32> {
     let head = c.g * c.len;
     let rows = c.rows - (c.tokens - t1);
-    let kr = KvRows::new(kd, c.stride, c.start, c.len, rows);
+    let kr = KvKeys::new(kd, c.len, rows);
     let vr = KvRows::new(vd, c.stride, c.start, c.len, rows);
     let m = (t1 - t0) * c.g;
     let mut work = vec![f32::NAN; causal_work_len(rows, m, c.len)];
@@ -82,26 +98,31 @@ fn check(c: &Case, split: usize) {
     let f16k: Vec<f16> = c.keys.iter().map(|&x| f16::from_f32(x)).collect();
     let f16v: Vec<f16> = c.values.iter().map(|&x| f16::from_f32(x)).collect();
     let back = |h: &[f16]| h.iter().map(|x| x.to_f32()).collect::<Vec<_>>();
+    // Positions past the tile's rows are never seen: whatever the storage holds there.
+    let (k32, k16) = (
+        c.blocked(&c.keys, 1e4),
+        c.blocked(&f16k, f16::from_f32(-1e4)),
+    );
     for ops in available() {
         let k = Kernels::with_backend(ops, 1);
         for (name, kd, vd, ks, vs) in [
             (
                 "f32",
-                KvData::F32(&c.keys),
+                KvData::F32(&k32),
                 KvData::F32(&c.values),
                 c.keys.clone(),
                 c.values.clone(),
             ),
             (
                 "f16",
-                KvData::F16(&f16k),
+                KvData::F16(&k16),
                 KvData::F16(&f16v),
                 back(&f16k),
                 back(&f16v),
             ),
             (
                 "f32/f16",
-                KvData::F32(&c.keys),
+                KvData::F32(&k32),
                 KvData::F16(&f16v),
                 c.keys.clone(),
                 back(&f16v),
@@ -188,11 +209,11 @@ proptest! {
 
 #[test]
 fn head_shapes() {
-    // The 2B4T KV head (128 of a 640-wide row, four query heads) with a 16-token tile deep in
-    // a prompt; a first tile (the last token sees exactly the tile); odd sizes; a decoded
-    // token (a tile of one token: cached rows in the lanes, several blocks of them at once,
-    // a partial last pass and block, values read in place) deep in a strided cache and in a
-    // contiguous one.
+    // The 2B4T KV head (head dim 128, four query heads; values 128 of a 640-wide row) with a
+    // 16-token tile deep in a prompt; a first tile (the last token sees exactly the tile); odd
+    // sizes; a decoded token (a tile of one token: cached rows in the lanes, several vectors
+    // of them at once, a partial last pass and block, values read in place) deep in a strided
+    // cache and in a contiguous one.
     for &(rows, len, extra, start_frac, g, tokens, split) in &[
         (300, 128, 512, 255, 4, 16, 5),
         (300, 128, 512, 255, 4, 16, 15),
@@ -218,19 +239,21 @@ fn head_shapes() {
 #[test]
 #[should_panic(expected = "kv_causal: 3 tokens need at least as many cached rows, not 2")]
 fn more_tokens_than_rows_are_refused() {
-    let data = [0f32; 8];
+    let data = [0f32; 64];
+    let keys = KvKeys::new(KvData::F32(&data), 4, 2);
     let rows = KvRows::new(KvData::F32(&data), 4, 0, 4, 2);
     let mut work = vec![0f32; causal_work_len(2, 3, 4)];
-    Kernels::new(1).kv_causal(&rows, &rows, &[0.0; 12], 1, 1.0, &mut work, &mut [0.0; 12]);
+    Kernels::new(1).kv_causal(&keys, &rows, &[0.0; 12], 1, 1.0, &mut work, &mut [0.0; 12]);
 }
 
 #[test]
 #[should_panic(expected = "kv_causal: work of 10 <")]
 fn short_work_is_refused() {
-    let data = [0f32; 8];
+    let data = [0f32; 64];
+    let keys = KvKeys::new(KvData::F32(&data), 4, 2);
     let rows = KvRows::new(KvData::F32(&data), 4, 0, 4, 2);
     Kernels::new(1).kv_causal(
-        &rows,
+        &keys,
         &rows,
         &[0.0; 4],
         1,
@@ -245,4 +268,11 @@ fn short_work_is_refused() {
 fn rows_beyond_the_data_are_refused() {
     let data = [0f32; 10];
     let _ = KvRows::new(KvData::F32(&data), 4, 0, 4, 3);
+}
+
+#[test]
+#[should_panic(expected = "3 positions of 4 need whole blocks of 16, not 63 elements")]
+fn keys_without_a_whole_last_block_are_refused() {
+    let data = [0f32; 63];
+    let _ = KvKeys::new(KvData::F32(&data), 4, 3);
 }

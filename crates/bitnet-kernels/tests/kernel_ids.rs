@@ -3,9 +3,9 @@
 //! the known fallbacks (ops a backend has no SIMD version of) are named as fallbacks.
 
 use bitnet_kernels::{
-    Backend, CausalTile, DenseMatmul, Kernels, KvData, KvRows, OpKind, OutRows, Q8Activations,
-    Q8Matmul, Q8Matrix, ShapeError, TernaryF32Matmul, TernaryMatmul, TernaryWeights, available,
-    by_id, causal_work_len,
+    Backend, CausalTile, DenseMatmul, Kernels, KvData, KvKeys, KvRows, OpKind, OutRows,
+    Q8Activations, Q8Matmul, Q8Matrix, ShapeError, TernaryF32Matmul, TernaryMatmul, TernaryWeights,
+    available, by_id, causal_work_len,
 };
 use half::f16;
 
@@ -60,9 +60,11 @@ fn ran(b: &'static dyn Backend, d: &Data) -> Vec<(OpKind, &'static str)> {
     let mut act = Q8Activations::new(1, COLS);
     act.quantize(&d.x, 1);
     let q8 = b.q8_rows(&Q8Matmul::new(&d.q8, &act).unwrap(), &mut out);
+    let keys = vec![0f32; KvKeys::storage_len(COLS, ROWS).unwrap()];
+    let keys = KvKeys::new(KvData::F32(&keys), COLS, ROWS);
     let kv = KvRows::new(KvData::F32(&d.wf32), COLS, 0, COLS, ROWS);
     let mut work = vec![0f32; causal_work_len(ROWS, 1, COLS)];
-    let tile = CausalTile::new(kv, kv, &d.x, 1, 1.0);
+    let tile = CausalTile::new(keys, kv, &d.x, 1, 1.0);
     let kv_causal = b.kv_causal(&tile, &mut work, &mut vec![0f32; COLS]);
     vec![
         (OpKind::Quantize, quantize),
@@ -88,9 +90,11 @@ fn dispatch_each_op_once(k: &Kernels, d: &Data) {
     k.f32_matmul(&d.wf32, ROWS, COLS, &d.x, 1, &mut y);
     let mut act = Q8Activations::new(1, COLS);
     k.q8_matmul(&d.q8, &d.x, 1, &mut act, &mut y);
+    let keys = vec![0f32; KvKeys::storage_len(COLS, ROWS).unwrap()];
+    let keys = KvKeys::new(KvData::F32(&keys), COLS, ROWS);
     let kv = KvRows::new(KvData::F32(&d.wf32), COLS, 0, COLS, ROWS);
     let mut work = vec![0f32; causal_work_len(ROWS, 1, COLS)];
-    k.kv_causal(&kv, &kv, &d.x, 1, 1.0, &mut work, &mut vec![0f32; COLS]);
+    k.kv_causal(&keys, &kv, &d.x, 1, 1.0, &mut work, &mut vec![0f32; COLS]);
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! [`AttentionOps`]: causal softmax attention over one KV head's cache for a tile of tokens
-//! and the query heads sharing it ([`AttentionOps::kv_causal`]), the checked view of cached
-//! rows it reads ([`KvRows`]), and the softmax it computes ([`softmax`]).
+//! and the query heads sharing it ([`AttentionOps::kv_causal`]), the checked views of the
+//! cached keys ([`KvKeys`], stored in transposed blocks) and values ([`KvRows`]) it reads, and
+//! the softmax it computes ([`softmax`]).
 //!
 //! Decoding at depth reads every cached key and value once per token and layer (at 1024
 //! positions of the 2B4T shape, 157 M multiply-adds per token), and a long prompt does that
@@ -111,6 +112,92 @@ impl<'a> KvRows<'a> {
     }
 }
 
+/// Cached positions per block of a key cache ([`KvKeys`]).
+pub const KEY_BLOCK: usize = 16;
+
+/// Keys of `rows` cached positions of one head (`len` elements each), stored in blocks of
+/// [`KEY_BLOCK`] positions, each block transposed: element `c` of position `j` is at
+/// [`KvKeys::index`]`(len, j, c)`. Checked once when made, like [`KvRows`].
+///
+/// Decoding scores one token's few query heads against every cached key: with the cached
+/// positions in the SIMD lanes, each step over the head dimension is one load of a block's
+/// column, where row-major keys had to be transposed in registers first (a third of the
+/// decode kernel's time at depth, per `perf`). The last block is always whole in storage (the
+/// cache allocates whole blocks), so kernels may load the lanes past `rows` and discard them.
+#[derive(Debug, Clone, Copy)]
+pub struct KvKeys<'a> {
+    data: KvData<'a>,
+    len: usize,
+    rows: usize,
+}
+
+impl<'a> KvKeys<'a> {
+    /// Positions `0..rows` of `data`, blocks of `KEY_BLOCK x len` elements from its start.
+    ///
+    /// # Panics
+    /// If `data` does not hold the blocks of `rows` positions (whole blocks) or `len` is zero
+    /// (the engine builds these from its own cache geometry; a mismatch is a programming
+    /// error).
+    pub fn new(data: KvData<'a>, len: usize, rows: usize) -> Self {
+        let need = Self::storage_len(len, rows);
+        assert!(
+            len > 0 && need.is_some_and(|need| need <= data.len()),
+            "KvKeys: {rows} positions of {len} need whole blocks of {KEY_BLOCK}, not {} elements",
+            data.len()
+        );
+        Self { data, len, rows }
+    }
+
+    /// Elements that hold `rows` positions of `len`: whole blocks (`None` on overflow).
+    pub fn storage_len(len: usize, rows: usize) -> Option<usize> {
+        rows.div_ceil(KEY_BLOCK)
+            .checked_mul(KEY_BLOCK)?
+            .checked_mul(len)
+    }
+
+    /// Where element `c` of position `j` is stored, for keys of `len` elements.
+    #[inline(always)]
+    pub fn index(len: usize, j: usize, c: usize) -> usize {
+        (j / KEY_BLOCK * len + c) * KEY_BLOCK + j % KEY_BLOCK
+    }
+
+    /// Positions.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Elements per key (the head dimension).
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True when there are no positions.
+    pub fn is_empty(&self) -> bool {
+        self.rows == 0
+    }
+
+    /// The first `rows` positions.
+    ///
+    /// # Panics
+    /// If `rows` is more than [`KvKeys::rows`].
+    pub fn first(&self, rows: usize) -> Self {
+        assert!(rows <= self.rows, "KvKeys: {rows} of {} rows", self.rows);
+        Self { rows, ..*self }
+    }
+
+    /// The storage.
+    pub fn data(&self) -> KvData<'a> {
+        self.data
+    }
+
+    /// Element offset of the block holding position `j` (`len * KEY_BLOCK` elements, in
+    /// bounds for `j < rows`, see [`KvKeys::new`]).
+    #[inline(always)]
+    pub fn block(&self, j: usize) -> usize {
+        j / KEY_BLOCK * KEY_BLOCK * self.len
+    }
+}
+
 /// Attention over one KV head's cached rows, for the `g >= 1` query heads that share it
 /// (grouped-query attention: 4 in 2B4T). Taking the group at once reads each cached row once
 /// for all of them: one head at a time read the cache `g` times, from L3 or memory once a
@@ -169,27 +256,21 @@ pub(crate) const CAUSAL_LANES: usize = 16;
 /// f32 elements of a block of values a SIMD backend converts and packs in `work`.
 pub(crate) const CAUSAL_VALUES: usize = 64 * 64;
 
-/// Most blocks of [`CAUSAL_LANES`] cached rows a SIMD backend's decode path transposes at
-/// once (their scores are independent FMA chains, so more blocks keep more FMAs in flight;
-/// AVX-512 takes 4, AVX2 2 blocks of 8).
-pub(crate) const CAUSAL_KEY_BLOCKS: usize = 4;
-
 /// Elements of `work` that [`AttentionOps::kv_causal`] needs for `m` query rows (tokens
 /// times heads) of `len` elements over `rows` cached rows, on any backend: the scores
-/// (`rows x m`, padded), the queries transposed (`len x m`), a block of keys converted,
-/// blocks of keys transposed, one sum per query row, a block of values.
+/// (`rows x m`, padded), the queries transposed (`len x m`), a block of keys converted
+/// ([`KEY_BLOCK`] positions) and one key row, one sum per query row, a block of values.
 pub fn causal_work_len(rows: usize, m: usize, len: usize) -> usize {
     let mp = m.next_multiple_of(CAUSAL_LANES);
-    rows * mp + len * mp + (1 + CAUSAL_KEY_BLOCKS) * CAUSAL_LANES * len + mp + CAUSAL_VALUES
+    rows * mp + len * mp + (KEY_BLOCK + 1) * len + mp + CAUSAL_VALUES
 }
 
-/// The checks of [`AttentionOps::kv_causal`]; returns the number of tokens.
 /// The operands of [`AttentionOps::kv_causal`]: a KV head's keys and values, the tile's
 /// queries (`[tokens][g][len]`), `g` and the score scale, checked once when made (like
 /// [`crate::DenseMatmul`]), so backends take one value instead of five.
 #[derive(Debug, Clone, Copy)]
 pub struct CausalTile<'a> {
-    pub(crate) k: KvRows<'a>,
+    pub(crate) k: KvKeys<'a>,
     pub(crate) v: KvRows<'a>,
     pub(crate) q: &'a [f32],
     pub(crate) g: usize,
@@ -201,7 +282,7 @@ impl<'a> CausalTile<'a> {
     /// # Panics
     /// If `q` is not a whole, non-zero number of `g * len` rows, the keys' and values'
     /// shapes differ, or there are fewer rows than tokens.
-    pub fn new(k: KvRows<'a>, v: KvRows<'a>, q: &'a [f32], g: usize, scale: f32) -> Self {
+    pub fn new(k: KvKeys<'a>, v: KvRows<'a>, q: &'a [f32], g: usize, scale: f32) -> Self {
         let len = k.len();
         assert!(
             v.len() == len && v.rows() == k.rows(),
@@ -234,7 +315,7 @@ impl<'a> CausalTile<'a> {
     }
 
     /// The keys.
-    pub fn keys(&self) -> &KvRows<'a> {
+    pub fn keys(&self) -> &KvKeys<'a> {
         &self.k
     }
 

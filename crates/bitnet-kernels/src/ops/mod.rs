@@ -6,8 +6,8 @@
 //! - [`DenseOps`] (`dense.rs`): dense f16, f32 and Q8_0 weights times f32 activations (the
 //!   output head).
 //! - [`ActQuantOps`] (`act_quant.rs`): per-row int8 activation quantisation.
-//! - [`AttentionOps`] (`attention.rs`): one attention head's score and value passes over
-//!   the KV cache ([`KvRows`]).
+//! - [`AttentionOps`] (`attention.rs`): causal attention of a tile of tokens over one KV
+//!   head's cache (keys in transposed blocks, [`KvKeys`]; values as rows, [`KvRows`]).
 //!
 //! [`crate::Backend`] ties the four together with the backend's id and the ids of the code
 //! each op actually runs.
@@ -35,7 +35,8 @@ mod ternary;
 
 pub use act_quant::ActQuantOps;
 pub use attention::{
-    AttentionOps, CausalTile, EXP_FLOOR, KvData, KvRows, causal_work_len, softmax,
+    AttentionOps, CausalTile, EXP_FLOOR, KEY_BLOCK, KvData, KvKeys, KvRows, causal_work_len,
+    softmax,
 };
 pub use dense::{DenseMatmul, DenseOps, Q8Matmul};
 pub use ternary::{TernaryF32Matmul, TernaryMatmul, TernaryMatmulOps};

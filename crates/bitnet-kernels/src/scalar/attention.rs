@@ -1,12 +1,12 @@
 //! Scalar attention passes: eight interleaved partial sums per dot product (so the compiler
-//! vectorises them for the baseline ISA), f16 rows converted [`CHUNK`] elements at a time
-//! with `half`'s slice conversion (one CPU-feature check per chunk rather than a call per
-//! element, which made f16-cache attention several times slower than f32).
+//! vectorises them for the baseline ISA), f16 keys converted a block at a time and f16 value
+//! rows [`CHUNK`] elements at a time with `half`'s slice conversion (one CPU-feature check
+//! per slice rather than a call per element, which made f16-cache attention several times
+//! slower than f32).
 
 use super::Scalar;
 use crate::ops::attention::{check_causal, softmax};
-use crate::ops::{AttentionOps, CausalTile, KernelId, KvData, KvRows};
-use half::f16;
+use crate::ops::{AttentionOps, CausalTile, KEY_BLOCK, KernelId, KvData, KvKeys, KvRows};
 use half::slice::HalfFloatSliceExt;
 
 /// Id of [`kv_causal`].
@@ -14,8 +14,7 @@ pub(crate) const ID: KernelId = "kv/scalar";
 
 /// Partial sums of [`dot_lanes`].
 const LANES: usize = 8;
-/// f16 elements converted at a time; a multiple of [`LANES`], so the f16 dot product sees
-/// the same products in the same order as [`dot_lanes`] on converted values.
+/// f16 value elements converted at a time.
 const CHUNK: usize = 64;
 
 /// `sum k[i] * q[i]` in eight interleaved partial sums: a single running sum is one long
@@ -38,39 +37,35 @@ fn dot_lanes(k: &[f32], q: &[f32]) -> f32 {
     sum
 }
 
-/// [`dot_lanes`] of f16 keys, converted [`CHUNK`] at a time: the same lanes, products and
-/// order as converting first, so the same result bit for bit.
-fn dot_f16(k: &[f16], q: &[f32]) -> f32 {
-    let whole = k.len() / LANES * LANES;
-    let mut acc = [0.0f32; LANES];
-    let mut buf = [0f32; CHUNK];
-    for (kc, qc) in k[..whole].chunks(CHUNK).zip(q[..whole].chunks(CHUNK)) {
-        let buf = &mut buf[..kc.len()];
-        kc.convert_to_f32_slice(buf);
-        for (kb, qb) in buf.chunks_exact(LANES).zip(qc.chunks_exact(LANES)) {
-            for i in 0..LANES {
-                acc[i] += kb[i] * qb[i];
-            }
-        }
-    }
-    let mut sum = acc.iter().sum::<f32>();
-    for (a, b) in k[whole..].iter().zip(&q[whole..]) {
-        sum += a.to_f32() * b;
-    }
-    sum
-}
-
-/// The score pass: `scores[h][j] = scale * q[h] . row j`, each query head on its own, rows
-/// in order (`q: [g][len]`, `scores: [g][rows]`).
-fn scores(k: &KvRows<'_>, q: &[f32], scale: f32, scores: &mut [f32]) {
+/// The score pass: `scores[h][j] = scale * q[h] . key j`, each query head on its own, keys
+/// in order (`q: [g][len]`, `scores: [g][rows]`). Each block of keys is converted to f32 once
+/// (into `block`, `KEY_BLOCK x len`) and each key gathered from it into `row` (`len`).
+fn scores(
+    k: &KvKeys<'_>,
+    q: &[f32],
+    scale: f32,
+    scores: &mut [f32],
+    block: &mut [f32],
+    row: &mut [f32],
+) {
     let (len, rows) = (k.len(), k.rows());
-    for (q, scores) in q.chunks_exact(len).zip(scores.chunks_exact_mut(rows)) {
-        for (j, s) in scores.iter_mut().enumerate() {
-            let o = k.offset(j);
-            *s = match k.data() {
-                KvData::F32(d) => dot_lanes(&d[o..o + len], q),
-                KvData::F16(d) => dot_f16(&d[o..o + len], q),
-            } * scale;
+    let (block, row) = (&mut block[..KEY_BLOCK * len], &mut row[..len]);
+    for j0 in (0..rows).step_by(KEY_BLOCK) {
+        let b = k.block(j0);
+        let keys: &[f32] = match k.data() {
+            KvData::F32(d) => &d[b..b + block.len()],
+            KvData::F16(d) => {
+                d[b..b + block.len()].convert_to_f32_slice(block);
+                block
+            }
+        };
+        for j in j0..rows.min(j0 + KEY_BLOCK) {
+            for (c, x) in row.iter_mut().enumerate() {
+                *x = keys[KvKeys::index(len, j - j0, c)];
+            }
+            for (h, q) in q.chunks_exact(len).enumerate() {
+                scores[h * rows + j] = dot_lanes(row, q) * scale;
+            }
         }
     }
 }
@@ -116,8 +111,9 @@ pub(crate) fn kv_causal(tile: &CausalTile<'_>, work: &mut [f32], out: &mut [f32]
         .enumerate()
     {
         let seen = tile.seen(t * g);
-        let scores = &mut work[..g * seen];
-        self::scores(&k.first(seen), q, scale, scores);
+        let (scores, rest) = work.split_at_mut(g * seen);
+        let (block, row) = rest.split_at_mut(KEY_BLOCK * k.len());
+        self::scores(&k.first(seen), q, scale, scores, block, row);
         for row in scores.chunks_exact_mut(seen) {
             softmax(row);
         }
@@ -130,30 +126,5 @@ pub(crate) fn kv_causal(tile: &CausalTile<'_>, work: &mut [f32], out: &mut [f32]
 impl AttentionOps for Scalar {
     fn kv_causal(&self, tile: &CausalTile<'_>, work: &mut [f32], out: &mut [f32]) -> KernelId {
         kv_causal(tile, work, out)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The chunked f16 dot product gives exactly what converting first gives, for lengths
-    /// around the lane and chunk sizes.
-    #[test]
-    fn chunked_f16_dot_is_bit_identical() {
-        for len in [1usize, 7, 8, 9, 63, 64, 65, 128, 200] {
-            let k: Vec<f16> = (0..len)
-                .map(|i| f16::from_f32(((i * 37 % 23) as f32 - 11.0) / 7.0))
-                .collect();
-            let q: Vec<f32> = (0..len)
-                .map(|i| ((i * 11 % 17) as f32 - 8.0) / 5.0)
-                .collect();
-            let kf: Vec<f32> = k.iter().map(|k| k.to_f32()).collect();
-            assert_eq!(
-                dot_f16(&k, &q).to_bits(),
-                dot_lanes(&kf, &q).to_bits(),
-                "len {len}"
-            );
-        }
     }
 }

@@ -8,12 +8,13 @@
 //! `m = tokens x group` query rows goes through each cached row at once:
 //!
 //! - Scores, `S[j][r] = scale * q_r . k_j`, stored row-major by cached row with one query row
-//!   per lane: the queries are transposed once (`len x m`), each cached row is converted to
-//!   f32 once, and `KR` rows times `QV` vectors of query rows accumulate in registers over
+//!   per lane: the queries are transposed once (`len x m`), each block of keys is converted
+//!   to f32 once, and `KR` rows times `QV` vectors of query rows accumulate in registers over
 //!   the head dimension, one broadcast key element per FMA row (no horizontal sums). Tiles
 //!   of at most half a vector of query rows (a decoded token's heads) put cached rows in the
-//!   lanes instead ([`scores_by_key`]): blocks of rows transposed in registers straight from
-//!   the cache, several blocks at once, each query element broadcast.
+//!   lanes instead ([`scores_by_key`]): the cache stores keys in transposed blocks
+//!   ([`crate::KvKeys`]), so a vector of rows' element is one load; several vectors at once,
+//!   each query element broadcast.
 //! - Softmax down each column (one query row per lane, so it vectorises across rows), with
 //!   the causal mask per lane and a polynomial `exp` ([`exp_nonpos`]).
 //! - Values, `O[r] = sum_j S[j][r] v_j / sum_j S[j][r]`: `RV` query rows times `HV` vectors
@@ -30,8 +31,8 @@
 //! Intrinsics are only reached through `#[inline(always)]` functions and loops, never
 //! closures (a closure is compiled without the enclosing function's target features).
 
-use crate::ops::attention::{CAUSAL_KEY_BLOCKS, CAUSAL_LANES, CAUSAL_VALUES, EXP_FLOOR};
-use crate::ops::{CausalTile, KvData};
+use crate::ops::attention::{CAUSAL_LANES, CAUSAL_VALUES, EXP_FLOOR};
+use crate::ops::{CausalTile, KEY_BLOCK, KvData};
 use half::f16;
 use std::arch::x86_64::*;
 use std::ops::Range;
@@ -39,6 +40,12 @@ use std::ops::Range;
 /// Cached rows per block of the value pass: 64 rows of a 64-column chunk are 16 KiB of f32
 /// values (packed contiguously) and 16 KiB of weights (64 query rows), inside a 48 KiB L1.
 const VALUE_BLOCK: usize = 64;
+
+/// Rows ahead that the value pass prefetches when it reads the cache in place (a decoded
+/// token): a small tile's few FMAs per row are far shorter than a row's trip from memory,
+/// and the hardware prefetchers stop at each 4 KiB page (16 rows of 2B4T's f16 values).
+/// 32 and 64 measured alike, 16 less (`--bench attention`, cold).
+const VALUE_AHEAD: usize = 32;
 
 /// One SIMD vector of f32 lanes and the operations the tile kernel needs. Implementations
 /// are `#[inline(always)]` wrappers of one intrinsic each; they are only sound inside a
@@ -65,14 +72,6 @@ pub(crate) trait Lanes: Copy {
     unsafe fn round(a: Self) -> Self;
     /// `2^n` for integral `n` in `-126..=127`.
     unsafe fn pow2(n: Self) -> Self;
-    /// Transposes the `N x N` block at `src` (rows `src_stride` apart, f32 or f16) into `dst`
-    /// as f32 (rows `dst_stride` apart): in-register unpacks and lane shuffles.
-    unsafe fn transpose<E: Elem>(
-        src: *const E,
-        src_stride: usize,
-        dst: *mut f32,
-        dst_stride: usize,
-    );
 }
 
 impl Lanes for __m256 {
@@ -153,45 +152,6 @@ impl Lanes for __m256 {
         unsafe {
             let e = _mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127));
             _mm256_castsi256_ps(_mm256_slli_epi32::<23>(e))
-        }
-    }
-    #[inline(always)]
-    unsafe fn transpose<E: Elem>(
-        src: *const E,
-        src_stride: usize,
-        dst: *mut f32,
-        dst_stride: usize,
-    ) {
-        // SAFETY: as above; the caller passes 8 readable rows of 8 and 8 writable ones.
-        unsafe {
-            let mut r = [_mm256_setzero_ps(); 8];
-            for (i, x) in r.iter_mut().enumerate() {
-                *x = E::load::<Self>(src.add(i * src_stride));
-            }
-            // Within 128-bit lanes, each four rows `4i..4i + 4`: pairs unpacked as floats,
-            // then as doubles, leaving `r[4i + s]` with column `4k + s` in lane `k`.
-            for i in [0, 4] {
-                let t0 = _mm256_castps_pd(_mm256_unpacklo_ps(r[i], r[i + 1]));
-                let t1 = _mm256_castps_pd(_mm256_unpackhi_ps(r[i], r[i + 1]));
-                let t2 = _mm256_castps_pd(_mm256_unpacklo_ps(r[i + 2], r[i + 3]));
-                let t3 = _mm256_castps_pd(_mm256_unpackhi_ps(r[i + 2], r[i + 3]));
-                r[i] = _mm256_castpd_ps(_mm256_unpacklo_pd(t0, t2));
-                r[i + 1] = _mm256_castpd_ps(_mm256_unpackhi_pd(t0, t2));
-                r[i + 2] = _mm256_castpd_ps(_mm256_unpacklo_pd(t1, t3));
-                r[i + 3] = _mm256_castpd_ps(_mm256_unpackhi_pd(t1, t3));
-            }
-            // `r[4i + s]`, 128-bit lane `k`: column `4k + s` of rows `4i..4i + 4`.
-            for s in 0..4 {
-                let (a, b) = (r[s], r[4 + s]);
-                _mm256_storeu_ps(
-                    dst.add(s * dst_stride),
-                    _mm256_permute2f128_ps::<0x20>(a, b),
-                );
-                _mm256_storeu_ps(
-                    dst.add((4 + s) * dst_stride),
-                    _mm256_permute2f128_ps::<0x31>(a, b),
-                );
-            }
         }
     }
 }
@@ -276,78 +236,26 @@ impl Lanes for __m512 {
             _mm512_castsi512_ps(_mm512_slli_epi32::<23>(e))
         }
     }
-    #[inline(always)]
-    unsafe fn transpose<E: Elem>(
-        src: *const E,
-        src_stride: usize,
-        dst: *mut f32,
-        dst_stride: usize,
-    ) {
-        // SAFETY: as above; the caller passes 16 readable rows of 16 and 16 writable ones.
-        unsafe {
-            let mut r = [_mm512_setzero_ps(); 16];
-            for (i, x) in r.iter_mut().enumerate() {
-                *x = E::load::<Self>(src.add(i * src_stride));
-            }
-            // As for `__m256`: `r[4i + s]` gets column `4k + s` of rows `4i..4i + 4` in
-            // 128-bit lane `k`.
-            for i in [0, 4, 8, 12] {
-                let t0 = _mm512_castps_pd(_mm512_unpacklo_ps(r[i], r[i + 1]));
-                let t1 = _mm512_castps_pd(_mm512_unpackhi_ps(r[i], r[i + 1]));
-                let t2 = _mm512_castps_pd(_mm512_unpacklo_ps(r[i + 2], r[i + 3]));
-                let t3 = _mm512_castps_pd(_mm512_unpackhi_ps(r[i + 2], r[i + 3]));
-                r[i] = _mm512_castpd_ps(_mm512_unpacklo_pd(t0, t2));
-                r[i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(t0, t2));
-                r[i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(t1, t3));
-                r[i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(t1, t3));
-            }
-            // Then a 4 x 4 transpose of 128-bit lanes for each `s`: output row `4k + s` is
-            // lane `k` of `r[s]`, `r[4 + s]`, `r[8 + s]`, `r[12 + s]`.
-            for s in 0..4 {
-                let (a, b, c, d) = (r[s], r[4 + s], r[8 + s], r[12 + s]);
-                let x0 = _mm512_shuffle_f32x4::<0x88>(a, b); // a0 a2 b0 b2
-                let x1 = _mm512_shuffle_f32x4::<0xDD>(a, b); // a1 a3 b1 b3
-                let y0 = _mm512_shuffle_f32x4::<0x88>(c, d);
-                let y1 = _mm512_shuffle_f32x4::<0xDD>(c, d);
-                _mm512_storeu_ps(
-                    dst.add(s * dst_stride),
-                    _mm512_shuffle_f32x4::<0x88>(x0, y0),
-                );
-                _mm512_storeu_ps(
-                    dst.add((4 + s) * dst_stride),
-                    _mm512_shuffle_f32x4::<0x88>(x1, y1),
-                );
-                _mm512_storeu_ps(
-                    dst.add((8 + s) * dst_stride),
-                    _mm512_shuffle_f32x4::<0xDD>(x0, y0),
-                );
-                _mm512_storeu_ps(
-                    dst.add((12 + s) * dst_stride),
-                    _mm512_shuffle_f32x4::<0xDD>(x1, y1),
-                );
-            }
-        }
-    }
 }
 
 /// A cached element type: f32 or f16.
 pub(crate) trait Elem: Copy {
     unsafe fn load<L: Lanes>(p: *const Self) -> L;
     fn to_f32(self) -> f32;
-    /// `row` as f32: itself, or converted into `buf` (as long as `row`), a vector at a
+    /// `src` as f32: itself, or converted into `buf` (as long as `src`), a vector at a
     /// time (`half`'s per-element conversion checks the CPU's features on every call).
     #[inline(always)]
-    unsafe fn row_f32<L: Lanes>(row: &[Self], buf: &mut [f32]) -> *const f32 {
-        let whole = row.len() / L::N * L::N;
-        // SAFETY: the caller's features; vectors end at `whole <= row.len() <= buf.len()`.
+    unsafe fn slice_f32<L: Lanes>(src: &[Self], buf: &mut [f32]) -> *const f32 {
+        let whole = src.len() / L::N * L::N;
+        // SAFETY: the caller's features; vectors end at `whole <= src.len() <= buf.len()`.
         unsafe {
             let mut c = 0;
             while c < whole {
-                Self::load::<L>(row.as_ptr().add(c)).store(buf.as_mut_ptr().add(c));
+                Self::load::<L>(src.as_ptr().add(c)).store(buf.as_mut_ptr().add(c));
                 c += L::N;
             }
         }
-        for (x, y) in buf[whole..].iter_mut().zip(&row[whole..]) {
+        for (x, y) in buf[whole..].iter_mut().zip(&src[whole..]) {
             *x = y.to_f32();
         }
         buf.as_ptr()
@@ -365,8 +273,8 @@ impl Elem for f32 {
         self
     }
     #[inline(always)]
-    unsafe fn row_f32<L: Lanes>(row: &[f32], _: &mut [f32]) -> *const f32 {
-        row.as_ptr()
+    unsafe fn slice_f32<L: Lanes>(src: &[f32], _: &mut [f32]) -> *const f32 {
+        src.as_ptr()
     }
 }
 
@@ -463,9 +371,13 @@ unsafe fn tile<
     work: &mut [f32],
     out: &mut [f32],
 ) {
+    // Groups of `KR` keys (from positions that are multiples of `KR`) never straddle key
+    // blocks, nor do vectors of keys.
     const {
         assert!(
-            KR <= CAUSAL_LANES && KB <= CAUSAL_KEY_BLOCKS && VALUE_BLOCK * HV * 16 <= CAUSAL_VALUES
+            KEY_BLOCK.is_multiple_of(KR)
+                && KEY_BLOCK.is_multiple_of(L::N)
+                && VALUE_BLOCK * HV * 16 <= CAUSAL_VALUES
         )
     };
     let (len, rows) = (t.k.len(), t.k.rows());
@@ -473,14 +385,14 @@ unsafe fn tile<
     let mp = m.next_multiple_of(CAUSAL_LANES);
     let (s, rest) = work.split_at_mut(rows * mp);
     let (qt, rest) = rest.split_at_mut(len * mp);
-    let (kbuf, rest) = rest.split_at_mut(CAUSAL_LANES * len);
-    let (ktbuf, rest) = rest.split_at_mut(CAUSAL_KEY_BLOCKS * CAUSAL_LANES * len);
+    let (kbuf, rest) = rest.split_at_mut((KEY_BLOCK + 1) * len);
     let (inv, rest) = rest.split_at_mut(mp);
     let vbuf = &mut rest[..CAUSAL_VALUES];
 
     // SAFETY (all blocks below): `check_causal` sized `work` for these slices and `out` as
-    // `q`; `KvRows::new` checked every row `j < rows` to have `len` elements from
-    // `offset(j)` (re-checked by the slicing); the CPU features are the caller's contract.
+    // `q`; `KvRows::new` checked every value row `j < rows` to have `len` elements from
+    // `offset(j)` and `KvKeys::new` the key blocks to be whole (re-checked by the slicing);
+    // the CPU features are the caller's contract.
     // Vector accesses stay inside: `mp` is a multiple of `L::N` (16 is), columns go up to
     // `whole <= len`.
     let nv = mp / L::N;
@@ -489,9 +401,8 @@ unsafe fn tile<
     // more than the few query rows that read them).
     let small = 2 * m <= L::N;
     let mut j = if small {
-        // SAFETY: see "all blocks below" above; `kbuf` holds `L::N` rows of `len`, `ktbuf`
-        // `KB` blocks of them.
-        unsafe { scores_by_key::<L, K, KB>(t, kd, q, mp, kbuf, ktbuf, s) };
+        // SAFETY: see "all blocks below" above.
+        unsafe { scores_by_key::<L, K, KB>(t, kd, q, mp, s) };
         rows
     } else {
         // The queries transposed, padding rows zero: `qt[d][r] = q[r][d]`.
@@ -502,17 +413,19 @@ unsafe fn tile<
         }
         0
     };
+    // The current block of keys as f32 (`[len][KEY_BLOCK]`): in place, or converted once.
+    let mut block: *const f32 = std::ptr::null();
     while j < rows {
+        if j.is_multiple_of(KEY_BLOCK) {
+            let keys = &kd[t.k.block(j)..][..KEY_BLOCK * len];
+            // SAFETY: the caller's features.
+            block = unsafe { K::slice_f32::<L>(keys, kbuf) };
+        }
         let kr = if j + KR <= rows { KR } else { 1 };
         let mut kp = [std::ptr::null(); KR];
-        for (i, (p, buf)) in kp
-            .iter_mut()
-            .zip(kbuf.chunks_exact_mut(len))
-            .take(kr)
-            .enumerate()
-        {
-            // SAFETY: the caller's features.
-            *p = unsafe { K::row_f32::<L>(&kd[t.k.offset(j + i)..][..len], buf) };
+        for (i, p) in kp.iter_mut().take(kr).enumerate() {
+            // SAFETY: the block holds `KEY_BLOCK` keys; `j % KEY_BLOCK + i` is one of them.
+            *p = unsafe { block.add(j % KEY_BLOCK + i) };
         }
         let mut u = 0;
         while u < nv {
@@ -609,10 +522,14 @@ unsafe fn tile<
                         let o = out[r * len + c..].as_mut_ptr();
                         if small {
                             let (v, stride) = (vd[t.v.offset(j0) + c..].as_ptr(), t.v.stride());
-                            mix_block::<L, V, RV, HV>(rv, hv, v, stride, s, mp, r, rows, len, o);
+                            mix_block::<L, V, RV, HV, true>(
+                                rv, hv, v, stride, s, mp, r, rows, len, o,
+                            );
                         } else {
                             let v = vbuf.as_ptr();
-                            mix_block::<L, f32, RV, HV>(rv, hv, v, width, s, mp, r, rows, len, o);
+                            mix_block::<L, f32, RV, HV, false>(
+                                rv, hv, v, width, s, mp, r, rows, len, o,
+                            );
                         }
                     }
                 }
@@ -638,97 +555,53 @@ unsafe fn tile<
 
 /// Scores with the cached rows in the lanes, for tiles of at most `L::N / 2` query rows (one
 /// decoded token's heads), where one query row per lane would leave most lanes idle and
-/// broadcast every key element: blocks of `L::N` rows are transposed in registers straight
-/// from the cache (converted on load) into `kt` (`len x L::N` per block), and each query
-/// row's elements broadcast against `KB` blocks at once (`KB x` rows of independent FMA
-/// chains in flight; one block's chains alone wait on the FMA latency). The last, partial
-/// block goes through `kbuf`, padded with zero rows. Each score is the same FMA chain over
-/// the head dimension as in [`scores`], so a query row's scores do not depend on which path
-/// its tile took.
-#[allow(clippy::too_many_arguments)]
+/// broadcast every key element: the keys are stored in transposed blocks ([`KEY_BLOCK`]), so
+/// `L::N` cached rows' element `d` is one load (converted from f16 on the way), and each
+/// query row's elements broadcast against `KB` vectors of rows at once (`KB x` rows of
+/// independent FMA chains in flight; one vector's chains alone wait on the FMA latency).
+/// Lanes past the last row (the rest of the last block) are computed and dropped. Each
+/// score is the same FMA chain over the head dimension as in [`scores`], so a query row's
+/// scores do not depend on which path its tile took.
 #[inline(always)]
 unsafe fn scores_by_key<L: Lanes, K: Elem, const KB: usize>(
     t: &CausalTile<'_>,
     kd: &[K],
     q: &[f32],
     mp: usize,
-    kbuf: &mut [f32],
-    kt: &mut [f32],
     s: &mut [f32],
 ) {
     let (len, rows) = (t.k.len(), t.k.rows());
     let m = q.len() / len;
     let n = L::N;
-    let whole = len / n * n;
-    let stride = t.k.stride();
-    // SAFETY: the caller's (see `tile`): `kbuf` holds `n * len` elements and `kt`
-    // `KB * n * len`, `s` `rows` rows of `mp >= m`; a whole block's `n` rows are inside the
-    // view (`KvRows::new` checked rows `< rows`), transposed columns stay below `whole <= len`.
+    // SAFETY: the caller's (see `tile`): `s` holds `rows` rows of `mp >= m`; every vector of
+    // `n` keys from a multiple of `n` lies in one whole stored block (`KvKeys::new`).
     unsafe {
         let mut j0 = 0;
         while j0 < rows {
-            let blocks = (rows - j0).div_ceil(n).min(KB);
-            for b in 0..blocks {
-                let jb = j0 + b * n;
-                let nk = n.min(rows - jb);
-                let ktb = &mut kt[b * len * n..][..len * n];
-                let mut d = 0;
-                if nk == n {
-                    let src = kd[t.k.offset(jb)..].as_ptr();
-                    while d < whole {
-                        L::transpose::<K>(src.add(d), stride, ktb.as_mut_ptr().add(d * n), n);
-                        d += n;
-                    }
-                    for d in whole..len {
-                        for i in 0..n {
-                            ktb[d * n + i] = kd[t.k.offset(jb + i) + d].to_f32();
-                        }
-                    }
-                } else {
-                    for (i, dst) in kbuf.chunks_exact_mut(len).take(n).enumerate() {
-                        if i < nk {
-                            let p = K::row_f32::<L>(&kd[t.k.offset(jb + i)..][..len], dst);
-                            if !std::ptr::eq(p, dst.as_ptr()) {
-                                std::ptr::copy_nonoverlapping(p, dst.as_mut_ptr(), len);
-                            }
-                        } else {
-                            dst.fill(0.0);
-                        }
-                    }
-                    while d < whole {
-                        L::transpose::<f32>(
-                            kbuf.as_ptr().add(d),
-                            len,
-                            ktb.as_mut_ptr().add(d * n),
-                            n,
-                        );
-                        d += n;
-                    }
-                    for d in whole..len {
-                        for i in 0..n {
-                            ktb[d * n + i] = kbuf[i * len + d];
-                        }
-                    }
-                }
+            let vectors = (rows - j0).div_ceil(n).min(KB);
+            let keys = (rows - j0).min(vectors * n);
+            let mut kp = [std::ptr::null(); KB];
+            for (b, p) in kp.iter_mut().take(vectors).enumerate() {
+                let j = j0 + b * n;
+                *p = kd.as_ptr().add(t.k.block(j) + j % KEY_BLOCK);
             }
-            let keys = (rows - j0).min(blocks * n);
             let at = s[j0 * mp..].as_mut_ptr();
             let mut r = 0;
             while r < m {
                 let qr = q[r * len..].as_ptr();
                 let step = if r + 4 <= m { 4 } else { 1 };
-                if blocks == KB {
+                if vectors == KB {
                     match step {
-                        4 => by_key::<L, 4, KB>(qr, len, kt.as_ptr(), t.scale, keys, mp, at.add(r)),
-                        _ => by_key::<L, 1, KB>(qr, len, kt.as_ptr(), t.scale, keys, mp, at.add(r)),
+                        4 => by_key::<L, K, 4, KB>(qr, len, &kp, t.scale, keys, mp, at.add(r)),
+                        _ => by_key::<L, K, 1, KB>(qr, len, &kp, t.scale, keys, mp, at.add(r)),
                     }
                 } else {
-                    for b in 0..blocks {
-                        let (ktb, keys) = (kt.as_ptr().add(b * len * n), (keys - b * n).min(n));
+                    for (b, &p) in kp.iter().take(vectors).enumerate() {
+                        let (kp, keys) = ([p], (keys - b * n).min(n));
                         let at = at.add(b * n * mp + r);
                         match step {
-                            4 => by_key::<L, 4, 1>(qr, len, ktb, t.scale, keys, mp, at),
-                            _ => by_key::<L, 1, 1>(qr, len, ktb, t.scale, keys, mp, at),
+                            4 => by_key::<L, K, 4, 1>(qr, len, &kp, t.scale, keys, mp, at),
+                            _ => by_key::<L, K, 1, 1>(qr, len, &kp, t.scale, keys, mp, at),
                         }
                     }
                 }
@@ -739,15 +612,15 @@ unsafe fn scores_by_key<L: Lanes, K: Elem, const KB: usize>(
     }
 }
 
-/// `R` query rows (from `q`, `len` apart) against `B` transposed blocks of keys (`kt`,
-/// `[B][len][L::N]`), scaled, the first `keys` keys' scores stored down `s` (`mp` apart per
-/// key, the query rows side by side).
+/// `R` query rows (from `q`, `len` apart) against `B` vectors of keys (`kp[b]`: `L::N`
+/// consecutive positions' element `d` at `kp[b] + d * KEY_BLOCK`), scaled, the first `keys`
+/// keys' scores stored down `s` (`mp` apart per key, the query rows side by side).
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-unsafe fn by_key<L: Lanes, const R: usize, const B: usize>(
+unsafe fn by_key<L: Lanes, K: Elem, const R: usize, const B: usize>(
     q: *const f32,
     len: usize,
-    kt: *const f32,
+    kp: &[*const K; B],
     scale: f32,
     keys: usize,
     mp: usize,
@@ -756,10 +629,14 @@ unsafe fn by_key<L: Lanes, const R: usize, const B: usize>(
     // SAFETY: the caller's (see `scores_by_key`).
     unsafe {
         let mut acc = [[L::zero(); B]; R];
+        // The same element of the next `B` vectors of keys: the blocks are 4 KiB pages apart
+        // (2B4T, f16), where the hardware prefetchers stop.
+        let ahead = B * L::N * len;
         for d in 0..len {
             let mut kv = [L::zero(); B];
-            for (b, x) in kv.iter_mut().enumerate() {
-                *x = L::load(kt.add((b * len + d) * L::N));
+            for (x, p) in kv.iter_mut().zip(kp) {
+                _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(d * KEY_BLOCK + ahead).cast());
+                *x = K::load::<L>(p.add(d * KEY_BLOCK));
             }
             for (i, a) in acc.iter_mut().enumerate() {
                 let qv = L::splat(*q.add(i * len + d));
@@ -784,8 +661,9 @@ unsafe fn by_key<L: Lanes, const R: usize, const B: usize>(
     }
 }
 
-/// `KR` cached rows (f32, `len` each at `kp`) against `QV` vectors of query rows from `qt`
-/// (`[len][mp]`), scaled, into `s` (`[KR][mp]` from `out`).
+/// `KR` cached rows (f32, element `d` of row `i` at `kp[i] + d * KEY_BLOCK`: a block of keys
+/// as stored) against `QV` vectors of query rows from `qt` (`[len][mp]`), scaled, into `s`
+/// (`[KR][mp]` from `out`).
 #[inline(always)]
 unsafe fn scores<L: Lanes, const KR: usize, const QV: usize>(
     kp: &[*const f32; KR],
@@ -795,8 +673,8 @@ unsafe fn scores<L: Lanes, const KR: usize, const QV: usize>(
     scale: f32,
     out: *mut f32,
 ) {
-    // SAFETY: the caller's (see `tile`): `kp` points at `KR` rows of `len`, `qt` at `len`
-    // rows of `mp`, `out` at `KR` rows of `mp`.
+    // SAFETY: the caller's (see `tile`): `kp` points at `KR` keys of a block of `len`, `qt`
+    // at `len` rows of `mp`, `out` at `KR` rows of `mp`.
     unsafe {
         let mut acc = [[L::zero(); QV]; KR];
         for d in 0..len {
@@ -805,7 +683,7 @@ unsafe fn scores<L: Lanes, const KR: usize, const QV: usize>(
                 *x = L::load(qt.add(d * mp + u * L::N));
             }
             for (i, a) in acc.iter_mut().enumerate() {
-                let kv = L::splat(*kp[i].add(d));
+                let kv = L::splat(*kp[i].add(d * KEY_BLOCK));
                 for (x, qx) in a.iter_mut().zip(qv) {
                     *x = L::fma(kv, qx, *x);
                 }
@@ -824,7 +702,7 @@ unsafe fn scores<L: Lanes, const KR: usize, const QV: usize>(
 /// or single rows or vectors at the edges of the tile.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-unsafe fn mix_block<L: Lanes, V: Elem, const RV: usize, const HV: usize>(
+unsafe fn mix_block<L: Lanes, V: Elem, const RV: usize, const HV: usize, const AHEAD: bool>(
     rv: usize,
     hv: usize,
     v: *const V,
@@ -839,10 +717,10 @@ unsafe fn mix_block<L: Lanes, V: Elem, const RV: usize, const HV: usize>(
     // SAFETY: the caller's (see `mix`).
     unsafe {
         match (rv == RV, hv == HV) {
-            (true, true) => mix::<L, V, RV, HV>(v, stride, s, mp, r, rows, len, o),
-            (true, false) => mix::<L, V, RV, 1>(v, stride, s, mp, r, rows, len, o),
-            (false, true) => mix::<L, V, 1, HV>(v, stride, s, mp, r, rows, len, o),
-            (false, false) => mix::<L, V, 1, 1>(v, stride, s, mp, r, rows, len, o),
+            (true, true) => mix::<L, V, RV, HV, AHEAD>(v, stride, s, mp, r, rows, len, o),
+            (true, false) => mix::<L, V, RV, 1, AHEAD>(v, stride, s, mp, r, rows, len, o),
+            (false, true) => mix::<L, V, 1, HV, AHEAD>(v, stride, s, mp, r, rows, len, o),
+            (false, false) => mix::<L, V, 1, 1, AHEAD>(v, stride, s, mp, r, rows, len, o),
         }
     }
 }
@@ -850,10 +728,11 @@ unsafe fn mix_block<L: Lanes, V: Elem, const RV: usize, const HV: usize>(
 /// Output rows `r..r + RV`, `HV` vectors of columns at `o` (rows `len` apart): adds the
 /// weighted sum of value rows `rows` (a range inside one block), read from `v`: the block's
 /// first row's columns, rows `stride` apart (the cache in place, or the block packed as f32).
-/// The conversion from f16 is exact, so both give the same sums.
+/// The conversion from f16 is exact, so both give the same sums. `AHEAD`: prefetch the row
+/// [`VALUE_AHEAD`] rows on (reading the cache in place).
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-unsafe fn mix<L: Lanes, V: Elem, const RV: usize, const HV: usize>(
+unsafe fn mix<L: Lanes, V: Elem, const RV: usize, const HV: usize, const AHEAD: bool>(
     v: *const V,
     stride: usize,
     s: &[f32],
@@ -878,6 +757,10 @@ unsafe fn mix<L: Lanes, V: Elem, const RV: usize, const HV: usize>(
             let row = v.add((j - first) * stride);
             let mut vv = [L::zero(); HV];
             for (h, x) in vv.iter_mut().enumerate() {
+                if AHEAD {
+                    let ahead = row.wrapping_add(VALUE_AHEAD * stride + h * L::N);
+                    _mm_prefetch::<_MM_HINT_T0>(ahead.cast());
+                }
                 *x = V::load::<L>(row.add(h * L::N));
             }
             let w = sp.add(j * mp);

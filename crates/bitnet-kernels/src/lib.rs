@@ -54,8 +54,8 @@ pub use error::ShapeError;
 pub use kernels::Kernels;
 pub use ops::{
     ActQuantOps, AttentionOps, CausalTile, DenseMatmul, DenseOps, EXP_FLOOR, KEY_BLOCK, KernelId,
-    KvData, KvKeys, KvRows, Q8Matmul, TernaryF32Matmul, TernaryMatmul, TernaryMatmulOps,
-    causal_work_len, softmax,
+    KeyBlocks, KvData, KvKeys, KvRows, KvView, Q8Matmul, RowMajor, TernaryF32Matmul, TernaryMatmul,
+    TernaryMatmulOps, causal_work_len, softmax,
 };
 pub use packed::{OutRows, PackedLayout, PackedTernary};
 pub use parts::{Part, PartsMut};

@@ -32,15 +32,73 @@ impl KvData<'_> {
     }
 }
 
-/// `rows` cached positions of one head: row `j` is `data[j * stride + start..][..len]`.
-/// Checked once when made, so backends slice rows without re-checking the geometry.
+/// A checked view of `rows` cached positions of one head, `len` elements each, stored as
+/// `layout` says: [`KvRows`] (row by row, the values) or [`KvKeys`] (transposed blocks, the
+/// keys). Checked once when made, so backends index without re-checking the geometry.
 #[derive(Debug, Clone, Copy)]
-pub struct KvRows<'a> {
+pub struct KvView<'a, L> {
     data: KvData<'a>,
-    stride: usize,
-    start: usize,
     len: usize,
     rows: usize,
+    layout: L,
+}
+
+/// [`KvView`] layout: row `j` is `data[j * stride + start..][..len]`.
+#[derive(Debug, Clone, Copy)]
+pub struct RowMajor {
+    stride: usize,
+    start: usize,
+}
+
+/// [`KvView`] layout: blocks of [`KEY_BLOCK`] positions, each transposed (see [`KvKeys`]).
+#[derive(Debug, Clone, Copy)]
+pub struct KeyBlocks;
+
+/// Cached rows of one head, row by row (the values; see [`KvView`]).
+pub type KvRows<'a> = KvView<'a, RowMajor>;
+
+/// Cached keys of one head in blocks of [`KEY_BLOCK`] positions, each block transposed:
+/// element `c` of position `j` is at [`KvKeys::index`]`(len, j, c)`.
+///
+/// Decoding scores one token's few query heads against every cached key: with the cached
+/// positions in the SIMD lanes, each step over the head dimension is one load of a block's
+/// column, where row-major keys had to be transposed in registers first (a third of the
+/// decode kernel's time at depth, per `perf`). The last block is always whole in storage (the
+/// cache allocates whole blocks), so kernels may load the lanes past `rows` and discard them.
+pub type KvKeys<'a> = KvView<'a, KeyBlocks>;
+
+/// Cached positions per block of a key cache ([`KvKeys`]).
+pub const KEY_BLOCK: usize = 16;
+
+impl<'a, L: Copy> KvView<'a, L> {
+    /// Positions (rows).
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Elements per position (the head dimension).
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True when there are no positions.
+    pub fn is_empty(&self) -> bool {
+        self.rows == 0
+    }
+
+    /// The first `rows` positions.
+    ///
+    /// # Panics
+    /// If `rows` is more than [`KvView::rows`].
+    pub fn first(&self, rows: usize) -> Self {
+        assert!(rows <= self.rows, "KV view: {rows} of {} rows", self.rows);
+        Self { rows, ..*self }
+    }
+
+    /// The storage.
+    pub fn data(&self) -> KvData<'a> {
+        self.data
+    }
 }
 
 impl<'a> KvRows<'a> {
@@ -64,71 +122,22 @@ impl<'a> KvRows<'a> {
         );
         Self {
             data,
-            stride,
-            start,
             len,
             rows,
+            layout: RowMajor { stride, start },
         }
-    }
-
-    /// Positions (rows).
-    pub fn rows(&self) -> usize {
-        self.rows
-    }
-
-    /// Elements per row (the head dimension).
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    /// True when there are no rows.
-    pub fn is_empty(&self) -> bool {
-        self.rows == 0
-    }
-
-    /// The first `rows` of these rows.
-    ///
-    /// # Panics
-    /// If `rows` is more than [`KvRows::rows`].
-    pub fn first(&self, rows: usize) -> Self {
-        assert!(rows <= self.rows, "KvRows: {rows} of {} rows", self.rows);
-        Self { rows, ..*self }
-    }
-
-    /// The storage.
-    pub fn data(&self) -> KvData<'a> {
-        self.data
     }
 
     /// Elements from one row to the next.
     pub fn stride(&self) -> usize {
-        self.stride
+        self.layout.stride
     }
 
     /// Element offset of row `j` (in bounds for `j < rows`, see [`KvRows::new`]).
     #[inline]
     pub fn offset(&self, j: usize) -> usize {
-        j * self.stride + self.start
+        j * self.layout.stride + self.layout.start
     }
-}
-
-/// Cached positions per block of a key cache ([`KvKeys`]).
-pub const KEY_BLOCK: usize = 16;
-
-/// Keys of `rows` cached positions of one head (`len` elements each), stored in blocks of
-/// [`KEY_BLOCK`] positions, each block transposed: element `c` of position `j` is at
-/// [`KvKeys::index`]`(len, j, c)`. Checked once when made, like [`KvRows`].
-///
-/// Decoding scores one token's few query heads against every cached key: with the cached
-/// positions in the SIMD lanes, each step over the head dimension is one load of a block's
-/// column, where row-major keys had to be transposed in registers first (a third of the
-/// decode kernel's time at depth, per `perf`). The last block is always whole in storage (the
-/// cache allocates whole blocks), so kernels may load the lanes past `rows` and discard them.
-#[derive(Debug, Clone, Copy)]
-pub struct KvKeys<'a> {
-    data: KvData<'a>,
-    len: usize,
-    rows: usize,
 }
 
 impl<'a> KvKeys<'a> {
@@ -145,7 +154,12 @@ impl<'a> KvKeys<'a> {
             "KvKeys: {rows} positions of {len} need whole blocks of {KEY_BLOCK}, not {} elements",
             data.len()
         );
-        Self { data, len, rows }
+        Self {
+            data,
+            len,
+            rows,
+            layout: KeyBlocks,
+        }
     }
 
     /// Elements that hold `rows` positions of `len`: whole blocks (`None` on overflow).
@@ -159,35 +173,6 @@ impl<'a> KvKeys<'a> {
     #[inline(always)]
     pub fn index(len: usize, j: usize, c: usize) -> usize {
         (j / KEY_BLOCK * len + c) * KEY_BLOCK + j % KEY_BLOCK
-    }
-
-    /// Positions.
-    pub fn rows(&self) -> usize {
-        self.rows
-    }
-
-    /// Elements per key (the head dimension).
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    /// True when there are no positions.
-    pub fn is_empty(&self) -> bool {
-        self.rows == 0
-    }
-
-    /// The first `rows` positions.
-    ///
-    /// # Panics
-    /// If `rows` is more than [`KvKeys::rows`].
-    pub fn first(&self, rows: usize) -> Self {
-        assert!(rows <= self.rows, "KvKeys: {rows} of {} rows", self.rows);
-        Self { rows, ..*self }
-    }
-
-    /// The storage.
-    pub fn data(&self) -> KvData<'a> {
-        self.data
     }
 
     /// Element offset of the block holding position `j` (`len * KEY_BLOCK` elements, in

@@ -35,8 +35,8 @@ mod ternary;
 
 pub use act_quant::ActQuantOps;
 pub use attention::{
-    AttentionOps, CausalTile, EXP_FLOOR, KEY_BLOCK, KvData, KvKeys, KvRows, causal_work_len,
-    softmax,
+    AttentionOps, CausalTile, EXP_FLOOR, KEY_BLOCK, KeyBlocks, KvData, KvKeys, KvRows, KvView,
+    RowMajor, causal_work_len, softmax,
 };
 pub use dense::{DenseMatmul, DenseOps, Q8Matmul};
 pub use ternary::{TernaryF32Matmul, TernaryMatmul, TernaryMatmulOps};

@@ -12,7 +12,8 @@ pub(crate) const ID: KernelId = "kv/avx2";
 
 /// Causal attention of a tile of tokens: 4 cached rows x 2 vectors of query rows for the
 /// scores, 4 query rows x 2 vectors of columns for the values (11 of the 16 registers); a
-/// decoded token's scores take 2 blocks of 8 cached rows at once (8 accumulators).
+/// decoded token's scores take 2 vectors of 8 cached rows (one key block) at once (8
+/// accumulators).
 ///
 /// # Safety
 /// The CPU must have AVX2, FMA and F16C.

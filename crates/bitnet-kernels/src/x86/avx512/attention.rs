@@ -12,7 +12,7 @@ pub(crate) const CAUSAL_ID: KernelId = "kv/avx512vnni";
 /// Causal attention of a tile of tokens: 4 cached rows x 4 vectors of query rows for the
 /// scores (64 query rows: a 16-token tile of the 2B4T shape's four heads per KV head), 4
 /// query rows x 4 vectors of columns for the values (21 of the 32 registers); a decoded
-/// token's scores take 4 blocks of 16 cached rows at once (16 accumulators).
+/// token's scores take 4 vectors of 16 cached rows at once (16 accumulators).
 ///
 /// # Safety
 /// The CPU must have AVX-512F, AVX2, FMA and F16C.

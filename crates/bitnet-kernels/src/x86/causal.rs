@@ -520,16 +520,25 @@ unsafe fn tile<
                     // or packed in `vbuf` (`width` apart).
                     unsafe {
                         let o = out[r * len + c..].as_mut_ptr();
+                        let at = MixAt {
+                            s,
+                            mp,
+                            r,
+                            rows,
+                            len,
+                            o,
+                        };
                         if small {
                             let (v, stride) = (vd[t.v.offset(j0) + c..].as_ptr(), t.v.stride());
-                            mix_block::<L, V, RV, HV, true>(
-                                rv, hv, v, stride, s, mp, r, rows, len, o,
-                            );
+                            let job = MixJob { v, stride, at };
+                            mix_block::<L, V, RV, HV, true>(rv, hv, job);
                         } else {
-                            let v = vbuf.as_ptr();
-                            mix_block::<L, f32, RV, HV, false>(
-                                rv, hv, v, width, s, mp, r, rows, len, o,
-                            );
+                            let job = MixJob {
+                                v: vbuf.as_ptr(),
+                                stride: width,
+                                at,
+                            };
+                            mix_block::<L, f32, RV, HV, false>(rv, hv, job);
                         }
                     }
                 }
@@ -698,50 +707,61 @@ unsafe fn scores<L: Lanes, const KR: usize, const QV: usize>(
     }
 }
 
+/// One register block's share of the value pass ([`mix`]): the value rows, read from `v`
+/// (the block's first row's columns, rows `stride` apart: the cache in place, or the block
+/// packed as f32), and where they go ([`MixAt`]).
+struct MixJob<'a, V> {
+    v: *const V,
+    stride: usize,
+    at: MixAt<'a>,
+}
+
+/// Output rows from `r` at `o` (rows `len` apart) add the weighted sum of value rows `rows`
+/// (a range inside one block), the weights in `s`, `mp` per cached row.
+struct MixAt<'a> {
+    s: &'a [f32],
+    mp: usize,
+    r: usize,
+    rows: Range<usize>,
+    len: usize,
+    o: *mut f32,
+}
+
 /// [`mix`] for `rv` query rows and `hv` vectors of columns: the full `RV x HV` register block,
 /// or single rows or vectors at the edges of the tile.
-#[allow(clippy::too_many_arguments)]
 #[inline(always)]
 unsafe fn mix_block<L: Lanes, V: Elem, const RV: usize, const HV: usize, const AHEAD: bool>(
     rv: usize,
     hv: usize,
-    v: *const V,
-    stride: usize,
-    s: &[f32],
-    mp: usize,
-    r: usize,
-    rows: Range<usize>,
-    len: usize,
-    o: *mut f32,
+    job: MixJob<'_, V>,
 ) {
     // SAFETY: the caller's (see `mix`).
     unsafe {
         match (rv == RV, hv == HV) {
-            (true, true) => mix::<L, V, RV, HV, AHEAD>(v, stride, s, mp, r, rows, len, o),
-            (true, false) => mix::<L, V, RV, 1, AHEAD>(v, stride, s, mp, r, rows, len, o),
-            (false, true) => mix::<L, V, 1, HV, AHEAD>(v, stride, s, mp, r, rows, len, o),
-            (false, false) => mix::<L, V, 1, 1, AHEAD>(v, stride, s, mp, r, rows, len, o),
+            (true, true) => mix::<L, V, RV, HV, AHEAD>(job),
+            (true, false) => mix::<L, V, RV, 1, AHEAD>(job),
+            (false, true) => mix::<L, V, 1, HV, AHEAD>(job),
+            (false, false) => mix::<L, V, 1, 1, AHEAD>(job),
         }
     }
 }
 
-/// Output rows `r..r + RV`, `HV` vectors of columns at `o` (rows `len` apart): adds the
-/// weighted sum of value rows `rows` (a range inside one block), read from `v`: the block's
-/// first row's columns, rows `stride` apart (the cache in place, or the block packed as f32).
-/// The conversion from f16 is exact, so both give the same sums. `AHEAD`: prefetch the row
-/// [`VALUE_AHEAD`] rows on (reading the cache in place).
-#[allow(clippy::too_many_arguments)]
+/// Output rows `r..r + RV`, `HV` vectors of columns of `job` ([`MixJob`]). The conversion
+/// from f16 is exact, so the cache in place and the packed block give the same sums.
+/// `AHEAD`: prefetch the row [`VALUE_AHEAD`] rows on (reading the cache in place).
 #[inline(always)]
 unsafe fn mix<L: Lanes, V: Elem, const RV: usize, const HV: usize, const AHEAD: bool>(
-    v: *const V,
-    stride: usize,
-    s: &[f32],
-    mp: usize,
-    r: usize,
-    rows: Range<usize>,
-    len: usize,
-    o: *mut f32,
+    job: MixJob<'_, V>,
 ) {
+    let MixJob { v, stride, at } = job;
+    let MixAt {
+        s,
+        mp,
+        r,
+        rows,
+        len,
+        o,
+    } = at;
     // SAFETY: the caller's (see `tile`): `v` holds the rows of the block up to `rows.end`,
     // `HV * L::N` elements each from its start.
     unsafe {

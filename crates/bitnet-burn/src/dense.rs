@@ -7,7 +7,7 @@
 //! kernels' f16 / q8_0 matmuls, never widened to an f32 copy.
 
 use crate::error::BurnError;
-use bitnet_kernels::{Kernels, Q8Activations, Q8Matrix};
+use bitnet_kernels::{Kernels, Q6KMatrix, Q8Activations, Q8KActivations, Q8Matrix};
 use half::f16;
 
 /// A dense `[rows][cols]` matrix, borrowed in its storage type.
@@ -33,6 +33,8 @@ pub enum DenseWeights<'a> {
     },
     /// ggml-style Q8_0 blocks (the engine's `--head-type q8_0`); carries its own shape.
     Q8_0(&'a Q8Matrix),
+    /// ggml's Q6_K blocks (a Q6_K-head file, or `--head-type q6_k`); carries its own shape.
+    Q6K(&'a Q6KMatrix),
 }
 
 impl DenseWeights<'_> {
@@ -41,6 +43,7 @@ impl DenseWeights<'_> {
         match *self {
             Self::F32 { rows, .. } | Self::F16 { rows, .. } => rows,
             Self::Q8_0(m) => m.rows(),
+            Self::Q6K(m) => m.rows(),
         }
     }
 
@@ -49,25 +52,27 @@ impl DenseWeights<'_> {
         match *self {
             Self::F32 { cols, .. } | Self::F16 { cols, .. } => cols,
             Self::Q8_0(m) => m.cols(),
+            Self::Q6K(m) => m.cols(),
         }
     }
 
-    /// The storage type's name (`F32`, `F16`, `Q8_0`), for errors.
+    /// The storage type's name (`F32`, `F16`, `Q8_0`, `Q6_K`), for errors.
     pub fn type_name(&self) -> &'static str {
         match self {
             Self::F32 { .. } => "F32",
             Self::F16 { .. } => "F16",
             Self::Q8_0(_) => "Q8_0",
+            Self::Q6K(_) => "Q6_K",
         }
     }
 
-    /// Checks that the data holds `rows * cols` values (a [`Q8Matrix`] is consistent by
-    /// construction), so that a wrong length is an error rather than a kernel panic.
+    /// Checks that the data holds `rows * cols` values (a [`Q8Matrix`] or [`Q6KMatrix`] is
+    /// consistent by construction), so that a wrong length is an error rather than a kernel panic.
     pub(crate) fn validate(&self) -> Result<(), BurnError> {
         let (rows, cols, got) = match *self {
             Self::F32 { rows, cols, data } => (rows, cols, data.len()),
             Self::F16 { rows, cols, data } => (rows, cols, data.len()),
-            Self::Q8_0(_) => return Ok(()),
+            Self::Q8_0(_) | Self::Q6K(_) => return Ok(()),
         };
         if rows.checked_mul(cols) != Some(got) {
             return Err(BurnError::DenseLength {
@@ -90,6 +95,7 @@ impl DenseWeights<'_> {
                 }
             }
             Self::Q8_0(m) => m.row_into(r, out),
+            Self::Q6K(m) => m.row_into(r, out),
         }
     }
 }
@@ -129,7 +135,8 @@ impl<'a> DenseLinearRef<'a> {
 
     /// `y[t][r] = sum_c W[r][c] * x[t][c]` for `x: [n][cols]`, `y: [n][rows]` on the
     /// kernels' dense matmul for the storage type. A Q8_0 matrix quantises `x` per block of
-    /// 32 first (into a buffer allocated here: this is not the engine's decode path).
+    /// 32 first, a Q6_K one per block of 256 (into a buffer allocated here: this is not the
+    /// engine's decode path).
     ///
     /// The lengths are checked by the callers in this crate.
     pub(crate) fn run(&self, x: &[f32], n: usize, y: &mut [f32]) {
@@ -145,6 +152,10 @@ impl<'a> DenseLinearRef<'a> {
             DenseWeights::Q8_0(m) => {
                 let mut act = Q8Activations::new(n, m.cols());
                 k.q8_matmul(m, x, n, &mut act, y);
+            }
+            DenseWeights::Q6K(m) => {
+                let mut act = Q8KActivations::new(n, m.cols());
+                k.q6k_matmul(m, x, n, &mut act, y);
             }
         }
     }

@@ -109,6 +109,7 @@ impl<'m, B: BitNetBackend> BurnModel<'m, B> {
             DenseStorage::F32(data) => DenseWeights::F32 { rows, cols, data },
             DenseStorage::F16(data) => DenseWeights::F16 { rows, cols, data },
             DenseStorage::Q8_0(m) => DenseWeights::Q8_0(m),
+            DenseStorage::Q6K(m) => DenseWeights::Q6K(m),
         };
         Ok(Self {
             model,

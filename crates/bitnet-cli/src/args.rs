@@ -103,8 +103,9 @@ pub struct ModelArgs {
     /// `--kernel list` prints the ids and which of them this CPU runs.
     #[arg(long, value_name = "ID|list")]
     pub kernel: Option<String>,
-    /// Output head storage: `stored` (as in the file: F16 in BitNet GGUFs) or `q8_0`
-    /// (quantised at load time: about half the bytes per token, a small logit error).
+    /// Output head storage: `stored` (as in the file: F16 in BitNet GGUFs), `q8_0`
+    /// (quantised at load time: about half the bytes per token, a small logit error) or
+    /// `q6_k` (ggml's Q6_K, as `llama-quantize` writes it: 0.41x the F16 bytes).
     #[arg(long, value_name = "TYPE", default_value = "stored", value_parser = parse_head_type)]
     pub head_type: HeadType,
 }
@@ -368,7 +369,7 @@ pub struct BenchArgs {
     /// Force a kernel implementation by id (`--kernel list` prints them).
     #[arg(long, value_name = "ID|list")]
     pub kernel: Option<String>,
-    /// Output head storage: `stored` (as in the model) or `q8_0`.
+    /// Output head storage: `stored` (as in the model), `q8_0` or `q6_k`.
     #[arg(long, value_name = "TYPE", default_value = "stored", value_parser = parse_head_type)]
     pub head_type: HeadType,
     /// KV cache element type.

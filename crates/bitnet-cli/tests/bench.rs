@@ -56,7 +56,7 @@ fn bench_json_is_an_array_of_results() {
 }
 
 #[test]
-fn head_type_q8_0_is_reported_in_each_row() {
+fn quantised_head_types_are_reported_in_each_row() {
     let json = |head: &str| {
         bench_rows(&["-p", "0", "-n", "2", "-r", "1", "--head-type", head]).swap_remove(0)
     };
@@ -68,6 +68,12 @@ fn head_type_q8_0_is_reported_in_each_row() {
         "{q8}"
     );
     assert!(q8["avg_ts"].as_f64().unwrap() > 0.0);
+    let q6 = json("q6_k");
+    assert_eq!(q6["head_type"], "Q6_K");
+    assert!(
+        q6["backend"].as_str().unwrap().ends_with("+ q6_k head"),
+        "{q6}"
+    );
 }
 
 #[test]
@@ -78,7 +84,7 @@ fn unknown_head_type_is_refused_with_the_choices() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("unknown head type 'q4'"), "{err}");
-    assert!(err.contains("stored, q8_0"), "{err}");
+    assert!(err.contains("stored, q8_0, q6_k"), "{err}");
 }
 
 #[test]

@@ -49,7 +49,8 @@ impl Default for LoadOptions {
 ///
 /// Decoding streams the whole head once per token; for the 2B4T shape its F16 form is 0.66 GB
 /// of ~1.18 GB. `Q8_0` quantises it at load time (ggml's numerics, 1.0625 bytes per weight),
-/// trading a small logit error for bandwidth. A tied embedding stays in its stored type
+/// trading a small logit error for bandwidth; `Q6K` goes further (0.82 bytes per weight, the
+/// blocks ggml's `llama-quantize` writes). A tied embedding stays in its stored type
 /// (token lookups are exact); the head becomes a quantised copy.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum HeadType {
@@ -58,17 +59,20 @@ pub enum HeadType {
     Stored,
     /// ggml-style Q8_0: int8 blocks of 32 with an f16 scale each.
     Q8_0,
+    /// ggml's Q6_K: 6-bit quants in blocks of 256 with an 8-bit scale per 16 values.
+    Q6K,
 }
 
 impl HeadType {
     /// The names [`HeadType::from_str`](std::str::FromStr) accepts, for help texts.
-    pub const NAMES: [&'static str; 2] = ["stored", "q8_0"];
+    pub const NAMES: [&'static str; 3] = ["stored", "q8_0", "q6_k"];
 
-    /// The canonical name (`"stored"`, `"q8_0"`).
+    /// The canonical name (`"stored"`, `"q8_0"`, `"q6_k"`).
     pub fn as_str(self) -> &'static str {
         match self {
             HeadType::Stored => "stored",
             HeadType::Q8_0 => "q8_0",
+            HeadType::Q6K => "q6_k",
         }
     }
 }
@@ -82,11 +86,13 @@ impl std::fmt::Display for HeadType {
 impl std::str::FromStr for HeadType {
     type Err = String;
 
-    /// `stored` (also `f16`, `file`) or `q8_0` (also `q8`), case-insensitive.
+    /// `stored` (also `f16`, `file`), `q8_0` (also `q8`) or `q6_k` (also `q6k`),
+    /// case-insensitive.
     fn from_str(s: &str) -> std::result::Result<Self, String> {
         match s.to_ascii_lowercase().as_str() {
             "stored" | "file" | "f16" => Ok(HeadType::Stored),
             "q8_0" | "q8" => Ok(HeadType::Q8_0),
+            "q6_k" | "q6k" => Ok(HeadType::Q6K),
             _ => Err(format!(
                 "unknown head type '{s}' (expected one of: {})",
                 HeadType::NAMES.join(", ")
@@ -190,6 +196,10 @@ fn apply_head_type(
         HeadType::Stored => Ok(()),
         HeadType::Q8_0 => {
             weights.head = Arc::new(weights.head.to_q8_0(kernels.threads())?);
+            Ok(())
+        }
+        HeadType::Q6K => {
+            weights.head = Arc::new(weights.head.to_q6_k(kernels.threads())?);
             Ok(())
         }
     }

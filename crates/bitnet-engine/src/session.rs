@@ -7,7 +7,7 @@
 //! the session's context and batch, and the kernels' thread count, so that decoding a token
 //! allocates nothing (tested with a counting allocator).
 
-use bitnet_kernels::Q8Activations;
+use crate::weights::HeadActivations;
 
 use crate::config::ModelConfig;
 use crate::kv_cache::{KvCache, KvType};
@@ -162,8 +162,8 @@ pub(crate) struct Scratch {
     pub(crate) up: Vec<f32>,
     pub(crate) out: Vec<f32>,
     pub(crate) logits: Vec<f32>,
-    /// The head's quantised input when it is Q8_0 (rows of `h` it reads).
-    pub(crate) head_act: Q8Activations,
+    /// The head's quantised input when it is Q8_0 or Q6_K (rows of `h` it reads).
+    pub(crate) head_act: HeadActivations,
     /// Element boundaries of each kernel thread's rows of `attn` when a prompt's attention
     /// is split by token (`threads + 1` entries).
     pub(crate) bounds: Vec<usize>,
@@ -187,7 +187,7 @@ impl Scratch {
             out: vec![0.0; batch * c.hidden_size],
             // One row suffices for a session; forward_batch's shared scratch holds one per row.
             logits: vec![0.0; c.vocab_size],
-            head_act: Q8Activations::new(batch, c.hidden_size),
+            head_act: HeadActivations::new(batch, c.hidden_size),
             bounds: vec![0; threads + 1],
         }
     }

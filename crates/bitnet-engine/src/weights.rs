@@ -3,8 +3,9 @@
 //!
 //! Ternary linears are decoded once to canonical `TernaryWeights` and repacked into the
 //! kernels' layout; norms become `f32`; the embedding (and tied head) stays in its file type
-//! where the kernels can stream it (F16 straight from the memory map, no copy), goes to the
-//! Q8_0 kernels from ggml's Q8_0, Q4_K and Q6_K blocks, and is otherwise widened to `f32`.
+//! where the kernels can stream it (F16 straight from the memory map, no copy; Q6_K blocks as
+//! they are), goes to the Q8_0 kernels from ggml's Q8_0 and Q4_K blocks, and is otherwise
+//! widened to `f32`.
 //!
 //! Tensor names and shapes come from the schema's layer table (`bitnet_schema::layers`), the
 //! one the converter writes by. The blocks are decoded and packed in parallel, one block per
@@ -17,7 +18,10 @@ use std::sync::Arc;
 use bitnet_checkpoint::Checkpoint;
 use bitnet_gguf::{GgmlType, GgufFile, TensorInfo};
 use bitnet_kernels::formats::DenseBlocks;
-use bitnet_kernels::{Kernels, PackedTernary, Q8Activations, Q8Matrix, TernaryWeights, formats};
+use bitnet_kernels::{
+    Kernels, PackedTernary, Q6KMatrix, Q8Activations, Q8KActivations, Q8Matrix, TernaryWeights,
+    formats,
+};
 use bitnet_schema::{Linear, ModelTensor, Norm};
 use half::{bf16, f16};
 use rayon::prelude::*;
@@ -42,6 +46,26 @@ enum DenseData {
     },
     /// 8-bit blocks (the optional smaller head, `HeadType::Q8_0`).
     Q8(Q8Matrix),
+    /// ggml's Q6_K blocks (a file's Q6_K head as stored, or `HeadType::Q6K`).
+    Q6K(Q6KMatrix),
+}
+
+/// The quantised input a Q8_0 or Q6_K head reads, allocated once per session (the decode
+/// loop reuses it): Q8_0 quantises per block of 32, Q6_K per block of 256 (ggml's Q8_K).
+#[derive(Debug, Clone)]
+pub struct HeadActivations {
+    q8: Q8Activations,
+    q8k: Q8KActivations,
+}
+
+impl HeadActivations {
+    /// Room for `max_rows` rows of `cols` values.
+    pub fn new(max_rows: usize, cols: usize) -> Self {
+        Self {
+            q8: Q8Activations::new(max_rows, cols),
+            q8k: Q8KActivations::new(max_rows, cols),
+        }
+    }
 }
 
 impl DenseMatrix {
@@ -81,6 +105,7 @@ impl DenseMatrix {
             DenseData::F32(_) => "F32",
             DenseData::F16(_) | DenseData::F16Mapped { .. } => "F16",
             DenseData::Q8(_) => "Q8_0",
+            DenseData::Q6K(_) => "Q6_K",
         }
     }
 
@@ -90,6 +115,7 @@ impl DenseMatrix {
             DenseData::F32(_) => self.rows * self.cols * 4,
             DenseData::F16(_) | DenseData::F16Mapped { .. } => self.rows * self.cols * 2,
             DenseData::Q8(m) => m.size_bytes(),
+            DenseData::Q6K(m) => m.size_bytes(),
         }
     }
 
@@ -120,6 +146,34 @@ impl DenseMatrix {
         })
     }
 
+    /// This matrix quantised to Q6_K with ggml's own quantiser (the blocks `llama-quantize
+    /// --output-tensor-type q6_k` writes, see `bitnet_kernels::q6k`) on up to `threads`
+    /// threads: 0.82 bytes per weight.
+    ///
+    /// # Errors
+    /// If the column count is not a multiple of 256 (Q6_K's block).
+    pub fn to_q6_k(&self, threads: usize) -> Result<Self> {
+        if let DenseData::Q6K(m) = &self.data {
+            return Ok(Self {
+                rows: self.rows,
+                cols: self.cols,
+                data: DenseData::Q6K(m.clone()),
+            });
+        }
+        let q = Q6KMatrix::quantize(self.rows, self.cols, threads, |r, buf| {
+            self.row_into(r, buf)
+        })
+        .map_err(|source| EngineError::Format {
+            name: "output head as Q6_K".into(),
+            source,
+        })?;
+        Ok(Self {
+            rows: self.rows,
+            cols: self.cols,
+            data: DenseData::Q6K(q),
+        })
+    }
+
     /// This matrix with its data in memory of its own when it borrows a file's bytes
     /// (`None` when it already owns them).
     fn owned_copy(&self) -> Option<Self> {
@@ -146,7 +200,7 @@ impl DenseMatrix {
                 // Alignment (>= 2) and length were checked when the matrix was created.
                 Some(bytemuck::cast_slice(file.tensor_data(info)))
             }
-            DenseData::F32(_) | DenseData::Q8(_) => None,
+            DenseData::F32(_) | DenseData::Q8(_) | DenseData::Q6K(_) => None,
         }
     }
 
@@ -156,6 +210,7 @@ impl DenseMatrix {
         match &self.data {
             DenseData::F32(v) => out.copy_from_slice(&v[range]),
             DenseData::Q8(m) => m.row_into(r, out),
+            DenseData::Q6K(m) => m.row_into(r, out),
             _ => {
                 let s = self.f16_slice().expect("f16 data");
                 for (o, h) in out.iter_mut().zip(&s[range]) {
@@ -165,19 +220,21 @@ impl DenseMatrix {
         }
     }
 
-    /// `y[t][r] = sum_c self[r][c] * x[t][c]` for `n` rows of `x`. A Q8_0 matrix quantises
-    /// `x` into `act` first (room for `n` rows of `cols`; other types leave it alone).
+    /// `y[t][r] = sum_c self[r][c] * x[t][c]` for `n` rows of `x`. A Q8_0 or Q6_K matrix
+    /// quantises `x` into `act` first (room for `n` rows of `cols`; other types leave it
+    /// alone).
     pub fn matmul(
         &self,
         kernels: &Kernels,
         x: &[f32],
         n: usize,
-        act: &mut Q8Activations,
+        act: &mut HeadActivations,
         y: &mut [f32],
     ) {
         match &self.data {
             DenseData::F32(v) => kernels.f32_matmul(v, self.rows, self.cols, x, n, y),
-            DenseData::Q8(m) => kernels.q8_matmul(m, x, n, act, y),
+            DenseData::Q8(m) => kernels.q8_matmul(m, x, n, &mut act.q8, y),
+            DenseData::Q6K(m) => kernels.q6k_matmul(m, x, n, &mut act.q8k, y),
             _ => {
                 let s = self.f16_slice().expect("f16 data");
                 kernels.f16_matmul(s, self.rows, self.cols, x, n, y)
@@ -196,6 +253,8 @@ pub enum DenseStorage<'a> {
     F16(&'a [f16]),
     /// Q8_0 blocks (`HeadType::Q8_0`).
     Q8_0(&'a Q8Matrix),
+    /// Q6_K blocks (a file's Q6_K head, or `HeadType::Q6K`).
+    Q6K(&'a Q6KMatrix),
 }
 
 impl DenseMatrix {
@@ -204,6 +263,7 @@ impl DenseMatrix {
         match &self.data {
             DenseData::F32(v) => DenseStorage::F32(v),
             DenseData::Q8(m) => DenseStorage::Q8_0(m),
+            DenseData::Q6K(m) => DenseStorage::Q6K(m),
             _ => DenseStorage::F16(self.f16_slice().expect("f16 data")),
         }
     }
@@ -540,7 +600,14 @@ fn dense_from_gguf(
         ),
         GgmlType::Q8_0 => DenseData::Q8(blocks_to_q8(info, file, DenseBlocks::Q8_0, threads)?),
         GgmlType::Q4_K => DenseData::Q8(blocks_to_q8(info, file, DenseBlocks::Q4K, threads)?),
-        GgmlType::Q6_K => DenseData::Q8(blocks_to_q8(info, file, DenseBlocks::Q6K, threads)?),
+        GgmlType::Q6_K => DenseData::Q6K(
+            Q6KMatrix::from_ggml_blocks(rows, cols, file.tensor_data(info)).map_err(|source| {
+                EngineError::Format {
+                    name: info.name.clone(),
+                    source,
+                }
+            })?,
+        ),
         GgmlType::F32 | GgmlType::BF16 => {
             let v = float_values(info, file.tensor_data(info))?;
             check_finite(name, v.iter().copied())?;
@@ -558,12 +625,12 @@ fn dense_from_gguf(
     Ok(DenseMatrix { rows, cols, data })
 }
 
-/// An embedding or head stored in one of ggml's dense block types, as the Q8_0 kernels take
-/// it. Q8_0 blocks are used as they are (the same quants and scales). Q4_K and Q6_K (the head
-/// type bitnet.cpp and ik_llama.cpp recommend) are decoded exactly as ggml does and
-/// re-quantised to Q8_0 row by row, with no f32 copy of the matrix: there is no K-quant
+/// An embedding or head stored in Q8_0 or Q4_K, as the Q8_0 kernels take it. Q8_0 blocks
+/// are used as they are (the same quants and scales). Q4_K is decoded exactly as ggml does
+/// and re-quantised to Q8_0 row by row, with no f32 copy of the matrix: there is no Q4_K
 /// kernel, and Q8_0's error (at most half a step of `max|w| / 127` per block of 32) is small
-/// beside the K-quants' own. Embedding rows then come from the Q8_0 copy too.
+/// beside Q4_K's own. Embedding rows then come from the Q8_0 copy too. (Q6_K, the head type
+/// bitnet.cpp and ik_llama.cpp recommend, has its own kernels and is kept as stored.)
 fn blocks_to_q8(
     info: &TensorInfo,
     file: &GgufFile,

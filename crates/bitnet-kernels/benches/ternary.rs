@@ -9,7 +9,7 @@
 //! `BITNET_BENCH_COLD_MIB` to change) that each call streams its weights from DRAM, not
 //! from L3 (up to 300 MiB on the Xeons measured).
 //!
-//! Dense f16 and Q8_0 head groups measure the other large per-token weight stream.
+//! Dense f16, Q8_0 and Q6_K head groups measure the other large per-token weight stream.
 //!
 //! Quick run: `cargo bench -p bitnet-kernels -- --warm-up-time 1 --measurement-time 3`.
 //!
@@ -22,7 +22,8 @@
 #![allow(missing_docs)]
 
 use bitnet_kernels::{
-    Kernels, OpKind, PackedTernary, Q8Activations, Q8Matrix, TernaryWeights, available,
+    Kernels, OpKind, PackedTernary, Q6KMatrix, Q8Activations, Q8KActivations, Q8Matrix,
+    TernaryWeights, available,
 };
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use std::hint::black_box;
@@ -224,5 +225,50 @@ fn q8_head(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, memory_probe, ternary, f16_head, q8_head);
+/// The same head in Q6_K (bitnet.cpp's and ik_llama.cpp's recommended head, kept as stored):
+/// 0.82 bytes per weight. Random blocks (quantising 328 M weights with ggml's search would
+/// take longer than the benchmark), each with a finite scale.
+fn q6k_head(c: &mut Criterion) {
+    let (rows, cols) = (dim(HEAD_ROWS), dim(2560));
+    let mut bytes = vec![0u8; rows * cols / 256 * 210];
+    let mut s = 0x9E37_79B9_7F4A_7C15u64;
+    for b in bytes.chunks_exact_mut(210) {
+        for v in b.iter_mut() {
+            s = s.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            *v = (s >> 56) as u8;
+        }
+        b[208..].copy_from_slice(&half::f16::from_f32(0.001).to_le_bytes());
+    }
+    let w = Q6KMatrix::from_ggml_blocks(rows, cols, &bytes).expect("whole blocks");
+    drop(bytes);
+    let x: Vec<f32> = (0..cols).map(|i| (i % 13) as f32 / 13.0).collect();
+    let mut act = Q8KActivations::new(1, cols);
+    let mut y = vec![0f32; rows];
+    let mut g = c.benchmark_group(format!("q6k_head_{rows}x{cols}"));
+    g.sample_size(10);
+    g.throughput(Throughput::Bytes(w.size_bytes() as u64));
+    let mut seen = Vec::new();
+    for ops in available() {
+        let id = ops.kernel_id(OpKind::Q6K);
+        if seen.contains(&id) {
+            continue;
+        }
+        seen.push(id);
+        for threads in [1usize, 2] {
+            let k = Kernels::with_backend(ops, threads);
+            g.bench_function(
+                BenchmarkId::new(format!("{id}/n1"), format!("t{threads}")),
+                |b| {
+                    b.iter(|| {
+                        k.q6k_matmul(&w, &x, 1, &mut act, &mut y);
+                        black_box(&y);
+                    })
+                },
+            );
+        }
+    }
+    g.finish();
+}
+
+criterion_group!(benches, memory_probe, ternary, f16_head, q8_head, q6k_head);
 criterion_main!(benches);

@@ -30,19 +30,22 @@ pub enum OpKind {
     F32,
     /// [`DenseOps::q8_rows`].
     Q8_0,
+    /// [`DenseOps::q6k_rows`].
+    Q6K,
     /// [`AttentionOps::kv_causal`].
     KvCausal,
 }
 
 impl OpKind {
     /// Every op, in the order receipts list them.
-    pub const ALL: [OpKind; 7] = [
+    pub const ALL: [OpKind; 8] = [
         OpKind::Quantize,
         OpKind::Ternary,
         OpKind::TernaryF32,
         OpKind::F16,
         OpKind::F32,
         OpKind::Q8_0,
+        OpKind::Q6K,
         OpKind::KvCausal,
     ];
 }

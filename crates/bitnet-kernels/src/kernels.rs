@@ -14,11 +14,13 @@ use crate::backend::{Backend, OpKind};
 use crate::dispatch::detect;
 use crate::error::{ShapeError, check_len};
 use crate::ops::{
-    CausalTile, DenseMatmul, KernelId, KvKeys, KvRows, Q8Matmul, TernaryF32Matmul, TernaryMatmul,
+    CausalTile, DenseMatmul, KernelId, KvKeys, KvRows, Q6KMatmul, Q8Matmul, TernaryF32Matmul,
+    TernaryMatmul,
 };
 use crate::packed::{OutRows, PackedLayout, PackedTernary};
 use crate::parts::{Part, PartsMut};
 use crate::pool::{Pool, chunk};
+use crate::q6k::{Q6KMatrix, Q8KActivations};
 use crate::q8::{Q8Activations, Q8Matrix};
 use half::f16;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -39,10 +41,12 @@ enum Counter {
     F32Gemm,
     Q8Gemv,
     Q8Gemm,
+    Q6KGemv,
+    Q6KGemm,
     KvCausal,
 }
 
-const COUNTERS: [Counter; 11] = [
+const COUNTERS: [Counter; 13] = [
     Counter::Quantize,
     Counter::TernaryGemv,
     Counter::TernaryGemm,
@@ -53,6 +57,8 @@ const COUNTERS: [Counter; 11] = [
     Counter::F32Gemm,
     Counter::Q8Gemv,
     Counter::Q8Gemm,
+    Counter::Q6KGemv,
+    Counter::Q6KGemm,
     Counter::KvCausal,
 ];
 
@@ -71,6 +77,8 @@ impl Counter {
             OpKind::F32 => Counter::F32Gemm,
             OpKind::Q8_0 if gemv => Counter::Q8Gemv,
             OpKind::Q8_0 => Counter::Q8Gemm,
+            OpKind::Q6K if gemv => Counter::Q6KGemv,
+            OpKind::Q6K => Counter::Q6KGemm,
             OpKind::KvCausal => Counter::KvCausal,
         }
     }
@@ -83,6 +91,7 @@ impl Counter {
             Counter::F16Gemv | Counter::F16Gemm => OpKind::F16,
             Counter::F32Gemv | Counter::F32Gemm => OpKind::F32,
             Counter::Q8Gemv | Counter::Q8Gemm => OpKind::Q8_0,
+            Counter::Q6KGemv | Counter::Q6KGemm => OpKind::Q6K,
             Counter::KvCausal => OpKind::KvCausal,
         }
     }
@@ -92,8 +101,16 @@ impl Counter {
         match self {
             Counter::Quantize => "quantize",
             Counter::TernaryF32 => "f32",
-            Counter::TernaryGemv | Counter::F16Gemv | Counter::F32Gemv | Counter::Q8Gemv => "gemv",
-            Counter::TernaryGemm | Counter::F16Gemm | Counter::F32Gemm | Counter::Q8Gemm => "gemm",
+            Counter::TernaryGemv
+            | Counter::F16Gemv
+            | Counter::F32Gemv
+            | Counter::Q8Gemv
+            | Counter::Q6KGemv => "gemv",
+            Counter::TernaryGemm
+            | Counter::F16Gemm
+            | Counter::F32Gemm
+            | Counter::Q8Gemm
+            | Counter::Q6KGemm => "gemm",
             Counter::KvCausal => "causal",
         }
     }
@@ -420,6 +437,35 @@ impl Kernels {
             &mut out,
             w.rows() * w.cols() * n.max(1),
             &|part| b.q8_rows(&m, part),
+        );
+    }
+
+    /// Q6_K matmul (the head bitnet.cpp and ik_llama.cpp files carry): quantises
+    /// `x: [n][w.cols()]` into `act` per block of 256 (ggml's Q8_K), then
+    /// `y[t][r] = sum_sb isum * (dw[r][sb] * dx[t][sb])` (see [`crate::q6k`]).
+    /// `y: [n][w.rows()]`. `act` is caller-owned so that decoding allocates nothing.
+    ///
+    /// # Panics
+    /// On wrong slice lengths, or `n` beyond `act`'s capacity.
+    pub fn q6k_matmul(
+        &self,
+        w: &Q6KMatrix,
+        x: &[f32],
+        n: usize,
+        act: &mut Q8KActivations,
+        y: &mut [f32],
+    ) {
+        let mut out = dense_output("q6k_matmul", w.rows(), n, y);
+        act.quantize(x, n);
+        let act: &Q8KActivations = act;
+        let m = checked(Q6KMatmul::new(w, act));
+        self.count(Counter::matmul(OpKind::Q6K, n));
+        let b = self.backend;
+        self.split_rows(
+            OpKind::Q6K,
+            &mut out,
+            w.rows() * w.cols() * n.max(1),
+            &|part| b.q6k_rows(&m, part),
         );
     }
 

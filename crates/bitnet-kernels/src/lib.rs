@@ -38,6 +38,7 @@ mod ops;
 pub mod packed;
 mod parts;
 mod pool;
+pub mod q6k;
 pub mod q8;
 mod scalar;
 #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
@@ -54,10 +55,11 @@ pub use error::ShapeError;
 pub use kernels::Kernels;
 pub use ops::{
     ActQuantOps, AttentionOps, CausalTile, DenseMatmul, DenseOps, EXP_FLOOR, KEY_BLOCK, KernelId,
-    KeyBlocks, KvData, KvKeys, KvRows, KvView, Q8Matmul, RowMajor, TernaryF32Matmul, TernaryMatmul,
-    TernaryMatmulOps, causal_work_len, softmax,
+    KeyBlocks, KvData, KvKeys, KvRows, KvView, Q6KMatmul, Q8Matmul, RowMajor, TernaryF32Matmul,
+    TernaryMatmul, TernaryMatmulOps, causal_work_len, softmax,
 };
 pub use packed::{OutRows, PackedLayout, PackedTernary};
 pub use parts::{Part, PartsMut};
+pub use q6k::{Q6KMatrix, Q8KActivations};
 pub use q8::{Q8Activations, Q8Matrix};
 pub use scalar::Scalar;

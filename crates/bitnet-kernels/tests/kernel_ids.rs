@@ -3,14 +3,16 @@
 //! the known fallbacks (ops a backend has no SIMD version of) are named as fallbacks.
 
 use bitnet_kernels::{
-    Backend, CausalTile, DenseMatmul, Kernels, KvData, KvKeys, KvRows, OpKind, OutRows,
-    Q8Activations, Q8Matmul, Q8Matrix, ShapeError, TernaryF32Matmul, TernaryMatmul, TernaryWeights,
-    available, by_id, causal_work_len,
+    Backend, CausalTile, DenseMatmul, Kernels, KvData, KvKeys, KvRows, OpKind, OutRows, Q6KMatmul,
+    Q6KMatrix, Q8Activations, Q8KActivations, Q8Matmul, Q8Matrix, ShapeError, TernaryF32Matmul,
+    TernaryMatmul, TernaryWeights, available, by_id, causal_work_len,
 };
 use half::f16;
 
 const ROWS: usize = 8;
 const COLS: usize = 64;
+/// Q6_K rows are whole blocks of 256.
+const COLS_K: usize = 256;
 
 struct Data {
     w: TernaryWeights,
@@ -18,6 +20,8 @@ struct Data {
     wf16: Vec<f16>,
     wf32: Vec<f32>,
     q8: Q8Matrix,
+    q6k: Q6KMatrix,
+    xk: Vec<f32>,
 }
 
 fn data() -> Data {
@@ -34,12 +38,21 @@ fn data() -> Data {
         buf.copy_from_slice(&wf32[r * COLS..(r + 1) * COLS])
     })
     .unwrap();
+    let q6k = Q6KMatrix::quantize(ROWS, COLS_K, 1, |r, buf| {
+        for (c, v) in buf.iter_mut().enumerate() {
+            *v = ((r * COLS_K + c) % 9) as f32 / 9.0 - 0.5;
+        }
+    })
+    .unwrap();
+    let xk = (0..COLS_K).map(|i| (i % 11) as f32 / 11.0 - 0.3).collect();
     Data {
         w,
         x,
         wf16,
         wf32,
         q8,
+        q6k,
+        xk,
     }
 }
 
@@ -60,6 +73,9 @@ fn ran(b: &'static dyn Backend, d: &Data) -> Vec<(OpKind, &'static str)> {
     let mut act = Q8Activations::new(1, COLS);
     act.quantize(&d.x, 1);
     let q8 = b.q8_rows(&Q8Matmul::new(&d.q8, &act).unwrap(), &mut out);
+    let mut act = Q8KActivations::new(1, COLS_K);
+    act.quantize(&d.xk, 1);
+    let q6k = b.q6k_rows(&Q6KMatmul::new(&d.q6k, &act).unwrap(), &mut out);
     let keys = vec![0f32; KvKeys::storage_len(COLS, ROWS).unwrap()];
     let keys = KvKeys::new(KvData::F32(&keys), COLS, ROWS);
     let kv = KvRows::new(KvData::F32(&d.wf32), COLS, 0, COLS, ROWS);
@@ -73,6 +89,7 @@ fn ran(b: &'static dyn Backend, d: &Data) -> Vec<(OpKind, &'static str)> {
         (OpKind::F16, f16),
         (OpKind::F32, f32),
         (OpKind::Q8_0, q8),
+        (OpKind::Q6K, q6k),
         (OpKind::KvCausal, kv_causal),
     ]
 }
@@ -90,6 +107,8 @@ fn dispatch_each_op_once(k: &Kernels, d: &Data) {
     k.f32_matmul(&d.wf32, ROWS, COLS, &d.x, 1, &mut y);
     let mut act = Q8Activations::new(1, COLS);
     k.q8_matmul(&d.q8, &d.x, 1, &mut act, &mut y);
+    let mut act = Q8KActivations::new(1, COLS_K);
+    k.q6k_matmul(&d.q6k, &d.xk, 1, &mut act, &mut y);
     let keys = vec![0f32; KvKeys::storage_len(COLS, ROWS).unwrap()];
     let keys = KvKeys::new(KvData::F32(&keys), COLS, ROWS);
     let kv = KvRows::new(KvData::F32(&d.wf32), COLS, 0, COLS, ROWS);
@@ -111,6 +130,7 @@ fn every_op_runs_the_kernel_its_backend_declares() {
                 OpKind::F16 => "f16",
                 OpKind::F32 => "f32",
                 OpKind::Q8_0 => "q8_0",
+                OpKind::Q6K => "q6_k",
                 OpKind::KvCausal => "kv",
             };
             assert_eq!(format, expected, "{}: {op:?} -> {id}", b.id());
@@ -133,6 +153,7 @@ fn every_op_runs_the_kernel_its_backend_declares() {
                 name(OpKind::F16, "gemv"),
                 name(OpKind::F32, "gemv"),
                 name(OpKind::Q8_0, "gemv"),
+                name(OpKind::Q6K, "gemv"),
                 name(OpKind::KvCausal, "causal"),
             ],
             "{}",
@@ -174,6 +195,7 @@ fn fallbacks_are_reported_as_fallbacks() {
                     "f16/avx2:gemv",
                     "f32/avx2:gemv",
                     "q8_0/avx2:gemv",
+                    "q6_k/avx2:gemv",
                     "kv/avx2:causal"
                 ]
             );
@@ -190,6 +212,7 @@ fn fallbacks_are_reported_as_fallbacks() {
                     "f16/avx512vnni:gemv",
                     "f32/avx512vnni:gemv",
                     "q8_0/avx2:gemv",
+                    "q6_k/avx2:gemv",
                     "kv/avx512vnni:causal"
                 ]
             );
@@ -205,6 +228,7 @@ fn fallbacks_are_reported_as_fallbacks() {
             "f16/neon:gemv",
             "f32/neon:gemv",
             "q8_0/neon:gemv",
+            "q6_k/scalar:gemv",
             "kv/scalar:causal"
         ]
     );

@@ -4,6 +4,7 @@
 use super::KernelId;
 use crate::error::{ShapeError, check_len, product};
 use crate::packed::OutRows;
+use crate::q6k::{Q6KMatrix, Q8KActivations};
 use crate::q8::{Q8Activations, Q8Matrix};
 use half::f16;
 
@@ -24,6 +25,12 @@ pub trait DenseOps {
     /// `y[t][r] = sum_b isum(w[r][b], x[t][b]) * dw[r][b] * dx[t][b]` (Q8_0, see
     /// [`crate::q8`]), each block's integer dot exact. Returns the id of the code that ran.
     fn q8_rows(&self, m: &Q8Matmul<'_>, out: &mut OutRows<'_>) -> KernelId;
+
+    /// `y[t][r] = sum_sb isum(w[r][sb], x[t][sb]) * (dw[r][sb] * dx[t][sb])` (Q6_K weights,
+    /// Q8_K activations, see [`crate::q6k`]), each super-block's integer dot exact and the
+    /// super-blocks summed in order: every backend equals the scalar one bit for bit.
+    /// Returns the id of the code that ran.
+    fn q6k_rows(&self, m: &Q6KMatmul<'_>, out: &mut OutRows<'_>) -> KernelId;
 }
 
 /// Operands of a dense matmul, checked against each other once: weights `w: [rows][cols]`
@@ -143,6 +150,51 @@ impl<'a> Q8Matmul<'a> {
 
     /// The quantised activations (`n = x.n()` rows).
     pub fn x(&self) -> &'a Q8Activations {
+        self.x
+    }
+
+    /// Tokens.
+    pub fn n(&self) -> usize {
+        self.x.n()
+    }
+
+    /// Whether `out` is the output these operands produce (`[n][w.rows()]`).
+    pub fn fits(&self, out: &OutRows<'_>) -> bool {
+        out.n() == self.n() && out.stride() == self.w.rows()
+    }
+}
+
+/// Operands of a Q6_K matmul, checked against each other once: activations quantised (Q8_K)
+/// for the weights' column count.
+#[derive(Debug, Clone, Copy)]
+pub struct Q6KMatmul<'a> {
+    w: &'a Q6KMatrix,
+    x: &'a Q8KActivations,
+}
+
+impl<'a> Q6KMatmul<'a> {
+    /// Checks that `x` holds rows of `w.cols()` values.
+    ///
+    /// # Errors
+    /// [`ShapeError`] when the column counts differ.
+    pub fn new(w: &'a Q6KMatrix, x: &'a Q8KActivations) -> Result<Self, ShapeError> {
+        check_len(
+            "q6k_matmul",
+            "activation columns",
+            "weight columns",
+            w.cols(),
+            x.cols(),
+        )?;
+        Ok(Self { w, x })
+    }
+
+    /// The weights.
+    pub fn w(&self) -> &'a Q6KMatrix {
+        self.w
+    }
+
+    /// The quantised activations (`n = x.n()` rows).
+    pub fn x(&self) -> &'a Q8KActivations {
         self.x
     }
 

@@ -3,7 +3,7 @@
 //! exact `vmull_s8` dot per block of 32.
 
 use super::Neon;
-use crate::ops::{DenseMatmul, DenseOps, KernelId, Q8Matmul};
+use crate::ops::{DenseMatmul, DenseOps, KernelId, Q6KMatmul, Q8Matmul};
 use crate::packed::OutRows;
 use half::f16;
 use std::arch::aarch64::*;
@@ -127,5 +127,9 @@ impl DenseOps for Neon {
     fn q8_rows(&self, m: &Q8Matmul<'_>, out: &mut OutRows<'_>) -> KernelId {
         q8_rows(m, out);
         Q8_ID
+    }
+
+    fn q6k_rows(&self, m: &Q6KMatmul<'_>, out: &mut OutRows<'_>) -> KernelId {
+        crate::scalar::dense::q6k_rows(m, out)
     }
 }

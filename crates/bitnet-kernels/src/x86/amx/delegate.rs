@@ -4,7 +4,7 @@
 
 use super::Amx;
 use crate::ops::{
-    ActQuantOps, AttentionOps, CausalTile, DenseMatmul, DenseOps, KernelId, Q8Matmul,
+    ActQuantOps, AttentionOps, CausalTile, DenseMatmul, DenseOps, KernelId, Q6KMatmul, Q8Matmul,
 };
 use crate::packed::OutRows;
 use half::f16;
@@ -20,6 +20,10 @@ impl DenseOps for Amx {
 
     fn q8_rows(&self, m: &Q8Matmul<'_>, out: &mut OutRows<'_>) -> KernelId {
         self.vnni().q8_rows(m, out)
+    }
+
+    fn q6k_rows(&self, m: &Q6KMatmul<'_>, out: &mut OutRows<'_>) -> KernelId {
+        self.vnni().q6k_rows(m, out)
     }
 }
 

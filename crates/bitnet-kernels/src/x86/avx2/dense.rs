@@ -1,12 +1,15 @@
 //! AVX2 dense matmuls (the output head): f16 (`vcvtph2ps`) and f32 weights with FMA, and
 //! Q8_0 with an exact integer dot per block of 32 (`vpmaddubsw` on `|w|` and `sign(x, w)`)
-//! and one FMA. Rows outside, token tiles inside: a row (a few KiB) stays in L1 for every
+//! and one FMA; Q6_K with an exact integer dot per super-block of 256 (see [`q6k_rows`]).
+//! Rows outside, token tiles inside: a row (a few KiB) stays in L1 for every
 //! tile, so the matrix is streamed from memory once per call whatever the batch.
 
 use super::Avx2;
-use crate::ops::{DenseMatmul, DenseOps, KernelId, Q8Matmul};
+use crate::ops::{DenseMatmul, DenseOps, KernelId, Q6KMatmul, Q8Matmul};
 use crate::packed::OutRows;
+use crate::q6k::{Q6K_SUB, QK_K};
 use crate::q8::Q8_BLOCK;
+use bitnet_formats::BlockQ6K;
 use half::f16;
 use std::arch::x86_64::*;
 
@@ -16,6 +19,8 @@ pub(crate) const F16_ID: KernelId = "f16/avx2";
 pub(crate) const F32_ID: KernelId = "f32/avx2";
 /// Id of [`q8_rows`].
 pub(crate) const Q8_ID: KernelId = "q8_0/avx2";
+/// Id of [`q6k_rows`].
+pub(crate) const Q6K_ID: KernelId = "q6_k/avx2";
 
 /// Runs `$body` once per tile of tokens `t..t + NT` over `0..$n`: tiles of 4, then the 1-3
 /// left, with `NT` a constant (array lengths and const generics take it).
@@ -247,6 +252,189 @@ pub(crate) unsafe fn q8_rows(m: &Q8Matmul<'_>, out: &mut OutRows<'_>) -> KernelI
     Q8_ID
 }
 
+/// `pshufb` masks over a block's 16 scales: mask `4h + k` gives the scales of the 32 values
+/// `128h + 32k..` (sub-blocks `8h + 2k` for the low 16 bytes, `8h + 2k + 1` for the high).
+const SCALE_PAIRS: [[u8; 16]; 8] = {
+    let mut m = [[0u8; 16]; 8];
+    let mut i = 0;
+    while i < 8 {
+        let mut b = 0;
+        while b < 16 {
+            m[i][b] = (2 * i + b / 8) as u8;
+            b += 1;
+        }
+        i += 1;
+    }
+    m
+};
+
+/// Sum of the eight i32 lanes.
+#[inline(always)]
+unsafe fn hsum_epi32(v: __m256i) -> i32 {
+    // SAFETY: only forwards this unsafe fn's own contract (the CPU features it is compiled for); no further obligation.
+    unsafe {
+        let s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256::<1>(v));
+        let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0x4E>(s));
+        let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0xB1>(s));
+        _mm_cvtsi128_si32(s)
+    }
+}
+
+/// The exact integer dots of one Q6_K block with `NT` tokens' 256 Q8_K activations (what
+/// `crate::q6k::block_isum` computes): the 6-bit quants unpacked 32 at a time (low nibbles
+/// of `ql`, two bits of `qh` shifted into bits 4-5), `vpmaddubsw` with the activations
+/// (unsigned `0..64` times `-127..=127`: pairs stay below 2^15), `vpmaddwd` with the
+/// sub-block scales, and the `- 32` offset applied once per block through the activations'
+/// 16-value sums.
+#[inline(always)]
+unsafe fn q6k_block<const NT: usize>(
+    b: &BlockQ6K,
+    xq: &[*const i8; NT],
+    xs: &[*const i16; NT],
+) -> [i32; NT] {
+    // SAFETY: only forwards this unsafe fn's own contract (the CPU features it is compiled
+    // for; each `xq[t]` starts 256 quants and each `xs[t]` 16 sums); no further obligation.
+    unsafe {
+        let m4 = _mm256_set1_epi8(0x0F);
+        let m2 = _mm256_set1_epi8(0x30);
+        let scales = _mm_loadu_si128(b.scales.as_ptr() as *const __m128i);
+        let mut acc = [_mm256_setzero_si256(); NT];
+        for h in 0..2 {
+            let ql0 = _mm256_loadu_si256(b.ql.as_ptr().add(64 * h) as *const __m256i);
+            let ql1 = _mm256_loadu_si256(b.ql.as_ptr().add(64 * h + 32) as *const __m256i);
+            let qh = _mm256_loadu_si256(b.qh.as_ptr().add(32 * h) as *const __m256i);
+            // 16-bit shifts move bits across the bytes of a pair; the masks keep only each
+            // byte's own.
+            let q = [
+                _mm256_or_si256(
+                    _mm256_and_si256(ql0, m4),
+                    _mm256_and_si256(_mm256_slli_epi16::<4>(qh), m2),
+                ),
+                _mm256_or_si256(
+                    _mm256_and_si256(ql1, m4),
+                    _mm256_and_si256(_mm256_slli_epi16::<2>(qh), m2),
+                ),
+                _mm256_or_si256(
+                    _mm256_and_si256(_mm256_srli_epi16::<4>(ql0), m4),
+                    _mm256_and_si256(qh, m2),
+                ),
+                _mm256_or_si256(
+                    _mm256_and_si256(_mm256_srli_epi16::<4>(ql1), m4),
+                    _mm256_and_si256(_mm256_srli_epi16::<2>(qh), m2),
+                ),
+            ];
+            for (k, &qk) in q.iter().enumerate() {
+                let mask = _mm_loadu_si128(SCALE_PAIRS[4 * h + k].as_ptr() as *const __m128i);
+                let sv = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(scales, mask));
+                for t in 0..NT {
+                    let x = _mm256_loadu_si256(xq[t].add(128 * h + 32 * k) as *const __m256i);
+                    let p = _mm256_madd_epi16(_mm256_maddubs_epi16(qk, x), sv);
+                    acc[t] = _mm256_add_epi32(acc[t], p);
+                }
+            }
+        }
+        let sc16 = _mm256_cvtepi8_epi16(scales);
+        let mut out = [0i32; NT];
+        for t in 0..NT {
+            let bsums = _mm256_loadu_si256(xs[t] as *const __m256i);
+            let offset = _mm256_slli_epi32::<5>(_mm256_madd_epi16(bsums, sc16));
+            out[t] = hsum_epi32(_mm256_sub_epi32(acc[t], offset));
+        }
+        out
+    }
+}
+
+/// `NR` Q6_K rows times `NT` tokens, the rows' blocks taken in turn (with `NR = 2`, two
+/// streams in flight, as the AVX-512 f16 head reads), each row's sum kept in block order.
+#[inline(always)]
+unsafe fn q6k_tile<const NR: usize, const NT: usize>(
+    rows: [&[BlockQ6K]; NR],
+    xq: &[*const i8; NT],
+    xd: &[*const f32; NT],
+    xs: &[*const i16; NT],
+) -> [[f32; NT]; NR] {
+    // SAFETY: only forwards this unsafe fn's own contract (the CPU features it is compiled
+    // for; every row and every token has `rows[0].len()` blocks); no further obligation.
+    unsafe {
+        let nb = rows[0].len();
+        let mut sum = [[0.0f32; NT]; NR];
+        // `sb` indexes every row's blocks and every token's activations alike.
+        #[allow(clippy::needless_range_loop)]
+        for sb in 0..nb {
+            let xq: [*const i8; NT] = std::array::from_fn(|t| xq[t].add(sb * QK_K));
+            let xs: [*const i16; NT] = std::array::from_fn(|t| xs[t].add(sb * QK_K / Q6K_SUB));
+            for r in 0..NR {
+                let b = &rows[r][sb];
+                let ahead = (b as *const BlockQ6K as *const u8).wrapping_add(PREFETCH);
+                for line in 0..4 {
+                    _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(64 * line) as *const i8);
+                }
+                let dw = f16::from_le_bytes(b.d).to_f32();
+                let isum = q6k_block::<NT>(b, &xq, &xs);
+                for t in 0..NT {
+                    sum[r][t] += isum[t] as f32 * (dw * *xd[t].add(sb));
+                }
+            }
+        }
+        sum
+    }
+}
+
+/// Q6_K weights, Q8_K activations: the scalar reference's sums in the same order, so the
+/// results are equal bit for bit. A GEMV reads two rows at once, one from each half of the
+/// range (two streams per thread).
+///
+/// # Safety
+/// The CPU must have AVX2, FMA and F16C.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn q6k_rows(m: &Q6KMatmul<'_>, out: &mut OutRows<'_>) -> KernelId {
+    debug_assert!(m.fits(out), "output view does not fit the operands");
+    let (w, x) = (m.w(), m.x());
+    let (cols, nb) = (w.cols(), w.blocks_per_row());
+    let subs = cols / Q6K_SUB;
+    let rows = out.rows();
+    let ptrs = |t: usize| {
+        (
+            x.quants()[t * cols..][..cols].as_ptr(),
+            x.scales()[t * nb..][..nb].as_ptr(),
+            x.bsums()[t * subs..][..subs].as_ptr(),
+        )
+    };
+    if m.n() == 1 {
+        let (q, d, s) = ptrs(0);
+        let (span, half) = (rows.len(), rows.len() / 2);
+        for i in 0..half {
+            let (a, b) = (rows.start + i, rows.start + half + i);
+            // SAFETY: the pointers start one token's `cols` quants, `nb` scales and
+            // `cols / 16` sums (sliced above); every row has `nb` blocks.
+            let [[ya], [yb]] = unsafe { q6k_tile::<2, 1>([w.row(a), w.row(b)], &[q], &[d], &[s]) };
+            let y = out.token(0);
+            y[i] = ya;
+            y[half + i] = yb;
+        }
+        if span % 2 == 1 {
+            // SAFETY: as above.
+            let [[y]] = unsafe { q6k_tile::<1, 1>([w.row(rows.end - 1)], &[q], &[d], &[s]) };
+            out.token(0)[span - 1] = y;
+        }
+        return Q6K_ID;
+    }
+    for r in rows.clone() {
+        for_token_tiles!(m.n(), |t, NT| {
+            let p: [_; NT] = std::array::from_fn(|k| ptrs(t + k));
+            let xq: [*const i8; NT] = std::array::from_fn(|k| p[k].0);
+            let xd: [*const f32; NT] = std::array::from_fn(|k| p[k].1);
+            let xs: [*const i16; NT] = std::array::from_fn(|k| p[k].2);
+            // SAFETY: as above, for each token of the tile.
+            let [acc] = unsafe { q6k_tile::<1, NT>([w.row(r)], &xq, &xd, &xs) };
+            for (k, a) in acc.into_iter().enumerate() {
+                out.token(t + k)[r - rows.start] = a;
+            }
+        });
+    }
+    Q6K_ID
+}
+
 impl DenseOps for Avx2 {
     fn f16_rows(&self, m: &DenseMatmul<'_, f16>, out: &mut OutRows<'_>) -> KernelId {
         // SAFETY: an `Avx2` exists only when `Avx2::get` saw AVX2, FMA and F16C.
@@ -261,5 +449,10 @@ impl DenseOps for Avx2 {
     fn q8_rows(&self, m: &Q8Matmul<'_>, out: &mut OutRows<'_>) -> KernelId {
         // SAFETY: as above.
         unsafe { q8_rows(m, out) }
+    }
+
+    fn q6k_rows(&self, m: &Q6KMatmul<'_>, out: &mut OutRows<'_>) -> KernelId {
+        // SAFETY: as above.
+        unsafe { q6k_rows(m, out) }
     }
 }

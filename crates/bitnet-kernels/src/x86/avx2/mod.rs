@@ -54,6 +54,7 @@ impl Backend for Avx2 {
             OpKind::F16 => dense::F16_ID,
             OpKind::F32 => dense::F32_ID,
             OpKind::Q8_0 => dense::Q8_ID,
+            OpKind::Q6K => dense::Q6K_ID,
             OpKind::KvCausal => attention::ID,
         }
     }

@@ -7,10 +7,10 @@
 //! (`f16_head` bench, full 2B4T head, one thread, two rounds: 11.2-12.0 GB/s with one,
 //! 14.5-14.6 with two; the STREAM-style read gave 12.7-13.6 on one thread minutes before).
 //! The AVX2 head still reads one stream per thread (not measured with two). Q8_0 runs the
-//! AVX2 code, called by name.
+//! AVX2 code, called by name, and so does Q6_K.
 
 use super::Avx512Vnni;
-use crate::ops::{DenseMatmul, DenseOps, KernelId, Q8Matmul};
+use crate::ops::{DenseMatmul, DenseOps, KernelId, Q6KMatmul, Q8Matmul};
 use crate::packed::OutRows;
 use crate::x86::avx2;
 use half::f16;
@@ -185,5 +185,10 @@ impl DenseOps for Avx512Vnni {
     fn q8_rows(&self, m: &Q8Matmul<'_>, out: &mut OutRows<'_>) -> KernelId {
         // SAFETY: as above.
         unsafe { avx2::dense::q8_rows(m, out) }
+    }
+
+    fn q6k_rows(&self, m: &Q6KMatmul<'_>, out: &mut OutRows<'_>) -> KernelId {
+        // SAFETY: as above.
+        unsafe { avx2::dense::q6k_rows(m, out) }
     }
 }

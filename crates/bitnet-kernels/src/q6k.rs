@@ -1,0 +1,493 @@
+//! Q6_K: ggml's 6-bit K-quant, the output head bitnet.cpp and ik_llama.cpp recommend
+//! (`--token-embedding-type q6_k`), run as it is stored.
+//!
+//! Why: a 2B4T token streams 0.52 GB of ternary weights and then the head; F16 makes the head
+//! 0.66 GB, Q8_0 0.35 GB, Q6_K 0.27 GB (0.82 bytes per weight). Until this module a Q6_K head
+//! was decoded and re-quantised to Q8_0 at load, streaming 30 % more than the file holds.
+//!
+//! Weights stay in ggml's 210-byte `block_q6_K` ([`BlockQ6K`]): 256 values in sixteen
+//! sub-blocks of 16, value = `d * scale[j] * (q - 32)` with `q` in `0..64`. The layout already
+//! suits SIMD (32 low nibbles and their high bits load as one vector each), so the file's
+//! bytes are used as they are. `--head-type q6_k` quantises an F16/F32 head with ggml's own
+//! `quantize_row_q6_K_ref` ([`quantize_row_q6_k`]), written again here so that the blocks
+//! are the bytes `llama-quantize` writes (checked against bitnet.cpp's in the tests).
+//!
+//! Activations are quantised per 256 values as ggml's Q8_K does ([`Q8KActivations`]):
+//! `d = max / -127` of the largest-magnitude value, quants rounded half to even, plus the sum
+//! of each 16 quants. A super-block's dot product is then exact in integers,
+//! `isum = sum_j scale[j] * (sum_k q[k] * x[k] - 32 * bsum[j])`, and costs one float step:
+//! `y[t][r] = sum_sb isum * (dw[r][sb] * dx[t][sb])`, summed over super-blocks in order. Every
+//! backend computes exactly that, so SIMD equals scalar bit for bit.
+
+use crate::FormatError;
+use bitnet_formats::{BlockQ6K, DenseBlocks, check_blocks, decode_q6_k};
+use half::f16;
+use rayon::prelude::*;
+
+/// Values per Q6_K (and Q8_K) super-block.
+pub const QK_K: usize = 256;
+
+/// Values per Q6_K sub-block (one 8-bit scale each).
+pub const Q6K_SUB: usize = 16;
+
+/// ggml's `GROUP_MAX_EPS`: a sub-block whose largest magnitude is below it quantises to 0.
+const GROUP_MAX_EPS: f32 = 1e-15;
+
+/// A dense `[rows][cols]` matrix in Q6_K blocks (see the module doc); `cols` is a multiple
+/// of 256.
+#[derive(Clone, PartialEq)]
+pub struct Q6KMatrix {
+    rows: usize,
+    cols: usize,
+    blocks: Vec<BlockQ6K>,
+}
+
+impl std::fmt::Debug for Q6KMatrix {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Q6KMatrix")
+            .field("rows", &self.rows)
+            .field("cols", &self.cols)
+            .finish_non_exhaustive()
+    }
+}
+
+fn shape_error(rows: usize, cols: usize) -> FormatError {
+    FormatError::Shape {
+        format: "Q6_K",
+        rows,
+        cols,
+        reason: "columns must be a positive multiple of 256",
+    }
+}
+
+impl Q6KMatrix {
+    /// The matrix a GGUF tensor of ggml's Q6_K type holds (`rows` rows of `cols / 256`
+    /// blocks), after [`check_blocks`] (size, finite `d`): the same blocks.
+    ///
+    /// # Errors
+    /// As [`check_blocks`].
+    pub fn from_ggml_blocks(rows: usize, cols: usize, bytes: &[u8]) -> Result<Self, FormatError> {
+        check_blocks(DenseBlocks::Q6K, bytes, rows, cols)?;
+        // `BlockQ6K` has alignment 1, so the cast cannot fail on a checked length.
+        let blocks = bytemuck::cast_slice::<u8, BlockQ6K>(bytes).to_vec();
+        Ok(Self { rows, cols, blocks })
+    }
+
+    /// Quantises a `[rows][cols]` matrix whose row `r` `fill_row(r, buf)` writes as f32 into
+    /// `buf` (`cols` values) with ggml's `quantize_row_q6_K_ref` ([`quantize_row_q6_k`]), on
+    /// a rayon pool of up to `threads` threads (load-time work; the result does not depend
+    /// on the thread count).
+    ///
+    /// # Errors
+    /// [`FormatError::Shape`] if `cols` is not a positive multiple of 256,
+    /// [`FormatError::Overflow`] if `rows * cols` overflows.
+    pub fn quantize<F>(
+        rows: usize,
+        cols: usize,
+        threads: usize,
+        fill_row: F,
+    ) -> Result<Self, FormatError>
+    where
+        F: Fn(usize, &mut [f32]) + Sync,
+    {
+        if cols == 0 || !cols.is_multiple_of(QK_K) {
+            return Err(shape_error(rows, cols));
+        }
+        let nb = cols / QK_K;
+        let len = rows.checked_mul(nb).ok_or(FormatError::Overflow {
+            format: "Q6_K",
+            rows,
+            cols,
+        })?;
+        let mut blocks = vec![<BlockQ6K as bytemuck::Zeroable>::zeroed(); len];
+        let rows_of = |blocks: &mut [BlockQ6K]| {
+            blocks.par_chunks_mut(nb).enumerate().for_each_init(
+                || vec![0.0f32; cols],
+                |buf, (r, out)| {
+                    fill_row(r, buf);
+                    quantize_row_q6_k(buf, out);
+                },
+            )
+        };
+        match rayon::ThreadPoolBuilder::new()
+            .num_threads(threads.clamp(1, rows.max(1)))
+            .build()
+        {
+            Ok(pool) => pool.install(|| rows_of(&mut blocks)),
+            // No threads to be had: the same work on the caller's thread.
+            Err(_) => {
+                let mut buf = vec![0.0f32; cols];
+                for (r, out) in blocks.chunks_mut(nb).enumerate() {
+                    fill_row(r, &mut buf);
+                    quantize_row_q6_k(&buf, out);
+                }
+            }
+        }
+        Ok(Self { rows, cols, blocks })
+    }
+
+    /// Rows (output features).
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Columns (input features), a multiple of 256.
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+
+    /// Super-blocks per row (`cols / 256`).
+    pub fn blocks_per_row(&self) -> usize {
+        self.cols / QK_K
+    }
+
+    /// The blocks of row `r`.
+    ///
+    /// # Panics
+    /// If `r >= rows`.
+    #[inline]
+    pub fn row(&self, r: usize) -> &[BlockQ6K] {
+        let nb = self.blocks_per_row();
+        &self.blocks[r * nb..(r + 1) * nb]
+    }
+
+    /// All blocks, `[rows][cols / 256]`: ggml's bytes.
+    pub fn blocks(&self) -> &[BlockQ6K] {
+        &self.blocks
+    }
+
+    /// Bytes the matrix occupies (and one matrix-vector product streams).
+    pub fn size_bytes(&self) -> usize {
+        std::mem::size_of_val(self.blocks.as_slice())
+    }
+
+    /// Row `r` dequantised into `out` (`cols` values) as ggml's `dequantize_row_q6_K` does.
+    ///
+    /// # Panics
+    /// If `r >= rows` or `out.len() != cols`.
+    pub fn row_into(&self, r: usize, out: &mut [f32]) {
+        assert_eq!(out.len(), self.cols, "row_into: out.len() != cols");
+        for (b, y) in self.row(r).iter().zip(out.chunks_exact_mut(QK_K)) {
+            decode_q6_k(b, y);
+        }
+    }
+}
+
+/// ggml's `nearest_int`: round half to even through the float adder (`|x| < 2^22`).
+#[inline(always)]
+fn nearest_int(x: f32) -> i32 {
+    let v = x + 12_582_912.0;
+    (v.to_bits() & 0x007f_ffff) as i32 - 0x0040_0000
+}
+
+/// ggml's `make_qx_quants(16, 32, x, L, rmse_type = 1, NULL)`: the sub-block's scale after a
+/// search over 19 candidate inverse scales, weighting each value by its square; `l` gets the
+/// quants (`0..64`) of the best. The multiply-adds are fused where a C compiler contracts
+/// them on a CPU with FMA (within one expression: clang's default, what bitnet.cpp's
+/// `llama-quantize` was built with), so the scales come out as its.
+#[inline(always)]
+fn make_qx_quants(x: &[f32], l: &mut [i8]) -> f32 {
+    const NMAX: i32 = 32;
+    let (mut max, mut amax) = (0.0f32, 0.0f32);
+    for &v in x {
+        if v.abs() > amax {
+            amax = v.abs();
+            max = v;
+        }
+    }
+    if amax < GROUP_MAX_EPS {
+        l.fill(0);
+        return 0.0;
+    }
+    let quant = |iscale: f32, v: f32| nearest_int(iscale * v).clamp(-NMAX, NMAX - 1);
+    let sums = |iscale: f32| {
+        let (mut sumlx, mut suml2) = (0.0f32, 0.0f32);
+        for &v in x {
+            let q = quant(iscale, v) as f32;
+            let w = v * v;
+            sumlx = (w * v).mul_add(q, sumlx);
+            suml2 = (w * q).mul_add(q, suml2);
+        }
+        (sumlx, suml2)
+    };
+    let fill = |iscale: f32, l: &mut [i8]| {
+        for (o, &v) in l.iter_mut().zip(x) {
+            *o = (quant(iscale, v) + NMAX) as i8;
+        }
+    };
+    let iscale = -(NMAX as f32) / max;
+    fill(iscale, l);
+    let (sumlx, suml2) = sums(iscale);
+    let mut scale = if suml2 != 0.0 { sumlx / suml2 } else { 0.0 };
+    let mut best = scale * sumlx;
+    for is in (-9..=9).filter(|&is| is != 0) {
+        let iscale = -0.1f32.mul_add(is as f32, NMAX as f32) / max;
+        let (sumlx, suml2) = sums(iscale);
+        if suml2 > 0.0 && sumlx * sumlx > best * suml2 {
+            fill(iscale, l);
+            scale = sumlx / suml2;
+            best = scale * sumlx;
+        }
+    }
+    scale
+}
+
+/// One row of f32 (a multiple of 256 values) to Q6_K with ggml's `quantize_row_q6_K_ref`
+/// (no importance matrix: what `llama-quantize --output-tensor-type q6_k` does).
+///
+/// # Panics
+/// If `x.len() != out.len() * 256`.
+pub fn quantize_row_q6_k(x: &[f32], out: &mut [BlockQ6K]) {
+    assert_eq!(
+        x.len(),
+        out.len() * QK_K,
+        "quantize_row_q6_k: x.len() != 256 * blocks"
+    );
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("fma") {
+        // SAFETY: the CPU has FMA (checked above), the only feature the copy is built for.
+        unsafe { quantize_row_q6_k_fma(x, out) };
+        return;
+    }
+    quantize_blocks(x, out);
+}
+
+/// [`quantize_blocks`] compiled with FMA, so `mul_add` is one instruction instead of a libm
+/// call (same results, several times faster over a 2B4T head).
+///
+/// # Safety
+/// The CPU must have FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "fma")]
+unsafe fn quantize_row_q6_k_fma(x: &[f32], out: &mut [BlockQ6K]) {
+    quantize_blocks(x, out);
+}
+
+#[inline(always)]
+fn quantize_blocks(x: &[f32], out: &mut [BlockQ6K]) {
+    for (x, y) in x.chunks_exact(QK_K).zip(out.iter_mut()) {
+        let mut l = [0i8; QK_K];
+        let mut scales = [0.0f32; QK_K / Q6K_SUB];
+        let (mut max_scale, mut max_abs_scale) = (0.0f32, 0.0f32);
+        for (ib, s) in scales.iter_mut().enumerate() {
+            let span = ib * Q6K_SUB..(ib + 1) * Q6K_SUB;
+            *s = make_qx_quants(&x[span.clone()], &mut l[span]);
+            if s.abs() > max_abs_scale {
+                max_abs_scale = s.abs();
+                max_scale = *s;
+            }
+        }
+        *y = <BlockQ6K as bytemuck::Zeroable>::zeroed();
+        if max_abs_scale < GROUP_MAX_EPS {
+            continue;
+        }
+        let iscale = -128.0f32 / max_scale;
+        let d = f16::from_f32(1.0 / iscale);
+        y.d = d.to_le_bytes();
+        for (o, &s) in y.scales.iter_mut().zip(&scales) {
+            *o = nearest_int(iscale * s).min(127) as i8;
+        }
+        for j in 0..QK_K / Q6K_SUB {
+            let d = d.to_f32() * f32::from(y.scales[j]);
+            if d == 0.0 {
+                continue;
+            }
+            for ii in 0..Q6K_SUB {
+                let q = nearest_int(x[Q6K_SUB * j + ii] / d).clamp(-32, 31);
+                l[Q6K_SUB * j + ii] = (q + 32) as i8;
+            }
+        }
+        let l = l.map(|v| v as u8);
+        for h in 0..2 {
+            let (l, ql, qh) = (
+                &l[128 * h..],
+                &mut y.ql[64 * h..64 * h + 64],
+                &mut y.qh[32 * h..32 * h + 32],
+            );
+            for i in 0..32 {
+                ql[i] = (l[i] & 0xF) | ((l[i + 64] & 0xF) << 4);
+                ql[i + 32] = (l[i + 32] & 0xF) | ((l[i + 96] & 0xF) << 4);
+                qh[i] = (l[i] >> 4)
+                    | ((l[i + 32] >> 4) << 2)
+                    | ((l[i + 64] >> 4) << 4)
+                    | ((l[i + 96] >> 4) << 6);
+            }
+        }
+    }
+}
+
+/// Activations quantised per 256 values as ggml's `quantize_row_q8_K_ref` does, for
+/// [`crate::Kernels::q6k_matmul`]: up to `max_rows` rows of `cols` values, allocated once
+/// (the decode loop reuses it).
+#[derive(Debug, Clone)]
+pub struct Q8KActivations {
+    cols: usize,
+    n: usize,
+    q: Vec<i8>,
+    d: Vec<f32>,
+    bsums: Vec<i16>,
+}
+
+impl Q8KActivations {
+    /// Room for `max_rows` rows of `cols` values; `cols` is a [`Q6KMatrix`]'s column count
+    /// (a multiple of 256; any tail beyond whole blocks is never quantised).
+    pub fn new(max_rows: usize, cols: usize) -> Self {
+        Self {
+            cols,
+            n: 0,
+            q: vec![0; max_rows * cols],
+            d: vec![0.0; max_rows * cols / QK_K],
+            bsums: vec![0; max_rows * cols / Q6K_SUB],
+        }
+    }
+
+    /// Quantises `x: [n][cols]`; its rows replace whatever was held. Per block of 256:
+    /// `iscale = -127 / max` of the largest-magnitude value, `q = min(127, round(iscale *
+    /// x))` (half to even), `d = 1 / iscale`, and each 16 quants' sum.
+    ///
+    /// # Panics
+    /// If `x.len()` is not `n * cols`, `cols` is not a multiple of 256, or `n` exceeds the
+    /// capacity.
+    pub fn quantize(&mut self, x: &[f32], n: usize) {
+        assert_eq!(
+            x.len(),
+            n * self.cols,
+            "Q8KActivations: x.len() != n * cols"
+        );
+        assert!(
+            self.cols.is_multiple_of(QK_K),
+            "Q8KActivations: {} columns are not whole blocks of 256",
+            self.cols
+        );
+        assert!(
+            n * self.cols <= self.q.len(),
+            "Q8KActivations: {n} rows exceed the capacity"
+        );
+        let len = n * self.cols;
+        for (((xb, qb), d), bs) in x
+            .chunks_exact(QK_K)
+            .zip(self.q[..len].chunks_exact_mut(QK_K))
+            .zip(self.d.iter_mut())
+            .zip(self.bsums.chunks_exact_mut(QK_K / Q6K_SUB))
+        {
+            let (mut max, mut amax) = (0.0f32, 0.0f32);
+            for &v in xb {
+                if v.abs() > amax {
+                    amax = v.abs();
+                    max = v;
+                }
+            }
+            if amax == 0.0 {
+                *d = 0.0;
+                qb.fill(0);
+                bs.fill(0);
+                continue;
+            }
+            let iscale = -127.0f32 / max;
+            for (o, &v) in qb.iter_mut().zip(xb) {
+                *o = nearest_int(iscale * v).min(127) as i8;
+            }
+            for (s, qs) in bs.iter_mut().zip(qb.chunks_exact(Q6K_SUB)) {
+                *s = qs.iter().map(|&v| i16::from(v)).sum();
+            }
+            *d = 1.0 / iscale;
+        }
+        self.n = n;
+    }
+
+    /// Rows held.
+    pub fn n(&self) -> usize {
+        self.n
+    }
+
+    /// Columns per row.
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+
+    /// Quants of the rows held, `[n][cols]`, each in `-127..=127`.
+    pub fn quants(&self) -> &[i8] {
+        &self.q[..self.n * self.cols]
+    }
+
+    /// Block scales of the rows held, `[n][cols / 256]`.
+    pub fn scales(&self) -> &[f32] {
+        &self.d[..self.n * self.cols / QK_K]
+    }
+
+    /// Sums of each 16 quants, `[n][cols / 16]`.
+    pub fn bsums(&self) -> &[i16] {
+        &self.bsums[..self.n * self.cols / Q6K_SUB]
+    }
+}
+
+/// The exact integer dot of one Q6_K block and 256 Q8_K activations:
+/// `sum_j scale[j] * (sum_k q[k] * x[k] - 32 * bsum[j])`, `q` the unsigned 6-bit quants.
+/// The scalar reference every SIMD kernel equals.
+pub(crate) fn block_isum(b: &BlockQ6K, x: &[i8], bsums: &[i16]) -> i32 {
+    let mut isum = 0i32;
+    for h in 0..2 {
+        let (ql, qh) = (&b.ql[64 * h..64 * h + 64], &b.qh[32 * h..32 * h + 32]);
+        let x = &x[128 * h..128 * h + 128];
+        // Four runs of 32 values: (low nibbles of ql[0..32], qh bits 0-1), (ql[32..64],
+        // bits 2-3), (high nibbles of ql[0..32], bits 4-5), (high of ql[32..64], bits 6-7).
+        for k in 0..4 {
+            let mut dots = [0i32; 2];
+            for l in 0..32 {
+                let lo = ql[l + 32 * (k & 1)];
+                let lo = if k < 2 { lo & 0xF } else { lo >> 4 };
+                let q = lo | (((qh[l] >> (2 * k)) & 3) << 4);
+                dots[l / 16] += i32::from(q) * i32::from(x[32 * k + l]);
+            }
+            for (s, dot) in dots.into_iter().enumerate() {
+                let j = 8 * h + 2 * k + s;
+                isum += i32::from(b.scales[j]) * (dot - 32 * i32::from(bsums[j]));
+            }
+        }
+    }
+    isum
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nearest_int_rounds_half_to_even() {
+        let got: Vec<i32> = [0.5f32, 1.5, 2.5, -0.5, -1.5, 2.4, -2.6, 126.5]
+            .into_iter()
+            .map(nearest_int)
+            .collect();
+        assert_eq!(got, [0, 2, 2, 0, -2, 2, -3, 126]);
+    }
+
+    #[test]
+    fn block_isum_is_the_dot_of_the_decoded_block() {
+        // Random bytes as a block, d = 1: decode_q6_k gives scale * (q - 32) exactly.
+        let mut s = 0x1234_5678u32;
+        let mut next = || {
+            s ^= s << 13;
+            s ^= s >> 17;
+            s ^= s << 5;
+            s
+        };
+        let mut b = <BlockQ6K as bytemuck::Zeroable>::zeroed();
+        b.ql.iter_mut().for_each(|v| *v = next() as u8);
+        b.qh.iter_mut().for_each(|v| *v = next() as u8);
+        b.scales.iter_mut().for_each(|v| *v = next() as i8);
+        b.d = f16::ONE.to_le_bytes();
+        let x: Vec<i8> = (0..QK_K).map(|_| (next() % 255) as i8).collect();
+        let bsums: Vec<i16> = x
+            .chunks_exact(Q6K_SUB)
+            .map(|c| c.iter().map(|&v| i16::from(v)).sum())
+            .collect();
+        let mut w = [0.0f32; QK_K];
+        decode_q6_k(&b, &mut w);
+        let want: i64 = w
+            .iter()
+            .zip(&x)
+            .map(|(&w, &x)| w as i64 * i64::from(x))
+            .sum();
+        assert_eq!(i64::from(block_isum(&b, &x, &bsums)), want);
+    }
+}

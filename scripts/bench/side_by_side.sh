@@ -34,6 +34,8 @@ rsq() {
   "$RS" bench -m "$FQ6" -p 128 -n 128 -t 2 -r 3 --kv-type f16 --no-bandwidth 2>/dev/null | table
   echo "### BitNet-rs --head-type q8_0"
   "$RS" bench -m "$F" -p 128 -n 128 -t 2 -r 3 --kv-type f16 --head-type q8_0 --no-bandwidth 2>/dev/null | table
+  echo "### BitNet-rs --head-type q6_k"
+  "$RS" bench -m "$F" -p 128 -n 128 -t 2 -r 3 --kv-type f16 --head-type q6_k --no-bandwidth 2>/dev/null | table
 }
 
 echo "machine: $(nproc) CPUs,$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2-), load $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -228,7 +228,7 @@ fn fallbacks_are_reported_as_fallbacks() {
             "f16/neon:gemv",
             "f32/neon:gemv",
             "q8_0/neon:gemv",
-            "q6_k/scalar:gemv",
+            "q6_k/neon:gemv",
             "kv/scalar:causal"
         ]
     );

@@ -1,10 +1,13 @@
 //! NEON dense matmuls (the output head): f16 converted with `half` (hardware `fcvtl` where
 //! available) into a stack buffer, then NEON FMA; f32 straight into the FMA; Q8_0 with an
-//! exact `vmull_s8` dot per block of 32.
+//! exact `vmull_s8` dot per block of 32; Q6_K with an exact integer dot per block of 256 and
+//! the scalar reference's float steps (equal to it bit for bit).
 
 use super::Neon;
 use crate::ops::{DenseMatmul, DenseOps, KernelId, Q6KMatmul, Q8Matmul};
 use crate::packed::OutRows;
+use crate::q6k::{Q6K_SUB, QK_K};
+use bitnet_formats::BlockQ6K;
 use half::f16;
 use std::arch::aarch64::*;
 
@@ -14,6 +17,8 @@ pub(crate) const F16_ID: KernelId = "f16/neon";
 pub(crate) const F32_ID: KernelId = "f32/neon";
 /// Id of the Q8_0 matmul.
 pub(crate) const Q8_ID: KernelId = "q8_0/neon";
+/// Id of the Q6_K matmul.
+pub(crate) const Q6K_ID: KernelId = "q6_k/neon";
 
 /// `sum a[i] * b[i]` with four FMA chains.
 #[target_feature(enable = "neon")]
@@ -112,6 +117,82 @@ fn q8_rows(m: &Q8Matmul<'_>, out: &mut OutRows<'_>) {
     }
 }
 
+/// The exact integer dot of one Q6_K block and 256 Q8_K activations (what
+/// `crate::q6k::block_isum` computes): 16 quants at a time unpacked from `ql`'s nibbles and
+/// two bits of `qh` (values `0..64`, so they multiply as `i8`), `vmull_s8`/`vmlal_high_s8`
+/// (two products of at most 63 * 127 per i16 lane), widened and scaled per sub-block in i32,
+/// and the `- 32` offset applied once through the activations' 16-value sums.
+///
+/// # Safety
+/// `x` starts 256 quants and `bsums` 16 sums.
+#[inline]
+unsafe fn q6k_block_isum(b: &BlockQ6K, x: *const i8, bsums: *const i16) -> i32 {
+    // SAFETY: reads `x[0..256]` and `bsums[0..16]` (the caller's contract) and the block's
+    // own arrays at in-bounds offsets; NEON is always present on aarch64.
+    unsafe {
+        let (m4, m3) = (vdupq_n_u8(0x0F), vdupq_n_u8(0x03));
+        let mut acc = vdupq_n_s32(0);
+        for h in 0..2 {
+            let (ql, qh) = (b.ql.as_ptr().add(64 * h), b.qh.as_ptr().add(32 * h));
+            for half in 0..2 {
+                // Values `128h + 32k + 16 half ..+16` for k = 0..4 (sub-block 8h + 2k + half).
+                let a = vld1q_u8(ql.add(16 * half));
+                let c = vld1q_u8(ql.add(32 + 16 * half));
+                let hb = vld1q_u8(qh.add(16 * half));
+                let q = [
+                    vorrq_u8(vandq_u8(a, m4), vshlq_n_u8::<4>(vandq_u8(hb, m3))),
+                    vorrq_u8(
+                        vandq_u8(c, m4),
+                        vshlq_n_u8::<4>(vandq_u8(vshrq_n_u8::<2>(hb), m3)),
+                    ),
+                    vorrq_u8(
+                        vshrq_n_u8::<4>(a),
+                        vshlq_n_u8::<4>(vandq_u8(vshrq_n_u8::<4>(hb), m3)),
+                    ),
+                    vorrq_u8(vshrq_n_u8::<4>(c), vshlq_n_u8::<4>(vshrq_n_u8::<6>(hb))),
+                ];
+                for (k, &qk) in q.iter().enumerate() {
+                    let xv = vld1q_s8(x.add(128 * h + 32 * k + 16 * half));
+                    let qv = vreinterpretq_s8_u8(qk);
+                    let p = vmlal_high_s8(vmull_s8(vget_low_s8(qv), vget_low_s8(xv)), qv, xv);
+                    let sc = i32::from(b.scales[8 * h + 2 * k + half]);
+                    acc = vmlaq_n_s32(acc, vpaddlq_s16(p), sc);
+                }
+            }
+        }
+        let offset: i32 = (0..Q6K_SUB)
+            .map(|j| i32::from(b.scales[j]) * i32::from(*bsums.add(j)))
+            .sum();
+        vaddvq_s32(acc) - 32 * offset
+    }
+}
+
+fn q6k_rows(m: &Q6KMatmul<'_>, out: &mut OutRows<'_>) {
+    debug_assert!(m.fits(out), "output view does not fit the operands");
+    let (w, x) = (m.w(), m.x());
+    let (cols, nb) = (w.cols(), w.blocks_per_row());
+    let subs = cols / Q6K_SUB;
+    let rows = out.rows();
+    for r in rows.clone() {
+        for t in 0..m.n() {
+            let xq = &x.quants()[t * cols..(t + 1) * cols];
+            let xd = &x.scales()[t * nb..(t + 1) * nb];
+            let xs = &x.bsums()[t * subs..(t + 1) * subs];
+            let mut sum = 0.0f32;
+            for (sb, b) in w.row(r).iter().enumerate() {
+                // SAFETY: block `sb < nb` starts 256 quants and 16 sums inside the slices
+                // (sliced above from `Q6KMatmul`'s checked shapes).
+                let isum = unsafe {
+                    q6k_block_isum(b, xq.as_ptr().add(sb * QK_K), xs.as_ptr().add(sb * 16))
+                };
+                // The scalar reference's float steps, in its order.
+                sum += isum as f32 * (f16::from_le_bytes(b.d).to_f32() * xd[sb]);
+            }
+            out.token(t)[r - rows.start] = sum;
+        }
+    }
+}
+
 impl DenseOps for Neon {
     fn f16_rows(&self, m: &DenseMatmul<'_, f16>, out: &mut OutRows<'_>) -> KernelId {
         use half::slice::HalfFloatSliceExt;
@@ -130,6 +211,7 @@ impl DenseOps for Neon {
     }
 
     fn q6k_rows(&self, m: &Q6KMatmul<'_>, out: &mut OutRows<'_>) -> KernelId {
-        crate::scalar::dense::q6k_rows(m, out)
+        q6k_rows(m, out);
+        Q6K_ID
     }
 }

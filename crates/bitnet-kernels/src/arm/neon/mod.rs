@@ -52,8 +52,7 @@ impl Backend for Neon {
             OpKind::F16 => dense::F16_ID,
             OpKind::F32 => dense::F32_ID,
             OpKind::Q8_0 => dense::Q8_ID,
-            // No NEON Q6_K kernel yet: the scalar one, called by name (see `dense.rs`).
-            OpKind::Q6K => crate::scalar::dense::Q6K_ID,
+            OpKind::Q6K => dense::Q6K_ID,
             // The scalar code, called by name (see `attention.rs`).
             OpKind::KvCausal => crate::scalar::attention::ID,
         }

@@ -270,13 +270,44 @@ const SCALE_PAIRS: [[u8; 16]; 8] = {
 
 /// Sum of the eight i32 lanes.
 #[inline(always)]
-unsafe fn hsum_epi32(v: __m256i) -> i32 {
+pub(crate) unsafe fn hsum_epi32(v: __m256i) -> i32 {
     // SAFETY: only forwards this unsafe fn's own contract (the CPU features it is compiled for); no further obligation.
     unsafe {
         let s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256::<1>(v));
         let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0x4E>(s));
         let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0xB1>(s));
         _mm_cvtsi128_si32(s)
+    }
+}
+
+/// One Q6_K block's exact integer dots with `NT` tokens' 256 Q8_K activations (what
+/// `crate::q6k::block_isum` computes), in some ISA: the row loop ([`q6k_rows_with`]) is
+/// shared, the unpacking is per ISA (AVX2 here, AVX-512 in `avx512::dense`).
+pub(crate) trait Q6KBlockDot {
+    /// The dots of block `b` with the activations at `xq[t]` (256 quants) and their 16-value
+    /// sums at `xs[t]`.
+    ///
+    /// # Safety
+    /// The ISA's CPU features; each `xq[t]` starts 256 quants and each `xs[t]` 16 sums.
+    unsafe fn dots<const NT: usize>(
+        b: &BlockQ6K,
+        xq: &[*const i8; NT],
+        xs: &[*const i16; NT],
+    ) -> [i32; NT];
+}
+
+/// The AVX2 block dot ([`q6k_block`]).
+pub(crate) struct Avx2Q6K;
+
+impl Q6KBlockDot for Avx2Q6K {
+    #[inline(always)]
+    unsafe fn dots<const NT: usize>(
+        b: &BlockQ6K,
+        xq: &[*const i8; NT],
+        xs: &[*const i16; NT],
+    ) -> [i32; NT] {
+        // SAFETY: only forwards this unsafe fn's own contract; no further obligation.
+        unsafe { q6k_block::<NT>(b, xq, xs) }
     }
 }
 
@@ -347,7 +378,7 @@ unsafe fn q6k_block<const NT: usize>(
 /// `NR` Q6_K rows times `NT` tokens, the rows' blocks taken in turn (with `NR = 2`, two
 /// streams in flight, as the AVX-512 f16 head reads), each row's sum kept in block order.
 #[inline(always)]
-unsafe fn q6k_tile<const NR: usize, const NT: usize>(
+unsafe fn q6k_tile<D: Q6KBlockDot, const NR: usize, const NT: usize>(
     rows: [&[BlockQ6K]; NR],
     xq: &[*const i8; NT],
     xd: &[*const f32; NT],
@@ -370,7 +401,7 @@ unsafe fn q6k_tile<const NR: usize, const NT: usize>(
                     _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(64 * line) as *const i8);
                 }
                 let dw = f16::from_le_bytes(b.d).to_f32();
-                let isum = q6k_block::<NT>(b, &xq, &xs);
+                let isum = D::dots::<NT>(b, &xq, &xs);
                 for t in 0..NT {
                     sum[r][t] += isum[t] as f32 * (dw * *xd[t].add(sb));
                 }
@@ -380,14 +411,25 @@ unsafe fn q6k_tile<const NR: usize, const NT: usize>(
     }
 }
 
-/// Q6_K weights, Q8_K activations: the scalar reference's sums in the same order, so the
-/// results are equal bit for bit. A GEMV reads two rows at once, one from each half of the
-/// range (two streams per thread).
+/// Q6_K weights, Q8_K activations, on AVX2.
 ///
 /// # Safety
 /// The CPU must have AVX2, FMA and F16C.
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(crate) unsafe fn q6k_rows(m: &Q6KMatmul<'_>, out: &mut OutRows<'_>) -> KernelId {
+    // SAFETY: the features are enabled on this function.
+    unsafe { q6k_rows_with::<Avx2Q6K>(m, out) };
+    Q6K_ID
+}
+
+/// Q6_K weights, Q8_K activations, with `D`'s block dot: the scalar reference's sums in the
+/// same order, so the results are equal bit for bit. A GEMV reads two rows at once, one from
+/// each half of the range (two streams per thread).
+///
+/// # Safety
+/// The CPU features `D` needs (at least AVX2); must be inlined into a function enabling them.
+#[inline(always)]
+pub(crate) unsafe fn q6k_rows_with<D: Q6KBlockDot>(m: &Q6KMatmul<'_>, out: &mut OutRows<'_>) {
     debug_assert!(m.fits(out), "output view does not fit the operands");
     let (w, x) = (m.w(), m.x());
     let (cols, nb) = (w.cols(), w.blocks_per_row());
@@ -407,17 +449,18 @@ pub(crate) unsafe fn q6k_rows(m: &Q6KMatmul<'_>, out: &mut OutRows<'_>) -> Kerne
             let (a, b) = (rows.start + i, rows.start + half + i);
             // SAFETY: the pointers start one token's `cols` quants, `nb` scales and
             // `cols / 16` sums (sliced above); every row has `nb` blocks.
-            let [[ya], [yb]] = unsafe { q6k_tile::<2, 1>([w.row(a), w.row(b)], &[q], &[d], &[s]) };
+            let [[ya], [yb]] =
+                unsafe { q6k_tile::<D, 2, 1>([w.row(a), w.row(b)], &[q], &[d], &[s]) };
             let y = out.token(0);
             y[i] = ya;
             y[half + i] = yb;
         }
         if span % 2 == 1 {
             // SAFETY: as above.
-            let [[y]] = unsafe { q6k_tile::<1, 1>([w.row(rows.end - 1)], &[q], &[d], &[s]) };
+            let [[y]] = unsafe { q6k_tile::<D, 1, 1>([w.row(rows.end - 1)], &[q], &[d], &[s]) };
             out.token(0)[span - 1] = y;
         }
-        return Q6K_ID;
+        return;
     }
     for r in rows.clone() {
         for_token_tiles!(m.n(), |t, NT| {
@@ -426,13 +469,12 @@ pub(crate) unsafe fn q6k_rows(m: &Q6KMatmul<'_>, out: &mut OutRows<'_>) -> Kerne
             let xd: [*const f32; NT] = std::array::from_fn(|k| p[k].1);
             let xs: [*const i16; NT] = std::array::from_fn(|k| p[k].2);
             // SAFETY: as above, for each token of the tile.
-            let [acc] = unsafe { q6k_tile::<1, NT>([w.row(r)], &xq, &xd, &xs) };
+            let [acc] = unsafe { q6k_tile::<D, 1, NT>([w.row(r)], &xq, &xd, &xs) };
             for (k, a) in acc.into_iter().enumerate() {
                 out.token(t + k)[r - rows.start] = a;
             }
         });
     }
-    Q6K_ID
 }
 
 impl DenseOps for Avx2 {

@@ -7,12 +7,14 @@
 //! (`f16_head` bench, full 2B4T head, one thread, two rounds: 11.2-12.0 GB/s with one,
 //! 14.5-14.6 with two; the STREAM-style read gave 12.7-13.6 on one thread minutes before).
 //! The AVX2 head still reads one stream per thread (not measured with two). Q8_0 runs the
-//! AVX2 code, called by name, and so does Q6_K.
+//! AVX2 code, called by name. Q6_K runs the AVX2 row loop with a 512-bit block dot
+//! ([`Avx512Q6K`]).
 
 use super::Avx512Vnni;
 use crate::ops::{DenseMatmul, DenseOps, KernelId, Q6KMatmul, Q8Matmul};
 use crate::packed::OutRows;
 use crate::x86::avx2;
+use bitnet_formats::BlockQ6K;
 use half::f16;
 use std::arch::x86_64::*;
 
@@ -20,6 +22,8 @@ use std::arch::x86_64::*;
 pub(crate) const F16_ID: KernelId = "f16/avx512vnni";
 /// Id of [`f32_rows`].
 pub(crate) const F32_ID: KernelId = "f32/avx512vnni";
+/// Id of [`q6k_rows`].
+pub(crate) const Q6K_ID: KernelId = "q6_k/avx512vnni";
 
 /// Prefetch distance in weight bytes (measured with the ternary kernel's, see there).
 const PREFETCH: usize = 4096;
@@ -171,6 +175,98 @@ unsafe fn f32_rows(m: &DenseMatmul<'_, f32>, out: &mut OutRows<'_>) -> KernelId 
     F32_ID
 }
 
+/// `vpshufb` masks over a block's 16 scales (in both 128-bit lanes) whose bytes, widened to
+/// i16, give each 128-bit lane of a 512-bit product (16 values: one sub-block) its scale:
+/// mask `2h + hi` covers sub-blocks `8h + 4 hi ..+4`.
+const SCALE_QUADS: [[u8; 32]; 4] = {
+    let mut m = [[0u8; 32]; 4];
+    let mut i = 0;
+    while i < 4 {
+        let mut b = 0;
+        while b < 32 {
+            m[i][b] = (4 * i + b / 8) as u8;
+            b += 1;
+        }
+        i += 1;
+    }
+    m
+};
+
+/// The AVX-512 Q6_K block dot: a half block (128 values) in two 512-bit vectors. `ql`'s 64
+/// bytes load whole; `qh`'s 32 are broadcast to both 256-bit halves and shifted by a per-lane
+/// count (`vpsllvw`/`vpsrlvw`), so one vector holds runs 0 and 1 (low nibbles) and the other
+/// runs 2 and 3 (high nibbles), each next to 64 contiguous activations. Then `vpmaddubsw`,
+/// `vpmaddwd` with each sub-block's scale, and the `- 32` offset once per block, as AVX2 does.
+struct Avx512Q6K;
+
+impl avx2::dense::Q6KBlockDot for Avx512Q6K {
+    #[inline(always)]
+    unsafe fn dots<const NT: usize>(
+        b: &BlockQ6K,
+        xq: &[*const i8; NT],
+        xs: &[*const i16; NT],
+    ) -> [i32; NT] {
+        // SAFETY: only forwards this unsafe fn's own contract (AVX-512F/BW and AVX2; each
+        // `xq[t]` starts 256 quants, each `xs[t]` 16 sums); no further obligation.
+        unsafe {
+            let m4 = _mm512_set1_epi8(0x0F);
+            let m2 = _mm512_set1_epi8(0x30);
+            // Per 16-bit lane: 4 in the low 256 bits (run 0), 2 in the high (run 1); 0 / 2
+            // for the high nibbles' runs 2 and 3.
+            let shl = _mm512_inserti64x4::<1>(_mm512_set1_epi16(4), _mm256_set1_epi16(2));
+            let shr = _mm512_inserti64x4::<1>(_mm512_set1_epi16(0), _mm256_set1_epi16(2));
+            let scales128 = _mm_loadu_si128(b.scales.as_ptr() as *const __m128i);
+            let scales = _mm256_broadcastsi128_si256(scales128);
+            let mut acc = [_mm512_setzero_si512(); NT];
+            for h in 0..2 {
+                let ql = _mm512_loadu_si512(b.ql.as_ptr().add(64 * h) as *const _);
+                let qh = _mm512_broadcast_i64x4(_mm256_loadu_si256(
+                    b.qh.as_ptr().add(32 * h) as *const __m256i
+                ));
+                let q = [
+                    _mm512_or_si512(
+                        _mm512_and_si512(ql, m4),
+                        _mm512_and_si512(_mm512_sllv_epi16(qh, shl), m2),
+                    ),
+                    _mm512_or_si512(
+                        _mm512_and_si512(_mm512_srli_epi16::<4>(ql), m4),
+                        _mm512_and_si512(_mm512_srlv_epi16(qh, shr), m2),
+                    ),
+                ];
+                for (hi, &qv) in q.iter().enumerate() {
+                    let mask =
+                        _mm256_loadu_si256(SCALE_QUADS[2 * h + hi].as_ptr() as *const __m256i);
+                    let sv = _mm512_cvtepi8_epi16(_mm256_shuffle_epi8(scales, mask));
+                    for t in 0..NT {
+                        let x = _mm512_loadu_si512(xq[t].add(128 * h + 64 * hi) as *const _);
+                        let p = _mm512_madd_epi16(_mm512_maddubs_epi16(qv, x), sv);
+                        acc[t] = _mm512_add_epi32(acc[t], p);
+                    }
+                }
+            }
+            let sc16 = _mm256_cvtepi8_epi16(scales128);
+            let mut out = [0i32; NT];
+            for t in 0..NT {
+                let bsums = _mm256_loadu_si256(xs[t] as *const __m256i);
+                let offset = avx2::dense::hsum_epi32(_mm256_madd_epi16(bsums, sc16));
+                out[t] = _mm512_reduce_add_epi32(acc[t]) - 32 * offset;
+            }
+            out
+        }
+    }
+}
+
+/// Q6_K weights, Q8_K activations: the AVX2 row loop with the 512-bit block dot.
+///
+/// # Safety
+/// The CPU must have AVX-512F/BW, AVX2, FMA and F16C.
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw")]
+unsafe fn q6k_rows(m: &Q6KMatmul<'_>, out: &mut OutRows<'_>) -> KernelId {
+    // SAFETY: the features are enabled on this function.
+    unsafe { avx2::dense::q6k_rows_with::<Avx512Q6K>(m, out) };
+    Q6K_ID
+}
+
 impl DenseOps for Avx512Vnni {
     fn f16_rows(&self, m: &DenseMatmul<'_, f16>, out: &mut OutRows<'_>) -> KernelId {
         // SAFETY: `Avx512Vnni::get` checked AVX-512F, AVX2, FMA and F16C.
@@ -188,7 +284,7 @@ impl DenseOps for Avx512Vnni {
     }
 
     fn q6k_rows(&self, m: &Q6KMatmul<'_>, out: &mut OutRows<'_>) -> KernelId {
-        // SAFETY: as above.
-        unsafe { avx2::dense::q6k_rows(m, out) }
+        // SAFETY: as above (`Avx512Vnni::get` also checked AVX-512BW).
+        unsafe { q6k_rows(m, out) }
     }
 }

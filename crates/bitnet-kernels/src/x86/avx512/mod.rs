@@ -59,7 +59,7 @@ impl Backend for Avx512Vnni {
             OpKind::F16 => dense::F16_ID,
             OpKind::F32 => dense::F32_ID,
             OpKind::Q8_0 => avx2::dense::Q8_ID,
-            OpKind::Q6K => avx2::dense::Q6K_ID,
+            OpKind::Q6K => dense::Q6K_ID,
             OpKind::KvCausal => attention::CAUSAL_ID,
         }
     }

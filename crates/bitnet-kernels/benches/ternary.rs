@@ -187,6 +187,36 @@ fn f16_head(c: &mut Criterion) {
     g.finish();
 }
 
+/// One head group: for every distinct kernel id `op` dispatches to, `run` on 1 and 2
+/// threads, throughput counted as the matrix's `bytes`.
+fn head_group(
+    c: &mut Criterion,
+    name: String,
+    bytes: usize,
+    op: OpKind,
+    mut run: impl FnMut(&Kernels),
+) {
+    let mut g = c.benchmark_group(name);
+    g.sample_size(10);
+    g.throughput(Throughput::Bytes(bytes as u64));
+    let mut seen = Vec::new();
+    for ops in available() {
+        let id = ops.kernel_id(op);
+        if seen.contains(&id) {
+            continue;
+        }
+        seen.push(id);
+        for threads in [1usize, 2] {
+            let k = Kernels::with_backend(ops, threads);
+            g.bench_function(
+                BenchmarkId::new(format!("{id}/n1"), format!("t{threads}")),
+                |b| b.iter(|| run(&k)),
+            );
+        }
+    }
+    g.finish();
+}
+
 /// The same head in Q8_0 (`--head-type q8_0`): 1.0625 bytes per weight.
 fn q8_head(c: &mut Criterion) {
     let (rows, cols) = (dim(HEAD_ROWS), dim(2560));
@@ -199,30 +229,11 @@ fn q8_head(c: &mut Criterion) {
     let x: Vec<f32> = (0..cols).map(|i| (i % 13) as f32 / 13.0).collect();
     let mut act = Q8Activations::new(1, cols);
     let mut y = vec![0f32; rows];
-    let mut g = c.benchmark_group(format!("q8_head_{rows}x{cols}"));
-    g.sample_size(10);
-    g.throughput(Throughput::Bytes(w.size_bytes() as u64));
-    let mut seen = Vec::new();
-    for ops in available() {
-        let id = ops.kernel_id(OpKind::Q8_0);
-        if seen.contains(&id) {
-            continue;
-        }
-        seen.push(id);
-        for threads in [1usize, 2] {
-            let k = Kernels::with_backend(ops, threads);
-            g.bench_function(
-                BenchmarkId::new(format!("{id}/n1"), format!("t{threads}")),
-                |b| {
-                    b.iter(|| {
-                        k.q8_matmul(&w, &x, 1, &mut act, &mut y);
-                        black_box(&y);
-                    })
-                },
-            );
-        }
-    }
-    g.finish();
+    let name = format!("q8_head_{rows}x{cols}");
+    head_group(c, name, w.size_bytes(), OpKind::Q8_0, |k| {
+        k.q8_matmul(&w, &x, 1, &mut act, &mut y);
+        black_box(&y);
+    });
 }
 
 /// The same head in Q6_K (bitnet.cpp's and ik_llama.cpp's recommended head, kept as stored):
@@ -244,30 +255,11 @@ fn q6k_head(c: &mut Criterion) {
     let x: Vec<f32> = (0..cols).map(|i| (i % 13) as f32 / 13.0).collect();
     let mut act = Q8KActivations::new(1, cols);
     let mut y = vec![0f32; rows];
-    let mut g = c.benchmark_group(format!("q6k_head_{rows}x{cols}"));
-    g.sample_size(10);
-    g.throughput(Throughput::Bytes(w.size_bytes() as u64));
-    let mut seen = Vec::new();
-    for ops in available() {
-        let id = ops.kernel_id(OpKind::Q6K);
-        if seen.contains(&id) {
-            continue;
-        }
-        seen.push(id);
-        for threads in [1usize, 2] {
-            let k = Kernels::with_backend(ops, threads);
-            g.bench_function(
-                BenchmarkId::new(format!("{id}/n1"), format!("t{threads}")),
-                |b| {
-                    b.iter(|| {
-                        k.q6k_matmul(&w, &x, 1, &mut act, &mut y);
-                        black_box(&y);
-                    })
-                },
-            );
-        }
-    }
-    g.finish();
+    let name = format!("q6k_head_{rows}x{cols}");
+    head_group(c, name, w.size_bytes(), OpKind::Q6K, |k| {
+        k.q6k_matmul(&w, &x, 1, &mut act, &mut y);
+        black_box(&y);
+    });
 }
 
 criterion_group!(benches, memory_probe, ternary, f16_head, q8_head, q6k_head);

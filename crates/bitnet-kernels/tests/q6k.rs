@@ -9,12 +9,8 @@ mod common;
 
 use bitnet_kernels::q6k::{QK_K, quantize_row_q6_k};
 use bitnet_kernels::{FormatError, Kernels, OpKind, Q6KMatrix, Q8KActivations, available, by_id};
-use common::Rng;
+use common::{Rng, random};
 use proptest::prelude::*;
-
-fn random(rng: &mut Rng, len: usize, scale: f32) -> Vec<f32> {
-    (0..len).map(|_| rng.f32() * scale).collect()
-}
 
 fn matrix(w: &[f32], rows: usize, cols: usize, threads: usize) -> Q6KMatrix {
     Q6KMatrix::quantize(rows, cols, threads, |r, buf| {

@@ -6,13 +6,9 @@ mod common;
 
 use bitnet_kernels::q8::{Q8_BLOCK, quantize_row};
 use bitnet_kernels::{FormatError, Kernels, OpKind, Q8Activations, Q8Matrix, available, by_id};
-use common::Rng;
+use common::{Rng, random};
 use half::f16;
 use proptest::prelude::*;
-
-fn random(rng: &mut Rng, len: usize, scale: f32) -> Vec<f32> {
-    (0..len).map(|_| rng.f32() * scale).collect()
-}
 
 fn matrix(w: &[f32], rows: usize, cols: usize, threads: usize) -> Q8Matrix {
     Q8Matrix::quantize(rows, cols, threads, |r, buf| {

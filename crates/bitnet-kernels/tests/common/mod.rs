@@ -20,3 +20,8 @@ impl Rng {
         (self.next() >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
     }
 }
+
+/// `len` values uniform in `[-scale, scale)`.
+pub fn random(rng: &mut Rng, len: usize, scale: f32) -> Vec<f32> {
+    (0..len).map(|_| rng.f32() * scale).collect()
+}

@@ -268,9 +268,23 @@ const SCALE_PAIRS: [[u8; 16]; 8] = {
     m
 };
 
+/// `sum_j scale[j] * bsum[j]` over a block's 16 sub-blocks: what the `- 32` of every quant
+/// takes off the block's dot product (`scales` the block's 16 `i8` scales, `bsums` 16 sums).
+///
+/// # Safety
+/// AVX2; `bsums` starts 16 `i16`s.
+#[inline(always)]
+pub(crate) unsafe fn scaled_bsums(scales: __m128i, bsums: *const i16) -> i32 {
+    // SAFETY: only forwards this unsafe fn's own contract; no further obligation.
+    unsafe {
+        let bsums = _mm256_loadu_si256(bsums as *const __m256i);
+        hsum_epi32(_mm256_madd_epi16(bsums, _mm256_cvtepi8_epi16(scales)))
+    }
+}
+
 /// Sum of the eight i32 lanes.
 #[inline(always)]
-pub(crate) unsafe fn hsum_epi32(v: __m256i) -> i32 {
+unsafe fn hsum_epi32(v: __m256i) -> i32 {
     // SAFETY: only forwards this unsafe fn's own contract (the CPU features it is compiled for); no further obligation.
     unsafe {
         let s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256::<1>(v));
@@ -316,7 +330,7 @@ impl Q6KBlockDot for Avx2Q6K {
 /// of `ql`, two bits of `qh` shifted into bits 4-5), `vpmaddubsw` with the activations
 /// (unsigned `0..64` times `-127..=127`: pairs stay below 2^15), `vpmaddwd` with the
 /// sub-block scales, and the `- 32` offset applied once per block through the activations'
-/// 16-value sums.
+/// 16-value sums ([`scaled_bsums`]).
 #[inline(always)]
 unsafe fn q6k_block<const NT: usize>(
     b: &BlockQ6K,
@@ -364,14 +378,7 @@ unsafe fn q6k_block<const NT: usize>(
                 }
             }
         }
-        let sc16 = _mm256_cvtepi8_epi16(scales);
-        let mut out = [0i32; NT];
-        for t in 0..NT {
-            let bsums = _mm256_loadu_si256(xs[t] as *const __m256i);
-            let offset = _mm256_slli_epi32::<5>(_mm256_madd_epi16(bsums, sc16));
-            out[t] = hsum_epi32(_mm256_sub_epi32(acc[t], offset));
-        }
-        out
+        std::array::from_fn(|t| hsum_epi32(acc[t]) - 32 * scaled_bsums(scales, xs[t]))
     }
 }
 

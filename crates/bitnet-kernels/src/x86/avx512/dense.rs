@@ -244,14 +244,9 @@ impl avx2::dense::Q6KBlockDot for Avx512Q6K {
                     }
                 }
             }
-            let sc16 = _mm256_cvtepi8_epi16(scales128);
-            let mut out = [0i32; NT];
-            for t in 0..NT {
-                let bsums = _mm256_loadu_si256(xs[t] as *const __m256i);
-                let offset = avx2::dense::hsum_epi32(_mm256_madd_epi16(bsums, sc16));
-                out[t] = _mm512_reduce_add_epi32(acc[t]) - 32 * offset;
-            }
-            out
+            std::array::from_fn(|t| {
+                _mm512_reduce_add_epi32(acc[t]) - 32 * avx2::dense::scaled_bsums(scales128, xs[t])
+            })
         }
     }
 }

@@ -211,7 +211,7 @@ fn fallbacks_are_reported_as_fallbacks() {
                     "i2s/scalar:f32",
                     "f16/avx512vnni:gemv",
                     "f32/avx512vnni:gemv",
-                    "q8_0/avx2:gemv",
+                    "q8_0/avx512vnni:gemv",
                     "q6_k/avx512vnni:gemv",
                     "kv/avx512vnni:causal"
                 ]

@@ -6,13 +6,15 @@
 //! two rows at once from the two halves of its range: two streams in flight per thread
 //! (`f16_head` bench, full 2B4T head, one thread, two rounds: 11.2-12.0 GB/s with one,
 //! 14.5-14.6 with two; the STREAM-style read gave 12.7-13.6 on one thread minutes before).
-//! The AVX2 head still reads one stream per thread (not measured with two). Q8_0 runs the
-//! AVX2 code, called by name. Q6_K runs the AVX2 row loop with a 512-bit block dot
-//! ([`Avx512Q6K`]).
+//! The AVX2 head still reads one stream per thread (not measured with two). Q8_0 has its
+//! own 512-bit kernel ([`q8_rows`]: `vpdpbusd`, two blocks per step, two streams; the AVX2
+//! one is compute-bound at about half the F16 kernel's bytes per second). Q6_K runs the AVX2
+//! row loop with a 512-bit block dot ([`Avx512Q6K`]).
 
 use super::Avx512Vnni;
 use crate::ops::{DenseMatmul, DenseOps, KernelId, Q6KMatmul, Q8Matmul};
 use crate::packed::OutRows;
+use crate::q8::Q8_BLOCK;
 use crate::x86::avx2;
 use bitnet_formats::BlockQ6K;
 use half::f16;
@@ -24,6 +26,8 @@ pub(crate) const F16_ID: KernelId = "f16/avx512vnni";
 pub(crate) const F32_ID: KernelId = "f32/avx512vnni";
 /// Id of [`q6k_rows`].
 pub(crate) const Q6K_ID: KernelId = "q6_k/avx512vnni";
+/// Id of [`q8_rows`].
+pub(crate) const Q8_ID: KernelId = "q8_0/avx512vnni";
 
 /// Prefetch distance in weight bytes (measured with the ternary kernel's, see there).
 const PREFETCH: usize = 4096;
@@ -175,6 +179,166 @@ unsafe fn f32_rows(m: &DenseMatmul<'_, f32>, out: &mut OutRows<'_>) -> KernelId 
     F32_ID
 }
 
+/// Per-lane indices for `vpermps`: entry `i` broadcasts products `2i` and `2i + 1` of 16 block
+/// scales to the low and high 8 lanes (the two blocks of 32 one 512-bit vector holds).
+const PAIR_INDEX: [[i32; 16]; 8] = {
+    let mut m = [[0i32; 16]; 8];
+    let mut i = 0;
+    while i < 8 {
+        let mut l = 0;
+        while l < 16 {
+            m[i][l] = (2 * i + l / 8) as i32;
+            l += 1;
+        }
+        i += 1;
+    }
+    m
+};
+
+/// `NR` Q8_0 rows times `NT` tokens, two blocks of 32 per 512-bit step: `vpdpbusd` of `|w|`
+/// with `x` negated where `w < 0` (exact: quants lie in -127..=127), then one FMA with the
+/// two blocks' `dw * dx`, converted and multiplied 16 blocks at a time. An odd last block is
+/// added on its own. All rows have `nb` blocks; the sum order differs from scalar only in
+/// floats, as the op's contract allows.
+#[inline(always)]
+unsafe fn q8_tile<const NR: usize, const NT: usize>(
+    wq: [*const i8; NR],
+    wd: [*const f16; NR],
+    nb: usize,
+    xq: &[*const i8; NT],
+    xd: &[*const f32; NT],
+) -> [[f32; NT]; NR] {
+    // SAFETY: only forwards this unsafe fn's own contract (AVX-512F/BW/VNNI; every row has
+    // `nb` blocks of quants and scales, every token `nb` of each); no further obligation.
+    unsafe {
+        let mut acc = [[_mm512_setzero_ps(); NT]; NR];
+        let mut tail = [[0.0f32; NT]; NR];
+        let mut b = 0;
+        while b + 2 <= nb {
+            // Up to 16 blocks' scale products at once (masked loads past the end).
+            let g = (nb - b).min(16) & !1;
+            let k = (1u32 << g) - 1;
+            let mut s = [[_mm512_setzero_ps(); NT]; NR];
+            for r in 0..NR {
+                let dw = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(
+                    k as __mmask16,
+                    wd[r].add(b) as *const _,
+                ));
+                for t in 0..NT {
+                    s[r][t] =
+                        _mm512_mul_ps(dw, _mm512_maskz_loadu_ps(k as __mmask16, xd[t].add(b)));
+                }
+            }
+            for (i, pair) in PAIR_INDEX.iter().enumerate().take(g / 2) {
+                let idx = _mm512_loadu_si512(pair.as_ptr() as *const _);
+                let off = (b + 2 * i) * Q8_BLOCK;
+                for r in 0..NR {
+                    let wp = wq[r].add(off);
+                    _mm_prefetch::<_MM_HINT_T0>(
+                        (wp as *const u8).wrapping_add(PREFETCH) as *const i8
+                    );
+                    let w = _mm512_loadu_si512(wp as *const _);
+                    let neg = _mm512_movepi8_mask(w);
+                    let aw = _mm512_abs_epi8(w);
+                    for t in 0..NT {
+                        let x = _mm512_loadu_si512(xq[t].add(off) as *const _);
+                        let sx = _mm512_mask_sub_epi8(x, neg, _mm512_setzero_si512(), x);
+                        let p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), aw, sx);
+                        let sc = _mm512_permutexvar_ps(idx, s[r][t]);
+                        acc[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), sc, acc[r][t]);
+                    }
+                }
+            }
+            b += g;
+        }
+        if b < nb {
+            let off = b * Q8_BLOCK;
+            for r in 0..NR {
+                for t in 0..NT {
+                    let isum: i32 = (0..Q8_BLOCK)
+                        .map(|c| i32::from(*wq[r].add(off + c)) * i32::from(*xq[t].add(off + c)))
+                        .sum();
+                    tail[r][t] = isum as f32 * ((*wd[r].add(b)).to_f32() * *xd[t].add(b));
+                }
+            }
+        }
+        std::array::from_fn(|r| {
+            std::array::from_fn(|t| _mm512_reduce_add_ps(acc[r][t]) + tail[r][t])
+        })
+    }
+}
+
+/// Q8_0 weights on AVX-512 VNNI. A GEMV reads two rows at once, one from each half of the
+/// range (two streams per thread); batches take tiles of up to 4 tokens per row.
+///
+/// # Safety
+/// The CPU must have AVX-512F/BW/VL/VNNI, AVX2, FMA and F16C.
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn q8_rows(m: &Q8Matmul<'_>, out: &mut OutRows<'_>) -> KernelId {
+    debug_assert!(m.fits(out), "output view does not fit the operands");
+    let (w, x) = (m.w(), m.x());
+    let (cols, nb) = (w.cols(), w.blocks_per_row());
+    let rows = out.rows();
+    let wrow = |r: usize| {
+        (
+            w.quants()[r * cols..][..cols].as_ptr(),
+            w.scales()[r * nb..][..nb].as_ptr(),
+        )
+    };
+    let xrow = |t: usize| {
+        (
+            x.quants()[t * cols..][..cols].as_ptr(),
+            x.scales()[t * nb..][..nb].as_ptr(),
+        )
+    };
+    if m.n() == 1 {
+        let (xq, xd) = xrow(0);
+        let (span, half) = (rows.len(), rows.len() / 2);
+        for i in 0..half {
+            let ((qa, da), (qb, db)) = (wrow(rows.start + i), wrow(rows.start + half + i));
+            // SAFETY: every pointer starts `nb` blocks of quants or scales (sliced above from
+            // `Q8Matmul`'s checked shapes).
+            let [[ya], [yb]] = unsafe { q8_tile::<2, 1>([qa, qb], [da, db], nb, &[xq], &[xd]) };
+            let y = out.token(0);
+            y[i] = ya;
+            y[half + i] = yb;
+        }
+        if span % 2 == 1 {
+            let (q, d) = wrow(rows.end - 1);
+            // SAFETY: as above.
+            let [[y]] = unsafe { q8_tile::<1, 1>([q], [d], nb, &[xq], &[xd]) };
+            out.token(0)[span - 1] = y;
+        }
+        return Q8_ID;
+    }
+    for r in rows.clone() {
+        let (q, d) = wrow(r);
+        let mut t = 0;
+        while t < m.n() {
+            macro_rules! tile {
+                ($nt:literal) => {{
+                    let xs: [_; $nt] = std::array::from_fn(|k| xrow(t + k));
+                    let xq: [*const i8; $nt] = std::array::from_fn(|k| xs[k].0);
+                    let xd: [*const f32; $nt] = std::array::from_fn(|k| xs[k].1);
+                    // SAFETY: as above, for each token of the tile.
+                    let [acc] = unsafe { q8_tile::<1, $nt>([q], [d], nb, &xq, &xd) };
+                    for (k, a) in acc.into_iter().enumerate() {
+                        out.token(t + k)[r - rows.start] = a;
+                    }
+                    $nt
+                }};
+            }
+            t += match m.n() - t {
+                1 => tile!(1),
+                2 => tile!(2),
+                3 => tile!(3),
+                _ => tile!(4),
+            };
+        }
+    }
+    Q8_ID
+}
+
 /// `vpshufb` masks over a block's 16 scales (in both 128-bit lanes) whose bytes, widened to
 /// i16, give each 128-bit lane of a 512-bit product (16 values: one sub-block) its scale:
 /// mask `2h + hi` covers sub-blocks `8h + 4 hi ..+4`.
@@ -274,8 +438,8 @@ impl DenseOps for Avx512Vnni {
     }
 
     fn q8_rows(&self, m: &Q8Matmul<'_>, out: &mut OutRows<'_>) -> KernelId {
-        // SAFETY: as above.
-        unsafe { avx2::dense::q8_rows(m, out) }
+        // SAFETY: `Avx512Vnni::get` also checked AVX-512BW and VNNI.
+        unsafe { q8_rows(m, out) }
     }
 
     fn q6k_rows(&self, m: &Q6KMatmul<'_>, out: &mut OutRows<'_>) -> KernelId {

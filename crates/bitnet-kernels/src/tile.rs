@@ -155,6 +155,28 @@ pub(crate) unsafe fn ternary_rows<D: TileDot>(m: &TernaryMatmul<'_>, out: &mut O
     }
 }
 
+/// A dense GEMV over `out`'s rows (one token) in the order of [`two_stream_row`], for kernels
+/// that compute two rows in one pass: `pair(a, b)` returns rows `a` and `b` (one from each half
+/// of the range), `one(r)` an odd last row.
+#[inline(always)]
+pub(crate) fn gemv_two_streams(
+    out: &mut OutRows<'_>,
+    mut pair: impl FnMut(usize, usize) -> (f32, f32),
+    mut one: impl FnMut(usize) -> f32,
+) {
+    let rows = out.rows();
+    let (span, half) = (rows.len(), rows.len() / 2);
+    for i in 0..half {
+        let (ya, yb) = pair(rows.start + i, rows.start + half + i);
+        let y = out.token(0);
+        y[i] = ya;
+        y[half + i] = yb;
+    }
+    if span % 2 == 1 {
+        out.token(0)[span - 1] = one(rows.end - 1);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::two_stream_row;

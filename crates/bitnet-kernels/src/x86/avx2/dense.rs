@@ -9,6 +9,7 @@ use crate::ops::{DenseMatmul, DenseOps, KernelId, Q6KMatmul, Q8Matmul};
 use crate::packed::OutRows;
 use crate::q6k::{Q6K_SUB, QK_K};
 use crate::q8::Q8_BLOCK;
+use crate::tile::gemv_two_streams;
 use bitnet_formats::BlockQ6K;
 use half::f16;
 use std::arch::x86_64::*;
@@ -52,6 +53,7 @@ macro_rules! for_token_tiles {
         }
     }};
 }
+pub(crate) use for_token_tiles;
 
 /// Software prefetch distance in weight bytes (as the AVX-512 kernels').
 const PREFETCH: usize = 4096;
@@ -451,22 +453,18 @@ pub(crate) unsafe fn q6k_rows_with<D: Q6KBlockDot>(m: &Q6KMatmul<'_>, out: &mut 
     };
     if m.n() == 1 {
         let (q, d, s) = ptrs(0);
-        let (span, half) = (rows.len(), rows.len() / 2);
-        for i in 0..half {
-            let (a, b) = (rows.start + i, rows.start + half + i);
-            // SAFETY: the pointers start one token's `cols` quants, `nb` scales and
-            // `cols / 16` sums (sliced above); every row has `nb` blocks.
-            let [[ya], [yb]] =
-                unsafe { q6k_tile::<D, 2, 1>([w.row(a), w.row(b)], &[q], &[d], &[s]) };
-            let y = out.token(0);
-            y[i] = ya;
-            y[half + i] = yb;
-        }
-        if span % 2 == 1 {
+        gemv_two_streams(
+            out,
+            |a, b| {
+                // SAFETY: the pointers start one token's `cols` quants, `nb` scales and
+                // `cols / 16` sums (sliced above); every row has `nb` blocks.
+                let [[ya], [yb]] =
+                    unsafe { q6k_tile::<D, 2, 1>([w.row(a), w.row(b)], &[q], &[d], &[s]) };
+                (ya, yb)
+            },
             // SAFETY: as above.
-            let [[y]] = unsafe { q6k_tile::<D, 1, 1>([w.row(rows.end - 1)], &[q], &[d], &[s]) };
-            out.token(0)[span - 1] = y;
-        }
+            |r| unsafe { q6k_tile::<D, 1, 1>([w.row(r)], &[q], &[d], &[s]) }[0][0],
+        );
         return;
     }
     for r in rows.clone() {

@@ -15,7 +15,9 @@ use super::Avx512Vnni;
 use crate::ops::{DenseMatmul, DenseOps, KernelId, Q6KMatmul, Q8Matmul};
 use crate::packed::OutRows;
 use crate::q8::Q8_BLOCK;
+use crate::tile::gemv_two_streams;
 use crate::x86::avx2;
+use crate::x86::avx2::dense::for_token_tiles;
 use bitnet_formats::BlockQ6K;
 use half::f16;
 use std::arch::x86_64::*;
@@ -114,21 +116,17 @@ unsafe fn dense_rows<T: Load16>(m: &DenseMatmul<'_, T>, out: &mut OutRows<'_>) {
     if m.n() == 1 {
         // GEMV: two rows at once, one from each half of the range, so the thread reads two
         // streams from memory (see `tile::two_stream_row`).
-        let (span, x) = (rows.len(), [m.x_row(0).as_ptr()]);
-        let half = span / 2;
-        for i in 0..half {
-            let (a, b) = (rows.start + i, rows.start + half + i);
-            // SAFETY: the x row holds `cols` values, as does every weight row.
-            let [[ya], [yb]] = unsafe { dense_tile::<T, 2, 1>([m.w_row(a), m.w_row(b)], &x) };
-            let y = out.token(0);
-            y[i] = ya;
-            y[half + i] = yb;
-        }
-        if span % 2 == 1 {
+        let x = [m.x_row(0).as_ptr()];
+        gemv_two_streams(
+            out,
+            |a, b| {
+                // SAFETY: the x row holds `cols` values, as does every weight row.
+                let [[ya], [yb]] = unsafe { dense_tile::<T, 2, 1>([m.w_row(a), m.w_row(b)], &x) };
+                (ya, yb)
+            },
             // SAFETY: as above.
-            let [[y]] = unsafe { dense_tile::<T, 1, 1>([m.w_row(rows.end - 1)], &x) };
-            out.token(0)[span - 1] = y;
-        }
+            |r| unsafe { dense_tile::<T, 1, 1>([m.w_row(r)], &x) }[0][0],
+        );
         return;
     }
     for r in rows.clone() {
@@ -293,48 +291,36 @@ unsafe fn q8_rows(m: &Q8Matmul<'_>, out: &mut OutRows<'_>) -> KernelId {
     };
     if m.n() == 1 {
         let (xq, xd) = xrow(0);
-        let (span, half) = (rows.len(), rows.len() / 2);
-        for i in 0..half {
-            let ((qa, da), (qb, db)) = (wrow(rows.start + i), wrow(rows.start + half + i));
-            // SAFETY: every pointer starts `nb` blocks of quants or scales (sliced above from
-            // `Q8Matmul`'s checked shapes).
-            let [[ya], [yb]] = unsafe { q8_tile::<2, 1>([qa, qb], [da, db], nb, &[xq], &[xd]) };
-            let y = out.token(0);
-            y[i] = ya;
-            y[half + i] = yb;
-        }
-        if span % 2 == 1 {
-            let (q, d) = wrow(rows.end - 1);
-            // SAFETY: as above.
-            let [[y]] = unsafe { q8_tile::<1, 1>([q], [d], nb, &[xq], &[xd]) };
-            out.token(0)[span - 1] = y;
-        }
+        gemv_two_streams(
+            out,
+            |a, b| {
+                let ((qa, da), (qb, db)) = (wrow(a), wrow(b));
+                // SAFETY: every pointer starts `nb` blocks of quants or scales (sliced above
+                // from `Q8Matmul`'s checked shapes).
+                let [[ya], [yb]] = unsafe { q8_tile::<2, 1>([qa, qb], [da, db], nb, &[xq], &[xd]) };
+                (ya, yb)
+            },
+            |r| {
+                let (q, d) = wrow(r);
+                // SAFETY: as above.
+                let [[y]] = unsafe { q8_tile::<1, 1>([q], [d], nb, &[xq], &[xd]) };
+                y
+            },
+        );
         return Q8_ID;
     }
     for r in rows.clone() {
         let (q, d) = wrow(r);
-        let mut t = 0;
-        while t < m.n() {
-            macro_rules! tile {
-                ($nt:literal) => {{
-                    let xs: [_; $nt] = std::array::from_fn(|k| xrow(t + k));
-                    let xq: [*const i8; $nt] = std::array::from_fn(|k| xs[k].0);
-                    let xd: [*const f32; $nt] = std::array::from_fn(|k| xs[k].1);
-                    // SAFETY: as above, for each token of the tile.
-                    let [acc] = unsafe { q8_tile::<1, $nt>([q], [d], nb, &xq, &xd) };
-                    for (k, a) in acc.into_iter().enumerate() {
-                        out.token(t + k)[r - rows.start] = a;
-                    }
-                    $nt
-                }};
+        for_token_tiles!(m.n(), |t, NT| {
+            let xs: [_; NT] = std::array::from_fn(|k| xrow(t + k));
+            let xq: [*const i8; NT] = std::array::from_fn(|k| xs[k].0);
+            let xd: [*const f32; NT] = std::array::from_fn(|k| xs[k].1);
+            // SAFETY: as above, for each token of the tile.
+            let [acc] = unsafe { q8_tile::<1, NT>([q], [d], nb, &xq, &xd) };
+            for (k, a) in acc.into_iter().enumerate() {
+                out.token(t + k)[r - rows.start] = a;
             }
-            t += match m.n() - t {
-                1 => tile!(1),
-                2 => tile!(2),
-                3 => tile!(3),
-                _ => tile!(4),
-            };
-        }
+        });
     }
     Q8_ID
 }

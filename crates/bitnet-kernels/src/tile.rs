@@ -157,7 +157,9 @@ pub(crate) unsafe fn ternary_rows<D: TileDot>(m: &TernaryMatmul<'_>, out: &mut O
 
 /// A dense GEMV over `out`'s rows (one token) in the order of [`two_stream_row`], for kernels
 /// that compute two rows in one pass: `pair(a, b)` returns rows `a` and `b` (one from each half
-/// of the range), `one(r)` an odd last row.
+/// of the range), `one(r)` an odd last row. (The x86 dense heads use it; NEON's read one row at
+/// a time.)
+#[cfg(target_arch = "x86_64")]
 #[inline(always)]
 pub(crate) fn gemv_two_streams(
     out: &mut OutRows<'_>,

@@ -1,13 +1,15 @@
 //! The dense-head op family: [`DenseWeights`] (a dense `[rows][cols]` matrix in the storage
-//! an engine holds its output head in: f32, f16 or Q8_0, borrowed) and [`DenseLinearRef`]
+//! an engine holds its output head in: f32, f16, Q8_0, Q6_K or Q4_K, borrowed) and [`DenseLinearRef`]
 //! (those weights and the [`Kernels`] that run them).
 //!
 //! The head is the one large non-ternary matrix of a BitNet model (the tied F16 embedding of
 //! the 2B4T shape is 0.66 GB), so it is borrowed in its stored type and streamed by the
-//! kernels' f16 / q8_0 matmuls, never widened to an f32 copy.
+//! kernels' f16 / q8_0 / K-quant matmuls, never widened to an f32 copy.
 
 use crate::error::BurnError;
-use bitnet_kernels::{Kernels, Q6KMatrix, Q8Activations, Q8KActivations, Q8Matrix};
+use bitnet_kernels::{
+    KBlock, KQuantMatrix, Kernels, Q4KMatrix, Q6KMatrix, Q8Activations, Q8KActivations, Q8Matrix,
+};
 use half::f16;
 
 /// A dense `[rows][cols]` matrix, borrowed in its storage type.
@@ -35,6 +37,8 @@ pub enum DenseWeights<'a> {
     Q8_0(&'a Q8Matrix),
     /// ggml's Q6_K blocks (a Q6_K-head file, or `--head-type q6_k`); carries its own shape.
     Q6K(&'a Q6KMatrix),
+    /// ggml's Q4_K blocks (a Q4_K-head file, or `--head-type q4_k`); carries its own shape.
+    Q4K(&'a Q4KMatrix),
 }
 
 impl DenseWeights<'_> {
@@ -44,6 +48,7 @@ impl DenseWeights<'_> {
             Self::F32 { rows, .. } | Self::F16 { rows, .. } => rows,
             Self::Q8_0(m) => m.rows(),
             Self::Q6K(m) => m.rows(),
+            Self::Q4K(m) => m.rows(),
         }
     }
 
@@ -53,26 +58,28 @@ impl DenseWeights<'_> {
             Self::F32 { cols, .. } | Self::F16 { cols, .. } => cols,
             Self::Q8_0(m) => m.cols(),
             Self::Q6K(m) => m.cols(),
+            Self::Q4K(m) => m.cols(),
         }
     }
 
-    /// The storage type's name (`F32`, `F16`, `Q8_0`, `Q6_K`), for errors.
+    /// The storage type's name (`F32`, `F16`, `Q8_0`, `Q6_K`, `Q4_K`), for errors.
     pub fn type_name(&self) -> &'static str {
         match self {
             Self::F32 { .. } => "F32",
             Self::F16 { .. } => "F16",
             Self::Q8_0(_) => "Q8_0",
             Self::Q6K(_) => "Q6_K",
+            Self::Q4K(_) => "Q4_K",
         }
     }
 
-    /// Checks that the data holds `rows * cols` values (a [`Q8Matrix`] or [`Q6KMatrix`] is
+    /// Checks that the data holds `rows * cols` values (a [`Q8Matrix`] or K-quant matrix is
     /// consistent by construction), so that a wrong length is an error rather than a kernel panic.
     pub(crate) fn validate(&self) -> Result<(), BurnError> {
         let (rows, cols, got) = match *self {
             Self::F32 { rows, cols, data } => (rows, cols, data.len()),
             Self::F16 { rows, cols, data } => (rows, cols, data.len()),
-            Self::Q8_0(_) | Self::Q6K(_) => return Ok(()),
+            Self::Q8_0(_) | Self::Q6K(_) | Self::Q4K(_) => return Ok(()),
         };
         if rows.checked_mul(cols) != Some(got) {
             return Err(BurnError::DenseLength {
@@ -96,6 +103,7 @@ impl DenseWeights<'_> {
             }
             Self::Q8_0(m) => m.row_into(r, out),
             Self::Q6K(m) => m.row_into(r, out),
+            Self::Q4K(m) => m.row_into(r, out),
         }
     }
 }
@@ -135,8 +143,8 @@ impl<'a> DenseLinearRef<'a> {
 
     /// `y[t][r] = sum_c W[r][c] * x[t][c]` for `x: [n][cols]`, `y: [n][rows]` on the
     /// kernels' dense matmul for the storage type. A Q8_0 matrix quantises `x` per block of
-    /// 32 first, a Q6_K one per block of 256 (into a buffer allocated here: this is not the
-    /// engine's decode path).
+    /// 32 first, a Q6_K or Q4_K one per block of 256 (into a buffer allocated here: this is
+    /// not the engine's decode path).
     ///
     /// The lengths are checked by the callers in this crate.
     pub(crate) fn run(&self, x: &[f32], n: usize, y: &mut [f32]) {
@@ -153,10 +161,14 @@ impl<'a> DenseLinearRef<'a> {
                 let mut act = Q8Activations::new(n, m.cols());
                 k.q8_matmul(m, x, n, &mut act, y);
             }
-            DenseWeights::Q6K(m) => {
-                let mut act = Q8KActivations::new(n, m.cols());
-                k.q6k_matmul(m, x, n, &mut act, y);
-            }
+            DenseWeights::Q6K(m) => kquant(k, m, x, n, y),
+            DenseWeights::Q4K(m) => kquant(k, m, x, n, y),
         }
     }
+}
+
+/// A K-quant matmul with its Q8_K activations allocated for the call.
+fn kquant<B: KBlock>(k: &Kernels, m: &KQuantMatrix<B>, x: &[f32], n: usize, y: &mut [f32]) {
+    let mut act = Q8KActivations::new(n, m.cols());
+    k.kquant_matmul(m, x, n, &mut act, y);
 }

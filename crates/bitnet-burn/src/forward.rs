@@ -110,6 +110,7 @@ impl<'m, B: BitNetBackend> BurnModel<'m, B> {
             DenseStorage::F16(data) => DenseWeights::F16 { rows, cols, data },
             DenseStorage::Q8_0(m) => DenseWeights::Q8_0(m),
             DenseStorage::Q6K(m) => DenseWeights::Q6K(m),
+            DenseStorage::Q4K(m) => DenseWeights::Q4K(m),
         };
         Ok(Self {
             model,

@@ -18,7 +18,7 @@ use crate::error::BurnError;
 use crate::ternary::{check_input, validate};
 use bitnet_kernels::TernaryWeights;
 use bitnet_kernels::act_quant::ACT_EPS;
-use bitnet_kernels::q6k::QK_K;
+use bitnet_kernels::kquant::QK_K;
 use bitnet_kernels::q8::Q8_BLOCK;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
@@ -61,8 +61,8 @@ pub fn ternary_linear_reference<B: Backend>(
 
 /// `x: [n, cols] -> [n, rows]`, `y = x . W^T` with the dense head `W` widened to f32, from
 /// stock Burn ops. For Q8_0 weights `x` is first rounded through Q8_0 per block of 32
-/// (`d = max|x| / 127`, `q = round(x / d)` half away from zero, `x = q * d`), for Q6_K
-/// through ggml's Q8_K per block of 256, as the kernels quantise it.
+/// (`d = max|x| / 127`, `q = round(x / d)` half away from zero, `x = q * d`), for Q6_K and
+/// Q4_K through ggml's Q8_K per block of 256, as the kernels quantise it.
 ///
 /// Where it differs from the kernels: in float rounding only (summation order; Q8_0 sums
 /// `x * w` of the rounded values instead of integer block dots times `d_x * d_w`, and
@@ -87,14 +87,14 @@ pub fn dense_linear_reference<B: Backend>(
     let w_t = Tensor::<B, 2>::from_data(TensorData::new(dense, [rows, cols]), &device).transpose();
     let x = match w {
         DenseWeights::Q8_0(_) => q8_0_round_trip(x),
-        DenseWeights::Q6K(_) => q8_k_round_trip(x),
+        DenseWeights::Q6K(_) | DenseWeights::Q4K(_) => q8_k_round_trip(x),
         _ => x,
     };
     Ok(x.matmul(w_t))
 }
 
 /// `x: [n, cols]` (cols a multiple of 256) rounded through ggml's Q8_K blocks and back to
-/// f32, as the kernels quantise a Q6_K head's input: `iscale = -127 / m` with `m` the block's
+/// f32, as the kernels quantise a K-quant head's input: `iscale = -127 / m` with `m` the block's
 /// value of largest magnitude, `q = min(127, round(iscale * x))` (half to even),
 /// `x = q * (1 / iscale)`; an all-zero block stays zero.
 fn q8_k_round_trip<B: Backend>(x: Tensor<B, 2>) -> Tensor<B, 2> {

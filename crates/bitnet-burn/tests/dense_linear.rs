@@ -1,9 +1,10 @@
-//! `BitNetBackend::dense_linear` (the head's op family: f32, f16, Q8_0 weights) on NdArray
+//! `BitNetBackend::dense_linear` (the head's op family: f32, f16, Q8_0, Q6_K, Q4_K weights) on
+//! NdArray
 //! against `dense_linear_reference` (stock Burn ops on the weights widened to f32), plus
 //! hand-computed values and error cases.
 
 use bitnet_burn::{BurnError, DenseLinearRef, DenseWeights, dense_linear, dense_linear_reference};
-use bitnet_kernels::{Kernels, Q8Matrix};
+use bitnet_kernels::{Kernels, Q4KMatrix, Q6KMatrix, Q8Matrix};
 use burn::backend::NdArray;
 use burn::tensor::{Tensor, TensorData};
 use half::f16;
@@ -78,6 +79,23 @@ fn f32_and_f16_heads_match_burn_matmul() {
         };
         assert!(compare(&mut rng, f32w, n) <= 1e-5);
         assert!(compare(&mut rng, f16w, n) <= 1e-5);
+    }
+}
+
+/// The K-quant heads: the reference rounds the input through Q8_K per block of 256 and
+/// multiplies by the decoded weights; the kernels' exact integer block dots differ from it
+/// by float rounding alone.
+#[test]
+fn k_quant_heads_match_burn_reference() {
+    let mut rng = Rng(3);
+    let (rows, cols) = (40, 512);
+    let dense = rng.vec(rows * cols, 0.1);
+    let fill = |r: usize, buf: &mut [f32]| buf.copy_from_slice(&dense[r * cols..(r + 1) * cols]);
+    let q6 = Q6KMatrix::quantize(rows, cols, 1, fill).unwrap();
+    let q4 = Q4KMatrix::quantize(rows, cols, 1, fill).unwrap();
+    for n in [1, 5] {
+        assert!(compare(&mut rng, DenseWeights::Q6K(&q6), n) <= 1e-5);
+        assert!(compare(&mut rng, DenseWeights::Q4K(&q4), n) <= 1e-5);
     }
 }
 

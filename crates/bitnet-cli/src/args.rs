@@ -104,8 +104,9 @@ pub struct ModelArgs {
     #[arg(long, value_name = "ID|list")]
     pub kernel: Option<String>,
     /// Output head storage: `stored` (as in the file: F16 in BitNet GGUFs), `q8_0`
-    /// (quantised at load time: about half the bytes per token, a small logit error) or
-    /// `q6_k` (ggml's Q6_K, as `llama-quantize` writes it: 0.41x the F16 bytes).
+    /// (quantised at load time: about half the bytes per token, a small logit error), `q6_k`
+    /// (ggml's Q6_K, as `llama-quantize` writes it: 0.41x the F16 bytes) or `q4_k` (ggml's
+    /// Q4_K likewise: 0.28x, a larger logit error).
     #[arg(long, value_name = "TYPE", default_value = "stored", value_parser = parse_head_type)]
     pub head_type: HeadType,
 }
@@ -369,7 +370,7 @@ pub struct BenchArgs {
     /// Force a kernel implementation by id (`--kernel list` prints them).
     #[arg(long, value_name = "ID|list")]
     pub kernel: Option<String>,
-    /// Output head storage: `stored` (as in the model), `q8_0` or `q6_k`.
+    /// Output head storage: `stored` (as in the model), `q8_0`, `q6_k` or `q4_k`.
     #[arg(long, value_name = "TYPE", default_value = "stored", value_parser = parse_head_type)]
     pub head_type: HeadType,
     /// KV cache element type.

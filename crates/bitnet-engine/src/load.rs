@@ -50,7 +50,8 @@ impl Default for LoadOptions {
 /// Decoding streams the whole head once per token; for the 2B4T shape its F16 form is 0.66 GB
 /// of ~1.18 GB. `Q8_0` quantises it at load time (ggml's numerics, 1.0625 bytes per weight),
 /// trading a small logit error for bandwidth; `Q6K` goes further (0.82 bytes per weight, the
-/// blocks ggml's `llama-quantize` writes). A tied embedding stays in its stored type
+/// blocks ggml's `llama-quantize` writes), `Q4K` further still (0.5625 bytes per weight, a
+/// larger error: see docs/performance.md). A tied embedding stays in its stored type
 /// (token lookups are exact); the head becomes a quantised copy.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum HeadType {
@@ -61,18 +62,21 @@ pub enum HeadType {
     Q8_0,
     /// ggml's Q6_K: 6-bit quants in blocks of 256 with an 8-bit scale per 16 values.
     Q6K,
+    /// ggml's Q4_K: 4-bit quants in blocks of 256 with a 6-bit scale and min per 32 values.
+    Q4K,
 }
 
 impl HeadType {
     /// The names [`HeadType::from_str`](std::str::FromStr) accepts, for help texts.
-    pub const NAMES: [&'static str; 3] = ["stored", "q8_0", "q6_k"];
+    pub const NAMES: [&'static str; 4] = ["stored", "q8_0", "q6_k", "q4_k"];
 
-    /// The canonical name (`"stored"`, `"q8_0"`, `"q6_k"`).
+    /// The canonical name (`"stored"`, `"q8_0"`, `"q6_k"`, `"q4_k"`).
     pub fn as_str(self) -> &'static str {
         match self {
             HeadType::Stored => "stored",
             HeadType::Q8_0 => "q8_0",
             HeadType::Q6K => "q6_k",
+            HeadType::Q4K => "q4_k",
         }
     }
 }
@@ -86,13 +90,14 @@ impl std::fmt::Display for HeadType {
 impl std::str::FromStr for HeadType {
     type Err = String;
 
-    /// `stored` (also `f16`, `file`), `q8_0` (also `q8`) or `q6_k` (also `q6k`),
-    /// case-insensitive.
+    /// `stored` (also `f16`, `file`), `q8_0` (also `q8`), `q6_k` (also `q6k`) or `q4_k`
+    /// (also `q4k`), case-insensitive.
     fn from_str(s: &str) -> std::result::Result<Self, String> {
         match s.to_ascii_lowercase().as_str() {
             "stored" | "file" | "f16" => Ok(HeadType::Stored),
             "q8_0" | "q8" => Ok(HeadType::Q8_0),
             "q6_k" | "q6k" => Ok(HeadType::Q6K),
+            "q4_k" | "q4k" => Ok(HeadType::Q4K),
             _ => Err(format!(
                 "unknown head type '{s}' (expected one of: {})",
                 HeadType::NAMES.join(", ")
@@ -192,17 +197,15 @@ fn apply_head_type(
     opts: &LoadOptions,
     kernels: &Kernels,
 ) -> Result<()> {
-    match opts.head_type {
-        HeadType::Stored => Ok(()),
-        HeadType::Q8_0 => {
-            weights.head = Arc::new(weights.head.to_q8_0(kernels.threads())?);
-            Ok(())
-        }
-        HeadType::Q6K => {
-            weights.head = Arc::new(weights.head.to_q6_k(kernels.threads())?);
-            Ok(())
-        }
-    }
+    let threads = kernels.threads();
+    let head = match opts.head_type {
+        HeadType::Stored => return Ok(()),
+        HeadType::Q8_0 => weights.head.to_q8_0(threads)?,
+        HeadType::Q6K => weights.head.to_q6_k(threads)?,
+        HeadType::Q4K => weights.head.to_q4_k(threads)?,
+    };
+    weights.head = Arc::new(head);
+    Ok(())
 }
 
 /// Most kernel threads a model runs on. Every thread is spawned up front and joins every

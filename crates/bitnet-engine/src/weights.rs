@@ -3,9 +3,8 @@
 //!
 //! Ternary linears are decoded once to canonical `TernaryWeights` and repacked into the
 //! kernels' layout; norms become `f32`; the embedding (and tied head) stays in its file type
-//! where the kernels can stream it (F16 straight from the memory map, no copy; Q6_K blocks as
-//! they are), goes to the Q8_0 kernels from ggml's Q8_0 and Q4_K blocks, and is otherwise
-//! widened to `f32`.
+//! where the kernels can stream it (F16 straight from the memory map, no copy; Q8_0, Q6_K and
+//! Q4_K blocks as they are), and is otherwise widened to `f32`.
 //!
 //! Tensor names and shapes come from the schema's layer table (`bitnet_schema::layers`), the
 //! one the converter writes by. The blocks are decoded and packed in parallel, one block per
@@ -19,8 +18,8 @@ use bitnet_checkpoint::Checkpoint;
 use bitnet_gguf::{GgmlType, GgufFile, TensorInfo};
 use bitnet_kernels::formats::DenseBlocks;
 use bitnet_kernels::{
-    Kernels, PackedTernary, Q6KMatrix, Q8Activations, Q8KActivations, Q8Matrix, TernaryWeights,
-    formats,
+    FormatError, Kernels, PackedTernary, Q4KMatrix, Q6KMatrix, Q8Activations, Q8KActivations,
+    Q8Matrix, TernaryWeights, formats,
 };
 use bitnet_schema::{Linear, ModelTensor, Norm};
 use half::{bf16, f16};
@@ -48,10 +47,13 @@ enum DenseData {
     Q8(Q8Matrix),
     /// ggml's Q6_K blocks (a file's Q6_K head as stored, or `HeadType::Q6K`).
     Q6K(Q6KMatrix),
+    /// ggml's Q4_K blocks (a file's Q4_K head as stored, or `HeadType::Q4K`).
+    Q4K(Q4KMatrix),
 }
 
-/// The quantised input a Q8_0 or Q6_K head reads, allocated once per session (the decode
-/// loop reuses it): Q8_0 quantises per block of 32, Q6_K per block of 256 (ggml's Q8_K).
+/// The quantised input a Q8_0 or K-quant head reads, allocated once per session (the decode
+/// loop reuses it): Q8_0 quantises per block of 32, Q6_K and Q4_K per block of 256 (ggml's
+/// Q8_K).
 #[derive(Debug, Clone)]
 pub struct HeadActivations {
     q8: Q8Activations,
@@ -106,6 +108,7 @@ impl DenseMatrix {
             DenseData::F16(_) | DenseData::F16Mapped { .. } => "F16",
             DenseData::Q8(_) => "Q8_0",
             DenseData::Q6K(_) => "Q6_K",
+            DenseData::Q4K(_) => "Q4_K",
         }
     }
 
@@ -116,6 +119,7 @@ impl DenseMatrix {
             DenseData::F16(_) | DenseData::F16Mapped { .. } => self.rows * self.cols * 2,
             DenseData::Q8(m) => m.size_bytes(),
             DenseData::Q6K(m) => m.size_bytes(),
+            DenseData::Q4K(m) => m.size_bytes(),
         }
     }
 
@@ -125,24 +129,12 @@ impl DenseMatrix {
     /// # Errors
     /// If the column count is not a multiple of 32 (Q8_0's block).
     pub fn to_q8_0(&self, threads: usize) -> Result<Self> {
-        if let DenseData::Q8(m) = &self.data {
-            return Ok(Self {
-                rows: self.rows,
-                cols: self.cols,
-                data: DenseData::Q8(m.clone()),
-            });
-        }
-        let q = Q8Matrix::quantize(self.rows, self.cols, threads, |r, buf| {
-            self.row_into(r, buf)
-        })
-        .map_err(|source| EngineError::Format {
-            name: "output head as Q8_0".into(),
-            source,
-        })?;
-        Ok(Self {
-            rows: self.rows,
-            cols: self.cols,
-            data: DenseData::Q8(q),
+        let held = match &self.data {
+            DenseData::Q8(m) => Some(m),
+            _ => None,
+        };
+        self.requantized("Q8_0", held, DenseData::Q8, |rows, cols, fill| {
+            Q8Matrix::quantize(rows, cols, threads, fill)
         })
     }
 
@@ -153,24 +145,57 @@ impl DenseMatrix {
     /// # Errors
     /// If the column count is not a multiple of 256 (Q6_K's block).
     pub fn to_q6_k(&self, threads: usize) -> Result<Self> {
-        if let DenseData::Q6K(m) = &self.data {
-            return Ok(Self {
-                rows: self.rows,
-                cols: self.cols,
-                data: DenseData::Q6K(m.clone()),
-            });
-        }
-        let q = Q6KMatrix::quantize(self.rows, self.cols, threads, |r, buf| {
-            self.row_into(r, buf)
+        let held = match &self.data {
+            DenseData::Q6K(m) => Some(m),
+            _ => None,
+        };
+        self.requantized("Q6_K", held, DenseData::Q6K, |rows, cols, fill| {
+            Q6KMatrix::quantize(rows, cols, threads, fill)
         })
-        .map_err(|source| EngineError::Format {
-            name: "output head as Q6_K".into(),
-            source,
-        })?;
+    }
+
+    /// This matrix quantised to Q4_K with ggml's own quantiser (the blocks `llama-quantize
+    /// --output-tensor-type q4_k` writes, see `bitnet_kernels::q4k`) on up to `threads`
+    /// threads: 0.5625 bytes per weight.
+    ///
+    /// # Errors
+    /// If the column count is not a multiple of 256 (Q4_K's block).
+    pub fn to_q4_k(&self, threads: usize) -> Result<Self> {
+        let held = match &self.data {
+            DenseData::Q4K(m) => Some(m),
+            _ => None,
+        };
+        self.requantized("Q4_K", held, DenseData::Q4K, |rows, cols, fill| {
+            Q4KMatrix::quantize(rows, cols, threads, fill)
+        })
+    }
+
+    /// This matrix as `format`: a copy of `held` when it is already stored so, else
+    /// `quantize(rows, cols, fill_row)` of its rows (decoded to f32 one at a time).
+    fn requantized<M: Clone>(
+        &self,
+        format: &str,
+        held: Option<&M>,
+        wrap: fn(M) -> DenseData,
+        quantize: impl FnOnce(
+            usize,
+            usize,
+            &(dyn Fn(usize, &mut [f32]) + Sync),
+        ) -> std::result::Result<M, FormatError>,
+    ) -> Result<Self> {
+        let m = match held {
+            Some(m) => m.clone(),
+            None => quantize(self.rows, self.cols, &|r, buf| self.row_into(r, buf)).map_err(
+                |source| EngineError::Format {
+                    name: format!("output head as {format}"),
+                    source,
+                },
+            )?,
+        };
         Ok(Self {
             rows: self.rows,
             cols: self.cols,
-            data: DenseData::Q6K(q),
+            data: wrap(m),
         })
     }
 
@@ -200,7 +225,7 @@ impl DenseMatrix {
                 // Alignment (>= 2) and length were checked when the matrix was created.
                 Some(bytemuck::cast_slice(file.tensor_data(info)))
             }
-            DenseData::F32(_) | DenseData::Q8(_) | DenseData::Q6K(_) => None,
+            DenseData::F32(_) | DenseData::Q8(_) | DenseData::Q6K(_) | DenseData::Q4K(_) => None,
         }
     }
 
@@ -211,6 +236,7 @@ impl DenseMatrix {
             DenseData::F32(v) => out.copy_from_slice(&v[range]),
             DenseData::Q8(m) => m.row_into(r, out),
             DenseData::Q6K(m) => m.row_into(r, out),
+            DenseData::Q4K(m) => m.row_into(r, out),
             _ => {
                 let s = self.f16_slice().expect("f16 data");
                 for (o, h) in out.iter_mut().zip(&s[range]) {
@@ -220,7 +246,7 @@ impl DenseMatrix {
         }
     }
 
-    /// `y[t][r] = sum_c self[r][c] * x[t][c]` for `n` rows of `x`. A Q8_0 or Q6_K matrix
+    /// `y[t][r] = sum_c self[r][c] * x[t][c]` for `n` rows of `x`. A Q8_0 or K-quant matrix
     /// quantises `x` into `act` first (room for `n` rows of `cols`; other types leave it
     /// alone).
     pub fn matmul(
@@ -234,7 +260,8 @@ impl DenseMatrix {
         match &self.data {
             DenseData::F32(v) => kernels.f32_matmul(v, self.rows, self.cols, x, n, y),
             DenseData::Q8(m) => kernels.q8_matmul(m, x, n, &mut act.q8, y),
-            DenseData::Q6K(m) => kernels.q6k_matmul(m, x, n, &mut act.q8k, y),
+            DenseData::Q6K(m) => kernels.kquant_matmul(m, x, n, &mut act.q8k, y),
+            DenseData::Q4K(m) => kernels.kquant_matmul(m, x, n, &mut act.q8k, y),
             _ => {
                 let s = self.f16_slice().expect("f16 data");
                 kernels.f16_matmul(s, self.rows, self.cols, x, n, y)
@@ -255,6 +282,8 @@ pub enum DenseStorage<'a> {
     Q8_0(&'a Q8Matrix),
     /// Q6_K blocks (a file's Q6_K head, or `HeadType::Q6K`).
     Q6K(&'a Q6KMatrix),
+    /// Q4_K blocks (a file's Q4_K head, or `HeadType::Q4K`).
+    Q4K(&'a Q4KMatrix),
 }
 
 impl DenseMatrix {
@@ -264,6 +293,7 @@ impl DenseMatrix {
             DenseData::F32(v) => DenseStorage::F32(v),
             DenseData::Q8(m) => DenseStorage::Q8_0(m),
             DenseData::Q6K(m) => DenseStorage::Q6K(m),
+            DenseData::Q4K(m) => DenseStorage::Q4K(m),
             _ => DenseStorage::F16(self.f16_slice().expect("f16 data")),
         }
     }
@@ -560,8 +590,8 @@ fn vector_from_gguf(file: &GgufFile, name: &str, len: usize) -> Result<Vec<f32>>
 }
 
 /// The embedding or head `name` (`[rows][cols]`): F16 borrowed from the file (or copied when
-/// misaligned), ggml's dense block types for the Q8_0 kernels ([`blocks_to_q8`], on up to
-/// `threads` threads), other float types widened to f32.
+/// misaligned), ggml's dense block types as they are (Q8_0 blocks re-laid out for the Q8_0
+/// kernels, [`q8_from_gguf`]), other float types widened to f32.
 fn dense_from_gguf(
     file: &Arc<GgufFile>,
     name: &str,
@@ -598,15 +628,14 @@ fn dense_from_gguf(
                 .map(|b| f16::from_le_bytes([b[0], b[1]]))
                 .collect(),
         ),
-        GgmlType::Q8_0 => DenseData::Q8(blocks_to_q8(info, file, DenseBlocks::Q8_0, threads)?),
-        GgmlType::Q4_K => DenseData::Q8(blocks_to_q8(info, file, DenseBlocks::Q4K, threads)?),
+        GgmlType::Q8_0 => DenseData::Q8(q8_from_gguf(info, file, threads)?),
+        GgmlType::Q4_K => DenseData::Q4K(
+            Q4KMatrix::from_ggml_blocks(rows, cols, file.tensor_data(info))
+                .map_err(|source| format_error(info, source))?,
+        ),
         GgmlType::Q6_K => DenseData::Q6K(
-            Q6KMatrix::from_ggml_blocks(rows, cols, file.tensor_data(info)).map_err(|source| {
-                EngineError::Format {
-                    name: info.name.clone(),
-                    source,
-                }
-            })?,
+            Q6KMatrix::from_ggml_blocks(rows, cols, file.tensor_data(info))
+                .map_err(|source| format_error(info, source))?,
         ),
         GgmlType::F32 | GgmlType::BF16 => {
             let v = float_values(info, file.tensor_data(info))?;
@@ -625,32 +654,25 @@ fn dense_from_gguf(
     Ok(DenseMatrix { rows, cols, data })
 }
 
-/// An embedding or head stored in Q8_0 or Q4_K, as the Q8_0 kernels take it. Q8_0 blocks
-/// are used as they are (the same quants and scales). Q4_K is decoded exactly as ggml does
-/// and re-quantised to Q8_0 row by row, with no f32 copy of the matrix: there is no Q4_K
-/// kernel, and Q8_0's error (at most half a step of `max|w| / 127` per block of 32) is small
-/// beside Q4_K's own. Embedding rows then come from the Q8_0 copy too. (Q6_K, the head type
-/// bitnet.cpp and ik_llama.cpp recommend, has its own kernels and is kept as stored.)
-fn blocks_to_q8(
-    info: &TensorInfo,
-    file: &GgufFile,
-    kind: DenseBlocks,
-    threads: usize,
-) -> Result<Q8Matrix> {
-    let (rows, cols) = (info.dims[1] as usize, info.dims[0] as usize);
-    let bytes = file.tensor_data(info);
-    let err = |source| EngineError::Format {
+/// A format error about tensor `info`.
+fn format_error(info: &TensorInfo, source: FormatError) -> EngineError {
+    EngineError::Format {
         name: info.name.clone(),
         source,
-    };
-    // `from_ggml_blocks` checks the blocks itself; the K-quants are checked here.
-    if kind == DenseBlocks::Q8_0 {
-        if let Some(m) = Q8Matrix::from_ggml_blocks(rows, cols, bytes).map_err(err)? {
-            return Ok(m);
-        }
-    } else {
-        formats::check_blocks(kind, bytes, rows, cols).map_err(err)?;
     }
+}
+
+/// An embedding or head stored in Q8_0, as the Q8_0 kernels take it: the same quants and
+/// scales (when a quant is -128, which ggml's quantiser never writes and the kernels do not
+/// take, the blocks are decoded exactly and re-quantised on up to `threads` threads).
+fn q8_from_gguf(info: &TensorInfo, file: &GgufFile, threads: usize) -> Result<Q8Matrix> {
+    let (rows, cols) = (info.dims[1] as usize, info.dims[0] as usize);
+    let bytes = file.tensor_data(info);
+    let err = |source| format_error(info, source);
+    if let Some(m) = Q8Matrix::from_ggml_blocks(rows, cols, bytes).map_err(err)? {
+        return Ok(m);
+    }
+    let kind = DenseBlocks::Q8_0;
     let row_bytes = kind.row_bytes(rows, cols).map_err(err)?;
     Q8Matrix::quantize(rows, cols, threads, |r, buf| {
         formats::decode_row(kind, &bytes[r * row_bytes..(r + 1) * row_bytes], buf)

@@ -1,10 +1,10 @@
 //! Embeddings and heads stored in ggml's dense block types (Q8_0, Q4_K, Q6_K; bitnet.cpp and
-//! ik_llama.cpp recommend a Q6_K head) load and run: Q8_0 and Q4_K on the Q8_0 kernels, Q6_K
-//! as stored on its own. The tiny fixture's I2_S GGUF, its F16 embedding (the tied head)
-//! re-encoded in each type, stays close to the F16 model. The encoders here are simple valid
-//! ones (not llama-quantize's searches); the decoding is checked bit for bit against gguf-py
-//! in bitnet-formats. `--head-type q6_k` is checked against the blocks bitnet.cpp's own
-//! `llama-quantize` wrote for the fixture (`i2s/model-i2_s-q6_k.gguf`).
+//! ik_llama.cpp recommend a Q6_K head) load and run as stored, each on its own kernels. The
+//! tiny fixture's I2_S GGUF, its F16 embedding (the tied head) re-encoded in each type, stays
+//! close to the F16 model. The encoders here are simple valid ones (not llama-quantize's
+//! searches); the decoding is checked bit for bit against gguf-py in bitnet-formats.
+//! `--head-type q6_k` and `q4_k` are checked against the blocks bitnet.cpp's own
+//! `llama-quantize` wrote for the fixture (`i2s/model-i2_s-q6_k.gguf`, `-q4_k.gguf`).
 
 mod common;
 
@@ -13,7 +13,6 @@ use std::path::{Path, PathBuf};
 use bitnet_engine::weights::DenseStorage;
 use bitnet_engine::{HeadType, LoadOptions, Model};
 use bitnet_gguf::{GgmlType, GgufFile, GgufWriter, TensorSpec};
-use bitnet_kernels::formats::{DenseBlocks, decode_row};
 use common::{compare, fixture, read_greedy};
 use half::f16;
 
@@ -228,52 +227,6 @@ fn a_q8_0_embedding_is_taken_as_stored() {
     assert!(rel < 0.03 && top1 >= 0.85, "{max} {rel} {top1}");
 }
 
-/// `encode`'s blocks decoded back (by the loader's decoder) and stored as F32.
-fn decoded_as_f32(kind: DenseBlocks, blocks: Vec<u8>, n: usize) -> Vec<u8> {
-    let mut values = vec![0f32; n];
-    let row = kind.row_bytes(1, 256).unwrap();
-    for (b, y) in blocks.chunks_exact(row).zip(values.chunks_exact_mut(256)) {
-        decode_row(kind, b, y);
-    }
-    values.iter().flat_map(|v| v.to_le_bytes()).collect()
-}
-
-fn exact_q4_k(x: &[f32]) -> Vec<u8> {
-    decoded_as_f32(DenseBlocks::Q4K, encode_q4_k(x), x.len())
-}
-
-/// A Q4_K head runs on the Q8_0 kernels as exactly the Q8_0 quantisation of its decoded
-/// values (the same matrix as an F32 file of those values with `--head-type q8_0`), and the
-/// model stays near the F16 one. Measured against F16 with f32 activations over the fixture's
-/// prompts: Q4_K max |d logit| 4.5, relative rms 23 %, top-1 38 % (Q6_K re-quantised so,
-/// before it had kernels of its own: 1.06, 6.1 %, 84 %). The error scales with the
-/// quantisation step (ggml's Q8_0 of the same embedding: 1.6 %, steps in ratio ~1 : 4 : 16):
-/// the tied head's error goes straight into the logits, and the test encoder is a plain
-/// absmax one, not llama-quantize's search. The closeness bounds are loose; the exact
-/// equality above is the check.
-#[test]
-fn a_q4_k_embedding_runs_as_the_q8_0_of_its_exact_values() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = with_embedding(dir.path(), GgmlType::Q4_K, encode_q4_k);
-    let model = load(&path, HeadType::Stored);
-    assert!(model.weights().tied);
-    let reference = load(
-        &with_embedding(dir.path(), GgmlType::F32, exact_q4_k),
-        HeadType::Q8_0,
-    );
-    let (DenseStorage::Q8_0(a), DenseStorage::Q8_0(b)) = (
-        model.weights().head.storage(),
-        reference.weights().head.storage(),
-    ) else {
-        panic!("Q8_0 heads expected");
-    };
-    assert_eq!(a, b);
-    let (max, rel, top1) = against_f16(&path);
-    eprintln!("Q4_K embedding vs F16: max |d| {max:.4}, rel rms {rel:.4}, top-1 {top1:.3}");
-    assert!(rel < 0.35, "relative rms error {rel}");
-    assert!(top1 >= 0.25, "top-1 vs f16 {top1}");
-}
-
 /// The bytes of tensor `name` in the GGUF at `path`.
 fn tensor_bytes(path: &Path, name: &str) -> Vec<u8> {
     let file = GgufFile::open(path).unwrap();
@@ -281,63 +234,109 @@ fn tensor_bytes(path: &Path, name: &str) -> Vec<u8> {
     file.tensor_data(info).to_vec()
 }
 
-fn q6k_head(model: &Model) -> &bitnet_kernels::Q6KMatrix {
+/// The head's K-quant blocks as bytes, and the format's name.
+fn kquant_head(model: &Model) -> (&'static str, &[u8]) {
     match model.weights().head.storage() {
-        DenseStorage::Q6K(m) => m,
-        other => panic!("Q6_K head expected, got {other:?}"),
+        DenseStorage::Q6K(m) => ("Q6_K", bytemuck::cast_slice(m.blocks())),
+        DenseStorage::Q4K(m) => ("Q4_K", bytemuck::cast_slice(m.blocks())),
+        other => panic!("a K-quant head expected, got {other:?}"),
     }
 }
 
-/// A Q6_K embedding (the tied head) is used as stored, by the Q6_K kernels: the file's
-/// blocks, and logits near the F16 model's. `--head-type q6_k` keeps it.
-#[test]
-fn a_q6_k_embedding_is_taken_as_stored() {
+/// An embedding (the tied head) stored as the K-quant `ty` is used as stored, by that
+/// format's kernels: the file's blocks, `--head-type` of the same format keeps them, and the
+/// logits stay near the F16 model's (the closeness of ...`against_f16`, returned).
+fn k_embedding_is_taken_as_stored(
+    ty: GgmlType,
+    head_type: HeadType,
+    encode: fn(&[f32]) -> Vec<u8>,
+) -> (f32, f32, f64) {
     let dir = tempfile::tempdir().unwrap();
-    let path = with_embedding(dir.path(), GgmlType::Q6_K, encode_q6_k);
+    let path = with_embedding(dir.path(), ty, encode);
     let model = load(&path, HeadType::Stored);
     assert!(model.weights().tied);
-    assert_eq!(model.weights().head.type_name(), "Q6_K");
-    let blocks: &[u8] = bytemuck::cast_slice(q6k_head(&model).blocks());
+    assert_eq!(model.weights().head.type_name(), ty.name());
+    let (format, blocks) = kquant_head(&model);
+    assert_eq!(format, ty.name());
     assert_eq!(blocks, tensor_bytes(&path, EMBD));
-    assert_eq!(model.weights().head.size_bytes(), 512 * 210);
-    let again = load(&path, HeadType::Q6K);
-    assert!(q6k_head(&again) == q6k_head(&model));
+    assert_eq!(model.weights().head.size_bytes(), blocks.len());
+    let again = load(&path, head_type);
+    assert_eq!(kquant_head(&again), (format, blocks));
     let (max, rel, top1) = against_f16(&path);
-    eprintln!("Q6_K embedding vs F16: max |d| {max:.4}, rel rms {rel:.4}, top-1 {top1:.3}");
+    eprintln!("{format} embedding vs F16: max |d| {max:.4}, rel rms {rel:.4}, top-1 {top1:.3}");
+    (max, rel, top1)
+}
+
+#[test]
+fn a_q6_k_embedding_is_taken_as_stored() {
+    let (max, rel, top1) =
+        k_embedding_is_taken_as_stored(GgmlType::Q6_K, HeadType::Q6K, encode_q6_k);
     // Measured: max |d logit| 1.05, relative rms 5.8 %, top-1 84 % (this test's plain absmax
     // encoder; llama-quantize's blocks below come out alike).
     assert!(rel < 0.1 && top1 >= 0.75, "{max} {rel} {top1}");
 }
 
-/// `--head-type q6_k` quantises the F16 head with ggml's `quantize_row_q6_K_ref`: exactly the
-/// blocks bitnet.cpp's `llama-quantize --token-embedding-type q6_k` wrote for the fixture.
-/// That file runs as stored (its embedding lookups decode Q6_K too), close to F16.
+/// Q4_K's step is four times Q6_K's, and the tied head's error goes straight into the
+/// logits of this random model: the bounds are loose; the exact blocks are the check.
 #[test]
-fn q6_k_head_type_writes_the_blocks_llama_quantize_writes() {
-    let theirs = fixture("i2s/model-i2_s-q6_k.gguf");
+fn a_q4_k_embedding_is_taken_as_stored() {
+    let (max, rel, top1) =
+        k_embedding_is_taken_as_stored(GgmlType::Q4_K, HeadType::Q4K, encode_q4_k);
+    // Measured: max |d logit| 4.4, relative rms 23 %, top-1 38 % (this test's plain encoder;
+    // Q6_K 5.8 %, Q8_0 1.6 %: the error scales with the step, ~16 : 4 : 1).
+    assert!(rel < 0.35 && top1 >= 0.25, "{max} {rel} {top1}");
+}
+
+/// `--head-type` `head_type` quantises the F16 head with ggml's `quantize_row_*_ref`: exactly
+/// the blocks bitnet.cpp's `llama-quantize --token-embedding-type` wrote for the fixture in
+/// `file`. That file runs as stored (its embedding lookups decode the format too), close to
+/// F16 (the closeness of `against_f16`, returned).
+fn head_type_writes_the_blocks_llama_quantize_writes(
+    file: &str,
+    head_type: HeadType,
+) -> (f32, f32, f64) {
+    let theirs = fixture(file);
     let file_model = load(&theirs, HeadType::Stored);
-    assert_eq!(file_model.weights().head.type_name(), "Q6_K");
-    let ours = load(&fixture("i2s/model-i2_s.gguf"), HeadType::Q6K);
-    let (a, b) = (q6k_head(&ours), q6k_head(&file_model));
-    let (a, b): (&[u8], &[u8]) = (
-        bytemuck::cast_slice(a.blocks()),
-        bytemuck::cast_slice(b.blocks()),
-    );
+    let ours = load(&fixture("i2s/model-i2_s.gguf"), head_type);
+    let ((format, a), (file_format, b)) = (kquant_head(&ours), kquant_head(&file_model));
+    assert_eq!(format, file_format);
+    let block = b.len() / 512;
     let differing = a
-        .chunks(210)
-        .zip(b.chunks(210))
+        .chunks(block)
+        .zip(b.chunks(block))
         .filter(|(x, y)| x != y)
         .count();
     assert_eq!(
         differing, 0,
-        "{differing} of 512 blocks differ from llama-quantize's"
+        "{differing} of 512 {format} blocks differ from llama-quantize's"
     );
     assert_eq!(b, tensor_bytes(&theirs, EMBD));
     let (max, rel, top1) = against_f16(&theirs);
-    eprintln!("llama-quantize's Q6_K vs F16: max |d| {max:.4}, rel rms {rel:.4}, top-1 {top1:.3}");
+    eprintln!(
+        "llama-quantize's {format} vs F16: max |d| {max:.4}, rel rms {rel:.4}, top-1 {top1:.3}"
+    );
+    (max, rel, top1)
+}
+
+#[test]
+fn q6_k_head_type_writes_the_blocks_llama_quantize_writes() {
+    let (max, rel, top1) = head_type_writes_the_blocks_llama_quantize_writes(
+        "i2s/model-i2_s-q6_k.gguf",
+        HeadType::Q6K,
+    );
     // Measured: max |d logit| 1.20, relative rms 6.1 %, top-1 83 % (the embedding's values
     // are random, so a 6-bit step is a large part of every logit).
     assert!(rel < 0.1 && top1 >= 0.75, "{max} {rel} {top1}");
+}
+
+#[test]
+fn q4_k_head_type_writes_the_blocks_llama_quantize_writes() {
+    let (max, rel, top1) = head_type_writes_the_blocks_llama_quantize_writes(
+        "i2s/model-i2_s-q4_k.gguf",
+        HeadType::Q4K,
+    );
+    // Measured: max |d logit| 5.6, relative rms 24 %, top-1 67 %.
+    assert!(rel < 0.35 && top1 >= 0.5, "{max} {rel} {top1}");
 }
 
 #[test]

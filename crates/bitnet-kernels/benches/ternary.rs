@@ -9,7 +9,8 @@
 //! `BITNET_BENCH_COLD_MIB` to change) that each call streams its weights from DRAM, not
 //! from L3 (up to 300 MiB on the Xeons measured).
 //!
-//! Dense f16, Q8_0 and Q6_K head groups measure the other large per-token weight stream.
+//! Dense f16, Q8_0, Q6_K and Q4_K head groups measure the other large per-token weight
+//! stream.
 //!
 //! Quick run: `cargo bench -p bitnet-kernels -- --warm-up-time 1 --measurement-time 3`.
 //!
@@ -21,8 +22,9 @@
 // `criterion_group!` defines a public function it cannot document.
 #![allow(missing_docs)]
 
+use bitnet_formats::{BlockQ4K, BlockQ6K};
 use bitnet_kernels::{
-    Kernels, OpKind, PackedTernary, Q6KMatrix, Q8Activations, Q8KActivations, Q8Matrix,
+    KBlock, KQuantMatrix, Kernels, OpKind, PackedTernary, Q8Activations, Q8KActivations, Q8Matrix,
     TernaryWeights, available,
 };
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
@@ -236,31 +238,56 @@ fn q8_head(c: &mut Criterion) {
     });
 }
 
-/// The same head in Q6_K (bitnet.cpp's and ik_llama.cpp's recommended head, kept as stored):
-/// 0.82 bytes per weight. Random blocks (quantising 328 M weights with ggml's search would
-/// take longer than the benchmark), each with a finite scale.
-fn q6k_head(c: &mut Criterion) {
-    let (rows, cols) = (dim(HEAD_ROWS), dim(2560));
-    let mut bytes = vec![0u8; rows * cols / 256 * 210];
+/// A head of random `B` blocks, each with finite scales at `scales` (byte offsets in a
+/// block): quantising 328 M weights with ggml's search would take longer than the benchmark.
+fn random_kquant<B: KBlock>(rows: usize, cols: usize, scales: &[usize]) -> KQuantMatrix<B> {
+    let size = size_of::<B>();
+    let mut bytes = vec![0u8; rows * cols / 256 * size];
     let mut s = 0x9E37_79B9_7F4A_7C15u64;
-    for b in bytes.chunks_exact_mut(210) {
+    for b in bytes.chunks_exact_mut(size) {
         for v in b.iter_mut() {
             s = s.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
             *v = (s >> 56) as u8;
         }
-        b[208..].copy_from_slice(&half::f16::from_f32(0.001).to_le_bytes());
+        for &at in scales {
+            b[at..at + 2].copy_from_slice(&half::f16::from_f32(0.001).to_le_bytes());
+        }
     }
-    let w = Q6KMatrix::from_ggml_blocks(rows, cols, &bytes).expect("whole blocks");
-    drop(bytes);
+    KQuantMatrix::from_ggml_blocks(rows, cols, &bytes).expect("whole blocks")
+}
+
+/// One K-quant head group: the full head in random `B` blocks.
+fn kquant_head<B: KBlock>(c: &mut Criterion, name: &str, scales: &[usize]) {
+    let (rows, cols) = (dim(HEAD_ROWS), dim(2560));
+    let w = random_kquant::<B>(rows, cols, scales);
     let x: Vec<f32> = (0..cols).map(|i| (i % 13) as f32 / 13.0).collect();
     let mut act = Q8KActivations::new(1, cols);
     let mut y = vec![0f32; rows];
-    let name = format!("q6k_head_{rows}x{cols}");
-    head_group(c, name, w.size_bytes(), OpKind::Q6K, |k| {
-        k.q6k_matmul(&w, &x, 1, &mut act, &mut y);
+    let name = format!("{name}_head_{rows}x{cols}");
+    head_group(c, name, w.size_bytes(), B::OP, |k| {
+        k.kquant_matmul(&w, &x, 1, &mut act, &mut y);
         black_box(&y);
     });
 }
 
-criterion_group!(benches, memory_probe, ternary, f16_head, q8_head, q6k_head);
+/// The same head in Q6_K (bitnet.cpp's and ik_llama.cpp's recommended head, kept as stored):
+/// 0.82 bytes per weight.
+fn q6k_head(c: &mut Criterion) {
+    kquant_head::<BlockQ6K>(c, "q6k", &[208]);
+}
+
+/// The same head in Q4_K: 0.5625 bytes per weight.
+fn q4k_head(c: &mut Criterion) {
+    kquant_head::<BlockQ4K>(c, "q4k", &[0, 2]);
+}
+
+criterion_group!(
+    benches,
+    memory_probe,
+    ternary,
+    f16_head,
+    q8_head,
+    q6k_head,
+    q4k_head
+);
 criterion_main!(benches);

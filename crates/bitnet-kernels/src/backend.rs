@@ -32,13 +32,15 @@ pub enum OpKind {
     Q8_0,
     /// [`DenseOps::q6k_rows`].
     Q6K,
+    /// [`DenseOps::q4k_rows`].
+    Q4K,
     /// [`AttentionOps::kv_causal`].
     KvCausal,
 }
 
 impl OpKind {
     /// Every op, in the order receipts list them.
-    pub const ALL: [OpKind; 8] = [
+    pub const ALL: [OpKind; 9] = [
         OpKind::Quantize,
         OpKind::Ternary,
         OpKind::TernaryF32,
@@ -46,6 +48,7 @@ impl OpKind {
         OpKind::F32,
         OpKind::Q8_0,
         OpKind::Q6K,
+        OpKind::Q4K,
         OpKind::KvCausal,
     ];
 }

@@ -13,14 +13,14 @@ use crate::TernaryWeights;
 use crate::backend::{Backend, OpKind};
 use crate::dispatch::detect;
 use crate::error::{ShapeError, check_len};
+use crate::kquant::{KBlock, KQuantMatrix, Q8KActivations};
 use crate::ops::{
-    CausalTile, DenseMatmul, KernelId, KvKeys, KvRows, Q6KMatmul, Q8Matmul, TernaryF32Matmul,
+    CausalTile, DenseMatmul, KQuantMatmul, KernelId, KvKeys, KvRows, Q8Matmul, TernaryF32Matmul,
     TernaryMatmul,
 };
 use crate::packed::{OutRows, PackedLayout, PackedTernary};
 use crate::parts::{Part, PartsMut};
 use crate::pool::{Pool, chunk};
-use crate::q6k::{Q6KMatrix, Q8KActivations};
 use crate::q8::{Q8Activations, Q8Matrix};
 use half::f16;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -43,10 +43,12 @@ enum Counter {
     Q8Gemm,
     Q6KGemv,
     Q6KGemm,
+    Q4KGemv,
+    Q4KGemm,
     KvCausal,
 }
 
-const COUNTERS: [Counter; 13] = [
+const COUNTERS: [Counter; 15] = [
     Counter::Quantize,
     Counter::TernaryGemv,
     Counter::TernaryGemm,
@@ -59,6 +61,8 @@ const COUNTERS: [Counter; 13] = [
     Counter::Q8Gemm,
     Counter::Q6KGemv,
     Counter::Q6KGemm,
+    Counter::Q4KGemv,
+    Counter::Q4KGemm,
     Counter::KvCausal,
 ];
 
@@ -79,6 +83,8 @@ impl Counter {
             OpKind::Q8_0 => Counter::Q8Gemm,
             OpKind::Q6K if gemv => Counter::Q6KGemv,
             OpKind::Q6K => Counter::Q6KGemm,
+            OpKind::Q4K if gemv => Counter::Q4KGemv,
+            OpKind::Q4K => Counter::Q4KGemm,
             OpKind::KvCausal => Counter::KvCausal,
         }
     }
@@ -92,6 +98,7 @@ impl Counter {
             Counter::F32Gemv | Counter::F32Gemm => OpKind::F32,
             Counter::Q8Gemv | Counter::Q8Gemm => OpKind::Q8_0,
             Counter::Q6KGemv | Counter::Q6KGemm => OpKind::Q6K,
+            Counter::Q4KGemv | Counter::Q4KGemm => OpKind::Q4K,
             Counter::KvCausal => OpKind::KvCausal,
         }
     }
@@ -105,12 +112,14 @@ impl Counter {
             | Counter::F16Gemv
             | Counter::F32Gemv
             | Counter::Q8Gemv
-            | Counter::Q6KGemv => "gemv",
+            | Counter::Q6KGemv
+            | Counter::Q4KGemv => "gemv",
             Counter::TernaryGemm
             | Counter::F16Gemm
             | Counter::F32Gemm
             | Counter::Q8Gemm
-            | Counter::Q6KGemm => "gemm",
+            | Counter::Q6KGemm
+            | Counter::Q4KGemm => "gemm",
             Counter::KvCausal => "causal",
         }
     }
@@ -440,33 +449,31 @@ impl Kernels {
         );
     }
 
-    /// Q6_K matmul (the head bitnet.cpp and ik_llama.cpp files carry): quantises
-    /// `x: [n][w.cols()]` into `act` per block of 256 (ggml's Q8_K), then
-    /// `y[t][r] = sum_sb isum * (dw[r][sb] * dx[t][sb])` (see [`crate::q6k`]).
+    /// K-quant matmul (Q6_K or Q4_K blocks, the heads bitnet.cpp and ik_llama.cpp files
+    /// carry): quantises `x: [n][w.cols()]` into `act` per block of 256 (ggml's Q8_K), then
+    /// `y[t][r]` = the sum over the row's super-blocks, in order, of each block's exact
+    /// integer dot turned into a float by the format's fixed step (see [`crate::kquant`]).
     /// `y: [n][w.rows()]`. `act` is caller-owned so that decoding allocates nothing.
     ///
     /// # Panics
     /// On wrong slice lengths, or `n` beyond `act`'s capacity.
-    pub fn q6k_matmul(
+    pub fn kquant_matmul<B: KBlock>(
         &self,
-        w: &Q6KMatrix,
+        w: &KQuantMatrix<B>,
         x: &[f32],
         n: usize,
         act: &mut Q8KActivations,
         y: &mut [f32],
     ) {
-        let mut out = dense_output("q6k_matmul", w.rows(), n, y);
+        let mut out = dense_output("kquant_matmul", w.rows(), n, y);
         act.quantize(x, n);
         let act: &Q8KActivations = act;
-        let m = checked(Q6KMatmul::new(w, act));
-        self.count(Counter::matmul(OpKind::Q6K, n));
+        let m = checked(KQuantMatmul::new(w, act));
+        self.count(Counter::matmul(B::OP, n));
         let b = self.backend;
-        self.split_rows(
-            OpKind::Q6K,
-            &mut out,
-            w.rows() * w.cols() * n.max(1),
-            &|part| b.q6k_rows(&m, part),
-        );
+        self.split_rows(B::OP, &mut out, w.rows() * w.cols() * n.max(1), &|part| {
+            B::rows(b, &m, part)
+        });
     }
 
     /// Causal attention of a tile of tokens over one KV head (see

@@ -33,11 +33,13 @@ mod dispatch;
 mod error;
 pub mod formats;
 mod kernels;
+pub mod kquant;
 pub mod membw;
 mod ops;
 pub mod packed;
 mod parts;
 mod pool;
+pub mod q4k;
 pub mod q6k;
 pub mod q8;
 mod scalar;
@@ -53,13 +55,16 @@ pub use bitnet_formats::{FormatError, TernaryWeights};
 pub use dispatch::{available, by_id, cpu_features, detect, known_ids};
 pub use error::ShapeError;
 pub use kernels::Kernels;
+pub use kquant::{KBlock, KQuantMatrix, Q8KActivations};
 pub use ops::{
-    ActQuantOps, AttentionOps, CausalTile, DenseMatmul, DenseOps, EXP_FLOOR, KEY_BLOCK, KernelId,
-    KeyBlocks, KvData, KvKeys, KvRows, KvView, Q6KMatmul, Q8Matmul, RowMajor, TernaryF32Matmul,
-    TernaryMatmul, TernaryMatmulOps, causal_work_len, softmax,
+    ActQuantOps, AttentionOps, CausalTile, DenseMatmul, DenseOps, EXP_FLOOR, KEY_BLOCK,
+    KQuantMatmul, KernelId, KeyBlocks, KvData, KvKeys, KvRows, KvView, Q4KMatmul, Q6KMatmul,
+    Q8Matmul, RowMajor, TernaryF32Matmul, TernaryMatmul, TernaryMatmulOps, causal_work_len,
+    softmax,
 };
 pub use packed::{OutRows, PackedLayout, PackedTernary};
 pub use parts::{Part, PartsMut};
-pub use q6k::{Q6KMatrix, Q8KActivations};
+pub use q4k::Q4KMatrix;
+pub use q6k::Q6KMatrix;
 pub use q8::{Q8Activations, Q8Matrix};
 pub use scalar::Scalar;

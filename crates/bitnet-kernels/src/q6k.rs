@@ -20,12 +20,13 @@
 //! backend computes exactly that, so SIMD equals scalar bit for bit.
 
 use crate::FormatError;
-use bitnet_formats::{BlockQ6K, DenseBlocks, check_blocks, decode_q6_k};
+use crate::backend::{Backend, OpKind};
+use crate::kquant::{KBlock, KQuantMatrix, QK_K, nearest_int, shape_error};
+use crate::ops::{KQuantMatmul, KernelId};
+use crate::packed::OutRows;
+use bitnet_formats::{BlockQ6K, DenseBlocks};
 use half::f16;
 use rayon::prelude::*;
-
-/// Values per Q6_K (and Q8_K) super-block.
-pub const QK_K: usize = 256;
 
 /// Values per Q6_K sub-block (one 8-bit scale each).
 pub const Q6K_SUB: usize = 16;
@@ -33,46 +34,29 @@ pub const Q6K_SUB: usize = 16;
 /// ggml's `GROUP_MAX_EPS`: a sub-block whose largest magnitude is below it quantises to 0.
 const GROUP_MAX_EPS: f32 = 1e-15;
 
-/// A dense `[rows][cols]` matrix in Q6_K blocks (see the module doc); `cols` is a multiple
-/// of 256.
-#[derive(Clone, PartialEq)]
-pub struct Q6KMatrix {
-    rows: usize,
-    cols: usize,
-    blocks: Vec<BlockQ6K>,
-}
+/// A dense `[rows][cols]` matrix in Q6_K blocks (see the module doc).
+pub type Q6KMatrix = KQuantMatrix<BlockQ6K>;
 
-impl std::fmt::Debug for Q6KMatrix {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Q6KMatrix")
-            .field("rows", &self.rows)
-            .field("cols", &self.cols)
-            .finish_non_exhaustive()
+impl KBlock for BlockQ6K {
+    const FORMAT: DenseBlocks = DenseBlocks::Q6K;
+    const OP: OpKind = OpKind::Q6K;
+
+    fn dot(&self, xq: &[i8], xs: &[i16], dx: f32) -> f32 {
+        finish(self, block_isum(self, xq, xs), dx)
+    }
+
+    fn rows(backend: &dyn Backend, m: &KQuantMatmul<'_, Self>, out: &mut OutRows<'_>) -> KernelId {
+        backend.q6k_rows(m, out)
     }
 }
 
-fn shape_error(rows: usize, cols: usize) -> FormatError {
-    FormatError::Shape {
-        format: "Q6_K",
-        rows,
-        cols,
-        reason: "columns must be a positive multiple of 256",
-    }
+/// A Q6_K block's float step, the same in every backend: `isum * (d * dx)`.
+#[inline(always)]
+pub(crate) fn finish(b: &BlockQ6K, isum: i32, dx: f32) -> f32 {
+    isum as f32 * (f16::from_le_bytes(b.d).to_f32() * dx)
 }
 
-impl Q6KMatrix {
-    /// The matrix a GGUF tensor of ggml's Q6_K type holds (`rows` rows of `cols / 256`
-    /// blocks), after [`check_blocks`] (size, finite `d`): the same blocks.
-    ///
-    /// # Errors
-    /// As [`check_blocks`].
-    pub fn from_ggml_blocks(rows: usize, cols: usize, bytes: &[u8]) -> Result<Self, FormatError> {
-        check_blocks(DenseBlocks::Q6K, bytes, rows, cols)?;
-        // `BlockQ6K` has alignment 1, so the cast cannot fail on a checked length.
-        let blocks = bytemuck::cast_slice::<u8, BlockQ6K>(bytes).to_vec();
-        Ok(Self { rows, cols, blocks })
-    }
-
+impl KQuantMatrix<BlockQ6K> {
     /// Quantises a `[rows][cols]` matrix whose row `r` `fill_row(r, buf)` writes as f32 into
     /// `buf` (`cols` values) with ggml's `quantize_row_q6_K_ref` ([`quantize_row_q6_k`]), on
     /// a rayon pool of up to `threads` threads (load-time work; the result does not depend
@@ -91,7 +75,7 @@ impl Q6KMatrix {
         F: Fn(usize, &mut [f32]) + Sync,
     {
         if cols == 0 || !cols.is_multiple_of(QK_K) {
-            return Err(shape_error(rows, cols));
+            return Err(shape_error("Q6_K", rows, cols));
         }
         let nb = cols / QK_K;
         let len = rows.checked_mul(nb).ok_or(FormatError::Overflow {
@@ -125,59 +109,6 @@ impl Q6KMatrix {
         }
         Ok(Self { rows, cols, blocks })
     }
-
-    /// Rows (output features).
-    pub fn rows(&self) -> usize {
-        self.rows
-    }
-
-    /// Columns (input features), a multiple of 256.
-    pub fn cols(&self) -> usize {
-        self.cols
-    }
-
-    /// Super-blocks per row (`cols / 256`).
-    pub fn blocks_per_row(&self) -> usize {
-        self.cols / QK_K
-    }
-
-    /// The blocks of row `r`.
-    ///
-    /// # Panics
-    /// If `r >= rows`.
-    #[inline]
-    pub fn row(&self, r: usize) -> &[BlockQ6K] {
-        let nb = self.blocks_per_row();
-        &self.blocks[r * nb..(r + 1) * nb]
-    }
-
-    /// All blocks, `[rows][cols / 256]`: ggml's bytes.
-    pub fn blocks(&self) -> &[BlockQ6K] {
-        &self.blocks
-    }
-
-    /// Bytes the matrix occupies (and one matrix-vector product streams).
-    pub fn size_bytes(&self) -> usize {
-        std::mem::size_of_val(self.blocks.as_slice())
-    }
-
-    /// Row `r` dequantised into `out` (`cols` values) as ggml's `dequantize_row_q6_K` does.
-    ///
-    /// # Panics
-    /// If `r >= rows` or `out.len() != cols`.
-    pub fn row_into(&self, r: usize, out: &mut [f32]) {
-        assert_eq!(out.len(), self.cols, "row_into: out.len() != cols");
-        for (b, y) in self.row(r).iter().zip(out.chunks_exact_mut(QK_K)) {
-            decode_q6_k(b, y);
-        }
-    }
-}
-
-/// ggml's `nearest_int`: round half to even through the float adder (`|x| < 2^22`).
-#[inline(always)]
-fn nearest_int(x: f32) -> i32 {
-    let v = x + 12_582_912.0;
-    (v.to_bits() & 0x007f_ffff) as i32 - 0x0040_0000
 }
 
 /// ggml's `make_qx_quants(16, 32, x, L, rmse_type = 1, NULL)`: the sub-block's scale after a
@@ -316,111 +247,6 @@ fn quantize_blocks(x: &[f32], out: &mut [BlockQ6K]) {
     }
 }
 
-/// Activations quantised per 256 values as ggml's `quantize_row_q8_K_ref` does, for
-/// [`crate::Kernels::q6k_matmul`]: up to `max_rows` rows of `cols` values, allocated once
-/// (the decode loop reuses it).
-#[derive(Debug, Clone)]
-pub struct Q8KActivations {
-    cols: usize,
-    n: usize,
-    q: Vec<i8>,
-    d: Vec<f32>,
-    bsums: Vec<i16>,
-}
-
-impl Q8KActivations {
-    /// Room for `max_rows` rows of `cols` values; `cols` is a [`Q6KMatrix`]'s column count
-    /// (a multiple of 256; any tail beyond whole blocks is never quantised).
-    pub fn new(max_rows: usize, cols: usize) -> Self {
-        Self {
-            cols,
-            n: 0,
-            q: vec![0; max_rows * cols],
-            d: vec![0.0; max_rows * cols / QK_K],
-            bsums: vec![0; max_rows * cols / Q6K_SUB],
-        }
-    }
-
-    /// Quantises `x: [n][cols]`; its rows replace whatever was held. Per block of 256:
-    /// `iscale = -127 / max` of the largest-magnitude value, `q = min(127, round(iscale *
-    /// x))` (half to even), `d = 1 / iscale`, and each 16 quants' sum.
-    ///
-    /// # Panics
-    /// If `x.len()` is not `n * cols`, `cols` is not a multiple of 256, or `n` exceeds the
-    /// capacity.
-    pub fn quantize(&mut self, x: &[f32], n: usize) {
-        assert_eq!(
-            x.len(),
-            n * self.cols,
-            "Q8KActivations: x.len() != n * cols"
-        );
-        assert!(
-            self.cols.is_multiple_of(QK_K),
-            "Q8KActivations: {} columns are not whole blocks of 256",
-            self.cols
-        );
-        assert!(
-            n * self.cols <= self.q.len(),
-            "Q8KActivations: {n} rows exceed the capacity"
-        );
-        let len = n * self.cols;
-        for (((xb, qb), d), bs) in x
-            .chunks_exact(QK_K)
-            .zip(self.q[..len].chunks_exact_mut(QK_K))
-            .zip(self.d.iter_mut())
-            .zip(self.bsums.chunks_exact_mut(QK_K / Q6K_SUB))
-        {
-            let (mut max, mut amax) = (0.0f32, 0.0f32);
-            for &v in xb {
-                if v.abs() > amax {
-                    amax = v.abs();
-                    max = v;
-                }
-            }
-            if amax == 0.0 {
-                *d = 0.0;
-                qb.fill(0);
-                bs.fill(0);
-                continue;
-            }
-            let iscale = -127.0f32 / max;
-            for (o, &v) in qb.iter_mut().zip(xb) {
-                *o = nearest_int(iscale * v).min(127) as i8;
-            }
-            for (s, qs) in bs.iter_mut().zip(qb.chunks_exact(Q6K_SUB)) {
-                *s = qs.iter().map(|&v| i16::from(v)).sum();
-            }
-            *d = 1.0 / iscale;
-        }
-        self.n = n;
-    }
-
-    /// Rows held.
-    pub fn n(&self) -> usize {
-        self.n
-    }
-
-    /// Columns per row.
-    pub fn cols(&self) -> usize {
-        self.cols
-    }
-
-    /// Quants of the rows held, `[n][cols]`, each in `-127..=127`.
-    pub fn quants(&self) -> &[i8] {
-        &self.q[..self.n * self.cols]
-    }
-
-    /// Block scales of the rows held, `[n][cols / 256]`.
-    pub fn scales(&self) -> &[f32] {
-        &self.d[..self.n * self.cols / QK_K]
-    }
-
-    /// Sums of each 16 quants, `[n][cols / 16]`.
-    pub fn bsums(&self) -> &[i16] {
-        &self.bsums[..self.n * self.cols / Q6K_SUB]
-    }
-}
-
 /// The exact integer dot of one Q6_K block and 256 Q8_K activations:
 /// `sum_j scale[j] * (sum_k q[k] * x[k] - 32 * bsum[j])`, `q` the unsigned 6-bit quants.
 /// The scalar reference every SIMD kernel equals.
@@ -451,15 +277,7 @@ pub(crate) fn block_isum(b: &BlockQ6K, x: &[i8], bsums: &[i16]) -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn nearest_int_rounds_half_to_even() {
-        let got: Vec<i32> = [0.5f32, 1.5, 2.5, -0.5, -1.5, 2.4, -2.6, 126.5]
-            .into_iter()
-            .map(nearest_int)
-            .collect();
-        assert_eq!(got, [0, 2, 2, 0, -2, 2, -3, 126]);
-    }
+    use bitnet_formats::decode_q6_k;
 
     #[test]
     fn block_isum_is_the_dot_of_the_decoded_block() {

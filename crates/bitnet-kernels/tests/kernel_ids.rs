@@ -3,15 +3,15 @@
 //! the known fallbacks (ops a backend has no SIMD version of) are named as fallbacks.
 
 use bitnet_kernels::{
-    Backend, CausalTile, DenseMatmul, Kernels, KvData, KvKeys, KvRows, OpKind, OutRows, Q6KMatmul,
-    Q6KMatrix, Q8Activations, Q8KActivations, Q8Matmul, Q8Matrix, ShapeError, TernaryF32Matmul,
-    TernaryMatmul, TernaryWeights, available, by_id, causal_work_len,
+    Backend, CausalTile, DenseMatmul, Kernels, KvData, KvKeys, KvRows, OpKind, OutRows, Q4KMatmul,
+    Q4KMatrix, Q6KMatmul, Q6KMatrix, Q8Activations, Q8KActivations, Q8Matmul, Q8Matrix, ShapeError,
+    TernaryF32Matmul, TernaryMatmul, TernaryWeights, available, by_id, causal_work_len,
 };
 use half::f16;
 
 const ROWS: usize = 8;
 const COLS: usize = 64;
-/// Q6_K rows are whole blocks of 256.
+/// K-quant rows are whole blocks of 256.
 const COLS_K: usize = 256;
 
 struct Data {
@@ -21,6 +21,7 @@ struct Data {
     wf32: Vec<f32>,
     q8: Q8Matrix,
     q6k: Q6KMatrix,
+    q4k: Q4KMatrix,
     xk: Vec<f32>,
 }
 
@@ -38,12 +39,13 @@ fn data() -> Data {
         buf.copy_from_slice(&wf32[r * COLS..(r + 1) * COLS])
     })
     .unwrap();
-    let q6k = Q6KMatrix::quantize(ROWS, COLS_K, 1, |r, buf| {
+    let fill = |r: usize, buf: &mut [f32]| {
         for (c, v) in buf.iter_mut().enumerate() {
             *v = ((r * COLS_K + c) % 9) as f32 / 9.0 - 0.5;
         }
-    })
-    .unwrap();
+    };
+    let q6k = Q6KMatrix::quantize(ROWS, COLS_K, 1, fill).unwrap();
+    let q4k = Q4KMatrix::quantize(ROWS, COLS_K, 1, fill).unwrap();
     let xk = (0..COLS_K).map(|i| (i % 11) as f32 / 11.0 - 0.3).collect();
     Data {
         w,
@@ -52,6 +54,7 @@ fn data() -> Data {
         wf32,
         q8,
         q6k,
+        q4k,
         xk,
     }
 }
@@ -76,6 +79,7 @@ fn ran(b: &'static dyn Backend, d: &Data) -> Vec<(OpKind, &'static str)> {
     let mut act = Q8KActivations::new(1, COLS_K);
     act.quantize(&d.xk, 1);
     let q6k = b.q6k_rows(&Q6KMatmul::new(&d.q6k, &act).unwrap(), &mut out);
+    let q4k = b.q4k_rows(&Q4KMatmul::new(&d.q4k, &act).unwrap(), &mut out);
     let keys = vec![0f32; KvKeys::storage_len(COLS, ROWS).unwrap()];
     let keys = KvKeys::new(KvData::F32(&keys), COLS, ROWS);
     let kv = KvRows::new(KvData::F32(&d.wf32), COLS, 0, COLS, ROWS);
@@ -90,6 +94,7 @@ fn ran(b: &'static dyn Backend, d: &Data) -> Vec<(OpKind, &'static str)> {
         (OpKind::F32, f32),
         (OpKind::Q8_0, q8),
         (OpKind::Q6K, q6k),
+        (OpKind::Q4K, q4k),
         (OpKind::KvCausal, kv_causal),
     ]
 }
@@ -108,7 +113,8 @@ fn dispatch_each_op_once(k: &Kernels, d: &Data) {
     let mut act = Q8Activations::new(1, COLS);
     k.q8_matmul(&d.q8, &d.x, 1, &mut act, &mut y);
     let mut act = Q8KActivations::new(1, COLS_K);
-    k.q6k_matmul(&d.q6k, &d.xk, 1, &mut act, &mut y);
+    k.kquant_matmul(&d.q6k, &d.xk, 1, &mut act, &mut y);
+    k.kquant_matmul(&d.q4k, &d.xk, 1, &mut act, &mut y);
     let keys = vec![0f32; KvKeys::storage_len(COLS, ROWS).unwrap()];
     let keys = KvKeys::new(KvData::F32(&keys), COLS, ROWS);
     let kv = KvRows::new(KvData::F32(&d.wf32), COLS, 0, COLS, ROWS);
@@ -131,6 +137,7 @@ fn every_op_runs_the_kernel_its_backend_declares() {
                 OpKind::F32 => "f32",
                 OpKind::Q8_0 => "q8_0",
                 OpKind::Q6K => "q6_k",
+                OpKind::Q4K => "q4_k",
                 OpKind::KvCausal => "kv",
             };
             assert_eq!(format, expected, "{}: {op:?} -> {id}", b.id());
@@ -154,6 +161,7 @@ fn every_op_runs_the_kernel_its_backend_declares() {
                 name(OpKind::F32, "gemv"),
                 name(OpKind::Q8_0, "gemv"),
                 name(OpKind::Q6K, "gemv"),
+                name(OpKind::Q4K, "gemv"),
                 name(OpKind::KvCausal, "causal"),
             ],
             "{}",
@@ -196,6 +204,7 @@ fn fallbacks_are_reported_as_fallbacks() {
                     "f32/avx2:gemv",
                     "q8_0/avx2:gemv",
                     "q6_k/avx2:gemv",
+                    "q4_k/avx2:gemv",
                     "kv/avx2:causal"
                 ]
             );
@@ -213,6 +222,7 @@ fn fallbacks_are_reported_as_fallbacks() {
                     "f32/avx512vnni:gemv",
                     "q8_0/avx512vnni:gemv",
                     "q6_k/avx512vnni:gemv",
+                    "q4_k/avx2:gemv",
                     "kv/avx512vnni:causal"
                 ]
             );
@@ -229,6 +239,7 @@ fn fallbacks_are_reported_as_fallbacks() {
             "f32/neon:gemv",
             "q8_0/neon:gemv",
             "q6_k/neon:gemv",
+            "q4_k/neon:gemv",
             "kv/scalar:causal"
         ]
     );

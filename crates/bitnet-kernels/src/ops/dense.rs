@@ -3,9 +3,10 @@
 
 use super::KernelId;
 use crate::error::{ShapeError, check_len, product};
+use crate::kquant::{KBlock, KQuantMatrix, Q8KActivations};
 use crate::packed::OutRows;
-use crate::q6k::{Q6KMatrix, Q8KActivations};
 use crate::q8::{Q8Activations, Q8Matrix};
+use bitnet_formats::{BlockQ4K, BlockQ6K};
 use half::f16;
 
 /// Dense matmuls on a row range of the output: the output head, the other large weight
@@ -31,6 +32,12 @@ pub trait DenseOps {
     /// super-blocks summed in order: every backend equals the scalar one bit for bit.
     /// Returns the id of the code that ran.
     fn q6k_rows(&self, m: &Q6KMatmul<'_>, out: &mut OutRows<'_>) -> KernelId;
+
+    /// `y[t][r] = sum_sb (isum * (dw * dx) - msum * (dmin * dx))` (Q4_K weights, Q8_K
+    /// activations, see [`crate::q4k`]), each super-block's integer sums exact and the
+    /// super-blocks summed in order: every backend equals the scalar one bit for bit.
+    /// Returns the id of the code that ran.
+    fn q4k_rows(&self, m: &Q4KMatmul<'_>, out: &mut OutRows<'_>) -> KernelId;
 }
 
 /// Operands of a dense matmul, checked against each other once: weights `w: [rows][cols]`
@@ -164,22 +171,37 @@ impl<'a> Q8Matmul<'a> {
     }
 }
 
-/// Operands of a Q6_K matmul, checked against each other once: activations quantised (Q8_K)
-/// for the weights' column count.
-#[derive(Debug, Clone, Copy)]
-pub struct Q6KMatmul<'a> {
-    w: &'a Q6KMatrix,
+/// Operands of a K-quant matmul (blocks of format `B`), checked against each other once:
+/// activations quantised (Q8_K) for the weights' column count.
+#[derive(Debug)]
+pub struct KQuantMatmul<'a, B: KBlock> {
+    w: &'a KQuantMatrix<B>,
     x: &'a Q8KActivations,
 }
 
-impl<'a> Q6KMatmul<'a> {
+// Not derived: a derive would ask `B: Clone`, but only references are copied.
+impl<B: KBlock> Clone for KQuantMatmul<'_, B> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<B: KBlock> Copy for KQuantMatmul<'_, B> {}
+
+/// Operands of a Q6_K matmul.
+pub type Q6KMatmul<'a> = KQuantMatmul<'a, BlockQ6K>;
+
+/// Operands of a Q4_K matmul.
+pub type Q4KMatmul<'a> = KQuantMatmul<'a, BlockQ4K>;
+
+impl<'a, B: KBlock> KQuantMatmul<'a, B> {
     /// Checks that `x` holds rows of `w.cols()` values.
     ///
     /// # Errors
     /// [`ShapeError`] when the column counts differ.
-    pub fn new(w: &'a Q6KMatrix, x: &'a Q8KActivations) -> Result<Self, ShapeError> {
+    pub fn new(w: &'a KQuantMatrix<B>, x: &'a Q8KActivations) -> Result<Self, ShapeError> {
         check_len(
-            "q6k_matmul",
+            "kquant_matmul",
             "activation columns",
             "weight columns",
             w.cols(),
@@ -189,7 +211,7 @@ impl<'a> Q6KMatmul<'a> {
     }
 
     /// The weights.
-    pub fn w(&self) -> &'a Q6KMatrix {
+    pub fn w(&self) -> &'a KQuantMatrix<B> {
         self.w
     }
 

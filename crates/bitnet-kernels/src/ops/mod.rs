@@ -14,10 +14,10 @@
 //!
 //! # Shapes are checked once
 //! Every matmul takes its operands as one value ([`TernaryMatmul`], [`TernaryF32Matmul`],
-//! [`DenseMatmul`], [`Q8Matmul`], [`Q6KMatmul`]) whose constructor checks the lengths against each other
-//! and whose fields are private, so a backend receives operands that fit by construction
-//! and its SIMD body can stream them without re-checking. Loops run over the operands'
-//! token count; the output view ([`crate::OutRows`]) is indexed through checked accessors,
+//! [`DenseMatmul`], [`Q8Matmul`], [`KQuantMatmul`]) whose constructor checks the lengths
+//! against each other and whose fields are private, so a backend receives operands that fit
+//! by construction and its SIMD body can stream them without re-checking. Loops run over
+//! the operands' token count; the output view ([`crate::OutRows`]) is indexed through checked accessors,
 //! and each backend debug-asserts that it matches the operands.
 //!
 //! # Every method is written by every backend
@@ -38,7 +38,7 @@ pub use attention::{
     AttentionOps, CausalTile, EXP_FLOOR, KEY_BLOCK, KeyBlocks, KvData, KvKeys, KvRows, KvView,
     RowMajor, causal_work_len, softmax,
 };
-pub use dense::{DenseMatmul, DenseOps, Q6KMatmul, Q8Matmul};
+pub use dense::{DenseMatmul, DenseOps, KQuantMatmul, Q4KMatmul, Q6KMatmul, Q8Matmul};
 pub use ternary::{TernaryF32Matmul, TernaryMatmul, TernaryMatmulOps};
 
 /// Names the code that runs for one op: `"<weight or data format>/<isa>"`, e.g.

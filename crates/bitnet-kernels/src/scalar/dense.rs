@@ -1,9 +1,9 @@
-//! Scalar dense matmuls (the output head): f16, f32, Q8_0 and Q6_K weights.
+//! Scalar dense matmuls (the output head): f16, f32, Q8_0, Q6_K and Q4_K weights.
 
 use super::Scalar;
-use crate::ops::{DenseMatmul, DenseOps, KernelId, Q6KMatmul, Q8Matmul};
+use crate::kquant::{KBlock, Q8K_SUM, QK_K};
+use crate::ops::{DenseMatmul, DenseOps, KQuantMatmul, KernelId, Q4KMatmul, Q6KMatmul, Q8Matmul};
 use crate::packed::OutRows;
-use crate::q6k::{Q6K_SUB, QK_K, block_isum};
 use crate::q8::Q8_BLOCK;
 use half::f16;
 
@@ -13,8 +13,10 @@ pub(crate) const F16_ID: KernelId = "f16/scalar";
 pub(crate) const F32_ID: KernelId = "f32/scalar";
 /// Id of [`q8_rows`].
 pub(crate) const Q8_ID: KernelId = "q8_0/scalar";
-/// Id of [`q6k_rows`].
+/// Id of the Q6_K [`kquant_rows`].
 pub(crate) const Q6K_ID: KernelId = "q6_k/scalar";
+/// Id of the Q4_K [`kquant_rows`].
+pub(crate) const Q4K_ID: KernelId = "q4_k/scalar";
 
 /// f16 weights: each row converted a chunk at a time (hardware conversion where `half`
 /// detects it), the chunk then used for every token.
@@ -84,32 +86,29 @@ pub(crate) fn q8_rows(m: &Q8Matmul<'_>, out: &mut OutRows<'_>) -> KernelId {
     Q8_ID
 }
 
-/// Q6_K weights: per super-block the exact integer dot ([`block_isum`]), then
-/// `sum += isum * (dw * dx)` in super-block order (the order every backend keeps).
-pub(crate) fn q6k_rows(m: &Q6KMatmul<'_>, out: &mut OutRows<'_>) -> KernelId {
+/// K-quant weights: per super-block the format's reference dot ([`KBlock::dot`]: exact
+/// integer sums, then the format's float step), summed in super-block order (the order every
+/// backend keeps).
+pub(crate) fn kquant_rows<B: KBlock>(m: &KQuantMatmul<'_, B>, out: &mut OutRows<'_>) {
     debug_assert!(m.fits(out), "output view does not fit the operands");
     let (w, x) = (m.w(), m.x());
     let (cols, nb) = (w.cols(), w.blocks_per_row());
+    let (subs, sums) = (cols / Q8K_SUM, QK_K / Q8K_SUM);
     let rows = out.rows();
     for t in 0..m.n() {
         let xq = &x.quants()[t * cols..(t + 1) * cols];
         let xd = &x.scales()[t * nb..(t + 1) * nb];
-        let xs = &x.bsums()[t * cols / Q6K_SUB..(t + 1) * cols / Q6K_SUB];
+        let xs = &x.bsums()[t * subs..(t + 1) * subs];
         let y = out.token(t);
         for (yr, r) in y.iter_mut().zip(rows.clone()) {
             let mut sum = 0.0f32;
             for (sb, b) in w.row(r).iter().enumerate() {
-                let isum = block_isum(
-                    b,
-                    &xq[sb * QK_K..(sb + 1) * QK_K],
-                    &xs[sb * QK_K / Q6K_SUB..(sb + 1) * QK_K / Q6K_SUB],
-                );
-                sum += isum as f32 * (f16::from_le_bytes(b.d).to_f32() * xd[sb]);
+                let (q, s) = (&xq[sb * QK_K..][..QK_K], &xs[sb * sums..][..sums]);
+                sum += b.dot(q, s, xd[sb]);
             }
             *yr = sum;
         }
     }
-    Q6K_ID
 }
 
 impl DenseOps for Scalar {
@@ -126,6 +125,12 @@ impl DenseOps for Scalar {
     }
 
     fn q6k_rows(&self, m: &Q6KMatmul<'_>, out: &mut OutRows<'_>) -> KernelId {
-        q6k_rows(m, out)
+        kquant_rows(m, out);
+        Q6K_ID
+    }
+
+    fn q4k_rows(&self, m: &Q4KMatmul<'_>, out: &mut OutRows<'_>) -> KernelId {
+        kquant_rows(m, out);
+        Q4K_ID
     }
 }

@@ -36,6 +36,7 @@ impl Backend for Scalar {
             OpKind::F32 => dense::F32_ID,
             OpKind::Q8_0 => dense::Q8_ID,
             OpKind::Q6K => dense::Q6K_ID,
+            OpKind::Q4K => dense::Q4K_ID,
             OpKind::KvCausal => attention::ID,
         }
     }

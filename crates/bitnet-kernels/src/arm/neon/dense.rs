@@ -1,13 +1,15 @@
 //! NEON dense matmuls (the output head): f16 converted with `half` (hardware `fcvtl` where
 //! available) into a stack buffer, then NEON FMA; f32 straight into the FMA; Q8_0 with an
-//! exact `vmull_s8` dot per block of 32; Q6_K with an exact integer dot per block of 256 and
-//! the scalar reference's float steps (equal to it bit for bit).
+//! exact `vmull_s8` dot per block of 32; Q6_K and Q4_K with exact integer dots per block of
+//! 256 and the scalar reference's float steps (equal to it bit for bit).
 
 use super::Neon;
-use crate::ops::{DenseMatmul, DenseOps, KernelId, Q6KMatmul, Q8Matmul};
+use crate::kquant::{KBlock, Q8K_SUM, QK_K};
+use crate::ops::{DenseMatmul, DenseOps, KQuantMatmul, KernelId, Q4KMatmul, Q6KMatmul, Q8Matmul};
 use crate::packed::OutRows;
-use crate::q6k::{Q6K_SUB, QK_K};
-use bitnet_formats::BlockQ6K;
+use crate::q6k::Q6K_SUB;
+use crate::{q4k, q6k};
+use bitnet_formats::{BlockQ4K, BlockQ6K};
 use half::f16;
 use std::arch::aarch64::*;
 
@@ -19,6 +21,8 @@ pub(crate) const F32_ID: KernelId = "f32/neon";
 pub(crate) const Q8_ID: KernelId = "q8_0/neon";
 /// Id of the Q6_K matmul.
 pub(crate) const Q6K_ID: KernelId = "q6_k/neon";
+/// Id of the Q4_K matmul.
+pub(crate) const Q4K_ID: KernelId = "q4_k/neon";
 
 /// `sum a[i] * b[i]` with four FMA chains.
 #[target_feature(enable = "neon")]
@@ -167,11 +171,78 @@ unsafe fn q6k_block_isum(b: &BlockQ6K, x: *const i8, bsums: *const i16) -> i32 {
     }
 }
 
-fn q6k_rows(m: &Q6KMatmul<'_>, out: &mut OutRows<'_>) {
+/// The exact integer sums of one Q4_K block and 256 Q8_K activations (what
+/// `crate::q4k::block_isums` computes): 16 quant bytes at a time, their low and high nibbles
+/// (values `0..16`, so they multiply as `i8`) against the two sub-blocks' activations with
+/// `vmull_s8`/`vmlal_high_s8`, widened and scaled per sub-block in i32; the mins once through
+/// the activations' 16-value sums.
+///
+/// # Safety
+/// `x` starts 256 quants and `bsums` 16 sums.
+#[inline]
+unsafe fn q4k_block_isums(b: &BlockQ4K, x: *const i8, bsums: *const i16) -> (i32, i32) {
+    // SAFETY: reads `x[0..256]` and `bsums[0..16]` (the caller's contract) and the block's
+    // own arrays at in-bounds offsets; NEON is always present on aarch64.
+    unsafe {
+        let sm = q4k::scales_mins(&b.scales);
+        let m4 = vdupq_n_u8(0x0F);
+        let mut acc = vdupq_n_s32(0);
+        for g in 0..4 {
+            for half in 0..2 {
+                let q = vld1q_u8(b.qs.as_ptr().add(32 * g + 16 * half));
+                let nibbles = [vandq_u8(q, m4), vshrq_n_u8::<4>(q)];
+                for (s, &qn) in nibbles.iter().enumerate() {
+                    let xv = vld1q_s8(x.add(64 * g + 32 * s + 16 * half));
+                    let qv = vreinterpretq_s8_u8(qn);
+                    let p = vmlal_high_s8(vmull_s8(vget_low_s8(qv), vget_low_s8(xv)), qv, xv);
+                    acc = vmlaq_n_s32(acc, vpaddlq_s16(p), i32::from(sm[2 * g + s]));
+                }
+            }
+        }
+        let msum: i32 = (0..8)
+            .map(|j| {
+                i32::from(sm[8 + j])
+                    * (i32::from(*bsums.add(2 * j)) + i32::from(*bsums.add(2 * j + 1)))
+            })
+            .sum();
+        (vaddvq_s32(acc), msum)
+    }
+}
+
+/// A K-quant block format's NEON block dot.
+trait NeonBlock: KBlock {
+    /// This block's contribution to a row's dot with one token's activations (`x` 256
+    /// quants, `bsums` their 16 sums, `dx` their scale): equal to [`KBlock::dot`].
+    ///
+    /// # Safety
+    /// `x` starts 256 quants and `bsums` 16 sums.
+    unsafe fn neon_dot(&self, x: *const i8, bsums: *const i16, dx: f32) -> f32;
+}
+
+impl NeonBlock for BlockQ6K {
+    #[inline]
+    unsafe fn neon_dot(&self, x: *const i8, bsums: *const i16, dx: f32) -> f32 {
+        // SAFETY: the caller's contract is `q6k_block_isum`'s.
+        q6k::finish(self, unsafe { q6k_block_isum(self, x, bsums) }, dx)
+    }
+}
+
+impl NeonBlock for BlockQ4K {
+    #[inline]
+    unsafe fn neon_dot(&self, x: *const i8, bsums: *const i16, dx: f32) -> f32 {
+        // SAFETY: the caller's contract is `q4k_block_isums`'.
+        let (isum, msum) = unsafe { q4k_block_isums(self, x, bsums) };
+        q4k::finish(self, isum, msum, dx)
+    }
+}
+
+/// K-quant weights, Q8_K activations: the blocks' NEON dots summed in the scalar
+/// reference's order.
+fn kquant_rows<B: NeonBlock>(m: &KQuantMatmul<'_, B>, out: &mut OutRows<'_>) {
     debug_assert!(m.fits(out), "output view does not fit the operands");
     let (w, x) = (m.w(), m.x());
     let (cols, nb) = (w.cols(), w.blocks_per_row());
-    let subs = cols / Q6K_SUB;
+    let subs = cols / Q8K_SUM;
     let rows = out.rows();
     for r in rows.clone() {
         for t in 0..m.n() {
@@ -181,12 +252,14 @@ fn q6k_rows(m: &Q6KMatmul<'_>, out: &mut OutRows<'_>) {
             let mut sum = 0.0f32;
             for (sb, b) in w.row(r).iter().enumerate() {
                 // SAFETY: block `sb < nb` starts 256 quants and 16 sums inside the slices
-                // (sliced above from `Q6KMatmul`'s checked shapes).
-                let isum = unsafe {
-                    q6k_block_isum(b, xq.as_ptr().add(sb * QK_K), xs.as_ptr().add(sb * 16))
+                // (sliced above from `KQuantMatmul`'s checked shapes).
+                sum += unsafe {
+                    b.neon_dot(
+                        xq.as_ptr().add(sb * QK_K),
+                        xs.as_ptr().add(sb * QK_K / Q8K_SUM),
+                        xd[sb],
+                    )
                 };
-                // The scalar reference's float steps, in its order.
-                sum += isum as f32 * (f16::from_le_bytes(b.d).to_f32() * xd[sb]);
             }
             out.token(t)[r - rows.start] = sum;
         }
@@ -211,7 +284,12 @@ impl DenseOps for Neon {
     }
 
     fn q6k_rows(&self, m: &Q6KMatmul<'_>, out: &mut OutRows<'_>) -> KernelId {
-        q6k_rows(m, out);
+        kquant_rows(m, out);
         Q6K_ID
+    }
+
+    fn q4k_rows(&self, m: &Q4KMatmul<'_>, out: &mut OutRows<'_>) -> KernelId {
+        kquant_rows(m, out);
+        Q4K_ID
     }
 }

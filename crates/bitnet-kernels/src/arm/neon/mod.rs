@@ -4,7 +4,8 @@
 //!   into i16 lanes, widened with `vpadalq_s16` (exact). The f32-activation matmul has no
 //!   NEON version and runs the scalar one.
 //! - `dense.rs`: the f16 head converts with `half` (hardware `fcvtl` where available) into
-//!   a stack buffer, then NEON FMA; the Q8_0 head an exact `vmull_s8` dot per block of 32.
+//!   a stack buffer, then NEON FMA; the Q8_0 head an exact `vmull_s8` dot per block of 32,
+//!   the Q6_K and Q4_K heads exact `vmull_s8` dots per super-block of 256.
 //! - `act_quant.rs`: no NEON version; the scalar reference runs.
 //!
 //! The `sdot` (dotprod) instruction would be faster but is optional on ARMv8.2 and its
@@ -53,6 +54,7 @@ impl Backend for Neon {
             OpKind::F32 => dense::F32_ID,
             OpKind::Q8_0 => dense::Q8_ID,
             OpKind::Q6K => dense::Q6K_ID,
+            OpKind::Q4K => dense::Q4K_ID,
             // The scalar code, called by name (see `attention.rs`).
             OpKind::KvCausal => crate::scalar::attention::ID,
         }

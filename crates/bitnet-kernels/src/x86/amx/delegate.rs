@@ -4,7 +4,8 @@
 
 use super::Amx;
 use crate::ops::{
-    ActQuantOps, AttentionOps, CausalTile, DenseMatmul, DenseOps, KernelId, Q6KMatmul, Q8Matmul,
+    ActQuantOps, AttentionOps, CausalTile, DenseMatmul, DenseOps, KernelId, Q4KMatmul, Q6KMatmul,
+    Q8Matmul,
 };
 use crate::packed::OutRows;
 use half::f16;
@@ -24,6 +25,10 @@ impl DenseOps for Amx {
 
     fn q6k_rows(&self, m: &Q6KMatmul<'_>, out: &mut OutRows<'_>) -> KernelId {
         self.vnni().q6k_rows(m, out)
+    }
+
+    fn q4k_rows(&self, m: &Q4KMatmul<'_>, out: &mut OutRows<'_>) -> KernelId {
+        self.vnni().q4k_rows(m, out)
     }
 }
 

@@ -104,6 +104,7 @@ impl Backend for Amx {
             OpKind::F32 => avx512::dense::F32_ID,
             OpKind::Q8_0 => avx512::dense::Q8_ID,
             OpKind::Q6K => avx512::dense::Q6K_ID,
+            OpKind::Q4K => avx2::dense::Q4K_ID,
             OpKind::KvCausal => avx512::attention::CAUSAL_ID,
         }
     }

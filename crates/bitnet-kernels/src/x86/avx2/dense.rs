@@ -1,16 +1,18 @@
 //! AVX2 dense matmuls (the output head): f16 (`vcvtph2ps`) and f32 weights with FMA, and
 //! Q8_0 with an exact integer dot per block of 32 (`vpmaddubsw` on `|w|` and `sign(x, w)`)
-//! and one FMA; Q6_K with an exact integer dot per super-block of 256 (see [`q6k_rows`]).
+//! and one FMA; Q6_K and Q4_K with exact integer dots per super-block of 256 (see
+//! [`kquant_rows_with`]).
 //! Rows outside, token tiles inside: a row (a few KiB) stays in L1 for every
 //! tile, so the matrix is streamed from memory once per call whatever the batch.
 
 use super::Avx2;
-use crate::ops::{DenseMatmul, DenseOps, KernelId, Q6KMatmul, Q8Matmul};
+use crate::kquant::{KBlock, Q8K_SUM, QK_K};
+use crate::ops::{DenseMatmul, DenseOps, KQuantMatmul, KernelId, Q4KMatmul, Q6KMatmul, Q8Matmul};
 use crate::packed::OutRows;
-use crate::q6k::{Q6K_SUB, QK_K};
 use crate::q8::Q8_BLOCK;
 use crate::tile::gemv_two_streams;
-use bitnet_formats::BlockQ6K;
+use crate::{q4k, q6k};
+use bitnet_formats::{BlockQ4K, BlockQ6K};
 use half::f16;
 use std::arch::x86_64::*;
 
@@ -22,6 +24,8 @@ pub(crate) const F32_ID: KernelId = "f32/avx2";
 pub(crate) const Q8_ID: KernelId = "q8_0/avx2";
 /// Id of [`q6k_rows`].
 pub(crate) const Q6K_ID: KernelId = "q6_k/avx2";
+/// Id of [`q4k_rows`].
+pub(crate) const Q4K_ID: KernelId = "q4_k/avx2";
 
 /// Runs `$body` once per tile of tokens `t..t + NT` over `0..$n`: tiles of 4, then the 1-3
 /// left, with `NT` a constant (array lengths and const generics take it).
@@ -296,34 +300,109 @@ unsafe fn hsum_epi32(v: __m256i) -> i32 {
     }
 }
 
-/// One Q6_K block's exact integer dots with `NT` tokens' 256 Q8_K activations (what
-/// `crate::q6k::block_isum` computes), in some ISA: the row loop ([`q6k_rows_with`]) is
-/// shared, the unpacking is per ISA (AVX2 here, AVX-512 in `avx512::dense`).
-pub(crate) trait Q6KBlockDot {
-    /// The dots of block `b` with the activations at `xq[t]` (256 quants) and their 16-value
-    /// sums at `xs[t]`.
+/// One K-quant block's contributions to `NT` tokens' row sums (what the block format's
+/// [`KBlock::dot`] computes, bit for bit), in some ISA: the row loop ([`kquant_rows_with`])
+/// is shared by the formats and ISAs, the unpacking is per format and ISA (AVX2 here, AVX-512
+/// in `avx512::dense`).
+pub(crate) trait KBlockDot {
+    /// The block format.
+    type Block: KBlock;
+
+    /// The contributions of block `b` with the activations at `xq[t]` (256 quants), their
+    /// 16-value sums at `xs[t]` and their scale `xd[t]`.
     ///
     /// # Safety
     /// The ISA's CPU features; each `xq[t]` starts 256 quants and each `xs[t]` 16 sums.
     unsafe fn dots<const NT: usize>(
-        b: &BlockQ6K,
+        b: &Self::Block,
         xq: &[*const i8; NT],
         xs: &[*const i16; NT],
-    ) -> [i32; NT];
+        xd: [f32; NT],
+    ) -> [f32; NT];
 }
 
-/// The AVX2 block dot ([`q6k_block`]).
+/// The AVX2 Q6_K block dot ([`q6k_block`]).
 pub(crate) struct Avx2Q6K;
 
-impl Q6KBlockDot for Avx2Q6K {
+impl KBlockDot for Avx2Q6K {
+    type Block = BlockQ6K;
+
     #[inline(always)]
     unsafe fn dots<const NT: usize>(
         b: &BlockQ6K,
         xq: &[*const i8; NT],
         xs: &[*const i16; NT],
-    ) -> [i32; NT] {
+        xd: [f32; NT],
+    ) -> [f32; NT] {
         // SAFETY: only forwards this unsafe fn's own contract; no further obligation.
-        unsafe { q6k_block::<NT>(b, xq, xs) }
+        let isum = unsafe { q6k_block::<NT>(b, xq, xs) };
+        std::array::from_fn(|t| q6k::finish(b, isum[t], xd[t]))
+    }
+}
+
+/// A Q4_K block's eight mins (bytes 8..16 of `q4k::scales_mins`), each twice: the weights
+/// of the activations' 16 sums of 16 (two per sub-block of 32) in [`scaled_bsums`] (a min is
+/// at most 63, so it reads the same as `i8`).
+///
+/// # Safety
+/// AVX2.
+#[inline(always)]
+unsafe fn q4k_min_pairs(sm: &[u8; 16]) -> __m128i {
+    // SAFETY: only forwards this unsafe fn's own contract; `sm` is 16 bytes.
+    unsafe {
+        _mm_shuffle_epi8(
+            _mm_loadu_si128(sm.as_ptr() as *const __m128i),
+            _mm_setr_epi8(8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13, 14, 14, 15, 15),
+        )
+    }
+}
+
+/// The AVX2 Q4_K block dot: per 32 quant bytes (64 values, two sub-blocks) the low and high
+/// nibbles masked out, `vpmaddubsw` with the activations (unsigned `0..16` times
+/// `-127..=127`), `vpmaddwd` with the sub-block's scale broadcast; the mins once per block
+/// through the activations' 16-value sums, each min taken twice (`vpmaddwd`).
+pub(crate) struct Avx2Q4K;
+
+impl KBlockDot for Avx2Q4K {
+    type Block = BlockQ4K;
+
+    #[inline(always)]
+    unsafe fn dots<const NT: usize>(
+        b: &BlockQ4K,
+        xq: &[*const i8; NT],
+        xs: &[*const i16; NT],
+        xd: [f32; NT],
+    ) -> [f32; NT] {
+        // SAFETY: only forwards this unsafe fn's own contract (the CPU features it is compiled
+        // for; each `xq[t]` starts 256 quants and each `xs[t]` 16 sums); no further obligation.
+        unsafe {
+            let m4 = _mm256_set1_epi8(0x0F);
+            let sm = q4k::scales_mins(&b.scales);
+            let mut acc = [_mm256_setzero_si256(); NT];
+            for g in 0..4 {
+                let q = _mm256_loadu_si256(b.qs.as_ptr().add(32 * g) as *const __m256i);
+                let lo = _mm256_and_si256(q, m4);
+                let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(q), m4);
+                let s_lo = _mm256_set1_epi16(i16::from(sm[2 * g]));
+                let s_hi = _mm256_set1_epi16(i16::from(sm[2 * g + 1]));
+                for t in 0..NT {
+                    let x_lo = _mm256_loadu_si256(xq[t].add(64 * g) as *const __m256i);
+                    let x_hi = _mm256_loadu_si256(xq[t].add(64 * g + 32) as *const __m256i);
+                    let p_lo = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, x_lo), s_lo);
+                    let p_hi = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, x_hi), s_hi);
+                    acc[t] = _mm256_add_epi32(acc[t], _mm256_add_epi32(p_lo, p_hi));
+                }
+            }
+            let mins = q4k_min_pairs(&sm);
+            // A loop, not `array::from_fn`: the intrinsics inline only into code compiled
+            // with their features, which a closure is not.
+            let mut part = [0.0f32; NT];
+            for (t, p) in part.iter_mut().enumerate() {
+                let msum = scaled_bsums(mins, xs[t]);
+                *p = q4k::finish(b, hsum_epi32(acc[t]), msum, xd[t]);
+            }
+            part
+        }
     }
 }
 
@@ -380,15 +459,20 @@ unsafe fn q6k_block<const NT: usize>(
                 }
             }
         }
-        std::array::from_fn(|t| hsum_epi32(acc[t]) - 32 * scaled_bsums(scales, xs[t]))
+        // A loop, not `array::from_fn`: see `Avx2Q4K`.
+        let mut isum = [0i32; NT];
+        for (t, s) in isum.iter_mut().enumerate() {
+            *s = hsum_epi32(acc[t]) - 32 * scaled_bsums(scales, xs[t]);
+        }
+        isum
     }
 }
 
-/// `NR` Q6_K rows times `NT` tokens, the rows' blocks taken in turn (with `NR = 2`, two
+/// `NR` K-quant rows times `NT` tokens, the rows' blocks taken in turn (with `NR = 2`, two
 /// streams in flight, as the AVX-512 f16 head reads), each row's sum kept in block order.
 #[inline(always)]
-unsafe fn q6k_tile<D: Q6KBlockDot, const NR: usize, const NT: usize>(
-    rows: [&[BlockQ6K]; NR],
+unsafe fn kquant_tile<D: KBlockDot, const NR: usize, const NT: usize>(
+    rows: [&[D::Block]; NR],
     xq: &[*const i8; NT],
     xd: &[*const f32; NT],
     xs: &[*const i16; NT],
@@ -402,17 +486,17 @@ unsafe fn q6k_tile<D: Q6KBlockDot, const NR: usize, const NT: usize>(
         #[allow(clippy::needless_range_loop)]
         for sb in 0..nb {
             let xq: [*const i8; NT] = std::array::from_fn(|t| xq[t].add(sb * QK_K));
-            let xs: [*const i16; NT] = std::array::from_fn(|t| xs[t].add(sb * QK_K / Q6K_SUB));
+            let xs: [*const i16; NT] = std::array::from_fn(|t| xs[t].add(sb * QK_K / Q8K_SUM));
+            let xd: [f32; NT] = std::array::from_fn(|t| *xd[t].add(sb));
             for r in 0..NR {
                 let b = &rows[r][sb];
-                let ahead = (b as *const BlockQ6K as *const u8).wrapping_add(PREFETCH);
-                for line in 0..4 {
+                let ahead = (b as *const D::Block as *const u8).wrapping_add(PREFETCH);
+                for line in 0..size_of::<D::Block>().div_ceil(64) {
                     _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(64 * line) as *const i8);
                 }
-                let dw = f16::from_le_bytes(b.d).to_f32();
-                let isum = D::dots::<NT>(b, &xq, &xs);
+                let part = D::dots::<NT>(b, &xq, &xs, xd);
                 for t in 0..NT {
-                    sum[r][t] += isum[t] as f32 * (dw * *xd[t].add(sb));
+                    sum[r][t] += part[t];
                 }
             }
         }
@@ -427,22 +511,36 @@ unsafe fn q6k_tile<D: Q6KBlockDot, const NR: usize, const NT: usize>(
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(crate) unsafe fn q6k_rows(m: &Q6KMatmul<'_>, out: &mut OutRows<'_>) -> KernelId {
     // SAFETY: the features are enabled on this function.
-    unsafe { q6k_rows_with::<Avx2Q6K>(m, out) };
+    unsafe { kquant_rows_with::<Avx2Q6K>(m, out) };
     Q6K_ID
 }
 
-/// Q6_K weights, Q8_K activations, with `D`'s block dot: the scalar reference's sums in the
-/// same order, so the results are equal bit for bit. A GEMV reads two rows at once, one from
+/// Q4_K weights, Q8_K activations, on AVX2.
+///
+/// # Safety
+/// The CPU must have AVX2, FMA and F16C.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn q4k_rows(m: &Q4KMatmul<'_>, out: &mut OutRows<'_>) -> KernelId {
+    // SAFETY: the features are enabled on this function.
+    unsafe { kquant_rows_with::<Avx2Q4K>(m, out) };
+    Q4K_ID
+}
+
+/// K-quant weights, Q8_K activations, with `D`'s block dot: the scalar reference's sums in
+/// the same order, so the results are equal bit for bit. A GEMV reads two rows at once, one from
 /// each half of the range (two streams per thread).
 ///
 /// # Safety
 /// The CPU features `D` needs (at least AVX2); must be inlined into a function enabling them.
 #[inline(always)]
-pub(crate) unsafe fn q6k_rows_with<D: Q6KBlockDot>(m: &Q6KMatmul<'_>, out: &mut OutRows<'_>) {
+pub(crate) unsafe fn kquant_rows_with<D: KBlockDot>(
+    m: &KQuantMatmul<'_, D::Block>,
+    out: &mut OutRows<'_>,
+) {
     debug_assert!(m.fits(out), "output view does not fit the operands");
     let (w, x) = (m.w(), m.x());
     let (cols, nb) = (w.cols(), w.blocks_per_row());
-    let subs = cols / Q6K_SUB;
+    let subs = cols / Q8K_SUM;
     let rows = out.rows();
     let ptrs = |t: usize| {
         (
@@ -459,11 +557,11 @@ pub(crate) unsafe fn q6k_rows_with<D: Q6KBlockDot>(m: &Q6KMatmul<'_>, out: &mut 
                 // SAFETY: the pointers start one token's `cols` quants, `nb` scales and
                 // `cols / 16` sums (sliced above); every row has `nb` blocks.
                 let [[ya], [yb]] =
-                    unsafe { q6k_tile::<D, 2, 1>([w.row(a), w.row(b)], &[q], &[d], &[s]) };
+                    unsafe { kquant_tile::<D, 2, 1>([w.row(a), w.row(b)], &[q], &[d], &[s]) };
                 (ya, yb)
             },
             // SAFETY: as above.
-            |r| unsafe { q6k_tile::<D, 1, 1>([w.row(r)], &[q], &[d], &[s]) }[0][0],
+            |r| unsafe { kquant_tile::<D, 1, 1>([w.row(r)], &[q], &[d], &[s]) }[0][0],
         );
         return;
     }
@@ -474,7 +572,7 @@ pub(crate) unsafe fn q6k_rows_with<D: Q6KBlockDot>(m: &Q6KMatmul<'_>, out: &mut 
             let xd: [*const f32; NT] = std::array::from_fn(|k| p[k].1);
             let xs: [*const i16; NT] = std::array::from_fn(|k| p[k].2);
             // SAFETY: as above, for each token of the tile.
-            let [acc] = unsafe { q6k_tile::<D, 1, NT>([w.row(r)], &xq, &xd, &xs) };
+            let [acc] = unsafe { kquant_tile::<D, 1, NT>([w.row(r)], &xq, &xd, &xs) };
             for (k, a) in acc.into_iter().enumerate() {
                 out.token(t + k)[r - rows.start] = a;
             }
@@ -501,5 +599,10 @@ impl DenseOps for Avx2 {
     fn q6k_rows(&self, m: &Q6KMatmul<'_>, out: &mut OutRows<'_>) -> KernelId {
         // SAFETY: as above.
         unsafe { q6k_rows(m, out) }
+    }
+
+    fn q4k_rows(&self, m: &Q4KMatmul<'_>, out: &mut OutRows<'_>) -> KernelId {
+        // SAFETY: as above.
+        unsafe { q4k_rows(m, out) }
     }
 }

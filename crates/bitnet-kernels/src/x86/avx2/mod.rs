@@ -5,7 +5,8 @@
 //!   for why this is exact); the f32-activation matmul has no AVX2 version and runs the
 //!   scalar one.
 //! - `dense.rs`: the f16 head converts with `vcvtph2ps` and accumulates with FMA; the Q8_0
-//!   head does an exact integer dot per block of 32 and one FMA.
+//!   head does an exact integer dot per block of 32 and one FMA, the Q6_K and Q4_K heads
+//!   exact integer dots per super-block of 256 (`vpmaddubsw`, `vpmaddwd`).
 //! - `act_quant.rs`: the reference's exact f32 steps 8 lanes at a time.
 
 pub(crate) mod act_quant;
@@ -55,6 +56,7 @@ impl Backend for Avx2 {
             OpKind::F32 => dense::F32_ID,
             OpKind::Q8_0 => dense::Q8_ID,
             OpKind::Q6K => dense::Q6K_ID,
+            OpKind::Q4K => dense::Q4K_ID,
             OpKind::KvCausal => attention::ID,
         }
     }

@@ -3,10 +3,11 @@
 //! products summed into i32 lanes, exact, no intermediate i16). Needs AVX-512F/BW/VL/VNNI
 //! plus AVX2/FMA/F16C, all detected at run time.
 //!
-//! The f16 and f32 heads have 512-bit kernels too (`dense.rs`: the f16 head is over half of
-//! what a 2B4T token streams). The Q8_0 head and activation quantisation (negligible) run
-//! the AVX2 code, called by name in `dense.rs` and `act_quant.rs` and reported as `*/avx2`;
-//! the f32-activation ternary matmul runs the scalar one, as on AVX2.
+//! The f16, f32, Q8_0 and Q6_K heads have 512-bit kernels too (`dense.rs`: the f16 head is
+//! over half of what a 2B4T token streams). The Q4_K head (no faster at 512 bits, see
+//! `dense.rs`) and activation quantisation (negligible) run the AVX2 code, called by name in
+//! `dense.rs` and `act_quant.rs` and reported as `*/avx2`; the f32-activation ternary matmul
+//! runs the scalar one, as on AVX2.
 
 pub(crate) mod act_quant;
 pub(crate) mod attention;
@@ -60,6 +61,7 @@ impl Backend for Avx512Vnni {
             OpKind::F32 => dense::F32_ID,
             OpKind::Q8_0 => dense::Q8_ID,
             OpKind::Q6K => dense::Q6K_ID,
+            OpKind::Q4K => avx2::dense::Q4K_ID,
             OpKind::KvCausal => attention::CAUSAL_ID,
         }
     }

@@ -83,6 +83,14 @@ pub enum BurnError {
         /// The layout those kernels stream.
         expected: &'static str,
     },
+    /// The model's head is rescored (`--head-type q4_k_rescored`), which the Burn forward
+    /// pass does not model.
+    #[error(
+        "the model's head is rescored (head type q4_k_rescored: Q4_K logits, the best 32 \
+         recomputed from the float rows), which the Burn forward pass does not model; \
+         cross-check its Q4_K head with head type q4_k"
+    )]
+    RescoredHead,
     /// A dense (head) matrix does not hold `rows * cols` values.
     #[error("dense {dtype} weights: {got} values, expected rows * cols = {rows} * {cols}")]
     DenseLength {

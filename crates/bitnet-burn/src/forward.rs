@@ -80,10 +80,14 @@ impl<'m, B: BitNetBackend> BurnModel<'m, B> {
     ///
     /// # Errors
     /// [`BurnError::LayoutMismatch`] / [`BurnError::DenseLength`] if the model's weights are
-    /// not what its kernels run (a loaded model's always are).
+    /// not what its kernels run (a loaded model's always are); [`BurnError::RescoredHead`]
+    /// for a rescored head.
     pub fn new(model: &'m Model, device: &B::Device) -> Result<Self, BurnError> {
         let kernels = model.kernels();
         let weights = model.weights();
+        if weights.rescore.is_some() {
+            return Err(BurnError::RescoredHead);
+        }
         let norm = |v: &[f32]| {
             Tensor::<B, 2>::from_data(TensorData::new(v.to_vec(), [1, v.len()]), device)
         };

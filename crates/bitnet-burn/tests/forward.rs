@@ -198,3 +198,18 @@ fn bad_token_sequences_are_errors() {
         )
     );
 }
+
+/// A rescored head (Q4_K logits, the best recomputed from F16 rows) is not modelled on Burn:
+/// refused with what to use instead; the plain Q4_K head runs.
+#[test]
+fn a_rescored_head_is_refused_by_name() {
+    let path = fixture("i2s/model-i2_s.gguf");
+    let model = load(&path, true, 1, HeadType::Q4KRescored);
+    let err = BurnModel::<B>::new(&model, &Default::default())
+        .err()
+        .expect("refused");
+    assert!(matches!(err, BurnError::RescoredHead), "{err}");
+    assert!(err.to_string().contains("head type q4_k"), "{err}");
+    let q4 = load(&path, true, 1, HeadType::Q4K);
+    assert!(BurnModel::<B>::new(&q4, &Default::default()).is_ok());
+}

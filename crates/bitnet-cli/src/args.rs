@@ -105,8 +105,9 @@ pub struct ModelArgs {
     pub kernel: Option<String>,
     /// Output head storage: `stored` (as in the file: F16 in BitNet GGUFs), `q8_0`
     /// (quantised at load time: about half the bytes per token, a small logit error), `q6_k`
-    /// (ggml's Q6_K, as `llama-quantize` writes it: 0.41x the F16 bytes) or `q4_k` (ggml's
-    /// Q4_K likewise: 0.28x, a larger logit error).
+    /// (ggml's Q6_K, as `llama-quantize` writes it: 0.41x the F16 bytes), `q4_k` (ggml's Q4_K
+    /// likewise: 0.28x, a larger logit error) or `q4_k_rescored` (Q4_K, its best 32 logits
+    /// recomputed from the F16 rows: the F16 head's greedy tokens at Q4_K's bytes).
     #[arg(long, value_name = "TYPE", default_value = "stored", value_parser = parse_head_type)]
     pub head_type: HeadType,
 }
@@ -370,7 +371,8 @@ pub struct BenchArgs {
     /// Force a kernel implementation by id (`--kernel list` prints them).
     #[arg(long, value_name = "ID|list")]
     pub kernel: Option<String>,
-    /// Output head storage: `stored` (as in the model), `q8_0`, `q6_k` or `q4_k`.
+    /// Output head storage: `stored` (as in the model), `q8_0`, `q6_k`, `q4_k` or
+    /// `q4_k_rescored`.
     #[arg(long, value_name = "TYPE", default_value = "stored", value_parser = parse_head_type)]
     pub head_type: HeadType,
     /// KV cache element type.

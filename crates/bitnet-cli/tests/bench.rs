@@ -68,7 +68,11 @@ fn quantised_head_types_are_reported_in_each_row() {
         "{q8}"
     );
     assert!(q8["avg_ts"].as_f64().unwrap() > 0.0);
-    for (arg, name) in [("q6_k", "Q6_K"), ("q4_k", "Q4_K")] {
+    for (arg, name) in [
+        ("q6_k", "Q6_K"),
+        ("q4_k", "Q4_K"),
+        ("q4_k_rescored", "Q4_K"),
+    ] {
         let row = json(arg);
         assert_eq!(row["head_type"], name);
         assert!(
@@ -89,7 +93,10 @@ fn unknown_head_type_is_refused_with_the_choices() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("unknown head type 'q4'"), "{err}");
-    assert!(err.contains("stored, q8_0, q6_k, q4_k"), "{err}");
+    assert!(
+        err.contains("stored, q8_0, q6_k, q4_k, q4_k_rescored"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -39,6 +39,7 @@ mod load;
 pub mod logprobs;
 pub mod model;
 pub mod model_ref;
+mod rescore;
 pub mod rope;
 pub mod sampler;
 mod session;

@@ -64,19 +64,24 @@ pub enum HeadType {
     Q6K,
     /// ggml's Q4_K: 4-bit quants in blocks of 256 with a 6-bit scale and min per 32 values.
     Q4K,
+    /// Q4_K for every logit, then the 32 largest recomputed from the stored float head's rows
+    /// (see `crate::rescore`): the stored head's greedy tokens at Q4_K's bytes per token.
+    /// Needs a float (F16, BF16, F32) head in the model.
+    Q4KRescored,
 }
 
 impl HeadType {
     /// The names [`HeadType::from_str`](std::str::FromStr) accepts, for help texts.
-    pub const NAMES: [&'static str; 4] = ["stored", "q8_0", "q6_k", "q4_k"];
+    pub const NAMES: [&'static str; 5] = ["stored", "q8_0", "q6_k", "q4_k", "q4_k_rescored"];
 
-    /// The canonical name (`"stored"`, `"q8_0"`, `"q6_k"`, `"q4_k"`).
+    /// The canonical name (`"stored"`, `"q8_0"`, `"q6_k"`, `"q4_k"`, `"q4_k_rescored"`).
     pub fn as_str(self) -> &'static str {
         match self {
             HeadType::Stored => "stored",
             HeadType::Q8_0 => "q8_0",
             HeadType::Q6K => "q6_k",
             HeadType::Q4K => "q4_k",
+            HeadType::Q4KRescored => "q4_k_rescored",
         }
     }
 }
@@ -90,14 +95,15 @@ impl std::fmt::Display for HeadType {
 impl std::str::FromStr for HeadType {
     type Err = String;
 
-    /// `stored` (also `f16`, `file`), `q8_0` (also `q8`), `q6_k` (also `q6k`) or `q4_k`
-    /// (also `q4k`), case-insensitive.
+    /// `stored` (also `f16`, `file`), `q8_0` (also `q8`), `q6_k` (also `q6k`), `q4_k` (also
+    /// `q4k`) or `q4_k_rescored` (also `q4k_rescored`), case-insensitive.
     fn from_str(s: &str) -> std::result::Result<Self, String> {
         match s.to_ascii_lowercase().as_str() {
             "stored" | "file" | "f16" => Ok(HeadType::Stored),
             "q8_0" | "q8" => Ok(HeadType::Q8_0),
             "q6_k" | "q6k" => Ok(HeadType::Q6K),
             "q4_k" | "q4k" => Ok(HeadType::Q4K),
+            "q4_k_rescored" | "q4k_rescored" => Ok(HeadType::Q4KRescored),
             _ => Err(format!(
                 "unknown head type '{s}' (expected one of: {})",
                 HeadType::NAMES.join(", ")
@@ -203,6 +209,22 @@ fn apply_head_type(
         HeadType::Q8_0 => weights.head.to_q8_0(threads)?,
         HeadType::Q6K => weights.head.to_q6_k(threads)?,
         HeadType::Q4K => weights.head.to_q4_k(threads)?,
+        HeadType::Q4KRescored => {
+            if !weights.head.is_float() {
+                return Err(EngineError::InvalidSetting {
+                    name: "head type",
+                    value: format!(
+                        "{} (this model's head is {})",
+                        opts.head_type,
+                        weights.head.type_name()
+                    ),
+                    reason: "the rescored head recomputes its best logits from a float (F16, \
+                             BF16 or F32) head; use q4_k for a model whose head is quantised",
+                });
+            }
+            weights.rescore = Some(Arc::clone(&weights.head));
+            weights.head.to_q4_k(threads)?
+        }
     };
     weights.head = Arc::new(head);
     Ok(())

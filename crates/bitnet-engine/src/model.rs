@@ -31,6 +31,7 @@ use crate::attention::Attention;
 use crate::config::ModelConfig;
 use crate::error::{EngineError, Result};
 use crate::load::{self, Loaded};
+use crate::rescore;
 use crate::rope::RopeTable;
 use crate::session::{BatchRows, RowCaches, Scratch, SingleRows};
 use crate::weights::ModelWeights;
@@ -270,6 +271,14 @@ impl Model {
             &mut sc.head_act,
             &mut sc.logits[..n * vocab],
         );
+        if let Some(exact) = &self.weights.rescore {
+            for (h, logits) in sc.h[..n * d]
+                .chunks_exact(d)
+                .zip(sc.logits[..n * vocab].chunks_exact_mut(vocab))
+            {
+                rescore::rescore_top(&self.kernels, exact, h, logits);
+            }
+        }
     }
 
     /// `out = W · input` for `n` rows, quantising activations when the model does.

@@ -212,6 +212,34 @@ impl DenseMatrix {
         }
     }
 
+    /// Whether the values are floats (F16 or F32, as stored or widened): rows a rescored head
+    /// recomputes its top logits from (see `crate::rescore`).
+    pub fn is_float(&self) -> bool {
+        matches!(
+            self.data,
+            DenseData::F32(_) | DenseData::F16(_) | DenseData::F16Mapped { .. }
+        )
+    }
+
+    /// Row `r` of a float matrix times `x` (`cols` values), on the kernels' f16 / f32 matmul
+    /// of that one row: the same code, in the same order, as the row's logit in a full
+    /// [`Self::matmul`].
+    ///
+    /// # Panics
+    /// If the matrix is not float ([`Self::is_float`]), `r >= rows` or `x.len() != cols`.
+    pub(crate) fn row_dot(&self, kernels: &Kernels, r: usize, x: &[f32]) -> f32 {
+        let range = r * self.cols..(r + 1) * self.cols;
+        let mut y = [0.0f32];
+        match &self.data {
+            DenseData::F32(v) => kernels.f32_matmul(&v[range], 1, self.cols, x, 1, &mut y),
+            _ => {
+                let s = self.f16_slice().expect("a float matrix");
+                kernels.f16_matmul(&s[range], 1, self.cols, x, 1, &mut y)
+            }
+        }
+        y[0]
+    }
+
     /// Whether the data is borrowed from a GGUF file's bytes.
     pub fn borrows_file(&self) -> bool {
         matches!(self.data, DenseData::F16Mapped { .. })
@@ -381,6 +409,9 @@ pub struct ModelWeights {
     pub head: Arc<DenseMatrix>,
     /// Whether the head is the embedding.
     pub tied: bool,
+    /// The float head whose rows recompute the quantised head's best logits
+    /// (`HeadType::Q4KRescored`, see `crate::rescore`); the embedding when tied.
+    pub rescore: Option<Arc<DenseMatrix>>,
     /// Final RMSNorm.
     pub output_norm: Vec<f32>,
     /// The blocks.
@@ -404,8 +435,8 @@ impl ModelWeights {
     }
 
     /// Bytes one decoded token streams through the weights: every ternary matrix in its packed
-    /// layout plus the head (the embedding row is negligible). The memory roofline is
-    /// `bandwidth / this`.
+    /// layout plus the head and a rescored head's exact rows (the embedding row is
+    /// negligible). The memory roofline is `bandwidth / this`.
     pub fn bytes_per_token(&self) -> usize {
         let ternary: usize = self
             .layers
@@ -413,7 +444,10 @@ impl ModelWeights {
             .flat_map(|l| l.linears())
             .map(|w| w.size_bytes())
             .sum();
-        ternary + self.head.size_bytes()
+        let rescored = self.rescore.as_ref().map_or(0, |exact| {
+            crate::rescore::RESCORE_TOP * exact.size_bytes() / exact.rows().max(1)
+        });
+        ternary + self.head.size_bytes() + rescored
     }
 }
 
@@ -497,6 +531,7 @@ pub fn load_gguf(
         })
     })?;
     Ok(ModelWeights {
+        rescore: None,
         embedding,
         head,
         tied,
@@ -843,6 +878,7 @@ pub fn load_checkpoint(
         })
     })?;
     Ok(ModelWeights {
+        rescore: None,
         embedding,
         head,
         tied,

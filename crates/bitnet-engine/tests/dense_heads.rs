@@ -384,3 +384,91 @@ fn other_block_types_are_refused_by_name() {
         "{msg}"
     );
 }
+
+/// The index of the largest value (the first of equals).
+fn argmax(v: &[f32]) -> usize {
+    v.iter()
+        .enumerate()
+        .fold(0, |best, (i, &x)| if x > v[best] { i } else { best })
+}
+
+/// `--head-type q4_k_rescored`: the Q4_K head's logits with their best 32 per position
+/// replaced by the F16 head's own, bit for bit (the same kernel on the same rows), so the
+/// greedy token is F16's wherever F16's is among them; every other logit stays Q4_K's. The
+/// fixture's prompts, activations quantised as the model runs (the layers below the head are
+/// the same in all three models).
+#[test]
+fn the_rescored_head_has_the_f16_logits_at_its_best_32() {
+    for threads in [1, 2] {
+        rescored_head_on(threads);
+    }
+}
+
+fn rescored_head_on(threads: usize) {
+    let path = fixture("i2s/model-i2_s.gguf");
+    let load = |head_type| {
+        let opts = LoadOptions {
+            threads,
+            head_type,
+            ..LoadOptions::default()
+        };
+        Model::load(&path, &opts).unwrap()
+    };
+    let f16_model = load(HeadType::Stored);
+    let q4 = load(HeadType::Q4K);
+    let rescored = load(HeadType::Q4KRescored);
+    assert_eq!(rescored.weights().head.type_name(), "Q4_K");
+    assert!(rescored.weights().rescore.is_some() && q4.weights().rescore.is_none());
+    // The head streams the Q4_K blocks plus 32 F16 rows.
+    assert_eq!(
+        rescored.weights().bytes_per_token(),
+        q4.weights().bytes_per_token() + 32 * 256 * 2
+    );
+    let vocab = f16_model.config().vocab_size;
+    let (mut positions, mut greedy_equal) = (0, 0);
+    for p in read_greedy(&fixture("packed/ref")) {
+        let exact = logits(&f16_model, &p.prompt);
+        let plain = logits(&q4, &p.prompt);
+        let got = logits(&rescored, &p.prompt);
+        for ((e, q), g) in exact
+            .chunks(vocab)
+            .zip(plain.chunks(vocab))
+            .zip(got.chunks(vocab))
+        {
+            let mut order: Vec<usize> = (0..vocab).collect();
+            order.sort_by(|&a, &b| q[b].total_cmp(&q[a]).then(a.cmp(&b)));
+            let top = &order[..32];
+            for i in 0..vocab {
+                let want = if top.contains(&i) { e[i] } else { q[i] };
+                assert_eq!(
+                    g[i].to_bits(),
+                    want.to_bits(),
+                    "{threads} threads: logit {i}"
+                );
+            }
+            positions += 1;
+            greedy_equal += usize::from(argmax(g) == argmax(e));
+        }
+    }
+    // On this random model F16's best is always among Q4_K's best 32 (of 512).
+    assert_eq!(greedy_equal, positions);
+}
+
+/// The rescored head needs float rows to rescore with: a Q6_K-head file is refused, naming
+/// the head type and the file's.
+#[test]
+fn the_rescored_head_is_refused_for_a_quantised_head() {
+    let opts = LoadOptions {
+        threads: 1,
+        head_type: HeadType::Q4KRescored,
+        ..LoadOptions::default()
+    };
+    let err = Model::load(&fixture("i2s/model-i2_s-q6_k.gguf"), &opts)
+        .err()
+        .expect("refused");
+    let msg = bitnet_app_chain(&err);
+    assert!(
+        msg.contains("q4_k_rescored") && msg.contains("Q6_K") && msg.contains("use q4_k"),
+        "{msg}"
+    );
+}

@@ -208,7 +208,7 @@ pub struct Settings {
     pub stop_ids: Vec<u32>,
     /// Activations quantised to int8 (the model as trained).
     pub act_quant: bool,
-    /// Output head storage (`stored`, `q8_0`, `q6_k`, `q4_k`).
+    /// Output head storage (`stored`, `q8_0`, `q6_k`, `q4_k`, `q4_k_rescored`).
     pub head_type: String,
     /// KV cache element type (`f32`, `f16`).
     pub kv_type: String,

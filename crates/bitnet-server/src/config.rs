@@ -137,7 +137,8 @@ pub struct Args {
     pub kernel: Option<String>,
     /// Output head storage: `stored` (as in the model: F16 in BitNet GGUFs), `q8_0`
     /// (quantised at load: about half the bytes per token, a small logit error), `q6_k` or
-    /// `q4_k` (ggml's Q6_K or Q4_K, as `llama-quantize` writes them).
+    /// `q4_k` (ggml's Q6_K or Q4_K, as `llama-quantize` writes them) or `q4_k_rescored`
+    /// (Q4_K with its best 32 logits recomputed from the F16 rows).
     #[arg(long, value_name = "TYPE", default_value = "stored", value_parser = parse_head_type)]
     pub head_type: bitnet_engine::HeadType,
     /// Seconds to wait for running requests on SIGTERM before closing them.

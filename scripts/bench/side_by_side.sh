@@ -13,10 +13,12 @@
 #   FIK   F requantised by ik's llama-quantize to IQ2_BN, F16 head
 #   FQ6   F with a Q6_K head (bitnet.cpp's llama-quantize ... I2_S)
 #   FIKQ6 FIK with a Q6_K head (ik's llama-quantize ... IQ2_BN)
+#   FQ4   F with a Q4_K head (bitnet.cpp's llama-quantize ... I2_S)
+#   FIKQ4 FIK with a Q4_K head (ik's llama-quantize ... IQ2_BN)
 set -euo pipefail
 
 cd "$(dirname "$0")/../.."
-: "${BN:?} ${IK:?} ${F:?} ${FIK:?} ${FQ6:?} ${FIKQ6:?}"
+: "${BN:?} ${IK:?} ${F:?} ${FIK:?} ${FQ6:?} ${FIKQ6:?} ${FQ4:?} ${FIKQ4:?}"
 RS=${RS:-target/release/bitnet-cli}
 out=target/membw
 mkdir -p "$out"
@@ -27,8 +29,14 @@ table() { grep -E '^\|' || true; }
 bn() { echo "### bitnet.cpp F16 head"; "$BN/llama-bench" -m "$F" -p 128 -n 128 -t 1,2 -r 3 2>/dev/null | table; }
 ik() { echo "### ik_llama.cpp F16 head"; "$IK/llama-bench" -m "$FIK" -p 128 -n 128 -t 1,2 -r 3 -rtr 1 2>/dev/null | table; }
 rs() { echo "### BitNet-rs F16 head"; "$RS" bench -m "$F" -p 128 -n 128 -t 1,2 -r 3 --kv-type f16 --no-bandwidth 2>/dev/null | table; }
-bnq() { echo "### bitnet.cpp Q6_K head"; "$BN/llama-bench" -m "$FQ6" -p 128 -n 128 -t 2 -r 3 2>/dev/null | table; }
-ikq() { echo "### ik_llama.cpp Q6_K head"; "$IK/llama-bench" -m "$FIKQ6" -p 128 -n 128 -t 2 -r 3 -rtr 1 2>/dev/null | table; }
+bnq() {
+  echo "### bitnet.cpp Q6_K head"; "$BN/llama-bench" -m "$FQ6" -p 128 -n 128 -t 2 -r 3 2>/dev/null | table
+  echo "### bitnet.cpp Q4_K head"; "$BN/llama-bench" -m "$FQ4" -p 128 -n 128 -t 2 -r 3 2>/dev/null | table
+}
+ikq() {
+  echo "### ik_llama.cpp Q6_K head"; "$IK/llama-bench" -m "$FIKQ6" -p 128 -n 128 -t 2 -r 3 -rtr 1 2>/dev/null | table
+  echo "### ik_llama.cpp Q4_K head"; "$IK/llama-bench" -m "$FIKQ4" -p 128 -n 128 -t 2 -r 3 -rtr 1 2>/dev/null | table
+}
 rsq() {
   echo "### BitNet-rs Q6_K-head file"
   "$RS" bench -m "$FQ6" -p 128 -n 128 -t 2 -r 3 --kv-type f16 --no-bandwidth 2>/dev/null | table
@@ -36,6 +44,10 @@ rsq() {
   "$RS" bench -m "$F" -p 128 -n 128 -t 2 -r 3 --kv-type f16 --head-type q8_0 --no-bandwidth 2>/dev/null | table
   echo "### BitNet-rs --head-type q6_k"
   "$RS" bench -m "$F" -p 128 -n 128 -t 2 -r 3 --kv-type f16 --head-type q6_k --no-bandwidth 2>/dev/null | table
+  echo "### BitNet-rs Q4_K-head file"
+  "$RS" bench -m "$FQ4" -p 128 -n 128 -t 2 -r 3 --kv-type f16 --no-bandwidth 2>/dev/null | table
+  echo "### BitNet-rs --head-type q4_k_rescored"
+  "$RS" bench -m "$F" -p 128 -n 128 -t 2 -r 3 --kv-type f16 --head-type q4_k_rescored --no-bandwidth 2>/dev/null | table
 }
 
 echo "machine: $(nproc) CPUs,$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2-), load $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -276,7 +276,7 @@ impl Model {
                 .chunks_exact(d)
                 .zip(sc.logits[..n * vocab].chunks_exact_mut(vocab))
             {
-                rescore::rescore_top(&self.kernels, exact, h, logits);
+                rescore::rescore_top(logits, |c| exact.row_dot(&self.kernels, c, h));
             }
         }
     }

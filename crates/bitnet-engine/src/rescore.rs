@@ -12,10 +12,6 @@
 //! The top is found with a sorted array of 32 (a partial selection: most logits are rejected
 //! by one comparison with the smallest kept), on the stack: no allocation per token.
 
-use bitnet_kernels::Kernels;
-
-use crate::weights::DenseMatrix;
-
 /// How many of the best Q4_K logits are recomputed from the exact rows.
 pub(crate) const RESCORE_TOP: usize = 32;
 
@@ -40,12 +36,12 @@ fn top_indices(v: &[f32], top: &mut [usize]) -> usize {
 }
 
 /// Replaces the [`RESCORE_TOP`] largest of `logits` (one token's, from the quantised head)
-/// with the exact head's logits for those rows: `exact`'s row `c` times `h` on the kernels.
-pub(crate) fn rescore_top(kernels: &Kernels, exact: &DenseMatrix, h: &[f32], logits: &mut [f32]) {
+/// with `exact(c)`, the exact head's logit of row `c`.
+pub(crate) fn rescore_top(logits: &mut [f32], exact: impl Fn(usize) -> f32) {
     let mut top = [0usize; RESCORE_TOP];
     let k = top_indices(logits, &mut top);
     for &c in &top[..k] {
-        logits[c] = exact.row_dot(kernels, c, h);
+        logits[c] = exact(c);
     }
 }
 

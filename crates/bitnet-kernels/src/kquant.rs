@@ -19,6 +19,7 @@ use crate::backend::{Backend, OpKind};
 use crate::ops::{KQuantMatmul, KernelId};
 use crate::packed::OutRows;
 use bitnet_formats::{DenseBlocks, check_blocks, decode_row};
+use rayon::prelude::*;
 
 /// Values per K-quant (and Q8_K) super-block.
 pub const QK_K: usize = 256;
@@ -72,7 +73,7 @@ impl<B: KBlock> std::fmt::Debug for KQuantMatrix<B> {
 }
 
 /// The error of a column count that is not a positive multiple of 256.
-pub(crate) fn shape_error(format: &'static str, rows: usize, cols: usize) -> FormatError {
+fn shape_error(format: &'static str, rows: usize, cols: usize) -> FormatError {
     FormatError::Shape {
         format,
         rows,
@@ -127,6 +128,59 @@ impl<B: KBlock> KQuantMatrix<B> {
     /// Bytes the matrix occupies (and one matrix-vector product streams).
     pub fn size_bytes(&self) -> usize {
         std::mem::size_of_val(self.blocks.as_slice())
+    }
+
+    /// Quantises a `[rows][cols]` matrix whose row `r` `fill_row(r, buf)` writes as f32 into
+    /// `buf` (`cols` values) with the format's row quantiser `quantize_row`, on a rayon pool of
+    /// up to `threads` threads (load-time work; the result does not depend on the thread
+    /// count). Each format's `quantize` is this with ggml's quantiser.
+    ///
+    /// # Errors
+    /// [`FormatError::Shape`] if `cols` is not a positive multiple of 256,
+    /// [`FormatError::Overflow`] if `rows * cols` overflows.
+    pub(crate) fn quantize_rows<F>(
+        rows: usize,
+        cols: usize,
+        threads: usize,
+        fill_row: F,
+        quantize_row: fn(&[f32], &mut [B]),
+    ) -> Result<Self, FormatError>
+    where
+        F: Fn(usize, &mut [f32]) + Sync,
+    {
+        let format = B::FORMAT.name();
+        if cols == 0 || !cols.is_multiple_of(QK_K) {
+            return Err(shape_error(format, rows, cols));
+        }
+        let nb = cols / QK_K;
+        let len = rows
+            .checked_mul(nb)
+            .ok_or(FormatError::Overflow { format, rows, cols })?;
+        let mut blocks = vec![B::zeroed(); len];
+        let rows_of = |blocks: &mut [B]| {
+            blocks.par_chunks_mut(nb).enumerate().for_each_init(
+                || vec![0.0f32; cols],
+                |buf, (r, out)| {
+                    fill_row(r, buf);
+                    quantize_row(buf, out);
+                },
+            )
+        };
+        match rayon::ThreadPoolBuilder::new()
+            .num_threads(threads.clamp(1, rows.max(1)))
+            .build()
+        {
+            Ok(pool) => pool.install(|| rows_of(&mut blocks)),
+            // No threads to be had: the same work on the caller's thread.
+            Err(_) => {
+                let mut buf = vec![0.0f32; cols];
+                for (r, out) in blocks.chunks_mut(nb).enumerate() {
+                    fill_row(r, &mut buf);
+                    quantize_row(&buf, out);
+                }
+            }
+        }
+        Ok(Self { rows, cols, blocks })
     }
 
     /// Row `r` dequantised into `out` (`cols` values) as ggml's `dequantize_row_*` does.

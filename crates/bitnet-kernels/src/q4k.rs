@@ -22,12 +22,11 @@
 
 use crate::FormatError;
 use crate::backend::{Backend, OpKind};
-use crate::kquant::{KBlock, KQuantMatrix, QK_K, nearest_int, shape_error};
+use crate::kquant::{KBlock, KQuantMatrix, QK_K, nearest_int};
 use crate::ops::{KQuantMatmul, KernelId};
 use crate::packed::OutRows;
 use bitnet_formats::{BlockQ4K, DenseBlocks};
 use half::f16;
-use rayon::prelude::*;
 
 /// Values per Q4_K sub-block (one 6-bit scale and one 6-bit min each).
 pub const Q4K_SUB: usize = 32;
@@ -119,33 +118,7 @@ impl KQuantMatrix<BlockQ4K> {
     where
         F: Fn(usize, &mut [f32]) + Sync,
     {
-        if cols == 0 || !cols.is_multiple_of(QK_K) {
-            return Err(shape_error("Q4_K", rows, cols));
-        }
-        let nb = cols / QK_K;
-        let len = rows.checked_mul(nb).ok_or(FormatError::Overflow {
-            format: "Q4_K",
-            rows,
-            cols,
-        })?;
-        let mut blocks = vec![<BlockQ4K as bytemuck::Zeroable>::zeroed(); len];
-        let quantize = |blocks: &mut [BlockQ4K]| {
-            blocks.par_chunks_mut(nb).enumerate().for_each_init(
-                || vec![0.0f32; cols],
-                |buf, (r, out)| {
-                    fill_row(r, buf);
-                    quantize_row_q4_k(buf, out);
-                },
-            );
-        };
-        match rayon::ThreadPoolBuilder::new()
-            .num_threads(threads.max(1))
-            .build()
-        {
-            Ok(pool) => pool.install(|| quantize(&mut blocks)),
-            Err(_) => quantize(&mut blocks),
-        }
-        Ok(Self { rows, cols, blocks })
+        Self::quantize_rows(rows, cols, threads, fill_row, quantize_row_q4_k)
     }
 }
 

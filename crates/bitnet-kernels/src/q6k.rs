@@ -21,12 +21,11 @@
 
 use crate::FormatError;
 use crate::backend::{Backend, OpKind};
-use crate::kquant::{KBlock, KQuantMatrix, QK_K, nearest_int, shape_error};
+use crate::kquant::{KBlock, KQuantMatrix, QK_K, nearest_int};
 use crate::ops::{KQuantMatmul, KernelId};
 use crate::packed::OutRows;
 use bitnet_formats::{BlockQ6K, DenseBlocks};
 use half::f16;
-use rayon::prelude::*;
 
 /// Values per Q6_K sub-block (one 8-bit scale each).
 pub const Q6K_SUB: usize = 16;
@@ -74,40 +73,7 @@ impl KQuantMatrix<BlockQ6K> {
     where
         F: Fn(usize, &mut [f32]) + Sync,
     {
-        if cols == 0 || !cols.is_multiple_of(QK_K) {
-            return Err(shape_error("Q6_K", rows, cols));
-        }
-        let nb = cols / QK_K;
-        let len = rows.checked_mul(nb).ok_or(FormatError::Overflow {
-            format: "Q6_K",
-            rows,
-            cols,
-        })?;
-        let mut blocks = vec![<BlockQ6K as bytemuck::Zeroable>::zeroed(); len];
-        let rows_of = |blocks: &mut [BlockQ6K]| {
-            blocks.par_chunks_mut(nb).enumerate().for_each_init(
-                || vec![0.0f32; cols],
-                |buf, (r, out)| {
-                    fill_row(r, buf);
-                    quantize_row_q6_k(buf, out);
-                },
-            )
-        };
-        match rayon::ThreadPoolBuilder::new()
-            .num_threads(threads.clamp(1, rows.max(1)))
-            .build()
-        {
-            Ok(pool) => pool.install(|| rows_of(&mut blocks)),
-            // No threads to be had: the same work on the caller's thread.
-            Err(_) => {
-                let mut buf = vec![0.0f32; cols];
-                for (r, out) in blocks.chunks_mut(nb).enumerate() {
-                    fill_row(r, &mut buf);
-                    quantize_row_q6_k(&buf, out);
-                }
-            }
-        }
-        Ok(Self { rows, cols, blocks })
+        Self::quantize_rows(rows, cols, threads, fill_row, quantize_row_q6_k)
     }
 }
 

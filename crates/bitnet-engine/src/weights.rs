@@ -419,18 +419,25 @@ pub struct ModelWeights {
 }
 
 impl ModelWeights {
-    /// Copies the embedding and head out of the GGUF file's bytes when they borrow them,
-    /// keeping a tied head the same matrix as the embedding.
+    /// Copies the embedding, head and rescoring rows out of the GGUF file's bytes when they
+    /// borrow them, keeping matrices that were one matrix (a tied head, the rescoring rows of
+    /// a tied model) one matrix.
     pub(crate) fn own_file_data(&mut self) {
-        let tied = Arc::ptr_eq(&self.embedding, &self.head);
+        let old = Arc::clone(&self.embedding);
         if let Some(e) = self.embedding.owned_copy() {
             self.embedding = Arc::new(e);
-            if tied {
-                self.head = Arc::clone(&self.embedding);
-            }
         }
-        if !tied && let Some(h) = self.head.owned_copy() {
-            self.head = Arc::new(h);
+        let embedding = &self.embedding;
+        let own = |m: &mut Arc<DenseMatrix>| {
+            if Arc::ptr_eq(m, &old) {
+                *m = Arc::clone(embedding);
+            } else if let Some(c) = m.owned_copy() {
+                *m = Arc::new(c);
+            }
+        };
+        own(&mut self.head);
+        if let Some(r) = self.rescore.as_mut() {
+            own(r);
         }
     }
 

@@ -4,9 +4,8 @@
 //! `gguf.quants` compute them: the same products in the same order, so every value is bit for
 //! bit theirs (`tests/dense_ggml.rs` checks against gguf-py's output).
 //!
-//! No kernel runs these blocks directly: the engine looks up embedding rows through
-//! [`decode_row`] and gives the head to its Q8_0 kernels (an exact copy for Q8_0, a
-//! re-quantisation of the exact values for the K-quants).
+//! The kernels (`bitnet-kernels`) run these blocks as stored (Q8_0 re-laid out, Q6_K and
+//! Q4_K as they are); embedding lookups decode rows through [`decode_row`].
 
 use bytemuck::{Pod, Zeroable};
 use half::f16;

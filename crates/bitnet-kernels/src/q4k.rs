@@ -17,7 +17,7 @@
 //! With Q8_K activations (see [`crate::kquant`]) a super-block's dot product is two exact
 //! integer sums, `isum = sum_j sc[j] * sum_k q[k] * x[k]` and
 //! `msum = sum_j m[j] * (bsum[2j] + bsum[2j + 1])` (the activations' sums of 16), and one
-//! fixed float step, `isum * (d * dx) - msum * (dmin * dx)` ([`finish`]). Every backend
+//! fixed float step, `isum * (d * dx) - msum * (dmin * dx)`. Every backend
 //! computes exactly that, so SIMD equals scalar bit for bit.
 
 use crate::FormatError;

@@ -12,7 +12,7 @@
 //! `quantize_row_q6_K_ref` ([`quantize_row_q6_k`]), written again here so that the blocks
 //! are the bytes `llama-quantize` writes (checked against bitnet.cpp's in the tests).
 //!
-//! Activations are quantised per 256 values as ggml's Q8_K does ([`Q8KActivations`]):
+//! Activations are quantised per 256 values as ggml's Q8_K does ([`crate::Q8KActivations`]):
 //! `d = max / -127` of the largest-magnitude value, quants rounded half to even, plus the sum
 //! of each 16 quants. A super-block's dot product is then exact in integers,
 //! `isum = sum_j scale[j] * (sum_k q[k] * x[k] - 32 * bsum[j])`, and costs one float step:

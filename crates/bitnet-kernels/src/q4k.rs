@@ -22,7 +22,7 @@
 
 use crate::FormatError;
 use crate::backend::{Backend, OpKind};
-use crate::kquant::{KBlock, KQuantMatrix, QK_K, nearest_int};
+use crate::kquant::{KBlock, KQuantMatrix, QK_K, nearest_int, quantize_row_fn};
 use crate::ops::{KQuantMatmul, KernelId};
 use crate::packed::OutRows;
 use bitnet_formats::{BlockQ4K, DenseBlocks};
@@ -201,36 +201,12 @@ fn make_qkx2_quants(x: &[f32], weights: &[f32], l: &mut [u8]) -> (f32, f32) {
     (scale, -min)
 }
 
-/// One row of f32 (a multiple of 256 values) to Q4_K with ggml's `quantize_row_q4_K_ref`
-/// (no importance matrix: what `llama-quantize --token-embedding-type q4_k` does).
-///
-/// # Panics
-/// If `x.len() != out.len() * 256`.
-pub fn quantize_row_q4_k(x: &[f32], out: &mut [BlockQ4K]) {
-    assert_eq!(
-        x.len(),
-        out.len() * QK_K,
-        "quantize_row_q4_k: x.len() != 256 * blocks"
-    );
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("fma") {
-        // SAFETY: the CPU has FMA (checked above), the only feature the copy is built for.
-        unsafe { quantize_row_q4_k_fma(x, out) };
-        return;
-    }
-    quantize_blocks(x, out);
-}
-
-/// [`quantize_blocks`] compiled with FMA, so `mul_add` is one instruction instead of a libm
-/// call (same results, several times faster over a 2B4T head).
-///
-/// # Safety
-/// The CPU must have FMA.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "fma")]
-unsafe fn quantize_row_q4_k_fma(x: &[f32], out: &mut [BlockQ4K]) {
-    quantize_blocks(x, out);
-}
+quantize_row_fn!(
+    /// One row of f32 (a multiple of 256 values) to Q4_K with ggml's `quantize_row_q4_K_ref`
+    /// (no importance matrix: what `llama-quantize --token-embedding-type q4_k` does).
+    quantize_row_q4_k,
+    BlockQ4K
+);
 
 #[inline(always)]
 fn quantize_blocks(x: &[f32], out: &mut [BlockQ4K]) {

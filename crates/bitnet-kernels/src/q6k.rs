@@ -21,7 +21,7 @@
 
 use crate::FormatError;
 use crate::backend::{Backend, OpKind};
-use crate::kquant::{KBlock, KQuantMatrix, QK_K, nearest_int};
+use crate::kquant::{KBlock, KQuantMatrix, QK_K, nearest_int, quantize_row_fn};
 use crate::ops::{KQuantMatmul, KernelId};
 use crate::packed::OutRows;
 use bitnet_formats::{BlockQ6K, DenseBlocks};
@@ -129,36 +129,12 @@ fn make_qx_quants(x: &[f32], l: &mut [i8]) -> f32 {
     scale
 }
 
-/// One row of f32 (a multiple of 256 values) to Q6_K with ggml's `quantize_row_q6_K_ref`
-/// (no importance matrix: what `llama-quantize --output-tensor-type q6_k` does).
-///
-/// # Panics
-/// If `x.len() != out.len() * 256`.
-pub fn quantize_row_q6_k(x: &[f32], out: &mut [BlockQ6K]) {
-    assert_eq!(
-        x.len(),
-        out.len() * QK_K,
-        "quantize_row_q6_k: x.len() != 256 * blocks"
-    );
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("fma") {
-        // SAFETY: the CPU has FMA (checked above), the only feature the copy is built for.
-        unsafe { quantize_row_q6_k_fma(x, out) };
-        return;
-    }
-    quantize_blocks(x, out);
-}
-
-/// [`quantize_blocks`] compiled with FMA, so `mul_add` is one instruction instead of a libm
-/// call (same results, several times faster over a 2B4T head).
-///
-/// # Safety
-/// The CPU must have FMA.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "fma")]
-unsafe fn quantize_row_q6_k_fma(x: &[f32], out: &mut [BlockQ6K]) {
-    quantize_blocks(x, out);
-}
+quantize_row_fn!(
+    /// One row of f32 (a multiple of 256 values) to Q6_K with ggml's `quantize_row_q6_K_ref`
+    /// (no importance matrix: what `llama-quantize --output-tensor-type q6_k` does).
+    quantize_row_q6_k,
+    BlockQ6K
+);
 
 #[inline(always)]
 fn quantize_blocks(x: &[f32], out: &mut [BlockQ6K]) {

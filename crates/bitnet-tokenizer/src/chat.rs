@@ -243,9 +243,21 @@ impl serde_json::ser::Formatter for PythonCompact {
     }
 }
 
+/// The widest `tojson(indent=N)`: real templates use 2 or 4. The indent is repeated per
+/// nesting level on every line, and the output is built before the render's byte limit sees
+/// it, so a template asking for `indent=361868357` (found by the `chat_template` fuzz target)
+/// would allocate gigabytes: refused instead.
+const MAX_TOJSON_INDENT: usize = 64;
+
 /// transformers' `tojson(x, ensure_ascii=False, indent=None, separators=None, sort_keys=False)`.
 fn tojson(value: &Value, kwargs: Kwargs) -> Result<Value, Error> {
     let indent: Option<usize> = kwargs.get("indent")?;
+    if let Some(n) = indent.filter(|&n| n > MAX_TOJSON_INDENT) {
+        return Err(Error::new(
+            ErrorKind::InvalidOperation,
+            format!("tojson(indent={n}) is wider than the most supported, {MAX_TOJSON_INDENT}"),
+        ));
+    }
     let _ensure_ascii: Option<bool> = kwargs.get("ensure_ascii")?;
     let _separators: Option<Value> = kwargs.get("separators")?;
     if kwargs.get::<Option<bool>>("sort_keys")? == Some(true) {
@@ -291,6 +303,21 @@ mod tests {
     /// Prints a string that doubles every iteration: 2^64 bytes without a cap.
     const DOUBLING: &str = "{% set ns = namespace(s='xxxxxxxx') %}{% for i in range(64) %}\
         {{ ns.s }}{% set ns.s = ns.s ~ ns.s %}{% endfor %}";
+
+    /// What the `chat_template` fuzz target found: `tojson(indent=361868357)` allocated
+    /// gigabytes before the output cap could see it. Refused by name; real indents work.
+    #[test]
+    fn a_huge_tojson_indent_is_refused() {
+        let t = ChatTemplate::new("{{ messages | tojson(indent=361868357) }}").unwrap();
+        let err = t
+            .render(&hi(), true, "<s>", "</s>")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("tojson(indent=361868357)"), "{err}");
+        let t = ChatTemplate::new("{{ messages | tojson(indent=64) }}").unwrap();
+        let out = t.render(&hi(), true, "<s>", "</s>").unwrap();
+        assert!(out.contains(&format!("\n{}{{", " ".repeat(64))), "{out}");
+    }
 
     #[test]
     fn a_loop_that_never_ends_runs_out_of_fuel() {

@@ -112,6 +112,7 @@ impl<'m, B: BitNetBackend> BurnModel<'m, B> {
         let head = match weights.head.storage() {
             DenseStorage::F32(data) => DenseWeights::F32 { rows, cols, data },
             DenseStorage::F16(data) => DenseWeights::F16 { rows, cols, data },
+            DenseStorage::BF16(data) => DenseWeights::BF16 { rows, cols, data },
             DenseStorage::Q8_0(m) => DenseWeights::Q8_0(m),
             DenseStorage::Q6K(m) => DenseWeights::Q6K(m),
             DenseStorage::Q4K(m) => DenseWeights::Q4K(m),

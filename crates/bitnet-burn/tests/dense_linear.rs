@@ -7,7 +7,7 @@ use bitnet_burn::{BurnError, DenseLinearRef, DenseWeights, dense_linear, dense_l
 use bitnet_kernels::{Kernels, Q4KMatrix, Q6KMatrix, Q8Matrix};
 use burn::backend::NdArray;
 use burn::tensor::{Tensor, TensorData};
-use half::f16;
+use half::{bf16, f16};
 
 type B = NdArray<f32>;
 
@@ -57,7 +57,7 @@ fn compare(rng: &mut Rng, w: DenseWeights<'_>, n: usize) -> f32 {
 }
 
 #[test]
-fn f32_and_f16_heads_match_burn_matmul() {
+fn float_heads_match_burn_matmul() {
     let mut rng = Rng(1);
     let (rows, cols) = (300, 96);
     let w32 = rng.vec(rows * cols, 0.1);
@@ -66,7 +66,18 @@ fn f32_and_f16_heads_match_burn_matmul() {
         .into_iter()
         .map(f16::from_f32)
         .collect();
+    let wb16: Vec<bf16> = rng
+        .vec(rows * cols, 0.1)
+        .into_iter()
+        .map(bf16::from_f32)
+        .collect();
     for n in [1, 5] {
+        let bf16w = DenseWeights::BF16 {
+            rows,
+            cols,
+            data: &wb16,
+        };
+        assert!(compare(&mut rng, bf16w, n) <= 1e-5);
         let f32w = DenseWeights::F32 {
             rows,
             cols,

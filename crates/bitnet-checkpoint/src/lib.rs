@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 
 pub use bitnet_formats::TernaryWeights;
 use bitnet_schema::ModelTensor;
+use half::bf16;
 use memmap2::Mmap;
 pub use safetensors::Dtype;
 use serde_json::Value as Json;
@@ -56,6 +57,39 @@ pub struct TensorMeta {
     file_index: usize,
     /// Absolute byte range in the mapped file.
     range: (usize, usize),
+}
+
+/// An embedding or head's values: bf16 as stored (what bf16 checkpoints hold; the engine
+/// streams it as it is, at half the bytes of f32), any other float type widened to f32.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DenseValues {
+    /// Widened from F32 or F16.
+    F32(Vec<f32>),
+    /// As stored.
+    BF16(Vec<bf16>),
+}
+
+impl DenseValues {
+    /// The values widened to f32 (exact).
+    pub fn to_f32(&self) -> Vec<f32> {
+        match self {
+            Self::F32(v) => v.clone(),
+            Self::BF16(v) => v.iter().map(|x| x.to_f32()).collect(),
+        }
+    }
+
+    /// Number of values.
+    pub fn len(&self) -> usize {
+        match self {
+            Self::F32(v) => v.len(),
+            Self::BF16(v) => v.len(),
+        }
+    }
+
+    /// Whether there are no values.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// An opened checkpoint: config plus memory-mapped weights.
@@ -201,25 +235,38 @@ impl Checkpoint {
         })
     }
 
-    /// `model.embed_tokens.weight` as `[vocab, hidden]` f32, checked against the config.
-    pub fn embedding(&self) -> Result<(Vec<usize>, Vec<f32>)> {
-        self.matrix_f32(ModelTensor::Embedding.hf_name())
+    /// `model.embed_tokens.weight` as `[vocab, hidden]`, checked against the config: bf16 as
+    /// stored, other float types widened to f32 ([`DenseValues`]).
+    pub fn embedding(&self) -> Result<(Vec<usize>, DenseValues)> {
+        self.matrix(ModelTensor::Embedding.hf_name())
     }
 
     /// `lm_head.weight` when the head is not tied (`tie_word_embeddings: false`), else `None`.
-    pub fn lm_head(&self) -> Result<Option<(Vec<usize>, Vec<f32>)>> {
+    pub fn lm_head(&self) -> Result<Option<(Vec<usize>, DenseValues)>> {
         if self.config.tie_word_embeddings {
             return Ok(None);
         }
-        self.matrix_f32(ModelTensor::Output.hf_name()).map(Some)
+        self.matrix(ModelTensor::Output.hf_name()).map(Some)
     }
 
-    fn matrix_f32(&self, name: &str) -> Result<(Vec<usize>, Vec<f32>)> {
-        let (shape, v) = self.tensor_f32(name)?;
+    fn matrix(&self, name: &str) -> Result<(Vec<usize>, DenseValues)> {
+        let (meta, bytes) = self.raw_tensor(name)?;
         let expected = [self.config.vocab_size, self.config.hidden_size];
-        self.expect_shape(name, &shape, &expected)?;
-        check_finite(name, &v)?;
-        Ok((shape, v))
+        self.expect_shape(name, &meta.shape, &expected)?;
+        let values = if meta.dtype == Dtype::BF16 {
+            // Bytes as stored (a safetensors payload need not be 2-aligned).
+            let v: Vec<bf16> = bytes
+                .chunks_exact(2)
+                .map(|b| bf16::from_le_bytes([b[0], b[1]]))
+                .collect();
+            check_finite(name, v.iter().map(|x| x.to_f32()))?;
+            DenseValues::BF16(v)
+        } else {
+            let (_, v) = self.tensor_f32(name)?;
+            check_finite(name, v.iter().copied())?;
+            DenseValues::F32(v)
+        };
+        Ok((meta.shape.clone(), values))
     }
 
     /// The parsed `config.json`.
@@ -326,7 +373,7 @@ impl Checkpoint {
             dtype: meta.dtype,
             expected: "U8 (packed), I8/float ternary with weight_scale, or F32/F16/BF16 master weights",
         })?;
-        check_finite(&name, &w)?;
+        check_finite(&name, w.iter().copied())?;
         Ok(absmean_ternarize(&w, rows, cols))
     }
 
@@ -368,7 +415,7 @@ impl Checkpoint {
     fn vector_f32(&self, name: &str, len: usize) -> Result<Vec<f32>> {
         let (shape, v) = self.tensor_f32(name)?;
         self.expect_shape(name, &shape, &[len])?;
-        check_finite(name, &v)?;
+        check_finite(name, v.iter().copied())?;
         Ok(v)
     }
 
@@ -432,14 +479,11 @@ impl Checkpoint {
 
 /// Refuses NaN or infinite weights, naming the tensor and the first bad element: a NaN
 /// norm or embedding loads and runs, and every logit after it is garbage.
-fn check_finite(name: &str, v: &[f32]) -> Result<()> {
-    match v.iter().position(|x| !x.is_finite()) {
-        Some(i) => Err(CheckpointError::BadValue {
+fn check_finite(name: &str, values: impl IntoIterator<Item = f32>) -> Result<()> {
+    match values.into_iter().enumerate().find(|(_, x)| !x.is_finite()) {
+        Some((i, x)) => Err(CheckpointError::BadValue {
             name: name.into(),
-            reason: format!(
-                "element {i} is {} (NaN or infinite values are not weights)",
-                v[i]
-            ),
+            reason: format!("element {i} is {x} (NaN or infinite values are not weights)"),
         }),
         None => Ok(()),
     }

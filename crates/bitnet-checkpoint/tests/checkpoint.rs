@@ -6,8 +6,9 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use bitnet_checkpoint::{
-    Checkpoint, CheckpointError, Dtype, Layout, Linear, Norm, absmean_ternarize,
+    Checkpoint, CheckpointError, DenseValues, Dtype, Layout, Linear, Norm, absmean_ternarize,
 };
+use half::bf16;
 use safetensors::tensor::TensorView;
 
 /// A checkpoint's tensors: name, dtype, shape, bytes.
@@ -211,6 +212,13 @@ fn dense_tensors_and_norms() {
     let c = Checkpoint::open(fixture("packed")).unwrap();
     let (shape, e) = c.embedding().unwrap();
     assert_eq!((shape, e.len()), (vec![512, 256], 512 * 256));
+    // The fixture's bf16 embedding is kept as stored: its raw bytes.
+    let (_, raw) = c.raw_tensor("model.embed_tokens.weight").unwrap();
+    let stored: Vec<bf16> = raw
+        .chunks_exact(2)
+        .map(|b| bf16::from_le_bytes([b[0], b[1]]))
+        .collect();
+    assert_eq!(e, DenseValues::BF16(stored));
     assert!(c.lm_head().unwrap().is_none(), "tied");
     assert_eq!(c.final_norm().unwrap().len(), 256);
     for (which, len) in [

@@ -55,7 +55,7 @@ impl Default for LoadOptions {
 /// (token lookups are exact); the head becomes a quantised copy.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum HeadType {
-    /// The type stored in the model (F16 in BitNet GGUFs; F32 or widened BF16 otherwise).
+    /// The type stored in the model (F16 in BitNet GGUFs; BF16, F32, Q8_0, Q6_K or Q4_K otherwise).
     #[default]
     Stored,
     /// ggml-style Q8_0: int8 blocks of 32 with an f16 scale each.

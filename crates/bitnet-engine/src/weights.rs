@@ -3,8 +3,8 @@
 //!
 //! Ternary linears are decoded once to canonical `TernaryWeights` and repacked into the
 //! kernels' layout; norms become `f32`; the embedding (and tied head) stays in its file type
-//! where the kernels can stream it (F16 straight from the memory map, no copy; Q8_0, Q6_K and
-//! Q4_K blocks as they are), and is otherwise widened to `f32`.
+//! (F16 and BF16 straight from the memory map, no copy; Q8_0, Q6_K and Q4_K blocks as they
+//! are; F32).
 //!
 //! Tensor names and shapes come from the schema's layer table (`bitnet_schema::layers`), the
 //! one the converter writes by. The blocks are decoded and packed in parallel, one block per
@@ -14,7 +14,7 @@
 
 use std::sync::Arc;
 
-use bitnet_checkpoint::Checkpoint;
+use bitnet_checkpoint::{Checkpoint, DenseValues};
 use bitnet_gguf::{GgmlType, GgufFile, TensorInfo};
 use bitnet_kernels::formats::DenseBlocks;
 use bitnet_kernels::{
@@ -22,6 +22,7 @@ use bitnet_kernels::{
     Q8Matrix, TernaryWeights, formats,
 };
 use bitnet_schema::{Linear, ModelTensor, Norm};
+use half::slice::HalfFloatSliceExt;
 use half::{bf16, f16};
 use rayon::prelude::*;
 
@@ -38,8 +39,11 @@ pub struct DenseMatrix {
 enum DenseData {
     F32(Vec<f32>),
     F16(Vec<f16>),
-    /// F16 data borrowed from the memory-mapped GGUF file (no copy).
-    F16Mapped {
+    /// A bf16 checkpoint's values as they are (`bitnet-st2gguf --embed-type bf16`).
+    BF16(Vec<bf16>),
+    /// F16 or BF16 data borrowed from the memory-mapped GGUF file (no copy); the tensor's
+    /// type says which.
+    Mapped {
         file: Arc<GgufFile>,
         index: usize,
     },
@@ -49,6 +53,12 @@ enum DenseData {
     Q6K(Q6KMatrix),
     /// ggml's Q4_K blocks (a file's Q4_K head as stored, or `HeadType::Q4K`).
     Q4K(Q4KMatrix),
+}
+
+/// A 16-bit float matrix's values, borrowed (owned or from the file).
+enum HalfRows<'a> {
+    F16(&'a [f16]),
+    BF16(&'a [bf16]),
 }
 
 /// The quantised input a Q8_0 or K-quant head reads, allocated once per session (the decode
@@ -91,6 +101,16 @@ impl DenseMatrix {
         }
     }
 
+    /// An owned bf16 matrix (a bf16 checkpoint's embedding, as stored).
+    pub fn from_bf16(rows: usize, cols: usize, data: Vec<bf16>) -> Self {
+        debug_assert_eq!(data.len(), rows * cols);
+        Self {
+            rows,
+            cols,
+            data: DenseData::BF16(data),
+        }
+    }
+
     /// Rows (output features).
     pub fn rows(&self) -> usize {
         self.rows
@@ -105,7 +125,12 @@ impl DenseMatrix {
     pub fn type_name(&self) -> &'static str {
         match self.data {
             DenseData::F32(_) => "F32",
-            DenseData::F16(_) | DenseData::F16Mapped { .. } => "F16",
+            DenseData::F16(_) => "F16",
+            DenseData::BF16(_) => "BF16",
+            DenseData::Mapped { .. } => match self.half_rows() {
+                Some(HalfRows::BF16(_)) => "BF16",
+                _ => "F16",
+            },
             DenseData::Q8(_) => "Q8_0",
             DenseData::Q6K(_) => "Q6_K",
             DenseData::Q4K(_) => "Q4_K",
@@ -116,7 +141,9 @@ impl DenseMatrix {
     pub fn size_bytes(&self) -> usize {
         match &self.data {
             DenseData::F32(_) => self.rows * self.cols * 4,
-            DenseData::F16(_) | DenseData::F16Mapped { .. } => self.rows * self.cols * 2,
+            DenseData::F16(_) | DenseData::BF16(_) | DenseData::Mapped { .. } => {
+                self.rows * self.cols * 2
+            }
             DenseData::Q8(m) => m.size_bytes(),
             DenseData::Q6K(m) => m.size_bytes(),
             DenseData::Q4K(m) => m.size_bytes(),
@@ -202,27 +229,29 @@ impl DenseMatrix {
     /// This matrix with its data in memory of its own when it borrows a file's bytes
     /// (`None` when it already owns them).
     fn owned_copy(&self) -> Option<Self> {
-        match self.data {
-            DenseData::F16Mapped { .. } => Some(Self {
-                rows: self.rows,
-                cols: self.cols,
-                data: DenseData::F16(self.f16_slice()?.to_vec()),
-            }),
-            _ => None,
-        }
+        let data = match (&self.data, self.half_rows()) {
+            (DenseData::Mapped { .. }, Some(HalfRows::F16(v))) => DenseData::F16(v.to_vec()),
+            (DenseData::Mapped { .. }, Some(HalfRows::BF16(v))) => DenseData::BF16(v.to_vec()),
+            _ => return None,
+        };
+        Some(Self {
+            rows: self.rows,
+            cols: self.cols,
+            data,
+        })
     }
 
-    /// Whether the values are floats (F16 or F32, as stored or widened): rows a rescored head
+    /// Whether the values are floats (F16, BF16 or F32, as stored): rows a rescored head
     /// recomputes its top logits from (see `crate::rescore`).
     pub fn is_float(&self) -> bool {
         matches!(
             self.data,
-            DenseData::F32(_) | DenseData::F16(_) | DenseData::F16Mapped { .. }
+            DenseData::F32(_) | DenseData::F16(_) | DenseData::BF16(_) | DenseData::Mapped { .. }
         )
     }
 
-    /// Row `r` of a float matrix times `x` (`cols` values), on the kernels' f16 / f32 matmul
-    /// of that one row: the same code, in the same order, as the row's logit in a full
+    /// Row `r` of a float matrix times `x` (`cols` values), on the kernels' f16 / bf16 / f32
+    /// matmul of that one row: the same code, in the same order, as the row's logit in a full
     /// [`Self::matmul`].
     ///
     /// # Panics
@@ -230,28 +259,37 @@ impl DenseMatrix {
     pub(crate) fn row_dot(&self, kernels: &Kernels, r: usize, x: &[f32]) -> f32 {
         let range = r * self.cols..(r + 1) * self.cols;
         let mut y = [0.0f32];
-        match &self.data {
-            DenseData::F32(v) => kernels.f32_matmul(&v[range], 1, self.cols, x, 1, &mut y),
-            _ => {
-                let s = self.f16_slice().expect("a float matrix");
-                kernels.f16_matmul(&s[range], 1, self.cols, x, 1, &mut y)
+        match (&self.data, self.half_rows()) {
+            (DenseData::F32(v), _) => kernels.f32_matmul(&v[range], 1, self.cols, x, 1, &mut y),
+            (_, Some(HalfRows::F16(v))) => {
+                kernels.f16_matmul(&v[range], 1, self.cols, x, 1, &mut y)
             }
+            (_, Some(HalfRows::BF16(v))) => {
+                kernels.bf16_matmul(&v[range], 1, self.cols, x, 1, &mut y)
+            }
+            _ => panic!("row_dot of a {} matrix: not float", self.type_name()),
         }
         y[0]
     }
 
     /// Whether the data is borrowed from a GGUF file's bytes.
     pub fn borrows_file(&self) -> bool {
-        matches!(self.data, DenseData::F16Mapped { .. })
+        matches!(self.data, DenseData::Mapped { .. })
     }
 
-    fn f16_slice(&self) -> Option<&[f16]> {
+    /// The values of an F16 or BF16 matrix.
+    fn half_rows(&self) -> Option<HalfRows<'_>> {
         match &self.data {
-            DenseData::F16(v) => Some(v),
-            DenseData::F16Mapped { file, index } => {
+            DenseData::F16(v) => Some(HalfRows::F16(v)),
+            DenseData::BF16(v) => Some(HalfRows::BF16(v)),
+            DenseData::Mapped { file, index } => {
                 let info = &file.tensors()[*index];
-                // Alignment (>= 2) and length were checked when the matrix was created.
-                Some(bytemuck::cast_slice(file.tensor_data(info)))
+                // Alignment (>= 2), length and type were checked when the matrix was created.
+                let bytes = file.tensor_data(info);
+                Some(match info.ggml_type {
+                    GgmlType::BF16 => HalfRows::BF16(bytemuck::cast_slice(bytes)),
+                    _ => HalfRows::F16(bytemuck::cast_slice(bytes)),
+                })
             }
             DenseData::F32(_) | DenseData::Q8(_) | DenseData::Q6K(_) | DenseData::Q4K(_) => None,
         }
@@ -265,12 +303,10 @@ impl DenseMatrix {
             DenseData::Q8(m) => m.row_into(r, out),
             DenseData::Q6K(m) => m.row_into(r, out),
             DenseData::Q4K(m) => m.row_into(r, out),
-            _ => {
-                let s = self.f16_slice().expect("f16 data");
-                for (o, h) in out.iter_mut().zip(&s[range]) {
-                    *o = h.to_f32();
-                }
-            }
+            _ => match self.half_rows().expect("f16 or bf16 data") {
+                HalfRows::F16(v) => v[range].convert_to_f32_slice(out),
+                HalfRows::BF16(v) => v[range].convert_to_f32_slice(out),
+            },
         }
     }
 
@@ -290,10 +326,10 @@ impl DenseMatrix {
             DenseData::Q8(m) => kernels.q8_matmul(m, x, n, &mut act.q8, y),
             DenseData::Q6K(m) => kernels.kquant_matmul(m, x, n, &mut act.q8k, y),
             DenseData::Q4K(m) => kernels.kquant_matmul(m, x, n, &mut act.q8k, y),
-            _ => {
-                let s = self.f16_slice().expect("f16 data");
-                kernels.f16_matmul(s, self.rows, self.cols, x, n, y)
-            }
+            _ => match self.half_rows().expect("f16 or bf16 data") {
+                HalfRows::F16(v) => kernels.f16_matmul(v, self.rows, self.cols, x, n, y),
+                HalfRows::BF16(v) => kernels.bf16_matmul(v, self.rows, self.cols, x, n, y),
+            },
         }
     }
 }
@@ -306,6 +342,8 @@ pub enum DenseStorage<'a> {
     F32(&'a [f32]),
     /// Row-major f16 `[rows][cols]` (owned, or borrowed from the memory-mapped GGUF).
     F16(&'a [f16]),
+    /// Row-major bf16 `[rows][cols]` (owned, or borrowed from the memory-mapped GGUF).
+    BF16(&'a [bf16]),
     /// Q8_0 blocks (`HeadType::Q8_0`).
     Q8_0(&'a Q8Matrix),
     /// Q6_K blocks (a file's Q6_K head, or `HeadType::Q6K`).
@@ -322,7 +360,10 @@ impl DenseMatrix {
             DenseData::Q8(m) => DenseStorage::Q8_0(m),
             DenseData::Q6K(m) => DenseStorage::Q6K(m),
             DenseData::Q4K(m) => DenseStorage::Q4K(m),
-            _ => DenseStorage::F16(self.f16_slice().expect("f16 data")),
+            _ => match self.half_rows().expect("f16 or bf16 data") {
+                HalfRows::F16(v) => DenseStorage::F16(v),
+                HalfRows::BF16(v) => DenseStorage::BF16(v),
+            },
         }
     }
 }
@@ -631,9 +672,9 @@ fn vector_from_gguf(file: &GgufFile, name: &str, len: usize) -> Result<Vec<f32>>
     Ok(v)
 }
 
-/// The embedding or head `name` (`[rows][cols]`): F16 borrowed from the file (or copied when
-/// misaligned), ggml's dense block types as they are (Q8_0 blocks re-laid out for the Q8_0
-/// kernels, [`q8_from_gguf`]), other float types widened to f32.
+/// The embedding or head `name` (`[rows][cols]`): F16 and BF16 borrowed from the file (or
+/// copied when misaligned), ggml's dense block types as they are (Q8_0 blocks re-laid out for
+/// the Q8_0 kernels, [`q8_from_gguf`]), F32 as f32.
 fn dense_from_gguf(
     file: &Arc<GgufFile>,
     name: &str,
@@ -643,31 +684,43 @@ fn dense_from_gguf(
 ) -> Result<DenseMatrix> {
     let info = tensor_info(file, name)?;
     check_dims(info, &[cols as u64, rows as u64])?;
+    let bytes = file.tensor_data(info);
+    let half = matches!(info.ggml_type, GgmlType::F16 | GgmlType::BF16);
     if info.ggml_type == GgmlType::F16 {
-        let bytes = file.tensor_data(info);
+        let values = bytes.chunks_exact(2);
         check_finite(
             name,
-            bytes
-                .chunks_exact(2)
-                .map(|b| f16::from_le_bytes([b[0], b[1]]).to_f32()),
+            values.map(|b| f16::from_le_bytes([b[0], b[1]]).to_f32()),
+        )?;
+    } else if info.ggml_type == GgmlType::BF16 {
+        let values = bytes.chunks_exact(2);
+        check_finite(
+            name,
+            values.map(|b| bf16::from_le_bytes([b[0], b[1]]).to_f32()),
         )?;
     }
     let data = match info.ggml_type {
-        GgmlType::F16 if file.tensor_data(info).as_ptr().align_offset(2) == 0 => {
+        _ if half && bytes.as_ptr().align_offset(2) == 0 => {
             let index = file
                 .tensors()
                 .iter()
                 .position(|t| t.name == name)
                 .expect("tensor exists");
-            DenseData::F16Mapped {
+            DenseData::Mapped {
                 file: Arc::clone(file),
                 index,
             }
         }
         GgmlType::F16 => DenseData::F16(
-            file.tensor_data(info)
+            bytes
                 .chunks_exact(2)
                 .map(|b| f16::from_le_bytes([b[0], b[1]]))
+                .collect(),
+        ),
+        GgmlType::BF16 => DenseData::BF16(
+            bytes
+                .chunks_exact(2)
+                .map(|b| bf16::from_le_bytes([b[0], b[1]]))
                 .collect(),
         ),
         GgmlType::Q8_0 => DenseData::Q8(q8_from_gguf(info, file, threads)?),
@@ -679,8 +732,8 @@ fn dense_from_gguf(
             Q6KMatrix::from_ggml_blocks(rows, cols, file.tensor_data(info))
                 .map_err(|source| format_error(info, source))?,
         ),
-        GgmlType::F32 | GgmlType::BF16 => {
-            let v = float_values(info, file.tensor_data(info))?;
+        GgmlType::F32 => {
+            let v = float_values(info, bytes)?;
             check_finite(name, v.iter().copied())?;
             DenseData::F32(v)
         }
@@ -864,13 +917,15 @@ pub fn load_checkpoint(
     kernels: &Kernels,
 ) -> Result<ModelWeights> {
     ckpt.check_tensor_set()?;
-    let (shape, emb) = ckpt.embedding()?;
-    let embedding = Arc::new(DenseMatrix::from_f32(shape[0], shape[1], emb));
+    let dense = |(shape, values): (Vec<usize>, DenseValues)| {
+        Arc::new(match values {
+            DenseValues::F32(v) => DenseMatrix::from_f32(shape[0], shape[1], v),
+            DenseValues::BF16(v) => DenseMatrix::from_bf16(shape[0], shape[1], v),
+        })
+    };
+    let embedding = dense(ckpt.embedding()?);
     let (head, tied) = match ckpt.lm_head()? {
-        Some((shape, data)) => (
-            Arc::new(DenseMatrix::from_f32(shape[0], shape[1], data)),
-            false,
-        ),
+        Some(head) => (dense(head), false),
         None => (Arc::clone(&embedding), true),
     };
     let layers = on_load_pool(kernels.threads(), || {

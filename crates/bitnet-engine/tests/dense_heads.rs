@@ -1,7 +1,7 @@
-//! Embeddings and heads stored in ggml's dense block types (Q8_0, Q4_K, Q6_K; bitnet.cpp and
-//! ik_llama.cpp recommend a Q6_K head) load and run as stored, each on its own kernels. The
-//! tiny fixture's I2_S GGUF, its F16 embedding (the tied head) re-encoded in each type, stays
-//! close to the F16 model. The encoders here are simple valid ones (not llama-quantize's
+//! Embeddings and heads stored in BF16 and in ggml's dense block types (Q8_0, Q4_K, Q6_K;
+//! bitnet.cpp and ik_llama.cpp recommend a Q6_K head) load and run as stored, each on its own
+//! kernels. The tiny fixture's I2_S GGUF, its F16 embedding (the tied head) re-encoded in each
+//! type, stays close to the F16 model (BF16 holds the same values: equal to F32 bit for bit). The encoders here are simple valid ones (not llama-quantize's
 //! searches); the decoding is checked bit for bit against gguf-py in bitnet-formats.
 //! `--head-type q6_k` and `q4_k` are checked against the blocks bitnet.cpp's own
 //! `llama-quantize` wrote for the fixture (`i2s/model-i2_s-q6_k.gguf`, `-q4_k.gguf`).
@@ -14,7 +14,7 @@ use bitnet_engine::weights::DenseStorage;
 use bitnet_engine::{HeadType, LoadOptions, Model};
 use bitnet_gguf::{GgmlType, GgufFile, GgufWriter, TensorSpec};
 use common::{compare, fixture, read_greedy};
-use half::f16;
+use half::{bf16, f16};
 
 const EMBD: &str = "token_embd.weight";
 
@@ -227,6 +227,102 @@ fn a_q8_0_embedding_is_taken_as_stored() {
     assert!(rel < 0.03 && top1 >= 0.85, "{max} {rel} {top1}");
 }
 
+fn encode_bf16(x: &[f32]) -> Vec<u8> {
+    x.iter()
+        .flat_map(|&v| bf16::from_f32(v).to_le_bytes())
+        .collect()
+}
+
+fn encode_f32(x: &[f32]) -> Vec<u8> {
+    x.iter().flat_map(|v| v.to_le_bytes()).collect()
+}
+
+fn bits(v: &[f32]) -> Vec<u32> {
+    v.iter().map(|x| x.to_bits()).collect()
+}
+
+/// A bf16 checkpoint's embedding (`bitnet-st2gguf --embed-type bf16`) runs as stored, borrowed
+/// from the file, on the bf16 kernels: the logits equal those of the same values stored as
+/// F32 bit for bit (the kernels' contract), for one token and batches, on 1 and 2 threads.
+/// The fixture's F16 values came from the bf16 checkpoint, so the BF16 file holds the
+/// checkpoint's own values; `--head-type q6_k` of it writes the blocks it writes from F16.
+#[test]
+fn a_bf16_embedding_is_taken_as_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let bf16_path = with_embedding(dir.path(), GgmlType::BF16, encode_bf16);
+    let f32_path = with_embedding(dir.path(), GgmlType::F32, encode_f32);
+    let f16_path = fixture("i2s/model-i2_s.gguf");
+    let f16_bytes = tensor_bytes(&f16_path, EMBD);
+    let as_bf16: Vec<u8> = f16_bytes
+        .chunks_exact(2)
+        .flat_map(|b| bf16::from_f32(f16::from_le_bytes([b[0], b[1]]).to_f32()).to_le_bytes())
+        .collect();
+    assert_eq!(tensor_bytes(&bf16_path, EMBD), as_bf16);
+    for threads in [1, 2] {
+        let load = |path: &Path, head_type| {
+            let opts = LoadOptions {
+                threads,
+                head_type,
+                ..LoadOptions::default()
+            };
+            Model::load(path, &opts).unwrap()
+        };
+        let bf16_model = load(&bf16_path, HeadType::Stored);
+        let f32_model = load(&f32_path, HeadType::Stored);
+        let head = &bf16_model.weights().head;
+        assert_eq!(head.type_name(), "BF16");
+        assert!(head.borrows_file() && head.is_float());
+        assert_eq!(head.size_bytes(), head.rows() * head.cols() * 2);
+        assert!(matches!(head.storage(), DenseStorage::BF16(_)));
+        assert_eq!(f32_model.weights().head.type_name(), "F32");
+        for p in read_greedy(&fixture("packed/ref")) {
+            let (a, b) = (
+                logits(&bf16_model, &p.prompt),
+                logits(&f32_model, &p.prompt),
+            );
+            assert_eq!(bits(&a), bits(&b), "{threads} threads");
+            let (a, b) = (
+                logits(&bf16_model, &p.prompt[..1]),
+                logits(&f32_model, &p.prompt[..1]),
+            );
+            assert_eq!(bits(&a), bits(&b), "{threads} threads, one token");
+        }
+        if threads == 1 {
+            let (from_bf16, from_f16) = (
+                load(&bf16_path, HeadType::Q6K),
+                load(&f16_path, HeadType::Q6K),
+            );
+            let (DenseStorage::Q6K(a), DenseStorage::Q6K(b)) = (
+                from_bf16.weights().head.storage(),
+                from_f16.weights().head.storage(),
+            ) else {
+                panic!("Q6_K heads expected");
+            };
+            assert_eq!(a.blocks(), b.blocks());
+        }
+    }
+}
+
+/// A NaN in a BF16 embedding is refused, naming the tensor and the element.
+#[test]
+fn a_non_finite_bf16_value_is_named() {
+    fn poisoned(x: &[f32]) -> Vec<u8> {
+        let mut x = x.to_vec();
+        x[5] = f32::NAN;
+        encode_bf16(&x)
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = with_embedding(dir.path(), GgmlType::BF16, poisoned);
+    let err = Model::load(&path, &LoadOptions::default())
+        .err()
+        .expect("refused");
+    let msg = bitnet_app_chain(&err);
+    assert!(
+        msg.contains("token_embd.weight") && msg.contains("element 5 is NaN"),
+        "{msg}"
+    );
+}
+
 /// The bytes of tensor `name` in the GGUF at `path`.
 fn tensor_bytes(path: &Path, name: &str) -> Vec<u8> {
     let file = GgufFile::open(path).unwrap();
@@ -400,19 +496,25 @@ fn argmax(v: &[f32]) -> usize {
 #[test]
 fn the_rescored_head_has_the_f16_logits_at_its_best_32() {
     for threads in [1, 2] {
-        rescored_head_on(threads);
+        rescored_head_on(&fixture("i2s/model-i2_s.gguf"), threads);
     }
 }
 
-fn rescored_head_on(threads: usize) {
-    let path = fixture("i2s/model-i2_s.gguf");
+/// The same with a BF16 head: its top 32 are the BF16 head's own logits.
+#[test]
+fn the_rescored_head_rescores_with_bf16_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    rescored_head_on(&with_embedding(dir.path(), GgmlType::BF16, encode_bf16), 2);
+}
+
+fn rescored_head_on(path: &Path, threads: usize) {
     let load = |head_type| {
         let opts = LoadOptions {
             threads,
             head_type,
             ..LoadOptions::default()
         };
-        Model::load(&path, &opts).unwrap()
+        Model::load(path, &opts).unwrap()
     };
     let f16_model = load(HeadType::Stored);
     let q4 = load(HeadType::Q4K);

@@ -9,7 +9,7 @@
 //! `BITNET_BENCH_COLD_MIB` to change) that each call streams its weights from DRAM, not
 //! from L3 (up to 300 MiB on the Xeons measured).
 //!
-//! Dense f16, Q8_0, Q6_K and Q4_K head groups measure the other large per-token weight
+//! Dense f16, bf16, Q8_0, Q6_K and Q4_K head groups measure the other large per-token weight
 //! stream.
 //!
 //! Quick run: `cargo bench -p bitnet-kernels -- --warm-up-time 1 --measurement-time 3`.
@@ -154,39 +154,38 @@ fn ternary(c: &mut Criterion) {
 /// Xeons measured have up to 300 MiB of L3.
 const HEAD_ROWS: usize = 128_256;
 
+/// The head's values (deterministic, in -1..1) as `T`.
+fn float_head<T>(rows: usize, cols: usize, from: impl Fn(f32) -> T) -> Vec<T> {
+    (0..rows * cols)
+        .map(|i| from(((i * 7919) % 2001) as f32 / 1000.0 - 1.0))
+        .collect()
+}
+
 /// The dense f16 head (tied embeddings) is the other big weight stream per token.
 fn f16_head(c: &mut Criterion) {
     let (rows, cols) = (dim(HEAD_ROWS), dim(2560));
-    let w: Vec<half::f16> = (0..rows * cols)
-        .map(|i| half::f16::from_f32(((i * 7919) % 2001) as f32 / 1000.0 - 1.0))
-        .collect();
+    let w = float_head(rows, cols, half::f16::from_f32);
     let x: Vec<f32> = (0..cols).map(|i| (i % 13) as f32 / 13.0).collect();
     let mut y = vec![0f32; rows];
-    let mut g = c.benchmark_group(format!("f16_head_{rows}x{cols}"));
-    g.sample_size(10);
-    g.throughput(Throughput::Bytes((rows * cols * 2) as u64));
-    // Backends sharing a head kernel (AVX-512 runs the AVX2 one) are measured once.
-    let mut seen = Vec::new();
-    for ops in available() {
-        let id = ops.kernel_id(OpKind::F16);
-        if seen.contains(&id) {
-            continue;
-        }
-        seen.push(id);
-        for threads in [1usize, 2] {
-            let k = Kernels::with_backend(ops, threads);
-            g.bench_function(
-                BenchmarkId::new(format!("{id}/n1"), format!("t{threads}")),
-                |b| {
-                    b.iter(|| {
-                        k.f16_matmul(&w, rows, cols, &x, 1, &mut y);
-                        black_box(&y);
-                    })
-                },
-            );
-        }
-    }
-    g.finish();
+    let name = format!("f16_head_{rows}x{cols}");
+    head_group(c, name, rows * cols * 2, OpKind::F16, |k| {
+        k.f16_matmul(&w, rows, cols, &x, 1, &mut y);
+        black_box(&y);
+    });
+}
+
+/// The same head in bf16 (a bf16 checkpoint's, kept by `bitnet-st2gguf --embed-type bf16`):
+/// the same bytes as f16, widened by a shift instead of `vcvtph2ps`.
+fn bf16_head(c: &mut Criterion) {
+    let (rows, cols) = (dim(HEAD_ROWS), dim(2560));
+    let w = float_head(rows, cols, half::bf16::from_f32);
+    let x: Vec<f32> = (0..cols).map(|i| (i % 13) as f32 / 13.0).collect();
+    let mut y = vec![0f32; rows];
+    let name = format!("bf16_head_{rows}x{cols}");
+    head_group(c, name, rows * cols * 2, OpKind::BF16, |k| {
+        k.bf16_matmul(&w, rows, cols, &x, 1, &mut y);
+        black_box(&y);
+    });
 }
 
 /// One head group: for every distinct kernel id `op` dispatches to, `run` on 1 and 2
@@ -286,6 +285,7 @@ criterion_group!(
     memory_probe,
     ternary,
     f16_head,
+    bf16_head,
     q8_head,
     q6k_head,
     q4k_head

@@ -26,6 +26,8 @@ pub enum OpKind {
     TernaryF32,
     /// [`DenseOps::f16_rows`].
     F16,
+    /// [`DenseOps::bf16_rows`].
+    BF16,
     /// [`DenseOps::f32_rows`].
     F32,
     /// [`DenseOps::q8_rows`].
@@ -40,11 +42,12 @@ pub enum OpKind {
 
 impl OpKind {
     /// Every op, in the order receipts list them.
-    pub const ALL: [OpKind; 9] = [
+    pub const ALL: [OpKind; 10] = [
         OpKind::Quantize,
         OpKind::Ternary,
         OpKind::TernaryF32,
         OpKind::F16,
+        OpKind::BF16,
         OpKind::F32,
         OpKind::Q8_0,
         OpKind::Q6K,

@@ -22,7 +22,7 @@ use crate::packed::{OutRows, PackedLayout, PackedTernary};
 use crate::parts::{Part, PartsMut};
 use crate::pool::{Pool, chunk};
 use crate::q8::{Q8Activations, Q8Matrix};
-use half::f16;
+use half::{bf16, f16};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Below this many weight elements per call a second thread costs more than it saves.
@@ -37,6 +37,8 @@ enum Counter {
     TernaryF32,
     F16Gemv,
     F16Gemm,
+    BF16Gemv,
+    BF16Gemm,
     F32Gemv,
     F32Gemm,
     Q8Gemv,
@@ -48,13 +50,15 @@ enum Counter {
     KvCausal,
 }
 
-const COUNTERS: [Counter; 15] = [
+const COUNTERS: [Counter; 17] = [
     Counter::Quantize,
     Counter::TernaryGemv,
     Counter::TernaryGemm,
     Counter::TernaryF32,
     Counter::F16Gemv,
     Counter::F16Gemm,
+    Counter::BF16Gemv,
+    Counter::BF16Gemm,
     Counter::F32Gemv,
     Counter::F32Gemm,
     Counter::Q8Gemv,
@@ -77,6 +81,8 @@ impl Counter {
             OpKind::TernaryF32 => Counter::TernaryF32,
             OpKind::F16 if gemv => Counter::F16Gemv,
             OpKind::F16 => Counter::F16Gemm,
+            OpKind::BF16 if gemv => Counter::BF16Gemv,
+            OpKind::BF16 => Counter::BF16Gemm,
             OpKind::F32 if gemv => Counter::F32Gemv,
             OpKind::F32 => Counter::F32Gemm,
             OpKind::Q8_0 if gemv => Counter::Q8Gemv,
@@ -95,6 +101,7 @@ impl Counter {
             Counter::TernaryGemv | Counter::TernaryGemm => OpKind::Ternary,
             Counter::TernaryF32 => OpKind::TernaryF32,
             Counter::F16Gemv | Counter::F16Gemm => OpKind::F16,
+            Counter::BF16Gemv | Counter::BF16Gemm => OpKind::BF16,
             Counter::F32Gemv | Counter::F32Gemm => OpKind::F32,
             Counter::Q8Gemv | Counter::Q8Gemm => OpKind::Q8_0,
             Counter::Q6KGemv | Counter::Q6KGemm => OpKind::Q6K,
@@ -110,12 +117,14 @@ impl Counter {
             Counter::TernaryF32 => "f32",
             Counter::TernaryGemv
             | Counter::F16Gemv
+            | Counter::BF16Gemv
             | Counter::F32Gemv
             | Counter::Q8Gemv
             | Counter::Q6KGemv
             | Counter::Q4KGemv => "gemv",
             Counter::TernaryGemm
             | Counter::F16Gemm
+            | Counter::BF16Gemm
             | Counter::F32Gemm
             | Counter::Q8Gemm
             | Counter::Q6KGemm
@@ -391,11 +400,30 @@ impl Kernels {
         y: &mut [f32],
     ) {
         let m = checked(DenseMatmul::new(w, rows, cols, x, n));
-        let mut out = dense_output("f16_matmul", rows, n, y);
-        self.count(Counter::matmul(OpKind::F16, n));
         let b = self.backend;
-        self.split_rows(OpKind::F16, &mut out, rows * cols * n.max(1), &|part| {
+        self.dense_matmul(OpKind::F16, "f16_matmul", &m, y, &|part| {
             b.f16_rows(&m, part)
+        });
+    }
+
+    /// Dense bf16 head (a bf16 checkpoint's, kept as it is), like [`Kernels::f16_matmul`];
+    /// the result equals [`Kernels::f32_matmul`] on the widened weights bit for bit.
+    ///
+    /// # Panics
+    /// On wrong slice lengths.
+    pub fn bf16_matmul(
+        &self,
+        w: &[bf16],
+        rows: usize,
+        cols: usize,
+        x: &[f32],
+        n: usize,
+        y: &mut [f32],
+    ) {
+        let m = checked(DenseMatmul::new(w, rows, cols, x, n));
+        let b = self.backend;
+        self.dense_matmul(OpKind::BF16, "bf16_matmul", &m, y, &|part| {
+            b.bf16_rows(&m, part)
         });
     }
 
@@ -413,12 +441,25 @@ impl Kernels {
         y: &mut [f32],
     ) {
         let m = checked(DenseMatmul::new(w, rows, cols, x, n));
-        let mut out = dense_output("f32_matmul", rows, n, y);
-        self.count(Counter::matmul(OpKind::F32, n));
         let b = self.backend;
-        self.split_rows(OpKind::F32, &mut out, rows * cols * n.max(1), &|part| {
+        self.dense_matmul(OpKind::F32, "f32_matmul", &m, y, &|part| {
             b.f32_rows(&m, part)
         });
+    }
+
+    /// The float matmuls' shared tail: checks `y`, counts the call, splits the rows.
+    fn dense_matmul<T>(
+        &self,
+        op: OpKind,
+        name: &'static str,
+        m: &DenseMatmul<'_, T>,
+        y: &mut [f32],
+        rows_fn: &(dyn Fn(&mut OutRows<'_>) -> KernelId + Sync),
+    ) {
+        let (rows, n) = (m.rows(), m.n());
+        let mut out = dense_output(name, rows, n, y);
+        self.count(Counter::matmul(op, n));
+        self.split_rows(op, &mut out, rows * m.cols() * n.max(1), rows_fn);
     }
 
     /// Q8_0 matmul (the 8-bit head): quantises `x: [n][w.cols()]` into `act` per block of

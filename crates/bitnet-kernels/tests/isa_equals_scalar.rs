@@ -11,7 +11,7 @@ use bitnet_kernels::{
     Backend, Kernels, OpKind, TernaryWeights, available, by_id, quantize_row_reference,
 };
 use common::Rng;
-use half::f16;
+use half::{bf16, f16};
 use proptest::prelude::*;
 
 fn weights(rng: &mut Rng, rows: usize, cols: usize) -> TernaryWeights {
@@ -162,6 +162,11 @@ fn run_quantize_and_float(rows: usize, cols: usize, n: usize, seed: u64) {
     let x: Vec<f32> = (0..n * cols).map(|_| rng.f32() * 3.0).collect();
     let wf16: Vec<f16> = (0..rows * cols).map(|_| f16::from_f32(rng.f32())).collect();
     let wf32: Vec<f32> = wf16.iter().map(|v| v.to_f32()).collect();
+    // bf16 over a wider range than f16's (its exponent is f32's), and its widened values.
+    let wbf16: Vec<bf16> = (0..rows * cols)
+        .map(|i| bf16::from_f32(rng.f32() * 2f32.powi((i % 41) as i32 - 20)))
+        .collect();
+    let wbf32: Vec<f32> = wbf16.iter().map(|v| v.to_f32()).collect();
     for ops in available() {
         let k = Kernels::with_backend(ops, 2);
         // Quantisation: identical to the reference, row by row.
@@ -182,6 +187,17 @@ fn run_quantize_and_float(rows: usize, cols: usize, n: usize, seed: u64) {
         k.f16_matmul(&wf16, rows, cols, &x, n, &mut yh);
         let mut yf = vec![0f32; n * rows];
         k.f32_matmul(&wf32, rows, cols, &x, n, &mut yf);
+        // bf16: the f32 kernel on the widened weights, bit for bit (the contract).
+        let mut yb = vec![0f32; n * rows];
+        k.bf16_matmul(&wbf16, rows, cols, &x, n, &mut yb);
+        let mut ybf = vec![0f32; n * rows];
+        k.f32_matmul(&wbf32, rows, cols, &x, n, &mut ybf);
+        assert_eq!(
+            yb.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+            ybf.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+            "{} bf16 differs from f32 on the widened weights",
+            ops.id()
+        );
         for t in 0..n {
             for r in 0..rows {
                 let xt = &x[t * cols..(t + 1) * cols];

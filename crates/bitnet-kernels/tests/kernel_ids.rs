@@ -7,7 +7,7 @@ use bitnet_kernels::{
     Q4KMatrix, Q6KMatmul, Q6KMatrix, Q8Activations, Q8KActivations, Q8Matmul, Q8Matrix, ShapeError,
     TernaryF32Matmul, TernaryMatmul, TernaryWeights, available, by_id, causal_work_len,
 };
-use half::f16;
+use half::{bf16, f16};
 
 const ROWS: usize = 8;
 const COLS: usize = 64;
@@ -18,6 +18,7 @@ struct Data {
     w: TernaryWeights,
     x: Vec<f32>,
     wf16: Vec<f16>,
+    wbf16: Vec<bf16>,
     wf32: Vec<f32>,
     q8: Q8Matrix,
     q6k: Q6KMatrix,
@@ -35,6 +36,7 @@ fn data() -> Data {
     let x: Vec<f32> = (0..COLS).map(|i| (i % 7) as f32 / 7.0 - 0.4).collect();
     let wf32: Vec<f32> = (0..ROWS * COLS).map(|i| (i % 5) as f32 / 5.0).collect();
     let wf16 = wf32.iter().map(|&v| f16::from_f32(v)).collect();
+    let wbf16 = wf32.iter().map(|&v| bf16::from_f32(v)).collect();
     let q8 = Q8Matrix::quantize(ROWS, COLS, 1, |r, buf| {
         buf.copy_from_slice(&wf32[r * COLS..(r + 1) * COLS])
     })
@@ -51,6 +53,7 @@ fn data() -> Data {
         w,
         x,
         wf16,
+        wbf16,
         wf32,
         q8,
         q6k,
@@ -71,6 +74,10 @@ fn ran(b: &'static dyn Backend, d: &Data) -> Vec<(OpKind, &'static str)> {
     let f32t = b.ternary_f32_rows(&TernaryF32Matmul::new(&p, &d.x, 1).unwrap(), &mut out);
     let dense16 = DenseMatmul::new(&d.wf16, ROWS, COLS, &d.x, 1).unwrap();
     let f16 = b.f16_rows(&dense16, &mut out);
+    let bf16 = b.bf16_rows(
+        &DenseMatmul::new(&d.wbf16, ROWS, COLS, &d.x, 1).unwrap(),
+        &mut out,
+    );
     let dense32 = DenseMatmul::new(&d.wf32, ROWS, COLS, &d.x, 1).unwrap();
     let f32 = b.f32_rows(&dense32, &mut out);
     let mut act = Q8Activations::new(1, COLS);
@@ -91,6 +98,7 @@ fn ran(b: &'static dyn Backend, d: &Data) -> Vec<(OpKind, &'static str)> {
         (OpKind::Ternary, ternary),
         (OpKind::TernaryF32, f32t),
         (OpKind::F16, f16),
+        (OpKind::BF16, bf16),
         (OpKind::F32, f32),
         (OpKind::Q8_0, q8),
         (OpKind::Q6K, q6k),
@@ -109,6 +117,7 @@ fn dispatch_each_op_once(k: &Kernels, d: &Data) {
     k.ternary_matmul(&p, &q, &s, 1, &mut y);
     k.ternary_matmul_f32(&p, &d.x, 1, &mut y);
     k.f16_matmul(&d.wf16, ROWS, COLS, &d.x, 1, &mut y);
+    k.bf16_matmul(&d.wbf16, ROWS, COLS, &d.x, 1, &mut y);
     k.f32_matmul(&d.wf32, ROWS, COLS, &d.x, 1, &mut y);
     let mut act = Q8Activations::new(1, COLS);
     k.q8_matmul(&d.q8, &d.x, 1, &mut act, &mut y);
@@ -134,6 +143,7 @@ fn every_op_runs_the_kernel_its_backend_declares() {
                 OpKind::Quantize => "act_i8",
                 OpKind::Ternary | OpKind::TernaryF32 => "i2s",
                 OpKind::F16 => "f16",
+                OpKind::BF16 => "bf16",
                 OpKind::F32 => "f32",
                 OpKind::Q8_0 => "q8_0",
                 OpKind::Q6K => "q6_k",
@@ -158,6 +168,7 @@ fn every_op_runs_the_kernel_its_backend_declares() {
                 name(OpKind::Ternary, "gemv"),
                 name(OpKind::TernaryF32, "f32"),
                 name(OpKind::F16, "gemv"),
+                name(OpKind::BF16, "gemv"),
                 name(OpKind::F32, "gemv"),
                 name(OpKind::Q8_0, "gemv"),
                 name(OpKind::Q6K, "gemv"),
@@ -201,6 +212,7 @@ fn fallbacks_are_reported_as_fallbacks() {
                     "i2s/avx2:gemv",
                     "i2s/scalar:f32",
                     "f16/avx2:gemv",
+                    "bf16/avx2:gemv",
                     "f32/avx2:gemv",
                     "q8_0/avx2:gemv",
                     "q6_k/avx2:gemv",
@@ -219,6 +231,7 @@ fn fallbacks_are_reported_as_fallbacks() {
                     "i2s/avx512vnni:gemv",
                     "i2s/scalar:f32",
                     "f16/avx512vnni:gemv",
+                    "bf16/avx512vnni:gemv",
                     "f32/avx512vnni:gemv",
                     "q8_0/avx512vnni:gemv",
                     "q6_k/avx512vnni:gemv",
@@ -236,6 +249,7 @@ fn fallbacks_are_reported_as_fallbacks() {
             "i2s/neon:gemv",
             "i2s/scalar:f32",
             "f16/neon:gemv",
+            "bf16/neon:gemv",
             "f32/neon:gemv",
             "q8_0/neon:gemv",
             "q6_k/neon:gemv",

@@ -7,17 +7,23 @@ use crate::kquant::{KBlock, KQuantMatrix, Q8KActivations};
 use crate::packed::OutRows;
 use crate::q8::{Q8Activations, Q8Matrix};
 use bitnet_formats::{BlockQ4K, BlockQ6K};
-use half::f16;
+use half::{bf16, f16};
 
 /// Dense matmuls on a row range of the output: the output head, the other large weight
 /// stream of every decoded token (see [`crate::q8`] for why it comes in Q8_0 too).
 ///
-/// The float paths may sum in any order (tests bound them against f64); the Q8_0 path's
-/// per-block integer dot products are exact.
+/// The float paths may sum in any order (tests bound them against f64; bf16 follows f32's
+/// order exactly); the Q8_0 path's per-block integer dot products are exact.
 pub trait DenseOps {
     /// `y[t][r] = sum_c f32(w[r][c]) * x[t][c]` for f16 weights. Returns the id of the code
     /// that ran.
     fn f16_rows(&self, m: &DenseMatmul<'_, f16>, out: &mut OutRows<'_>) -> KernelId;
+
+    /// `y[t][r] = sum_c f32(w[r][c]) * x[t][c]` for bf16 weights (a bf16 checkpoint's head
+    /// kept as it is). Widening bf16 is exact, and every backend sums in the order of its own
+    /// [`Self::f32_rows`]: the result equals `f32_rows` on the widened weights bit for bit.
+    /// Returns the id of the code that ran.
+    fn bf16_rows(&self, m: &DenseMatmul<'_, bf16>, out: &mut OutRows<'_>) -> KernelId;
 
     /// `y[t][r] = sum_c w[r][c] * x[t][c]` for f32 weights. Returns the id of the code that
     /// ran.

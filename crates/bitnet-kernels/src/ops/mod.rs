@@ -3,8 +3,8 @@
 //!
 //! - [`TernaryMatmulOps`] (`ternary.rs`): ternary weights times int8 activations (the
 //!   BitLinear hot path), and times f32 activations (cross-checks).
-//! - [`DenseOps`] (`dense.rs`): dense f16, f32 and Q8_0 weights times f32 activations (the
-//!   output head).
+//! - [`DenseOps`] (`dense.rs`): dense weights (f16, bf16, f32; Q8_0, Q6_K, Q4_K blocks) times
+//!   f32 activations (the output head).
 //! - [`ActQuantOps`] (`act_quant.rs`): per-row int8 activation quantisation.
 //! - [`AttentionOps`] (`attention.rs`): causal attention of a tile of tokens over one KV
 //!   head's cache (keys in transposed blocks, [`KvKeys`]; values as rows, [`KvRows`]).

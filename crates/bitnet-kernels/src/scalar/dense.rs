@@ -1,14 +1,16 @@
-//! Scalar dense matmuls (the output head): f16, f32, Q8_0, Q6_K and Q4_K weights.
+//! Scalar dense matmuls (the output head): f16, bf16, f32, Q8_0, Q6_K and Q4_K weights.
 
 use super::Scalar;
 use crate::kquant::{KBlock, Q8K_SUM, QK_K};
 use crate::ops::{DenseMatmul, DenseOps, KQuantMatmul, KernelId, Q4KMatmul, Q6KMatmul, Q8Matmul};
 use crate::packed::OutRows;
 use crate::q8::Q8_BLOCK;
-use half::f16;
+use half::{bf16, f16};
 
 /// Id of [`f16_rows`].
 pub(crate) const F16_ID: KernelId = "f16/scalar";
+/// Id of [`bf16_rows`].
+pub(crate) const BF16_ID: KernelId = "bf16/scalar";
 /// Id of [`f32_rows`].
 pub(crate) const F32_ID: KernelId = "f32/scalar";
 /// Id of [`q8_rows`].
@@ -45,16 +47,27 @@ pub(crate) fn f16_rows(m: &DenseMatmul<'_, f16>, out: &mut OutRows<'_>) -> Kerne
 
 /// f32 weights.
 pub(crate) fn f32_rows(m: &DenseMatmul<'_, f32>, out: &mut OutRows<'_>) -> KernelId {
+    widened_rows(m, out, |w| w);
+    F32_ID
+}
+
+/// bf16 weights, widened (exactly) one at a time into [`f32_rows`]' sum.
+pub(crate) fn bf16_rows(m: &DenseMatmul<'_, bf16>, out: &mut OutRows<'_>) -> KernelId {
+    widened_rows(m, out, bf16::to_f32);
+    BF16_ID
+}
+
+/// Weights of a type `widen` turns into f32: each row's products summed in column order.
+fn widened_rows<T: Copy>(m: &DenseMatmul<'_, T>, out: &mut OutRows<'_>, widen: impl Fn(T) -> f32) {
     debug_assert!(m.fits(out), "output view does not fit the operands");
     let rows = out.rows();
     for t in 0..m.n() {
         let xt = m.x_row(t);
         let y = out.token(t);
         for (yr, r) in y.iter_mut().zip(rows.clone()) {
-            *yr = m.w_row(r).iter().zip(xt).map(|(a, b)| a * b).sum();
+            *yr = m.w_row(r).iter().zip(xt).map(|(&a, b)| widen(a) * b).sum();
         }
     }
-    F32_ID
 }
 
 /// Q8_0 weights: per block an exact i32 dot, then `sum += isum * (dw * dx)`.
@@ -114,6 +127,10 @@ pub(crate) fn kquant_rows<B: KBlock>(m: &KQuantMatmul<'_, B>, out: &mut OutRows<
 impl DenseOps for Scalar {
     fn f16_rows(&self, m: &DenseMatmul<'_, f16>, out: &mut OutRows<'_>) -> KernelId {
         f16_rows(m, out)
+    }
+
+    fn bf16_rows(&self, m: &DenseMatmul<'_, bf16>, out: &mut OutRows<'_>) -> KernelId {
+        bf16_rows(m, out)
     }
 
     fn f32_rows(&self, m: &DenseMatmul<'_, f32>, out: &mut OutRows<'_>) -> KernelId {

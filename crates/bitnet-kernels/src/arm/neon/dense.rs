@@ -1,7 +1,8 @@
 //! NEON dense matmuls (the output head): f16 converted with `half` (hardware `fcvtl` where
-//! available) into a stack buffer, then NEON FMA; f32 straight into the FMA; Q8_0 with an
-//! exact `vmull_s8` dot per block of 32; Q6_K and Q4_K with exact integer dots per block of
-//! 256 and the scalar reference's float steps (equal to it bit for bit).
+//! available) and bf16 widened by a shift into a stack buffer, then NEON FMA; f32 straight
+//! into the FMA; Q8_0 with an exact `vmull_s8` dot per block of 32; Q6_K and Q4_K with exact
+//! integer dots per block of 256 and the scalar reference's float steps (equal to it bit for
+//! bit).
 
 use super::Neon;
 use crate::kquant::{KBlock, Q8K_SUM, QK_K};
@@ -10,11 +11,13 @@ use crate::packed::OutRows;
 use crate::q6k::Q6K_SUB;
 use crate::{q4k, q6k};
 use bitnet_formats::{BlockQ4K, BlockQ6K};
-use half::f16;
+use half::{bf16, f16};
 use std::arch::aarch64::*;
 
 /// Id of the f16 matmul.
 pub(crate) const F16_ID: KernelId = "f16/neon";
+/// Id of the bf16 matmul.
+pub(crate) const BF16_ID: KernelId = "bf16/neon";
 /// Id of the f32 matmul.
 pub(crate) const F32_ID: KernelId = "f32/neon";
 /// Id of the Q8_0 matmul.
@@ -75,6 +78,30 @@ fn dense_rows<T>(m: &DenseMatmul<'_, T>, out: &mut OutRows<'_>, chunk: impl Fn(&
                 out.token(t)[r - rows.start] += unsafe { dot_f32(b, xt) };
             }
         }
+    }
+}
+
+/// Widens bf16 values into f32 (`dst.len() == src.len()`): a bf16 is the high half of an
+/// f32, so `vshll_n_u16::<16>` is exact; then the f32 path's sums in its order, which makes
+/// the bf16 matmul equal the f32 one on the widened weights bit for bit.
+fn widen_bf16(src: &[bf16], dst: &mut [f32]) {
+    debug_assert_eq!(src.len(), dst.len());
+    let n = src.len().min(dst.len());
+    let mut i = 0;
+    // SAFETY: NEON is mandatory on aarch64; each step reads 4 values at `i..i + 4 <= n` of
+    // `src` (bf16 is a `u16` in memory) and writes 4 to `dst`, both `n` long at least.
+    unsafe {
+        while i + 4 <= n {
+            let h = vld1_u16(src.as_ptr().add(i) as *const u16);
+            vst1q_f32(
+                dst.as_mut_ptr().add(i),
+                vreinterpretq_f32_u32(vshll_n_u16::<16>(h)),
+            );
+            i += 4;
+        }
+    }
+    for (d, s) in dst[i..n].iter_mut().zip(&src[i..n]) {
+        *d = s.to_f32();
     }
 }
 
@@ -271,6 +298,11 @@ impl DenseOps for Neon {
         use half::slice::HalfFloatSliceExt;
         dense_rows(m, out, |src, dst| src.convert_to_f32_slice(dst));
         F16_ID
+    }
+
+    fn bf16_rows(&self, m: &DenseMatmul<'_, bf16>, out: &mut OutRows<'_>) -> KernelId {
+        dense_rows(m, out, widen_bf16);
+        BF16_ID
     }
 
     fn f32_rows(&self, m: &DenseMatmul<'_, f32>, out: &mut OutRows<'_>) -> KernelId {

@@ -8,11 +8,15 @@ use crate::ops::{
     Q8Matmul,
 };
 use crate::packed::OutRows;
-use half::f16;
+use half::{bf16, f16};
 
 impl DenseOps for Amx {
     fn f16_rows(&self, m: &DenseMatmul<'_, f16>, out: &mut OutRows<'_>) -> KernelId {
         self.vnni().f16_rows(m, out)
+    }
+
+    fn bf16_rows(&self, m: &DenseMatmul<'_, bf16>, out: &mut OutRows<'_>) -> KernelId {
+        self.vnni().bf16_rows(m, out)
     }
 
     fn f32_rows(&self, m: &DenseMatmul<'_, f32>, out: &mut OutRows<'_>) -> KernelId {

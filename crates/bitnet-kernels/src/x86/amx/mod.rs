@@ -101,6 +101,7 @@ impl Backend for Amx {
             OpKind::Quantize => avx2::act_quant::ID,
             OpKind::TernaryF32 => crate::scalar::ternary::F32_ID,
             OpKind::F16 => avx512::dense::F16_ID,
+            OpKind::BF16 => avx512::dense::BF16_ID,
             OpKind::F32 => avx512::dense::F32_ID,
             OpKind::Q8_0 => avx512::dense::Q8_ID,
             OpKind::Q6K => avx512::dense::Q6K_ID,

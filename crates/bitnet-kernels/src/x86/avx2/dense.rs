@@ -1,4 +1,5 @@
-//! AVX2 dense matmuls (the output head): f16 (`vcvtph2ps`) and f32 weights with FMA, and
+//! AVX2 dense matmuls (the output head): f16 (`vcvtph2ps`), bf16 (widened by a shift) and f32
+//! weights with FMA, and
 //! Q8_0 with an exact integer dot per block of 32 (`vpmaddubsw` on `|w|` and `sign(x, w)`)
 //! and one FMA; Q6_K and Q4_K with exact integer dots per super-block of 256 (see
 //! [`kquant_rows_with`]).
@@ -13,11 +14,13 @@ use crate::q8::Q8_BLOCK;
 use crate::tile::gemv_two_streams;
 use crate::{q4k, q6k};
 use bitnet_formats::{BlockQ4K, BlockQ6K};
-use half::f16;
+use half::{bf16, f16};
 use std::arch::x86_64::*;
 
 /// Id of [`f16_rows`].
 pub(crate) const F16_ID: KernelId = "f16/avx2";
+/// Id of [`bf16_rows`].
+pub(crate) const BF16_ID: KernelId = "bf16/avx2";
 /// Id of [`f32_rows`].
 pub(crate) const F32_ID: KernelId = "f32/avx2";
 /// Id of [`q8_rows`].
@@ -89,6 +92,22 @@ impl Load8 for f16 {
     #[inline(always)]
     fn to_f32(self) -> f32 {
         f16::to_f32(self)
+    }
+}
+
+impl Load8 for bf16 {
+    /// A bf16 is the high half of an f32: zero-extend to 32 bits, shift left 16 (exact).
+    #[inline(always)]
+    unsafe fn load8(p: *const bf16) -> __m256 {
+        // SAFETY: only forwards this unsafe fn's own contract (the CPU features it is compiled for, pointers and lengths its safe caller checked); no further obligation.
+        unsafe {
+            let h = _mm256_cvtepu16_epi32(_mm_loadu_si128(p as *const __m128i));
+            _mm256_castsi256_ps(_mm256_slli_epi32::<16>(h))
+        }
+    }
+    #[inline(always)]
+    fn to_f32(self) -> f32 {
+        bf16::to_f32(self)
     }
 }
 
@@ -166,6 +185,17 @@ pub(crate) unsafe fn f16_rows(m: &DenseMatmul<'_, f16>, out: &mut OutRows<'_>) -
     // SAFETY: the features are enabled on this function.
     unsafe { dense_rows(m, out) };
     F16_ID
+}
+
+/// bf16 weights: [`f32_rows`] with each load widened, so equal to it bit for bit.
+///
+/// # Safety
+/// The CPU must have AVX2, FMA and F16C.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn bf16_rows(m: &DenseMatmul<'_, bf16>, out: &mut OutRows<'_>) -> KernelId {
+    // SAFETY: the features are enabled on this function.
+    unsafe { dense_rows(m, out) };
+    BF16_ID
 }
 
 /// f32 weights.
@@ -584,6 +614,11 @@ impl DenseOps for Avx2 {
     fn f16_rows(&self, m: &DenseMatmul<'_, f16>, out: &mut OutRows<'_>) -> KernelId {
         // SAFETY: an `Avx2` exists only when `Avx2::get` saw AVX2, FMA and F16C.
         unsafe { f16_rows(m, out) }
+    }
+
+    fn bf16_rows(&self, m: &DenseMatmul<'_, bf16>, out: &mut OutRows<'_>) -> KernelId {
+        // SAFETY: as above.
+        unsafe { bf16_rows(m, out) }
     }
 
     fn f32_rows(&self, m: &DenseMatmul<'_, f32>, out: &mut OutRows<'_>) -> KernelId {

@@ -58,6 +58,7 @@ impl Backend for Avx512Vnni {
             OpKind::Ternary => ternary::ID,
             OpKind::TernaryF32 => crate::scalar::ternary::F32_ID,
             OpKind::F16 => dense::F16_ID,
+            OpKind::BF16 => dense::BF16_ID,
             OpKind::F32 => dense::F32_ID,
             OpKind::Q8_0 => dense::Q8_ID,
             OpKind::Q6K => dense::Q6K_ID,

@@ -34,6 +34,7 @@ pub mod constraint;
 pub mod decode;
 pub mod error;
 pub mod generate;
+mod hugepages;
 pub mod kv_cache;
 mod load;
 pub mod logprobs;

@@ -82,9 +82,9 @@ impl fmt::Display for ModelRef {
 impl Model {
     /// Loads the model `r` names so that nothing it runs on is a mapping of a file: what a
     /// long-running server wants. A GGUF file is read into memory with `read` (no `mmap`, so
-    /// a file truncated or overwritten while it loads is a parse error, never SIGBUS) and the
-    /// weights that [`Self::open`] would borrow from the mapping (F16 embedding and head) are
-    /// copied out, so the file's bytes are freed after loading and the model cannot change
+    /// a file truncated or overwritten while it loads is a parse error, never SIGBUS) and any
+    /// weights still borrowed from it (an F16 / BF16 head [`Self::open`] could not copy into
+    /// pages of its own) are copied out, so the file's bytes are freed after loading and the model cannot change
     /// under the process. A checkpoint directory is already copied into owned weights at load.
     /// llama.cpp maps the file by default and has the same SIGBUS hazard as [`Self::open`].
     ///

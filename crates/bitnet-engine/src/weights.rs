@@ -3,8 +3,8 @@
 //!
 //! Ternary linears are decoded once to canonical `TernaryWeights` and repacked into the
 //! kernels' layout; norms become `f32`; the embedding (and tied head) stays in its file type
-//! (F16 and BF16 straight from the memory map, no copy; Q8_0, Q6_K and Q4_K blocks as they
-//! are; F32).
+//! (F16 and BF16 copied into 2 MiB pages, `crate::hugepages`; Q8_0, Q6_K and Q4_K blocks as
+//! they are; F32).
 //!
 //! Tensor names and shapes come from the schema's layer table (`bitnet_schema::layers`), the
 //! one the converter writes by. The blocks are decoded and packed in parallel, one block per
@@ -28,6 +28,7 @@ use rayon::prelude::*;
 
 use crate::config::ModelConfig;
 use crate::error::{EngineError, Result};
+use crate::hugepages::HugePageBytes;
 
 /// A dense `[rows][cols]` matrix (the embedding and the output head).
 pub struct DenseMatrix {
@@ -41,8 +42,14 @@ enum DenseData {
     F16(Vec<f16>),
     /// A bf16 checkpoint's values as they are (`bitnet-st2gguf --embed-type bf16`).
     BF16(Vec<bf16>),
-    /// F16 or BF16 data borrowed from the memory-mapped GGUF file (no copy); the tensor's
-    /// type says which.
+    /// F16 or BF16 data copied out of a GGUF file into 2 MiB pages (see `crate::hugepages`
+    /// for why the head is not streamed from the file's map).
+    Copied {
+        bytes: HugePageBytes,
+        bf16: bool,
+    },
+    /// F16 or BF16 data borrowed from the memory-mapped GGUF file (no copy; when the copy
+    /// could not be made); the tensor's type says which.
     Mapped {
         file: Arc<GgufFile>,
         index: usize,
@@ -127,7 +134,7 @@ impl DenseMatrix {
             DenseData::F32(_) => "F32",
             DenseData::F16(_) => "F16",
             DenseData::BF16(_) => "BF16",
-            DenseData::Mapped { .. } => match self.half_rows() {
+            DenseData::Mapped { .. } | DenseData::Copied { .. } => match self.half_rows() {
                 Some(HalfRows::BF16(_)) => "BF16",
                 _ => "F16",
             },
@@ -141,9 +148,10 @@ impl DenseMatrix {
     pub fn size_bytes(&self) -> usize {
         match &self.data {
             DenseData::F32(_) => self.rows * self.cols * 4,
-            DenseData::F16(_) | DenseData::BF16(_) | DenseData::Mapped { .. } => {
-                self.rows * self.cols * 2
-            }
+            DenseData::F16(_)
+            | DenseData::BF16(_)
+            | DenseData::Copied { .. }
+            | DenseData::Mapped { .. } => self.rows * self.cols * 2,
             DenseData::Q8(m) => m.size_bytes(),
             DenseData::Q6K(m) => m.size_bytes(),
             DenseData::Q4K(m) => m.size_bytes(),
@@ -246,7 +254,11 @@ impl DenseMatrix {
     pub fn is_float(&self) -> bool {
         matches!(
             self.data,
-            DenseData::F32(_) | DenseData::F16(_) | DenseData::BF16(_) | DenseData::Mapped { .. }
+            DenseData::F32(_)
+                | DenseData::F16(_)
+                | DenseData::BF16(_)
+                | DenseData::Copied { .. }
+                | DenseData::Mapped { .. }
         )
     }
 
@@ -282,6 +294,13 @@ impl DenseMatrix {
         match &self.data {
             DenseData::F16(v) => Some(HalfRows::F16(v)),
             DenseData::BF16(v) => Some(HalfRows::BF16(v)),
+            // The copy is page-aligned and holds the checked tensor's bytes.
+            DenseData::Copied { bytes, bf16: true } => {
+                Some(HalfRows::BF16(bytemuck::cast_slice(bytes.bytes())))
+            }
+            DenseData::Copied { bytes, bf16: false } => {
+                Some(HalfRows::F16(bytemuck::cast_slice(bytes.bytes())))
+            }
             DenseData::Mapped { file, index } => {
                 let info = &file.tensors()[*index];
                 // Alignment (>= 2), length and type were checked when the matrix was created.
@@ -340,9 +359,9 @@ impl DenseMatrix {
 pub enum DenseStorage<'a> {
     /// Row-major f32 `[rows][cols]`.
     F32(&'a [f32]),
-    /// Row-major f16 `[rows][cols]` (owned, or borrowed from the memory-mapped GGUF).
+    /// Row-major f16 `[rows][cols]` (owned, or borrowed from the GGUF's map).
     F16(&'a [f16]),
-    /// Row-major bf16 `[rows][cols]` (owned, or borrowed from the memory-mapped GGUF).
+    /// Row-major bf16 `[rows][cols]` (owned, or borrowed from the GGUF's map).
     BF16(&'a [bf16]),
     /// Q8_0 blocks (`HeadType::Q8_0`).
     Q8_0(&'a Q8Matrix),
@@ -672,9 +691,9 @@ fn vector_from_gguf(file: &GgufFile, name: &str, len: usize) -> Result<Vec<f32>>
     Ok(v)
 }
 
-/// The embedding or head `name` (`[rows][cols]`): F16 and BF16 borrowed from the file (or
-/// copied when misaligned), ggml's dense block types as they are (Q8_0 blocks re-laid out for
-/// the Q8_0 kernels, [`q8_from_gguf`]), F32 as f32.
+/// The embedding or head `name` (`[rows][cols]`): F16 and BF16 copied into 2 MiB pages
+/// ([`HugePageBytes`]; borrowed from the file's map if that fails), ggml's dense block types
+/// as they are (Q8_0 blocks re-laid out for the Q8_0 kernels, [`q8_from_gguf`]), F32 as f32.
 fn dense_from_gguf(
     file: &Arc<GgufFile>,
     name: &str,
@@ -698,6 +717,16 @@ fn dense_from_gguf(
             name,
             values.map(|b| bf16::from_le_bytes([b[0], b[1]]).to_f32()),
         )?;
+    }
+    let copy = half.then(|| HugePageBytes::copy_of(bytes, threads).ok());
+    if let Some(copy) = copy.flatten() {
+        // The copy is what runs: the file's pages can leave this process.
+        file.release(info);
+        let data = DenseData::Copied {
+            bytes: copy,
+            bf16: info.ggml_type == GgmlType::BF16,
+        };
+        return Ok(DenseMatrix { rows, cols, data });
     }
     let data = match info.ggml_type {
         _ if half && bytes.as_ptr().align_offset(2) == 0 => {

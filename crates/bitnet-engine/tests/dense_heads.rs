@@ -241,8 +241,8 @@ fn bits(v: &[f32]) -> Vec<u32> {
     v.iter().map(|x| x.to_bits()).collect()
 }
 
-/// A bf16 checkpoint's embedding (`bitnet-st2gguf --embed-type bf16`) runs as stored, borrowed
-/// from the file, on the bf16 kernels: the logits equal those of the same values stored as
+/// A bf16 checkpoint's embedding (`bitnet-st2gguf --embed-type bf16`) runs as stored (copied
+/// into memory of the model's own), on the bf16 kernels: the logits equal those of the same values stored as
 /// F32 bit for bit (the kernels' contract), for one token and batches, on 1 and 2 threads.
 /// The fixture's F16 values came from the bf16 checkpoint, so the BF16 file holds the
 /// checkpoint's own values; `--head-type q6_k` of it writes the blocks it writes from F16.
@@ -271,7 +271,7 @@ fn a_bf16_embedding_is_taken_as_stored() {
         let f32_model = load(&f32_path, HeadType::Stored);
         let head = &bf16_model.weights().head;
         assert_eq!(head.type_name(), "BF16");
-        assert!(head.borrows_file() && head.is_float());
+        assert!(!head.borrows_file() && head.is_float());
         assert_eq!(head.size_bytes(), head.rows() * head.cols() * 2);
         assert!(matches!(head.storage(), DenseStorage::BF16(_)));
         assert_eq!(f32_model.weights().head.type_name(), "F32");

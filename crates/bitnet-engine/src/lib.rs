@@ -34,7 +34,6 @@ pub mod constraint;
 pub mod decode;
 pub mod error;
 pub mod generate;
-mod hugepages;
 pub mod kv_cache;
 mod load;
 pub mod logprobs;

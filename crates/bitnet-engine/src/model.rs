@@ -77,12 +77,6 @@ impl Model {
         load::gguf(file, opts).map(|l| Self::assemble(l, opts))
     }
 
-    /// Copies every weight borrowed from a GGUF file's bytes into memory of its own, so the
-    /// file (and its bytes) can go (see [`Self::open_in_memory`]).
-    pub(crate) fn own_weights(&mut self) {
-        self.weights.own_file_data();
-    }
-
     fn assemble(l: Loaded, opts: &LoadOptions) -> Self {
         let c = &l.config;
         let rope = RopeTable::new(c.context_length, c.rope_dim, c.rope_theta);

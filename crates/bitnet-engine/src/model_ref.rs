@@ -80,13 +80,14 @@ impl fmt::Display for ModelRef {
 }
 
 impl Model {
-    /// Loads the model `r` names so that nothing it runs on is a mapping of a file: what a
-    /// long-running server wants. A GGUF file is read into memory with `read` (no `mmap`, so
-    /// a file truncated or overwritten while it loads is a parse error, never SIGBUS) and any
-    /// weights still borrowed from it (an F16 / BF16 head [`Self::open`] could not copy into
-    /// pages of its own) are copied out, so the file's bytes are freed after loading and the model cannot change
-    /// under the process. A checkpoint directory is already copied into owned weights at load.
-    /// llama.cpp maps the file by default and has the same SIGBUS hazard as [`Self::open`].
+    /// Loads the model `r` names without ever mapping its file: what a long-running server
+    /// wants. A GGUF file is read into memory with `read` (no `mmap`, so a file truncated or
+    /// overwritten while it loads is a parse error, never SIGBUS, as it could be while
+    /// [`Self::open`] maps it). After either load no weight refers to the file (ternary
+    /// weights are repacked, the head copied into pages of its own), so the file's bytes are
+    /// freed and the model cannot change under the process. A checkpoint directory is copied
+    /// into owned weights at load too. llama.cpp keeps its model mapped by default: a file
+    /// changed under it can crash it with SIGBUS.
     ///
     /// # Errors
     /// As [`Self::open`], or the file cannot be read.
@@ -101,9 +102,7 @@ impl Model {
                     source,
                 })?;
                 let file = Arc::new(GgufFile::from_bytes_named(bytes, p.clone())?);
-                let mut model = Self::from_gguf_file(file, opts)?;
-                model.own_weights();
-                Ok(model)
+                Self::from_gguf_file(file, opts)
             }
             _ => Self::open(r, opts),
         }

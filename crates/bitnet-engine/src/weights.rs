@@ -3,8 +3,8 @@
 //!
 //! Ternary linears are decoded once to canonical `TernaryWeights` and repacked into the
 //! kernels' layout; norms become `f32`; the embedding (and tied head) stays in its file type
-//! (F16 and BF16 copied into 2 MiB pages, `crate::hugepages`; Q8_0, Q6_K and Q4_K blocks as
-//! they are; F32).
+//! (F16 and BF16 copied into 2 MiB pages, see `bitnet_kernels::pages`; Q8_0, Q6_K and Q4_K
+//! blocks as they are; F32).
 //!
 //! Tensor names and shapes come from the schema's layer table (`bitnet_schema::layers`), the
 //! one the converter writes by. The blocks are decoded and packed in parallel, one block per
@@ -17,6 +17,7 @@ use std::sync::Arc;
 use bitnet_checkpoint::{Checkpoint, DenseValues};
 use bitnet_gguf::{GgmlType, GgufFile, TensorInfo};
 use bitnet_kernels::formats::DenseBlocks;
+use bitnet_kernels::pages::{HUGE_PAGE, advise_huge_pages};
 use bitnet_kernels::{
     FormatError, Kernels, PackedTernary, Q4KMatrix, Q6KMatrix, Q8Activations, Q8KActivations,
     Q8Matrix, TernaryWeights, formats,
@@ -28,7 +29,6 @@ use rayon::prelude::*;
 
 use crate::config::ModelConfig;
 use crate::error::{EngineError, Result};
-use crate::hugepages::HugePageBytes;
 
 /// A dense `[rows][cols]` matrix (the embedding and the output head).
 pub struct DenseMatrix {
@@ -42,17 +42,11 @@ enum DenseData {
     F16(Vec<f16>),
     /// A bf16 checkpoint's values as they are (`bitnet-st2gguf --embed-type bf16`).
     BF16(Vec<bf16>),
-    /// F16 or BF16 data copied out of a GGUF file into 2 MiB pages (see `crate::hugepages`
-    /// for why the head is not streamed from the file's map).
+    /// F16 or BF16 values (their bits) copied out of a GGUF file into 2 MiB pages (see
+    /// `bitnet_kernels::pages` for why the head is not streamed from the file's map).
     Copied {
-        bytes: HugePageBytes,
+        bits: Vec<u16>,
         bf16: bool,
-    },
-    /// F16 or BF16 data borrowed from the memory-mapped GGUF file (no copy; when the copy
-    /// could not be made); the tensor's type says which.
-    Mapped {
-        file: Arc<GgufFile>,
-        index: usize,
     },
     /// 8-bit blocks (the optional smaller head, `HeadType::Q8_0`).
     Q8(Q8Matrix),
@@ -134,7 +128,7 @@ impl DenseMatrix {
             DenseData::F32(_) => "F32",
             DenseData::F16(_) => "F16",
             DenseData::BF16(_) => "BF16",
-            DenseData::Mapped { .. } | DenseData::Copied { .. } => match self.half_rows() {
+            DenseData::Copied { .. } => match self.half_rows() {
                 Some(HalfRows::BF16(_)) => "BF16",
                 _ => "F16",
             },
@@ -148,10 +142,9 @@ impl DenseMatrix {
     pub fn size_bytes(&self) -> usize {
         match &self.data {
             DenseData::F32(_) => self.rows * self.cols * 4,
-            DenseData::F16(_)
-            | DenseData::BF16(_)
-            | DenseData::Copied { .. }
-            | DenseData::Mapped { .. } => self.rows * self.cols * 2,
+            DenseData::F16(_) | DenseData::BF16(_) | DenseData::Copied { .. } => {
+                self.rows * self.cols * 2
+            }
             DenseData::Q8(m) => m.size_bytes(),
             DenseData::Q6K(m) => m.size_bytes(),
             DenseData::Q4K(m) => m.size_bytes(),
@@ -234,31 +227,12 @@ impl DenseMatrix {
         })
     }
 
-    /// This matrix with its data in memory of its own when it borrows a file's bytes
-    /// (`None` when it already owns them).
-    fn owned_copy(&self) -> Option<Self> {
-        let data = match (&self.data, self.half_rows()) {
-            (DenseData::Mapped { .. }, Some(HalfRows::F16(v))) => DenseData::F16(v.to_vec()),
-            (DenseData::Mapped { .. }, Some(HalfRows::BF16(v))) => DenseData::BF16(v.to_vec()),
-            _ => return None,
-        };
-        Some(Self {
-            rows: self.rows,
-            cols: self.cols,
-            data,
-        })
-    }
-
     /// Whether the values are floats (F16, BF16 or F32, as stored): rows a rescored head
     /// recomputes its top logits from (see `crate::rescore`).
     pub fn is_float(&self) -> bool {
         matches!(
             self.data,
-            DenseData::F32(_)
-                | DenseData::F16(_)
-                | DenseData::BF16(_)
-                | DenseData::Copied { .. }
-                | DenseData::Mapped { .. }
+            DenseData::F32(_) | DenseData::F16(_) | DenseData::BF16(_) | DenseData::Copied { .. }
         )
     }
 
@@ -284,31 +258,16 @@ impl DenseMatrix {
         y[0]
     }
 
-    /// Whether the data is borrowed from a GGUF file's bytes.
-    pub fn borrows_file(&self) -> bool {
-        matches!(self.data, DenseData::Mapped { .. })
-    }
-
     /// The values of an F16 or BF16 matrix.
     fn half_rows(&self) -> Option<HalfRows<'_>> {
         match &self.data {
             DenseData::F16(v) => Some(HalfRows::F16(v)),
             DenseData::BF16(v) => Some(HalfRows::BF16(v)),
-            // The copy is page-aligned and holds the checked tensor's bytes.
-            DenseData::Copied { bytes, bf16: true } => {
-                Some(HalfRows::BF16(bytemuck::cast_slice(bytes.bytes())))
+            DenseData::Copied { bits, bf16: true } => {
+                Some(HalfRows::BF16(bytemuck::cast_slice(bits)))
             }
-            DenseData::Copied { bytes, bf16: false } => {
-                Some(HalfRows::F16(bytemuck::cast_slice(bytes.bytes())))
-            }
-            DenseData::Mapped { file, index } => {
-                let info = &file.tensors()[*index];
-                // Alignment (>= 2), length and type were checked when the matrix was created.
-                let bytes = file.tensor_data(info);
-                Some(match info.ggml_type {
-                    GgmlType::BF16 => HalfRows::BF16(bytemuck::cast_slice(bytes)),
-                    _ => HalfRows::F16(bytemuck::cast_slice(bytes)),
-                })
+            DenseData::Copied { bits, bf16: false } => {
+                Some(HalfRows::F16(bytemuck::cast_slice(bits)))
             }
             DenseData::F32(_) | DenseData::Q8(_) | DenseData::Q6K(_) | DenseData::Q4K(_) => None,
         }
@@ -479,28 +438,6 @@ pub struct ModelWeights {
 }
 
 impl ModelWeights {
-    /// Copies the embedding, head and rescoring rows out of the GGUF file's bytes when they
-    /// borrow them, keeping matrices that were one matrix (a tied head, the rescoring rows of
-    /// a tied model) one matrix.
-    pub(crate) fn own_file_data(&mut self) {
-        let old = Arc::clone(&self.embedding);
-        if let Some(e) = self.embedding.owned_copy() {
-            self.embedding = Arc::new(e);
-        }
-        let embedding = &self.embedding;
-        let own = |m: &mut Arc<DenseMatrix>| {
-            if Arc::ptr_eq(m, &old) {
-                *m = Arc::clone(embedding);
-            } else if let Some(c) = m.owned_copy() {
-                *m = Arc::new(c);
-            }
-        };
-        own(&mut self.head);
-        if let Some(r) = self.rescore.as_mut() {
-            own(r);
-        }
-    }
-
     /// Bytes one decoded token streams through the weights: every ternary matrix in its packed
     /// layout plus the head and a rescored head's exact rows (the embedding row is
     /// negligible). The memory roofline is `bandwidth / this`.
@@ -692,8 +629,8 @@ fn vector_from_gguf(file: &GgufFile, name: &str, len: usize) -> Result<Vec<f32>>
 }
 
 /// The embedding or head `name` (`[rows][cols]`): F16 and BF16 copied into 2 MiB pages
-/// ([`HugePageBytes`]; borrowed from the file's map if that fails), ggml's dense block types
-/// as they are (Q8_0 blocks re-laid out for the Q8_0 kernels, [`q8_from_gguf`]), F32 as f32.
+/// ([`bits_in_huge_pages`]), ggml's dense block types as they are (Q8_0 blocks re-laid out for
+/// the Q8_0 kernels, [`q8_from_gguf`]), F32 as f32.
 fn dense_from_gguf(
     file: &Arc<GgufFile>,
     name: &str,
@@ -704,54 +641,22 @@ fn dense_from_gguf(
     let info = tensor_info(file, name)?;
     check_dims(info, &[cols as u64, rows as u64])?;
     let bytes = file.tensor_data(info);
-    let half = matches!(info.ggml_type, GgmlType::F16 | GgmlType::BF16);
-    if info.ggml_type == GgmlType::F16 {
-        let values = bytes.chunks_exact(2);
-        check_finite(
-            name,
-            values.map(|b| f16::from_le_bytes([b[0], b[1]]).to_f32()),
-        )?;
-    } else if info.ggml_type == GgmlType::BF16 {
-        let values = bytes.chunks_exact(2);
-        check_finite(
-            name,
-            values.map(|b| bf16::from_le_bytes([b[0], b[1]]).to_f32()),
-        )?;
-    }
-    let copy = half.then(|| HugePageBytes::copy_of(bytes, threads).ok());
-    if let Some(copy) = copy.flatten() {
-        // The copy is what runs: the file's pages can leave this process.
-        file.release(info);
-        let data = DenseData::Copied {
-            bytes: copy,
-            bf16: info.ggml_type == GgmlType::BF16,
-        };
-        return Ok(DenseMatrix { rows, cols, data });
-    }
     let data = match info.ggml_type {
-        _ if half && bytes.as_ptr().align_offset(2) == 0 => {
-            let index = file
-                .tensors()
-                .iter()
-                .position(|t| t.name == name)
-                .expect("tensor exists");
-            DenseData::Mapped {
-                file: Arc::clone(file),
-                index,
+        GgmlType::F16 | GgmlType::BF16 => {
+            let bits = bits_in_huge_pages(bytes, threads);
+            // The copy is what runs: the file's pages can leave this process.
+            file.release(info);
+            let is_bf16 = info.ggml_type == GgmlType::BF16;
+            if is_bf16 {
+                check_finite(name, bits.iter().map(|&b| bf16::from_bits(b).to_f32()))?;
+            } else {
+                check_finite(name, bits.iter().map(|&b| f16::from_bits(b).to_f32()))?;
+            }
+            DenseData::Copied {
+                bits,
+                bf16: is_bf16,
             }
         }
-        GgmlType::F16 => DenseData::F16(
-            bytes
-                .chunks_exact(2)
-                .map(|b| f16::from_le_bytes([b[0], b[1]]))
-                .collect(),
-        ),
-        GgmlType::BF16 => DenseData::BF16(
-            bytes
-                .chunks_exact(2)
-                .map(|b| bf16::from_le_bytes([b[0], b[1]]))
-                .collect(),
-        ),
         GgmlType::Q8_0 => DenseData::Q8(q8_from_gguf(info, file, threads)?),
         GgmlType::Q4_K => DenseData::Q4K(
             Q4KMatrix::from_ggml_blocks(rows, cols, file.tensor_data(info))
@@ -776,6 +681,31 @@ fn dense_from_gguf(
         }
     };
     Ok(DenseMatrix { rows, cols, data })
+}
+
+/// The 16-bit values of `bytes` (little-endian) in a buffer of their own advised for 2 MiB
+/// pages before it is written (`bitnet_kernels::pages`), filled on up to `threads` threads.
+fn bits_in_huge_pages(bytes: &[u8], threads: usize) -> Vec<u16> {
+    let mut bits = vec![0u16; bytes.len() / 2];
+    advise_huge_pages(&bits);
+    // Whole huge pages per thread: the page faults of the fresh buffer are most of the cost.
+    let per_thread = bits
+        .len()
+        .div_ceil(threads.max(1))
+        .next_multiple_of(HUGE_PAGE / 2);
+    std::thread::scope(|s| {
+        for (dst, src) in bits
+            .chunks_mut(per_thread)
+            .zip(bytes.chunks(2 * per_thread))
+        {
+            s.spawn(move || {
+                for (d, b) in dst.iter_mut().zip(src.chunks_exact(2)) {
+                    *d = u16::from_le_bytes([b[0], b[1]]);
+                }
+            });
+        }
+    });
+    bits
 }
 
 /// A format error about tensor `info`.

@@ -271,7 +271,7 @@ fn a_bf16_embedding_is_taken_as_stored() {
         let f32_model = load(&f32_path, HeadType::Stored);
         let head = &bf16_model.weights().head;
         assert_eq!(head.type_name(), "BF16");
-        assert!(!head.borrows_file() && head.is_float());
+        assert!(head.is_float());
         assert_eq!(head.size_bytes(), head.rows() * head.cols() * 2);
         assert!(matches!(head.storage(), DenseStorage::BF16(_)));
         assert_eq!(f32_model.weights().head.type_name(), "F32");

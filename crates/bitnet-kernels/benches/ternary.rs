@@ -154,38 +154,52 @@ fn ternary(c: &mut Criterion) {
 /// Xeons measured have up to 300 MiB of L3.
 const HEAD_ROWS: usize = 128_256;
 
-/// The head's values (deterministic, in -1..1) as `T`.
-fn float_head<T>(rows: usize, cols: usize, from: impl Fn(f32) -> T) -> Vec<T> {
-    (0..rows * cols)
+/// A float matmul of [`Kernels`] (`f16_matmul`, `bf16_matmul`).
+type FloatMatmul<T> = fn(&Kernels, &[T], usize, usize, &[f32], usize, &mut [f32]);
+
+/// The full head in a 16-bit float type `T` (deterministic values in -1..1), as group
+/// `{name}_head_{rows}x{cols}`.
+fn float_head<T>(
+    c: &mut Criterion,
+    name: &str,
+    op: OpKind,
+    from: fn(f32) -> T,
+    run: FloatMatmul<T>,
+) {
+    let (rows, cols) = (dim(HEAD_ROWS), dim(2560));
+    let w: Vec<T> = (0..rows * cols)
         .map(|i| from(((i * 7919) % 2001) as f32 / 1000.0 - 1.0))
-        .collect()
+        .collect();
+    let x: Vec<f32> = (0..cols).map(|i| (i % 13) as f32 / 13.0).collect();
+    let mut y = vec![0f32; rows];
+    let name = format!("{name}_head_{rows}x{cols}");
+    head_group(c, name, rows * cols * 2, op, |k| {
+        run(k, &w, rows, cols, &x, 1, &mut y);
+        black_box(&y);
+    });
 }
 
 /// The dense f16 head (tied embeddings) is the other big weight stream per token.
 fn f16_head(c: &mut Criterion) {
-    let (rows, cols) = (dim(HEAD_ROWS), dim(2560));
-    let w = float_head(rows, cols, half::f16::from_f32);
-    let x: Vec<f32> = (0..cols).map(|i| (i % 13) as f32 / 13.0).collect();
-    let mut y = vec![0f32; rows];
-    let name = format!("f16_head_{rows}x{cols}");
-    head_group(c, name, rows * cols * 2, OpKind::F16, |k| {
-        k.f16_matmul(&w, rows, cols, &x, 1, &mut y);
-        black_box(&y);
-    });
+    float_head(
+        c,
+        "f16",
+        OpKind::F16,
+        half::f16::from_f32,
+        Kernels::f16_matmul,
+    );
 }
 
 /// The same head in bf16 (a bf16 checkpoint's, kept by `bitnet-st2gguf --embed-type bf16`):
 /// the same bytes as f16, widened by a shift instead of `vcvtph2ps`.
 fn bf16_head(c: &mut Criterion) {
-    let (rows, cols) = (dim(HEAD_ROWS), dim(2560));
-    let w = float_head(rows, cols, half::bf16::from_f32);
-    let x: Vec<f32> = (0..cols).map(|i| (i % 13) as f32 / 13.0).collect();
-    let mut y = vec![0f32; rows];
-    let name = format!("bf16_head_{rows}x{cols}");
-    head_group(c, name, rows * cols * 2, OpKind::BF16, |k| {
-        k.bf16_matmul(&w, rows, cols, &x, 1, &mut y);
-        black_box(&y);
-    });
+    float_head(
+        c,
+        "bf16",
+        OpKind::BF16,
+        half::bf16::from_f32,
+        Kernels::bf16_matmul,
+    );
 }
 
 /// One head group: for every distinct kernel id `op` dispatches to, `run` on 1 and 2

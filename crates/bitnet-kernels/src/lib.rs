@@ -37,6 +37,7 @@ pub mod kquant;
 pub mod membw;
 mod ops;
 pub mod packed;
+pub mod pages;
 mod parts;
 mod pool;
 pub mod q4k;

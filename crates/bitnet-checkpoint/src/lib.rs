@@ -70,14 +70,6 @@ pub enum DenseValues {
 }
 
 impl DenseValues {
-    /// The values widened to f32 (exact).
-    pub fn to_f32(&self) -> Vec<f32> {
-        match self {
-            Self::F32(v) => v.clone(),
-            Self::BF16(v) => v.iter().map(|x| x.to_f32()).collect(),
-        }
-    }
-
     /// Number of values.
     pub fn len(&self) -> usize {
         match self {

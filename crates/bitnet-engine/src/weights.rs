@@ -39,12 +39,10 @@ pub struct DenseMatrix {
 
 enum DenseData {
     F32(Vec<f32>),
-    F16(Vec<f16>),
-    /// A bf16 checkpoint's values as they are (`bitnet-st2gguf --embed-type bf16`).
-    BF16(Vec<bf16>),
-    /// F16 or BF16 values (their bits) copied out of a GGUF file into 2 MiB pages (see
-    /// `bitnet_kernels::pages` for why the head is not streamed from the file's map).
-    Copied {
+    /// F16 or BF16 values (their bits; BF16 is a bf16 checkpoint's values as they are) in a
+    /// buffer advised for 2 MiB pages (see `bitnet_kernels::pages` for why, and why the head is
+    /// not streamed from a GGUF file's map).
+    Half {
         bits: Vec<u16>,
         bf16: bool,
     },
@@ -92,23 +90,33 @@ impl DenseMatrix {
         }
     }
 
-    /// An owned f16 matrix.
-    pub fn from_f16(rows: usize, cols: usize, data: Vec<f16>) -> Self {
-        debug_assert_eq!(data.len(), rows * cols);
-        Self {
-            rows,
-            cols,
-            data: DenseData::F16(data),
-        }
+    /// An f16 matrix (copied into 2 MiB pages).
+    pub fn from_f16(rows: usize, cols: usize, data: &[f16]) -> Self {
+        Self::half(rows, cols, false, data, f16::to_bits)
     }
 
-    /// An owned bf16 matrix (a bf16 checkpoint's embedding, as stored).
-    pub fn from_bf16(rows: usize, cols: usize, data: Vec<bf16>) -> Self {
+    /// A bf16 matrix (a bf16 checkpoint's embedding, as stored; copied into 2 MiB pages).
+    pub fn from_bf16(rows: usize, cols: usize, data: &[bf16]) -> Self {
+        Self::half(rows, cols, true, data, bf16::to_bits)
+    }
+
+    fn half<T: Copy + Sync>(
+        rows: usize,
+        cols: usize,
+        bf16: bool,
+        data: &[T],
+        to_bits: fn(T) -> u16,
+    ) -> Self {
         debug_assert_eq!(data.len(), rows * cols);
+        let bits = bits_in_huge_pages(data.len(), 1, |at, dst| {
+            for (d, &v) in dst.iter_mut().zip(&data[at..]) {
+                *d = to_bits(v);
+            }
+        });
         Self {
             rows,
             cols,
-            data: DenseData::BF16(data),
+            data: DenseData::Half { bits, bf16 },
         }
     }
 
@@ -126,12 +134,8 @@ impl DenseMatrix {
     pub fn type_name(&self) -> &'static str {
         match self.data {
             DenseData::F32(_) => "F32",
-            DenseData::F16(_) => "F16",
-            DenseData::BF16(_) => "BF16",
-            DenseData::Copied { .. } => match self.half_rows() {
-                Some(HalfRows::BF16(_)) => "BF16",
-                _ => "F16",
-            },
+            DenseData::Half { bf16: true, .. } => "BF16",
+            DenseData::Half { bf16: false, .. } => "F16",
             DenseData::Q8(_) => "Q8_0",
             DenseData::Q6K(_) => "Q6_K",
             DenseData::Q4K(_) => "Q4_K",
@@ -142,9 +146,7 @@ impl DenseMatrix {
     pub fn size_bytes(&self) -> usize {
         match &self.data {
             DenseData::F32(_) => self.rows * self.cols * 4,
-            DenseData::F16(_) | DenseData::BF16(_) | DenseData::Copied { .. } => {
-                self.rows * self.cols * 2
-            }
+            DenseData::Half { .. } => self.rows * self.cols * 2,
             DenseData::Q8(m) => m.size_bytes(),
             DenseData::Q6K(m) => m.size_bytes(),
             DenseData::Q4K(m) => m.size_bytes(),
@@ -230,10 +232,7 @@ impl DenseMatrix {
     /// Whether the values are floats (F16, BF16 or F32, as stored): rows a rescored head
     /// recomputes its top logits from (see `crate::rescore`).
     pub fn is_float(&self) -> bool {
-        matches!(
-            self.data,
-            DenseData::F32(_) | DenseData::F16(_) | DenseData::BF16(_) | DenseData::Copied { .. }
-        )
+        matches!(self.data, DenseData::F32(_) | DenseData::Half { .. })
     }
 
     /// Row `r` of a float matrix times `x` (`cols` values), on the kernels' f16 / bf16 / f32
@@ -261,12 +260,10 @@ impl DenseMatrix {
     /// The values of an F16 or BF16 matrix.
     fn half_rows(&self) -> Option<HalfRows<'_>> {
         match &self.data {
-            DenseData::F16(v) => Some(HalfRows::F16(v)),
-            DenseData::BF16(v) => Some(HalfRows::BF16(v)),
-            DenseData::Copied { bits, bf16: true } => {
+            DenseData::Half { bits, bf16: true } => {
                 Some(HalfRows::BF16(bytemuck::cast_slice(bits)))
             }
-            DenseData::Copied { bits, bf16: false } => {
+            DenseData::Half { bits, bf16: false } => {
                 Some(HalfRows::F16(bytemuck::cast_slice(bits)))
             }
             DenseData::F32(_) | DenseData::Q8(_) | DenseData::Q6K(_) | DenseData::Q4K(_) => None,
@@ -643,7 +640,11 @@ fn dense_from_gguf(
     let bytes = file.tensor_data(info);
     let data = match info.ggml_type {
         GgmlType::F16 | GgmlType::BF16 => {
-            let bits = bits_in_huge_pages(bytes, threads);
+            let bits = bits_in_huge_pages(bytes.len() / 2, threads, |at, dst| {
+                for (d, b) in dst.iter_mut().zip(bytes[2 * at..].chunks_exact(2)) {
+                    *d = u16::from_le_bytes([b[0], b[1]]);
+                }
+            });
             // The copy is what runs: the file's pages can leave this process.
             file.release(info);
             let is_bf16 = info.ggml_type == GgmlType::BF16;
@@ -652,7 +653,7 @@ fn dense_from_gguf(
             } else {
                 check_finite(name, bits.iter().map(|&b| f16::from_bits(b).to_f32()))?;
             }
-            DenseData::Copied {
+            DenseData::Half {
                 bits,
                 bf16: is_bf16,
             }
@@ -683,26 +684,25 @@ fn dense_from_gguf(
     Ok(DenseMatrix { rows, cols, data })
 }
 
-/// The 16-bit values of `bytes` (little-endian) in a buffer of their own advised for 2 MiB
-/// pages before it is written (`bitnet_kernels::pages`), filled on up to `threads` threads.
-fn bits_in_huge_pages(bytes: &[u8], threads: usize) -> Vec<u16> {
-    let mut bits = vec![0u16; bytes.len() / 2];
+/// `n` 16-bit values in a buffer of their own advised for 2 MiB pages before it is written
+/// (`bitnet_kernels::pages`), `fill(at, chunk)` writing values `at..at + chunk.len()`, on up to
+/// `threads` threads.
+fn bits_in_huge_pages(
+    n: usize,
+    threads: usize,
+    fill: impl Fn(usize, &mut [u16]) + Sync,
+) -> Vec<u16> {
+    let mut bits = vec![0u16; n];
     advise_huge_pages(&bits);
     // Whole huge pages per thread: the page faults of the fresh buffer are most of the cost.
-    let per_thread = bits
-        .len()
+    let per_thread = n
         .div_ceil(threads.max(1))
-        .next_multiple_of(HUGE_PAGE / 2);
+        .next_multiple_of(HUGE_PAGE / 2)
+        .max(HUGE_PAGE / 2);
+    let fill = &fill;
     std::thread::scope(|s| {
-        for (dst, src) in bits
-            .chunks_mut(per_thread)
-            .zip(bytes.chunks(2 * per_thread))
-        {
-            s.spawn(move || {
-                for (d, b) in dst.iter_mut().zip(src.chunks_exact(2)) {
-                    *d = u16::from_le_bytes([b[0], b[1]]);
-                }
-            });
+        for (i, chunk) in bits.chunks_mut(per_thread).enumerate() {
+            s.spawn(move || fill(i * per_thread, chunk));
         }
     });
     bits
@@ -879,7 +879,7 @@ pub fn load_checkpoint(
     let dense = |(shape, values): (Vec<usize>, DenseValues)| {
         Arc::new(match values {
             DenseValues::F32(v) => DenseMatrix::from_f32(shape[0], shape[1], v),
-            DenseValues::BF16(v) => DenseMatrix::from_bf16(shape[0], shape[1], v),
+            DenseValues::BF16(v) => DenseMatrix::from_bf16(shape[0], shape[1], &v),
         })
     };
     let embedding = dense(ckpt.embedding()?);

@@ -80,9 +80,11 @@ impl Model {
     fn assemble(l: Loaded, opts: &LoadOptions) -> Self {
         let c = &l.config;
         let rope = RopeTable::new(c.context_length, c.rope_dim, c.rope_theta);
+        let mut weights = l.weights;
+        weights.ternary_in_huge_pages(l.kernels.threads());
         Self {
             config: l.config,
-            weights: l.weights,
+            weights,
             kernels: l.kernels,
             rope,
             tokenizer: l.tokenizer,

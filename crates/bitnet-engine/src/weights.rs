@@ -403,6 +403,19 @@ impl LayerWeights {
         })
     }
 
+    /// The ternary matrices of the block, in forward order, to modify.
+    fn linears_mut(&mut self) -> [&mut PackedTernary; 7] {
+        [
+            &mut self.wq,
+            &mut self.wk,
+            &mut self.wv,
+            &mut self.wo,
+            &mut self.w_gate,
+            &mut self.w_up,
+            &mut self.w_down,
+        ]
+    }
+
     /// The ternary matrices of the block, in forward order.
     pub fn linears(&self) -> [&PackedTernary; 7] {
         [
@@ -435,6 +448,18 @@ pub struct ModelWeights {
 }
 
 impl ModelWeights {
+    /// Moves every block's ternary matrices, in forward order, into one buffer in 2 MiB
+    /// pages ([`PackedTernary::share_huge_pages`], on up to `threads` threads): the last step
+    /// of every load.
+    pub(crate) fn ternary_in_huge_pages(&mut self, threads: usize) {
+        let mut all: Vec<&mut PackedTernary> = self
+            .layers
+            .iter_mut()
+            .flat_map(LayerWeights::linears_mut)
+            .collect();
+        PackedTernary::share_huge_pages(&mut all, threads);
+    }
+
     /// Bytes one decoded token streams through the weights: every ternary matrix in its packed
     /// layout plus the head and a rescored head's exact rows (the embedding row is
     /// negligible). The memory roofline is `bandwidth / this`.

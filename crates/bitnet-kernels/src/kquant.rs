@@ -91,7 +91,8 @@ impl<B: KBlock> KQuantMatrix<B> {
     pub fn from_ggml_blocks(rows: usize, cols: usize, bytes: &[u8]) -> Result<Self, FormatError> {
         check_blocks(B::FORMAT, bytes, rows, cols)?;
         // The block types have alignment 1, so the cast cannot fail on a checked length.
-        let blocks = bytemuck::cast_slice::<u8, B>(bytes).to_vec();
+        let mut blocks = crate::pages::vec_in_huge_pages(bytes.len() / size_of::<B>(), B::zeroed());
+        bytemuck::cast_slice_mut::<B, u8>(&mut blocks).copy_from_slice(bytes);
         Ok(Self { rows, cols, blocks })
     }
 
@@ -156,7 +157,8 @@ impl<B: KBlock> KQuantMatrix<B> {
         let len = rows
             .checked_mul(nb)
             .ok_or(FormatError::Overflow { format, rows, cols })?;
-        let mut blocks = vec![B::zeroed(); len];
+        // Streamed once per decoded token: 2 MiB pages (see `crate::pages`).
+        let mut blocks = crate::pages::vec_in_huge_pages(len, B::zeroed());
         let rows_of = |blocks: &mut [B]| {
             blocks.par_chunks_mut(nb).enumerate().for_each_init(
                 || vec![0.0f32; cols],

@@ -26,6 +26,7 @@
 //! to 256 columns (every 2B4T shape is a multiple of 256 already).
 
 use crate::TernaryWeights;
+use bytes::Bytes;
 use std::fmt;
 use std::marker::PhantomData;
 use std::ops::Range;
@@ -90,7 +91,9 @@ pub struct PackedTernary {
     row_bytes: usize,
     scale: f32,
     layout: PackedLayout,
-    data: Vec<u8>,
+    /// The packed rows: a buffer of this matrix's own, or its slice of the buffer
+    /// [`PackedTernary::share_huge_pages`] moved a model's matrices into.
+    data: Bytes,
 }
 
 impl std::fmt::Debug for PackedTernary {
@@ -145,7 +148,7 @@ impl PackedTernary {
             row_bytes,
             scale: w.scale,
             layout,
-            data,
+            data: data.into(),
         }
     }
 
@@ -173,7 +176,7 @@ impl PackedTernary {
             row_bytes: cols / BLOCK * BLOCK_BYTES,
             scale,
             layout: PackedLayout::I2s128,
-            data,
+            data: data.into(),
         }
     }
 
@@ -211,9 +214,67 @@ impl PackedTernary {
                     row_bytes: cols / 4,
                     scale,
                     layout,
-                    data: out,
+                    data: out.into(),
                 }
             }
+        }
+    }
+
+    /// Moves the packed rows of `matrices` into one buffer advised for 2 MiB pages
+    /// ([`crate::pages`]), each matrix keeping its own cache-line aligned slice, in order, and
+    /// frees their former buffers as they are copied (so at most a few matrices are held
+    /// twice). The copy runs on up to `threads` threads, each on a contiguous run of
+    /// matrices. Values, shapes and results do not change.
+    ///
+    /// Why: a decoded token streams every matrix once, and from 4 KiB pages each 4 KiB of
+    /// weights costs a TLB miss (a two-level page walk in a virtual machine). The 2B4T shape's
+    /// 210 ternary matrices (0.52 GB) in their own buffers decoded 12-16 % slower on one
+    /// thread and 16 % slower on two (docs/performance.md, "Machine D, sixth visit"); one
+    /// matrix alone is smaller than a few 2 MiB pages, hence one shared buffer.
+    pub fn share_huge_pages(matrices: &mut [&mut PackedTernary], threads: usize) {
+        const ALIGN: usize = 64;
+        let spans: Vec<(usize, usize)> = matrices
+            .iter()
+            .scan(0usize, |end, m| {
+                let at = end.next_multiple_of(ALIGN);
+                *end = at + m.data.len();
+                Some((at, m.data.len()))
+            })
+            .collect();
+        let total = spans.last().map_or(0, |&(at, len)| at + len);
+        let mut buf = crate::pages::vec_in_huge_pages(total + ALIGN, 0u8);
+        let base = buf.as_ptr().align_offset(ALIGN).min(ALIGN);
+        {
+            // Each matrix with its destination, then contiguous runs of them per thread.
+            let mut rest = &mut buf[base..];
+            let mut parts = Vec::with_capacity(matrices.len());
+            let mut pos = 0;
+            for (m, &(at, len)) in matrices.iter_mut().zip(&spans) {
+                let (dst, tail) = std::mem::take(&mut rest)[at - pos..].split_at_mut(len);
+                rest = tail;
+                pos = at + len;
+                parts.push((&mut **m, dst, at));
+            }
+            let threads = threads.max(1);
+            let mut runs: Vec<Vec<(&mut PackedTernary, &mut [u8], usize)>> =
+                (0..threads).map(|_| Vec::new()).collect();
+            for part in parts {
+                runs[part.2 * threads / total.max(1)].push(part);
+            }
+            std::thread::scope(|s| {
+                for run in runs.into_iter().filter(|r| !r.is_empty()) {
+                    s.spawn(move || {
+                        for (m, dst, _) in run {
+                            dst.copy_from_slice(&m.data);
+                            m.data = Bytes::new();
+                        }
+                    });
+                }
+            });
+        }
+        let shared = Bytes::from(buf);
+        for (m, &(at, len)) in matrices.iter_mut().zip(&spans) {
+            m.data = shared.slice(base + at..base + at + len);
         }
     }
 

@@ -1,13 +1,16 @@
-//! [`advise_huge_pages`]: asks Linux to back a large weight buffer with 2 MiB pages, before
-//! the buffer is first written.
+//! [`advise_huge_pages`] and [`vec_in_huge_pages`]: ask Linux to back a large weight buffer
+//! with 2 MiB pages, before the buffer is first written.
 //!
-//! Why: the output head is the largest single weight stream of a decoded token, and reading it
-//! from 4 KiB pages costs a TLB entry per 4 KiB where one 2 MiB page covers 400 rows of a 2B4T
-//! head. Measured on the F16 head (2B4T synthetic file, `bitnet-cli bench -p 0 -n 128 -t 1,2
-//! -r 2 --kv-type f16`, alternating, two rounds, docs/performance.md): streamed from the GGUF
-//! memory map 10.98 / 10.63 tokens/s on one thread and 21.13 / 20.40 on two; copied into a
-//! buffer advised here 12.02 / 12.07 and 22.09 / 21.79. (The Q8_0 head, advised the same way,
-//! did not gain: its kernel is not limited by the TLB.) Transparent huge pages run in
+//! Why: decoding streams every weight once per token, and reading from 4 KiB pages costs a
+//! TLB miss every 4 KiB (a two-level page walk in a virtual machine), where one 2 MiB page
+//! covers 400 rows of a 2B4T head. Measured (2B4T synthetic file, `bitnet-cli bench -p 0 -n
+//! 128 -t 1,2 -r 2 --kv-type f16`, alternating, docs/performance.md): the F16 head streamed
+//! from the GGUF memory map 10.98 / 10.63 tokens/s on one thread and 21.13 / 20.40 on two,
+//! copied into an advised buffer 12.02 / 12.07 and 22.09 / 21.79; then the ternary matrices
+//! moved into one advised buffer ([`crate::PackedTernary::share_huge_pages`]) 11.57 / 11.64
+//! -> 13.37 / 13.03 and 22.54 / 22.97 -> 25.36 / 25.22, and the Q8_0 head's quants too. A
+//! plain C read gains as much (13.8-14.2 -> 16.6-17.2 GB/s on one thread), so the bandwidth
+//! probe ([`crate::membw`]) reads from huge pages as well. Transparent huge pages run in
 //! `madvise` mode by default on many distributions, so a buffer gets them only when asked.
 //!
 //! Written by hand (one `madvise` call through libc): memmap2 advises only its own maps, and the
@@ -47,6 +50,15 @@ pub fn advise_huge_pages<T>(buf: &[T]) {
     let _ = buf;
 }
 
+/// `len` copies of `value` in a fresh buffer advised for huge pages ([`advise_huge_pages`])
+/// before anything is written to it.
+pub fn vec_in_huge_pages<T: Clone>(len: usize, value: T) -> Vec<T> {
+    let mut v = Vec::with_capacity(len);
+    advise_huge_pages(v.spare_capacity_mut());
+    v.resize(len, value);
+    v
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -61,6 +73,15 @@ mod tests {
             }
             advise_huge_pages(&v);
             assert!(v.iter().enumerate().all(|(i, &x)| x == (i % 251) as u8));
+        }
+    }
+
+    #[test]
+    fn a_vec_in_huge_pages_holds_its_values() {
+        for len in [0usize, 3, HUGE_PAGE / 2 + 1] {
+            let v = vec_in_huge_pages(len, 7u16);
+            assert_eq!(v.len(), len);
+            assert!(v.iter().all(|&x| x == 7));
         }
     }
 }

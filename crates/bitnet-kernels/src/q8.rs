@@ -17,6 +17,7 @@
 //! the AVX2 kernel relies on (`|q| * q` pairs never saturate 16 bits).
 
 use crate::FormatError;
+use crate::pages::vec_in_huge_pages;
 use half::f16;
 use rayon::prelude::*;
 
@@ -71,8 +72,9 @@ impl Q8Matrix {
             cols,
         })?;
         let nb = cols / Q8_BLOCK;
-        let mut qs = vec![0i8; len];
-        let mut d = vec![f16::ZERO; rows * nb];
+        // Streamed once per decoded token: 2 MiB pages (see `crate::pages`).
+        let mut qs = vec_in_huge_pages(len, 0i8);
+        let mut d = vec_in_huge_pages(rows * nb, f16::ZERO);
         // Load-time work: rows are quantised in parallel on a rayon pool of `threads` (not the
         // kernels' decode pool, which stays free of load work); each task reuses one row
         // buffer. The result does not depend on the thread count.
@@ -123,8 +125,12 @@ impl Q8Matrix {
         if blocks.iter().any(|b| b.qs.contains(&i8::MIN)) {
             return Ok(None);
         }
-        let qs = blocks.iter().flat_map(|b| b.qs).collect();
-        let d = blocks.iter().map(|b| f16::from_le_bytes(b.d)).collect();
+        let mut qs = vec_in_huge_pages(blocks.len() * Q8_BLOCK, 0i8);
+        let mut d = vec_in_huge_pages(blocks.len(), f16::ZERO);
+        for ((b, q), d) in blocks.iter().zip(qs.chunks_exact_mut(Q8_BLOCK)).zip(&mut d) {
+            q.copy_from_slice(&b.qs);
+            *d = f16::from_le_bytes(b.d);
+        }
         Ok(Some(Self { rows, cols, qs, d }))
     }
 

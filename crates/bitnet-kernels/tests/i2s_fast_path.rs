@@ -112,3 +112,37 @@ fn i2s_fast_path_refuses_code_3_and_skips_unaligned_rows() {
             .is_none()
     );
 }
+
+#[test]
+fn matrices_moved_into_one_shared_buffer_keep_their_rows_and_results() {
+    let kernels = bitnet_kernels::Kernels::new(2);
+    let shapes = [(5, 512), (3, 256), (7, 1024), (1, 256)];
+    let weights: Vec<TernaryWeights> = shapes
+        .iter()
+        .enumerate()
+        .map(|(i, &(r, c))| ternary(r, c, i as u64 + 1, 0.5 + i as f32))
+        .collect();
+    let mut packed: Vec<PackedTernary> = weights.iter().map(|w| kernels.pack(w)).collect();
+    let before = packed.clone();
+    let run = |p: &PackedTernary| {
+        let q: Vec<i8> = (0..p.cols()).map(|c| (c % 7) as i8 - 3).collect();
+        let mut y = vec![0f32; p.rows()];
+        kernels.ternary_matmul(p, &q, &[0.25], 1, &mut y);
+        y
+    };
+    PackedTernary::share_huge_pages(&mut packed.iter_mut().collect::<Vec<_>>(), 3);
+    for ((after, before), w) in packed.iter().zip(&before).zip(&weights) {
+        assert_eq!(after, before);
+        assert_eq!(&after.unpack(), w);
+        assert_eq!(run(after), run(before));
+        // Each matrix starts on a cache line of the shared buffer.
+        assert_eq!(after.row(0).as_ptr() as usize % 64, 0);
+    }
+    // Consecutive matrices lie in one buffer, in order.
+    let (a, b) = (
+        packed[0].row(0).as_ptr() as usize,
+        packed[1].row(0).as_ptr() as usize,
+    );
+    assert_eq!(b - a, packed[0].size_bytes().next_multiple_of(64));
+    PackedTernary::share_huge_pages(&mut [], 2);
+}

@@ -90,7 +90,7 @@ impl<B: KBlock> KQuantMatrix<B> {
     /// As [`check_blocks`].
     pub fn from_ggml_blocks(rows: usize, cols: usize, bytes: &[u8]) -> Result<Self, FormatError> {
         check_blocks(B::FORMAT, bytes, rows, cols)?;
-        // The block types have alignment 1, so the cast cannot fail on a checked length.
+        // `check_blocks` checked a whole number of blocks, so the lengths of the copy agree.
         let mut blocks = crate::pages::vec_in_huge_pages(bytes.len() / size_of::<B>(), B::zeroed());
         bytemuck::cast_slice_mut::<B, u8>(&mut blocks).copy_from_slice(bytes);
         Ok(Self { rows, cols, blocks })

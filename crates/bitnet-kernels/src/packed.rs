@@ -227,10 +227,11 @@ impl PackedTernary {
     /// matrices. Values, shapes and results do not change.
     ///
     /// Why: a decoded token streams every matrix once, and from 4 KiB pages each 4 KiB of
-    /// weights costs a TLB miss (a two-level page walk in a virtual machine). The 2B4T shape's
-    /// 210 ternary matrices (0.52 GB) in their own buffers decoded 12-16 % slower on one
-    /// thread and 16 % slower on two (docs/performance.md, "Machine D, sixth visit"); one
-    /// matrix alone is smaller than a few 2 MiB pages, hence one shared buffer.
+    /// weights costs a TLB miss (a two-level page walk in a virtual machine). With the 2B4T
+    /// shape's 210 ternary matrices (0.52 GB) in one such buffer instead of their own, decoding
+    /// ran 12-16 % faster with the F16 head and 19-25 % with the Q8_0 head (docs/performance.md,
+    /// "Machine D, sixth visit"); one matrix alone spans only a few 2 MiB pages, if any, hence
+    /// one shared buffer.
     pub fn share_huge_pages(matrices: &mut [&mut PackedTernary], threads: usize) {
         const ALIGN: usize = 64;
         let spans: Vec<(usize, usize)> = matrices

@@ -6,11 +6,12 @@
 //! covers 400 rows of a 2B4T head. Measured (2B4T synthetic file, `bitnet-cli bench -p 0 -n
 //! 128 -t 1,2 -r 2 --kv-type f16`, alternating, docs/performance.md): the F16 head streamed
 //! from the GGUF memory map 10.98 / 10.63 tokens/s on one thread and 21.13 / 20.40 on two,
-//! copied into an advised buffer 12.02 / 12.07 and 22.09 / 21.79; then the ternary matrices
-//! moved into one advised buffer ([`crate::PackedTernary::share_huge_pages`]) 11.57 / 11.64
-//! -> 13.37 / 13.03 and 22.54 / 22.97 -> 25.36 / 25.22, and the Q8_0 head's quants too. A
-//! plain C read gains as much (13.8-14.2 -> 16.6-17.2 GB/s on one thread), so the bandwidth
-//! probe ([`crate::membw`]) reads from huge pages as well. Transparent huge pages run in
+//! copied into an advised buffer 12.02 / 12.07 and 22.09 / 21.79; then with the ternary
+//! matrices moved into one advised buffer ([`crate::PackedTernary::share_huge_pages`]) and the
+//! Q8_0 head built in one, 11.66 / 11.54 -> 13.11 / 13.29 and 21.59 / 22.70 -> 24.99 / 26.25
+//! (F16 head), 28.57 / 28.53 -> 33.87 / 34.14 on two threads with the Q8_0 head. A plain C
+//! read gains 12-20 % from 2 MiB pages too, so the bandwidth probe ([`crate::membw`]) reads
+//! from them as well. Transparent huge pages run in
 //! `madvise` mode by default on many distributions, so a buffer gets them only when asked.
 //!
 //! Written by hand (one `madvise` call through libc): memmap2 advises only its own maps, and the

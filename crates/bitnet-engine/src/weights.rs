@@ -17,7 +17,7 @@ use std::sync::Arc;
 use bitnet_checkpoint::{Checkpoint, DenseValues};
 use bitnet_gguf::{GgmlType, GgufFile, TensorInfo};
 use bitnet_kernels::formats::DenseBlocks;
-use bitnet_kernels::pages::{HUGE_PAGE, advise_huge_pages};
+use bitnet_kernels::pages::{HUGE_PAGE, zeroed_vec_in_huge_pages};
 use bitnet_kernels::{
     FormatError, Kernels, PackedTernary, Q4KMatrix, Q6KMatrix, Q8Activations, Q8KActivations,
     Q8Matrix, TernaryWeights, formats,
@@ -717,8 +717,7 @@ fn bits_in_huge_pages(
     threads: usize,
     fill: impl Fn(usize, &mut [u16]) + Sync,
 ) -> Vec<u16> {
-    let mut bits = vec![0u16; n];
-    advise_huge_pages(&bits);
+    let mut bits = zeroed_vec_in_huge_pages::<u16>(n);
     // Whole huge pages per thread: the page faults of the fresh buffer are most of the cost.
     let per_thread = n
         .div_ceil(threads.max(1))

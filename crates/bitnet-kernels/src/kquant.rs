@@ -91,7 +91,7 @@ impl<B: KBlock> KQuantMatrix<B> {
     pub fn from_ggml_blocks(rows: usize, cols: usize, bytes: &[u8]) -> Result<Self, FormatError> {
         check_blocks(B::FORMAT, bytes, rows, cols)?;
         // `check_blocks` checked a whole number of blocks, so the lengths of the copy agree.
-        let mut blocks = crate::pages::vec_in_huge_pages(bytes.len() / size_of::<B>(), B::zeroed());
+        let mut blocks = crate::pages::zeroed_vec_in_huge_pages::<B>(bytes.len() / size_of::<B>());
         bytemuck::cast_slice_mut::<B, u8>(&mut blocks).copy_from_slice(bytes);
         Ok(Self { rows, cols, blocks })
     }
@@ -158,7 +158,7 @@ impl<B: KBlock> KQuantMatrix<B> {
             .checked_mul(nb)
             .ok_or(FormatError::Overflow { format, rows, cols })?;
         // Streamed once per decoded token: 2 MiB pages (see `crate::pages`).
-        let mut blocks = crate::pages::vec_in_huge_pages(len, B::zeroed());
+        let mut blocks = crate::pages::zeroed_vec_in_huge_pages::<B>(len);
         let rows_of = |blocks: &mut [B]| {
             blocks.par_chunks_mut(nb).enumerate().for_each_init(
                 || vec![0.0f32; cols],

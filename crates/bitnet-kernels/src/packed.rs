@@ -243,7 +243,7 @@ impl PackedTernary {
             })
             .collect();
         let total = spans.last().map_or(0, |&(at, len)| at + len);
-        let mut buf = crate::pages::vec_in_huge_pages(total + ALIGN, 0u8);
+        let mut buf = crate::pages::zeroed_vec_in_huge_pages::<u8>(total + ALIGN);
         let base = buf.as_ptr().align_offset(ALIGN).min(ALIGN);
         {
             // Each matrix with its destination, then contiguous runs of them per thread.

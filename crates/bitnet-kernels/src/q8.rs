@@ -17,7 +17,7 @@
 //! the AVX2 kernel relies on (`|q| * q` pairs never saturate 16 bits).
 
 use crate::FormatError;
-use crate::pages::vec_in_huge_pages;
+use crate::pages::zeroed_vec_in_huge_pages;
 use half::f16;
 use rayon::prelude::*;
 
@@ -73,8 +73,8 @@ impl Q8Matrix {
         })?;
         let nb = cols / Q8_BLOCK;
         // Streamed once per decoded token: 2 MiB pages (see `crate::pages`).
-        let mut qs = vec_in_huge_pages(len, 0i8);
-        let mut d = vec_in_huge_pages(rows * nb, f16::ZERO);
+        let mut qs = zeroed_vec_in_huge_pages::<i8>(len);
+        let mut d = zeroed_vec_in_huge_pages::<f16>(rows * nb);
         // Load-time work: rows are quantised in parallel on a rayon pool of `threads` (not the
         // kernels' decode pool, which stays free of load work); each task reuses one row
         // buffer. The result does not depend on the thread count.
@@ -125,8 +125,8 @@ impl Q8Matrix {
         if blocks.iter().any(|b| b.qs.contains(&i8::MIN)) {
             return Ok(None);
         }
-        let mut qs = vec_in_huge_pages(blocks.len() * Q8_BLOCK, 0i8);
-        let mut d = vec_in_huge_pages(blocks.len(), f16::ZERO);
+        let mut qs = zeroed_vec_in_huge_pages::<i8>(blocks.len() * Q8_BLOCK);
+        let mut d = zeroed_vec_in_huge_pages::<f16>(blocks.len());
         for ((b, q), d) in blocks.iter().zip(qs.chunks_exact_mut(Q8_BLOCK)).zip(&mut d) {
             q.copy_from_slice(&b.qs);
             *d = f16::from_le_bytes(b.d);

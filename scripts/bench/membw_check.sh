@@ -2,7 +2,10 @@
 # Checks `bitnet-cli bench`'s memory read-bandwidth probe against a C/OpenMP STREAM-style
 # read (scripts/bench/stream_read.c): both run alternately, ROUNDS rounds, on 1 and 2 threads
 # (THREADS), reading the same number of bytes (3 x MIB MiB); the best of each per thread count
-# is compared, and the script exits 1 if they differ by more than TOLERANCE_PCT (5 %).
+# is compared, and the script exits 1 if the probe reads more than TOLERANCE_PCT (5 %) below
+# the C read. A probe faster than the C read passes (and the ratio is printed): the roofline
+# is then stricter than STREAM's, never more generous (on machine D the probe's two-stream
+# 256-bit read gives 6-8 % more than the C read's three arrays).
 #
 # A benchmark, not a test: timings depend on the machine and its load, so it is not part of
 # scripts/ci-local.sh. Run it on an idle machine.
@@ -59,9 +62,9 @@ done
 status=0
 for t in $THREADS; do
   awk -v t="$t" -v p="${best_p[$t]}" -v c="${best_c[$t]}" -v tol="$TOLERANCE_PCT" 'BEGIN {
-    ratio = p / c; dev = (ratio - 1) * 100; if (dev < 0) dev = -dev
+    ratio = p / c; below = (1 - ratio) * 100
     printf "threads %s: probe %.2f GB/s, C %.2f GB/s, probe/C %.3f: %s\n", t, p, c, ratio,
-      (dev <= tol) ? "within " tol " %" : "DIFFER by more than " tol " %"
-    exit (dev <= tol) ? 0 : 1 }' || status=1
+      (below <= tol) ? "not more than " tol " % below" : "BELOW by more than " tol " %"
+    exit (below <= tol) ? 0 : 1 }' || status=1
 done
 exit $status

@@ -385,7 +385,7 @@ pub struct BenchArgs {
     /// between the threads.
     #[arg(long, default_value_t = 1024, value_name = "MIB", value_parser = clap::value_parser!(u64).range(1..=65536))]
     pub probe_mib: u64,
-    /// Timed passes of the bandwidth probe (after one untimed); the best one counts.
+    /// Timed passes of the bandwidth probe per read kernel (after one untimed); the best one counts.
     #[arg(long, default_value_t = 10, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=1000))]
     pub probe_passes: u64,
     /// Only run the bandwidth probe for each `-t` thread count and print its GB/s (no model

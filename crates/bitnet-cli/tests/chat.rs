@@ -117,8 +117,13 @@ fn no_history_writes_no_file() {
 #[test]
 fn ctrl_c_stops_only_the_reply() {
     let dir = tempfile::tempdir().unwrap();
-    // A reply runs until the context is full (about 200 tokens), so there is time to stop it.
-    let mut p = spawn(dir.path(), &["-n", "100000", "--quiet"]);
+    // A reply runs until the context is full (about 200 tokens), so there is time to stop it:
+    // about 0.6 s with the scalar kernel (the SIMD ones write it in 50 ms, which a test process
+    // descheduled on a busy machine could miss every time).
+    let mut p = spawn(
+        dir.path(),
+        &["-n", "100000", "--quiet", "--kernel", "i2s/scalar"],
+    );
     // Ctrl-C is sent as soon as the line editor has given the terminal back (it switches
     // bracketed paste off then). Should the whole reply be written before the key arrives, the
     // Ctrl-C lands at the prompt instead (a hint, no exit); then the next message tries again.

@@ -7,7 +7,7 @@
 //! step (as the server's continuous batching runs them), aggregate tokens/s.
 //!
 //! Alongside, the memory read bandwidth is probed in the same process, after the model is
-//! dropped (`bitnet_kernels::membw` through [`read_bandwidth`]: full-width SIMD loads, several streams per thread, on
+//! dropped (`bitnet_kernels::membw` through [`read_bandwidth`]: the fastest of its SIMD read kernels, two streams per thread, on
 //! a kernel pool of the same thread count as decode, best of `--probe-passes` reads of a
 //! `--probe-mib` buffer), which gives the decode roofline `bandwidth / bytes streamed per
 //! token`: generation cannot beat it, so the table says how close it gets.

@@ -1,6 +1,6 @@
 //! NEON read kernel for the bandwidth probe ([`crate::membw`]): 16-byte loads, the
-//! [`STREAMS`] lockstep streams with two `add` accumulators each (eight independent
-//! 128-bit chains, 128 bytes per step). NEON is baseline on aarch64.
+//! [`STREAMS`] lockstep streams with two `add` accumulators each (four independent
+//! 128-bit chains, 64 bytes per step). NEON is baseline on aarch64.
 
 use crate::membw::streams::{STREAMS, streams};
 use std::arch::aarch64::*;

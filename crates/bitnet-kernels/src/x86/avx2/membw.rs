@@ -1,6 +1,6 @@
 //! AVX2 read kernel for the bandwidth probe ([`crate::membw`]): 32-byte loads, the
-//! [`STREAMS`] lockstep streams with two `vpaddq` accumulators each (eight independent
-//! 256-bit chains, 256 bytes per step).
+//! [`STREAMS`] lockstep streams with two `vpaddq` accumulators each (four independent
+//! 256-bit chains, 128 bytes per step).
 
 use crate::membw::streams::{STREAMS, streams};
 use std::arch::x86_64::*;

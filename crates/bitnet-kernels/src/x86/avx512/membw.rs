@@ -1,6 +1,6 @@
 //! AVX-512 read kernel for the bandwidth probe ([`crate::membw`]): 64-byte loads, the
-//! [`STREAMS`] lockstep streams with two `vpaddq` accumulators each (eight independent
-//! 512-bit chains, 512 bytes in flight per step). Needs only AVX-512F.
+//! [`STREAMS`] lockstep streams with two `vpaddq` accumulators each (four independent
+//! 512-bit chains, 256 bytes per step). Needs only AVX-512F.
 
 use crate::membw::streams::{STREAMS, streams};
 use std::arch::x86_64::*;

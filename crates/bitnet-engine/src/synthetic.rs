@@ -78,7 +78,12 @@ pub fn weights(cfg: &ModelConfig, seed: u64, kernels: &Kernels) -> ModelWeights 
         });
         (embedding, layers)
     });
-    let embedding = Arc::new(DenseMatrix::from_f16(cfg.vocab_size, h, &embedding));
+    let embedding = Arc::new(DenseMatrix::from_f16(
+        cfg.vocab_size,
+        h,
+        &embedding,
+        kernels.threads(),
+    ));
     ModelWeights {
         rescore: None,
         head: Arc::clone(&embedding),

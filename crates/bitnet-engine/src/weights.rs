@@ -17,7 +17,7 @@ use std::sync::Arc;
 use bitnet_checkpoint::{Checkpoint, DenseValues};
 use bitnet_gguf::{GgmlType, GgufFile, TensorInfo};
 use bitnet_kernels::formats::DenseBlocks;
-use bitnet_kernels::pages::{HUGE_PAGE, zeroed_vec_in_huge_pages};
+use bitnet_kernels::pages::filled_in_huge_pages;
 use bitnet_kernels::{
     FormatError, Kernels, PackedTernary, Q4KMatrix, Q6KMatrix, Q8Activations, Q8KActivations,
     Q8Matrix, TernaryWeights, formats,
@@ -90,14 +90,15 @@ impl DenseMatrix {
         }
     }
 
-    /// An f16 matrix (copied into 2 MiB pages).
-    pub fn from_f16(rows: usize, cols: usize, data: &[f16]) -> Self {
-        Self::half(rows, cols, false, data, f16::to_bits)
+    /// An f16 matrix, copied into 2 MiB pages on up to `threads` threads.
+    pub fn from_f16(rows: usize, cols: usize, data: &[f16], threads: usize) -> Self {
+        Self::half(rows, cols, false, data, f16::to_bits, threads)
     }
 
-    /// A bf16 matrix (a bf16 checkpoint's embedding, as stored; copied into 2 MiB pages).
-    pub fn from_bf16(rows: usize, cols: usize, data: &[bf16]) -> Self {
-        Self::half(rows, cols, true, data, bf16::to_bits)
+    /// A bf16 matrix (a bf16 checkpoint's embedding, as stored), copied into 2 MiB pages on
+    /// up to `threads` threads.
+    pub fn from_bf16(rows: usize, cols: usize, data: &[bf16], threads: usize) -> Self {
+        Self::half(rows, cols, true, data, bf16::to_bits, threads)
     }
 
     fn half<T: Copy + Sync>(
@@ -106,9 +107,10 @@ impl DenseMatrix {
         bf16: bool,
         data: &[T],
         to_bits: fn(T) -> u16,
+        threads: usize,
     ) -> Self {
         debug_assert_eq!(data.len(), rows * cols);
-        let bits = bits_in_huge_pages(data.len(), 1, |at, dst| {
+        let bits = filled_in_huge_pages(data.len(), threads, |at, dst| {
             for (d, &v) in dst.iter_mut().zip(&data[at..]) {
                 *d = to_bits(v);
             }
@@ -651,7 +653,7 @@ fn vector_from_gguf(file: &GgufFile, name: &str, len: usize) -> Result<Vec<f32>>
 }
 
 /// The embedding or head `name` (`[rows][cols]`): F16 and BF16 copied into 2 MiB pages
-/// ([`bits_in_huge_pages`]), ggml's dense block types as they are (Q8_0 blocks re-laid out for
+/// (`bitnet_kernels::pages::filled_in_huge_pages`), ggml's dense block types as they are (Q8_0 blocks re-laid out for
 /// the Q8_0 kernels, [`q8_from_gguf`]), F32 as f32.
 fn dense_from_gguf(
     file: &Arc<GgufFile>,
@@ -665,7 +667,7 @@ fn dense_from_gguf(
     let bytes = file.tensor_data(info);
     let data = match info.ggml_type {
         GgmlType::F16 | GgmlType::BF16 => {
-            let bits = bits_in_huge_pages(bytes.len() / 2, threads, |at, dst| {
+            let bits = filled_in_huge_pages(bytes.len() / 2, threads, |at, dst| {
                 for (d, b) in dst.iter_mut().zip(bytes[2 * at..].chunks_exact(2)) {
                     *d = u16::from_le_bytes([b[0], b[1]]);
                 }
@@ -707,29 +709,6 @@ fn dense_from_gguf(
         }
     };
     Ok(DenseMatrix { rows, cols, data })
-}
-
-/// `n` 16-bit values in a buffer of their own advised for 2 MiB pages before it is written
-/// (`bitnet_kernels::pages`), `fill(at, chunk)` writing values `at..at + chunk.len()`, on up to
-/// `threads` threads.
-fn bits_in_huge_pages(
-    n: usize,
-    threads: usize,
-    fill: impl Fn(usize, &mut [u16]) + Sync,
-) -> Vec<u16> {
-    let mut bits = zeroed_vec_in_huge_pages::<u16>(n);
-    // Whole huge pages per thread: the page faults of the fresh buffer are most of the cost.
-    let per_thread = n
-        .div_ceil(threads.max(1))
-        .next_multiple_of(HUGE_PAGE / 2)
-        .max(HUGE_PAGE / 2);
-    let fill = &fill;
-    std::thread::scope(|s| {
-        for (i, chunk) in bits.chunks_mut(per_thread).enumerate() {
-            s.spawn(move || fill(i * per_thread, chunk));
-        }
-    });
-    bits
 }
 
 /// A format error about tensor `info`.
@@ -903,7 +882,9 @@ pub fn load_checkpoint(
     let dense = |(shape, values): (Vec<usize>, DenseValues)| {
         Arc::new(match values {
             DenseValues::F32(v) => DenseMatrix::from_f32(shape[0], shape[1], v),
-            DenseValues::BF16(v) => DenseMatrix::from_bf16(shape[0], shape[1], &v),
+            DenseValues::BF16(v) => {
+                DenseMatrix::from_bf16(shape[0], shape[1], &v, kernels.threads())
+            }
         })
     };
     let embedding = dense(ckpt.embedding()?);

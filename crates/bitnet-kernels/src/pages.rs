@@ -1,5 +1,5 @@
-//! [`advise_huge_pages`] and [`zeroed_vec_in_huge_pages`]: ask Linux to back a large weight buffer
-//! with 2 MiB pages, before the buffer is first written.
+//! [`advise_huge_pages`], [`zeroed_vec_in_huge_pages`] and [`filled_in_huge_pages`]: ask Linux
+//! to back a large weight buffer with 2 MiB pages, before the buffer is first written.
 //!
 //! Why: decoding streams every weight once per token, and reading from 4 KiB pages costs a
 //! TLB miss every 4 KiB (a two-level page walk in a virtual machine), where one 2 MiB page
@@ -62,6 +62,32 @@ pub fn zeroed_vec_in_huge_pages<T: bytemuck::Zeroable>(len: usize) -> Vec<T> {
     v
 }
 
+/// `len` values in a fresh buffer advised for huge pages ([`zeroed_vec_in_huge_pages`]),
+/// written by `fill(at, chunk)` (values `at..at + chunk.len()`) on up to `threads` scoped
+/// threads, each taking whole 2 MiB pages: the page faults of a fresh buffer are most of the
+/// cost of a copy into it, and they run on the thread that first writes the page. (The
+/// ternary matrices' move, [`crate::PackedTernary::share_huge_pages`], splits its work by
+/// matrix instead, to free each source as soon as it is copied.)
+pub fn filled_in_huge_pages<T: bytemuck::Zeroable + Send>(
+    len: usize,
+    threads: usize,
+    fill: impl Fn(usize, &mut [T]) + Sync,
+) -> Vec<T> {
+    let mut v = zeroed_vec_in_huge_pages::<T>(len);
+    let page = (HUGE_PAGE / std::mem::size_of::<T>().max(1)).max(1);
+    let per_thread = len
+        .div_ceil(threads.max(1))
+        .next_multiple_of(page)
+        .max(page);
+    let fill = &fill;
+    std::thread::scope(|s| {
+        for (i, chunk) in v.chunks_mut(per_thread).enumerate() {
+            s.spawn(move || fill(i * per_thread, chunk));
+        }
+    });
+    v
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -76,6 +102,24 @@ mod tests {
             }
             advise_huge_pages(&v);
             assert!(v.iter().enumerate().all(|(i, &x)| x == (i % 251) as u8));
+        }
+    }
+
+    #[test]
+    fn filling_on_threads_writes_every_value_once() {
+        for (len, threads) in [
+            (0usize, 2),
+            (5, 3),
+            (HUGE_PAGE / 4 * 3 + 7, 2),
+            (HUGE_PAGE, 1),
+        ] {
+            let v = filled_in_huge_pages::<u32>(len, threads, |at, chunk| {
+                for (j, x) in chunk.iter_mut().enumerate() {
+                    *x += (at + j) as u32 + 1;
+                }
+            });
+            assert_eq!(v.len(), len);
+            assert!(v.iter().enumerate().all(|(i, &x)| x == i as u32 + 1));
         }
     }
 

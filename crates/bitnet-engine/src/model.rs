@@ -277,33 +277,38 @@ impl Model {
         }
     }
 
-    /// `out = W · input` for `n` rows, quantising activations when the model does.
-    /// `quantized` says the rows of `input` are already quantised in `s.q8` (shared by q/k/v
-    /// and by gate/up). The buffers are passed apart (not as the scratch struct) because the
-    /// caller holds other scratch fields borrowed at the same time.
-    #[allow(clippy::too_many_arguments)]
-    fn bitlinear(
+    /// `out_k = W_k · input` for `n` rows and each of the `K` matrices (one for o and down;
+    /// q, k and v, or gate and up, together), quantising the activations once when the model
+    /// does, the matmuls in one pool run ([`Kernels::ternary_matmuls`]). The buffers are passed
+    /// apart (not as the scratch struct) because the caller holds other scratch fields
+    /// borrowed at the same time.
+    fn bitlinears<const K: usize>(
         &self,
-        w: &PackedTernary,
+        ws: [&PackedTernary; K],
         input: &[f32],
         q8: &mut [i8],
         q8_scale: &mut [f32],
         n: usize,
-        quantized: bool,
-        out: &mut [f32],
+        outs: [&mut [f32]; K],
     ) {
-        let cols = w.cols();
-        let out = &mut out[..n * w.rows()];
+        let cols = ws[0].cols();
+        let mut i = 0;
+        let outs = outs.map(|out| {
+            let out = &mut out[..n * ws[i].rows()];
+            i += 1;
+            out
+        });
         if self.act_quant {
             let q8 = &mut q8[..n * cols];
-            if !quantized {
-                self.kernels
-                    .quantize_rows(&input[..n * cols], n, q8, &mut q8_scale[..n]);
-            }
-            self.kernels.ternary_matmul(w, q8, &q8_scale[..n], n, out);
-        } else {
             self.kernels
-                .ternary_matmul_f32(w, &input[..n * cols], n, out);
+                .quantize_rows(&input[..n * cols], n, q8, &mut q8_scale[..n]);
+            self.kernels
+                .ternary_matmuls(ws, q8, &q8_scale[..n], n, outs);
+        } else {
+            for (w, out) in ws.into_iter().zip(outs) {
+                self.kernels
+                    .ternary_matmul_f32(w, &input[..n * cols], n, out);
+            }
         }
     }
 
@@ -348,32 +353,13 @@ impl Model {
                     &mut sc.h[t * d..(t + 1) * d],
                 );
             }
-            self.bitlinear(
-                &lw.wq,
+            self.bitlinears(
+                [&lw.wq, &lw.wk, &lw.wv],
                 &sc.h,
                 &mut sc.q8,
                 &mut sc.q8_scale,
                 n,
-                false,
-                &mut sc.q,
-            );
-            self.bitlinear(
-                &lw.wk,
-                &sc.h,
-                &mut sc.q8,
-                &mut sc.q8_scale,
-                n,
-                true,
-                &mut sc.k,
-            );
-            self.bitlinear(
-                &lw.wv,
-                &sc.h,
-                &mut sc.q8,
-                &mut sc.q8_scale,
-                n,
-                true,
-                &mut sc.v,
+                [&mut sc.q, &mut sc.k, &mut sc.v],
             );
             for t in 0..n {
                 let pos = rows.pos(t);
@@ -424,14 +410,13 @@ impl Model {
                 );
                 rms_norm(src, &lw.attn_sub_norm, eps, dst);
             }
-            self.bitlinear(
-                &lw.wo,
+            self.bitlinears(
+                [&lw.wo],
                 &sc.h,
                 &mut sc.q8,
                 &mut sc.q8_scale,
                 n,
-                false,
-                &mut sc.out,
+                [&mut sc.out],
             );
             for (x, o) in sc.x[..n * d].iter_mut().zip(&sc.out[..n * d]) {
                 *x += o;
@@ -446,23 +431,13 @@ impl Model {
                     &mut sc.h[t * d..(t + 1) * d],
                 );
             }
-            self.bitlinear(
-                &lw.w_gate,
+            self.bitlinears(
+                [&lw.w_gate, &lw.w_up],
                 &sc.h,
                 &mut sc.q8,
                 &mut sc.q8_scale,
                 n,
-                false,
-                &mut sc.gate,
-            );
-            self.bitlinear(
-                &lw.w_up,
-                &sc.h,
-                &mut sc.q8,
-                &mut sc.q8_scale,
-                n,
-                true,
-                &mut sc.up,
+                [&mut sc.gate, &mut sc.up],
             );
             let act = c.activation;
             for (g, u) in sc.gate[..n * ffn].iter_mut().zip(&sc.up[..n * ffn]) {
@@ -475,14 +450,13 @@ impl Model {
                 );
                 rms_norm(src, &lw.ffn_sub_norm, eps, dst);
             }
-            self.bitlinear(
-                &lw.w_down,
+            self.bitlinears(
+                [&lw.w_down],
                 &sc.h,
                 &mut sc.q8,
                 &mut sc.q8_scale,
                 n,
-                false,
-                &mut sc.out,
+                [&mut sc.out],
             );
             for (x, o) in sc.x[..n * d].iter_mut().zip(&sc.out[..n * d]) {
                 *x += o;

@@ -348,6 +348,58 @@ impl Kernels {
         );
     }
 
+    /// [`Kernels::ternary_matmul`] of `K` matrices taking the same activations (a layer's
+    /// q, k and v, or gate and up) in one pool run: each thread computes its share of every
+    /// matrix's rows in turn, so the threads meet once instead of `K` times. Decoding runs
+    /// about 200 of these hand-offs per token, and each costs the wake-up and the wait for
+    /// the slower thread. Results are those of `K` separate calls, bit for bit.
+    ///
+    /// # Panics
+    /// As [`Kernels::ternary_matmul`], for any of the matrices.
+    pub fn ternary_matmuls<const K: usize>(
+        &self,
+        ws: [&PackedTernary; K],
+        q: &[i8],
+        scales: &[f32],
+        n: usize,
+        ys: [&mut [f32]; K],
+    ) {
+        let ms = ws.map(|w| checked(TernaryMatmul::new(w, q, scales, n)));
+        let mut i = 0;
+        let outs: [OutRows<'_>; K] = ys.map(|y| {
+            let out = self.output("ternary_matmuls", ws[i], n, y);
+            i += 1;
+            out
+        });
+        let work: usize = ws.iter().map(|w| w.rows() * w.cols() * n.max(1)).sum();
+        let threads = self.pool.threads();
+        let b = self.backend;
+        if threads <= 1 || work < MIN_PARALLEL_WORK {
+            for (m, mut out) in ms.iter().zip(outs) {
+                self.count(Counter::matmul(OpKind::Ternary, n));
+                self.witness(OpKind::Ternary, b.ternary_rows(m, &mut out));
+            }
+            return;
+        }
+        for _ in 0..K {
+            self.count(Counter::matmul(OpKind::Ternary, n));
+        }
+        let (ms, outs) = (&ms, &outs);
+        self.pool.run(&|i| {
+            for (m, out) in ms.iter().zip(outs) {
+                let rows = out.stride();
+                let threads = threads.min(rows.max(1));
+                if i < threads {
+                    // SAFETY: `chunk` gives each thread a disjoint row range of each output,
+                    // and the outputs are only reached through these views until `run`
+                    // returns.
+                    let mut part = unsafe { out.sub(chunk(rows, threads, i)) };
+                    self.witness(OpKind::Ternary, b.ternary_rows(m, &mut part));
+                }
+            }
+        });
+    }
+
     /// Ternary matmul without activation quantisation (cross-checking):
     /// `y[t][r] = (sum_c values[r][c] * x[t][c]) * w.scale()` in f32.
     ///

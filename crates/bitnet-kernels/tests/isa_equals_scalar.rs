@@ -156,6 +156,44 @@ fn run_ternary(rows: usize, cols: usize, n: usize, seed: u64) {
     }
 }
 
+/// `ternary_matmuls` (several matrices on one input, one pool run) equals separate
+/// `ternary_matmul` calls bit for bit, on every ISA and thread count; the third matrix has
+/// fewer rows than some thread counts.
+fn run_ternary_group(rows: [usize; 3], cols: usize, n: usize, seed: u64) {
+    let mut rng = Rng(seed);
+    let ws = rows.map(|r| weights(&mut rng, r, cols));
+    let q: Vec<i8> = (0..n * cols).map(|_| rng.next() as i8).collect();
+    let scales: Vec<f32> = (0..n).map(|_| 1.0 + rng.f32().abs() * 100.0).collect();
+    for ops in available() {
+        for threads in [1, 2, 3] {
+            let k = Kernels::with_backend(ops, threads);
+            let ps = ws.each_ref().map(|w| k.pack(w));
+            let separate = ps.each_ref().map(|p| {
+                let mut y = vec![f32::NAN; n * p.rows()];
+                k.ternary_matmul(p, &q, &scales, n, &mut y);
+                y
+            });
+            let [mut a, mut b, mut c] = rows.map(|r| vec![f32::NAN; n * r]);
+            k.ternary_matmuls(
+                [&ps[0], &ps[1], &ps[2]],
+                &q,
+                &scales,
+                n,
+                [&mut a, &mut b, &mut c],
+            );
+            for (got, want) in [a, b, c].iter().zip(&separate) {
+                assert!(
+                    got.iter()
+                        .zip(want)
+                        .all(|(x, y)| x.to_bits() == y.to_bits()),
+                    "{} threads={threads} rows {rows:?} cols {cols} n={n}: differs",
+                    ops.id()
+                );
+            }
+        }
+    }
+}
+
 fn run_quantize_and_float(rows: usize, cols: usize, n: usize, seed: u64) {
     let mut rng = Rng(seed ^ 0xABCD);
     let w = weights(&mut rng, rows, cols);
@@ -243,6 +281,11 @@ proptest! {
     #[test]
     fn ternary_batches_equal_scalar(rows in 16usize..80, cols in 1usize..700, n in 16usize..70, seed: u64) {
         run_ternary(rows, cols, n, seed);
+    }
+
+    #[test]
+    fn ternary_groups_equal_separate_calls(ra in 1usize..300, rb in 1usize..300, rc in 1usize..4, cols in 1usize..1100, n in 1usize..6, seed: u64) {
+        run_ternary_group([ra, rb, rc], cols, n, seed);
     }
 
     #[test]

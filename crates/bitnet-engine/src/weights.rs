@@ -653,8 +653,8 @@ fn vector_from_gguf(file: &GgufFile, name: &str, len: usize) -> Result<Vec<f32>>
 }
 
 /// The embedding or head `name` (`[rows][cols]`): F16 and BF16 copied into 2 MiB pages
-/// (`bitnet_kernels::pages::filled_in_huge_pages`), ggml's dense block types as they are (Q8_0 blocks re-laid out for
-/// the Q8_0 kernels, [`q8_from_gguf`]), F32 as f32.
+/// ([`filled_in_huge_pages`]), ggml's dense block types as they are (Q8_0 blocks re-laid out
+/// for the Q8_0 kernels, [`q8_from_gguf`]), F32 as f32.
 fn dense_from_gguf(
     file: &Arc<GgufFile>,
     name: &str,

@@ -226,21 +226,41 @@ impl Kernels {
         work: usize,
         f: &(dyn Fn(&mut OutRows<'_>) -> KernelId + Sync),
     ) {
-        let rows = out.stride();
-        let threads = self.pool.threads().min(rows.max(1));
-        if threads <= 1 || work < MIN_PARALLEL_WORK {
-            self.witness(op, f(out));
+        self.split_rows_of(op, [out], work, &|_, part| f(part));
+    }
+
+    /// Runs `f(k, part)` on one contiguous chunk of each of the `K` outputs' rows per
+    /// thread, all in one pool run (each thread does its chunk of output 0, then of output 1,
+    /// ...), or on the calling thread when `work` (weight elements times tokens, all outputs
+    /// together) is too small to share.
+    fn split_rows_of<const K: usize>(
+        &self,
+        op: OpKind,
+        mut outs: [&mut OutRows<'_>; K],
+        work: usize,
+        f: &(dyn Fn(usize, &mut OutRows<'_>) -> KernelId + Sync),
+    ) {
+        let most_rows = outs.iter().map(|out| out.stride()).max().unwrap_or(0);
+        let threads = self.pool.threads();
+        if threads.min(most_rows) <= 1 || work < MIN_PARALLEL_WORK {
+            for (k, out) in outs.iter_mut().enumerate() {
+                self.witness(op, f(k, out));
+            }
             return;
         }
-        let shared: &OutRows<'_> = out;
+        let outs = outs.each_ref().map(|out| &**out);
         self.pool.run(&|i| {
-            if i >= threads {
-                return;
+            for (k, out) in outs.iter().enumerate() {
+                let rows = out.stride();
+                let threads = threads.min(rows.max(1));
+                if i < threads {
+                    // SAFETY: `chunk` gives each thread a disjoint row range of each output,
+                    // and the outputs are only reached through these views until `run`
+                    // returns.
+                    let mut part = unsafe { out.sub(chunk(rows, threads, i)) };
+                    self.witness(op, f(k, &mut part));
+                }
             }
-            // SAFETY: `chunk` gives each thread a disjoint row range, and `out` is only
-            // reached through these views until `run` returns.
-            let mut part = unsafe { shared.sub(chunk(rows, threads, i)) };
-            self.witness(op, f(&mut part));
         });
     }
 
@@ -336,16 +356,7 @@ impl Kernels {
         n: usize,
         y: &mut [f32],
     ) {
-        let m = checked(TernaryMatmul::new(w, q, scales, n));
-        let mut out = self.output("ternary_matmul", w, n, y);
-        self.count(Counter::matmul(OpKind::Ternary, n));
-        let b = self.backend;
-        self.split_rows(
-            OpKind::Ternary,
-            &mut out,
-            w.rows() * w.cols() * n.max(1),
-            &|part| b.ternary_rows(&m, part),
-        );
+        self.ternary_matmuls([w], q, scales, n, [y]);
     }
 
     /// [`Kernels::ternary_matmul`] of `K` matrices taking the same activations (a layer's
@@ -366,37 +377,18 @@ impl Kernels {
     ) {
         let ms = ws.map(|w| checked(TernaryMatmul::new(w, q, scales, n)));
         let mut i = 0;
-        let outs: [OutRows<'_>; K] = ys.map(|y| {
-            let out = self.output("ternary_matmuls", ws[i], n, y);
+        let mut outs: [OutRows<'_>; K] = ys.map(|y| {
+            let out = self.output("ternary_matmul", ws[i], n, y);
             i += 1;
             out
         });
-        let work: usize = ws.iter().map(|w| w.rows() * w.cols() * n.max(1)).sum();
-        let threads = self.pool.threads();
-        let b = self.backend;
-        if threads <= 1 || work < MIN_PARALLEL_WORK {
-            for (m, mut out) in ms.iter().zip(outs) {
-                self.count(Counter::matmul(OpKind::Ternary, n));
-                self.witness(OpKind::Ternary, b.ternary_rows(m, &mut out));
-            }
-            return;
-        }
         for _ in 0..K {
             self.count(Counter::matmul(OpKind::Ternary, n));
         }
-        let (ms, outs) = (&ms, &outs);
-        self.pool.run(&|i| {
-            for (m, out) in ms.iter().zip(outs) {
-                let rows = out.stride();
-                let threads = threads.min(rows.max(1));
-                if i < threads {
-                    // SAFETY: `chunk` gives each thread a disjoint row range of each output,
-                    // and the outputs are only reached through these views until `run`
-                    // returns.
-                    let mut part = unsafe { out.sub(chunk(rows, threads, i)) };
-                    self.witness(OpKind::Ternary, b.ternary_rows(m, &mut part));
-                }
-            }
+        let work = ws.iter().map(|w| w.rows() * w.cols() * n.max(1)).sum();
+        let b = self.backend;
+        self.split_rows_of(OpKind::Ternary, outs.each_mut(), work, &|k, part| {
+            b.ternary_rows(&ms[k], part)
         });
     }
 
